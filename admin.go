@@ -1,0 +1,514 @@
+package pgqrs
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// Admin installs and checks the schema and manages queues, archives and
+// workers. Get one from [Store.Admin]; it is safe for concurrent use and
+// registers no worker.
+type Admin struct {
+	s *Store
+}
+
+// Install creates or upgrades pgqrs's tables. It is idempotent and safe to
+// run from several processes at once: all of it runs in one transaction that
+// holds an advisory lock (Postgres) or the write lock (SQLite, Turso), so
+// later installers wait and then find nothing to do.
+func (a *Admin) Install(ctx context.Context) error {
+	if err := a.s.check(); err != nil {
+		return err
+	}
+	return a.s.migrate(ctx)
+}
+
+// Verify checks that every pgqrs table and index exists, that every migration
+// is applied and that no message references a missing queue. It returns a
+// [*SchemaError] listing every problem it found.
+func (a *Admin) Verify(ctx context.Context) error {
+	s := a.s
+	if err := s.check(); err != nil {
+		return err
+	}
+	var problems []string
+	exists := func(stmt, name string) (bool, error) {
+		var ok bool
+		err := s.read(ctx, func(ctx context.Context, q querier) error {
+			return q.QueryRowContext(ctx, stmt, s.d.relation(name)).Scan(&ok)
+		})
+		return ok, err
+	}
+	allTables := true
+	for _, t := range []string{"pgqrs_schema_version", "pgqrs_queues", "pgqrs_workers", "pgqrs_messages", "pgqrs_archive"} {
+		ok, err := exists(s.d.admin.tableExists, t)
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		if !ok {
+			allTables = false
+			problems = append(problems, "missing table "+t)
+		}
+	}
+	for _, ix := range s.d.indexes {
+		ok, err := exists(s.d.admin.indexExists, ix)
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		if !ok {
+			problems = append(problems, "missing index or trigger "+ix)
+		}
+	}
+	if allTables {
+		ms, err := s.d.loadMigrations()
+		if err != nil {
+			return err
+		}
+		var applied []int64
+		err = s.read(ctx, func(ctx context.Context, q querier) error {
+			rows, err := q.QueryContext(ctx, s.d.version.applied)
+			if err != nil {
+				return err
+			}
+			applied, err = scanIDs(rows)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		have := map[int64]bool{}
+		for _, v := range applied {
+			have[v] = true
+		}
+		for _, m := range ms {
+			if !have[int64(m.version)] {
+				problems = append(problems, "migration "+m.name+" not applied")
+			}
+		}
+		var orphans int64
+		err = s.read(ctx, func(ctx context.Context, q querier) error {
+			return q.QueryRowContext(ctx, s.d.admin.orphans).Scan(&orphans)
+		})
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		if orphans > 0 {
+			problems = append(problems, fmt.Sprintf("%d messages reference a missing queue", orphans))
+		}
+	}
+	if len(problems) > 0 {
+		return &SchemaError{Problems: problems}
+	}
+	return nil
+}
+
+func scanQueue(sc interface{ Scan(...any) error }) (*Queue, error) {
+	var q Queue
+	var created dbTime
+	if err := sc.Scan(&q.ID, &q.Name, &created); err != nil {
+		return nil, err
+	}
+	q.CreatedAt = created.t
+	return &q, nil
+}
+
+// CreateQueue creates a queue. Names are 1 to 128 characters of letters,
+// digits and "_-.:@/". It returns [ErrQueueExists] if the name is taken and
+// [ErrInvalidName] for a bad name.
+func (a *Admin) CreateQueue(ctx context.Context, name string) (*Queue, error) {
+	if err := validateName("queue", name); err != nil {
+		return nil, err
+	}
+	var q *Queue
+	err := a.s.write(ctx, nil, func(ctx context.Context, db querier) (err error) {
+		q, err = scanQueue(db.QueryRowContext(ctx, a.s.d.queue.insert, name))
+		return err
+	})
+	if errors.Is(err, errUnique) {
+		return nil, fmt.Errorf("create queue %q: %w", name, ErrQueueExists)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create queue %q: %w", name, err)
+	}
+	return q, nil
+}
+
+// GetQueue returns the queue called name, or [ErrQueueNotFound].
+func (a *Admin) GetQueue(ctx context.Context, name string) (*Queue, error) {
+	if err := validateName("queue", name); err != nil {
+		return nil, err
+	}
+	var q *Queue
+	err := a.s.read(ctx, func(ctx context.Context, db querier) (err error) {
+		q, err = scanQueue(db.QueryRowContext(ctx, a.s.d.queue.byName, name))
+		return err
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("queue %q: %w", name, ErrQueueNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get queue %q: %w", name, err)
+	}
+	return q, nil
+}
+
+// ListQueues returns every queue, ordered by name.
+func (a *Admin) ListQueues(ctx context.Context) ([]*Queue, error) {
+	var qs []*Queue
+	err := a.s.read(ctx, func(ctx context.Context, db querier) error {
+		rows, err := db.QueryContext(ctx, a.s.d.queue.list)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		qs = qs[:0]
+		for rows.Next() {
+			q, err := scanQueue(rows)
+			if err != nil {
+				return err
+			}
+			qs = append(qs, q)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list queues: %w", err)
+	}
+	return qs, nil
+}
+
+// DeleteQueue deletes the queue called name together with its archive of
+// processed messages and its stopped workers. It refuses with
+// [ErrQueueInUse], changing nothing, while the queue has live messages, dead
+// letters or live workers; purge or replay them and shut the workers down
+// first. It returns [ErrQueueNotFound] for an unknown name.
+func (a *Admin) DeleteQueue(ctx context.Context, name string) error {
+	q, err := a.GetQueue(ctx, name)
+	if err != nil {
+		return err
+	}
+	s := a.s
+	err = s.inTx(ctx, func(ctx context.Context, db querier) error {
+		var live, dead, workers int64
+		if err := db.QueryRowContext(ctx, s.d.queue.usage, q.ID).Scan(&live, &dead, &workers); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return ErrQueueNotFound
+			}
+			return err
+		}
+		if live+dead+workers > 0 {
+			return fmt.Errorf("%w: %d live messages, %d dead letters, %d live workers", ErrQueueInUse, live, dead, workers)
+		}
+		for _, stmt := range []string{s.d.queue.purgeArchive, s.d.queue.deleteStoppedWorkers, s.d.queue.deleteByID} {
+			if _, err := db.ExecContext(ctx, stmt, q.ID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, errForeignKey) {
+		err = fmt.Errorf("%w: new messages or workers arrived", ErrQueueInUse)
+	}
+	if err != nil {
+		return fmt.Errorf("delete queue %q: %w", name, err)
+	}
+	return nil
+}
+
+// PurgeQueue deletes every message of the queue: live, archived and dead
+// letters, in one transaction, and returns how many it deleted. Consumers
+// holding leases on purged messages get [ErrMessageNotFound] when they settle.
+func (a *Admin) PurgeQueue(ctx context.Context, name string) (int64, error) {
+	q, err := a.GetQueue(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	err = a.s.inTx(ctx, func(ctx context.Context, db querier) error {
+		total = 0
+		for _, stmt := range []string{a.s.d.queue.purgeMessages, a.s.d.queue.purgeArchive} {
+			res, err := db.ExecContext(ctx, stmt, q.ID)
+			if err != nil {
+				return err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			total += n
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("purge queue %q: %w", name, err)
+	}
+	return total, nil
+}
+
+// QueueMetrics counts a queue's messages by state. The live states partition
+// the queue: Visible + Leased + Delayed messages are live; Pending is Visible
+// + Delayed (live and not leased).
+type QueueMetrics struct {
+	Queue    string
+	Visible  int64 // claimable now (including messages whose lease expired)
+	Leased   int64 // held by a consumer whose lease has not expired
+	Delayed  int64 // not yet visible: enqueued with a delay, or released with one
+	Pending  int64 // Visible + Delayed
+	Archived int64 // processed and archived
+	Dead     int64 // dead-lettered
+	// OldestPending is the enqueue time of the oldest message not leased;
+	// OldestPendingAge is its age by the database clock. Both zero when none.
+	OldestPending    time.Time
+	OldestPendingAge time.Duration
+	NewestEnqueued   time.Time // zero when the queue has no live messages
+}
+
+func scanMetrics(sc interface{ Scan(...any) error }) (QueueMetrics, error) {
+	var m QueueMetrics
+	var total int64
+	var oldest, newest, now dbTime
+	if err := sc.Scan(&m.Queue, &total, &m.Visible, &m.Leased, &m.Archived, &m.Dead, &oldest, &newest, &now); err != nil {
+		return m, err
+	}
+	m.Delayed = total - m.Visible - m.Leased
+	m.Pending = m.Visible + m.Delayed
+	m.OldestPending, m.NewestEnqueued = oldest.t, newest.t
+	if !oldest.t.IsZero() {
+		m.OldestPendingAge = max(0, now.t.Sub(oldest.t))
+	}
+	return m, nil
+}
+
+// QueueMetrics returns the counts of one queue, or [ErrQueueNotFound]. It
+// counts rows: meant for dashboards and admins, not for hot paths.
+func (a *Admin) QueueMetrics(ctx context.Context, name string) (QueueMetrics, error) {
+	if err := validateName("queue", name); err != nil {
+		return QueueMetrics{}, err
+	}
+	var m QueueMetrics
+	err := a.s.read(ctx, func(ctx context.Context, q querier) (err error) {
+		m, err = scanMetrics(q.QueryRowContext(ctx, a.s.d.admin.queueMetrics, name))
+		return err
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return m, fmt.Errorf("metrics of queue %q: %w", name, ErrQueueNotFound)
+	}
+	if err != nil {
+		return m, fmt.Errorf("metrics of queue %q: %w", name, err)
+	}
+	return m, nil
+}
+
+// AllQueueMetrics returns [Admin.QueueMetrics] for every queue, by name.
+func (a *Admin) AllQueueMetrics(ctx context.Context) ([]QueueMetrics, error) {
+	var out []QueueMetrics
+	err := a.s.read(ctx, func(ctx context.Context, q querier) error {
+		rows, err := q.QueryContext(ctx, a.s.d.admin.allQueueMetrics)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		out = out[:0]
+		for rows.Next() {
+			m, err := scanMetrics(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, m)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue metrics: %w", err)
+	}
+	return out, nil
+}
+
+// SystemStats summarises the whole store.
+type SystemStats struct {
+	Queues        int64
+	LiveMessages  int64
+	Archived      int64
+	Dead          int64
+	LiveWorkers   int64 // workers not stopped
+	Workers       int64 // all registered workers, stopped ones included
+	SchemaVersion int64 // highest applied migration
+}
+
+// SystemStats returns counts across all queues.
+func (a *Admin) SystemStats(ctx context.Context) (SystemStats, error) {
+	var st SystemStats
+	err := a.s.read(ctx, func(ctx context.Context, q querier) error {
+		return q.QueryRowContext(ctx, a.s.d.admin.systemStats).Scan(
+			&st.Queues, &st.LiveMessages, &st.Archived, &st.Dead, &st.LiveWorkers, &st.Workers, &st.SchemaVersion)
+	})
+	if err != nil {
+		return st, fmt.Errorf("system stats: %w", err)
+	}
+	return st, nil
+}
+
+func scanArchived(sc interface{ Scan(...any) error }, queue string) (*ArchivedMessage, error) {
+	m := &ArchivedMessage{Queue: queue}
+	var payload []byte
+	var enq, arch dbTime
+	if err := sc.Scan(&m.ID, &payload, &m.ReadCount, &enq, &arch, &m.Dead, &m.LastError); err != nil {
+		return nil, err
+	}
+	m.Payload, m.EnqueuedAt, m.ArchivedAt = payload, enq.t, arch.t
+	return m, nil
+}
+
+// GetArchived returns archived (or dead-lettered) message id of queue. It
+// returns [ErrMessageNotFound] if the queue's archive has no such message.
+func (a *Admin) GetArchived(ctx context.Context, queue string, id int64) (*ArchivedMessage, error) {
+	q, err := a.GetQueue(ctx, queue)
+	if err != nil {
+		return nil, err
+	}
+	var m *ArchivedMessage
+	err = a.s.read(ctx, func(ctx context.Context, db querier) (err error) {
+		m, err = scanArchived(db.QueryRowContext(ctx, a.s.d.archive.get, q.ID, id), q.Name)
+		return err
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("archived message %d in %q: %w", id, queue, ErrMessageNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("archived message %d in %q: %w", id, queue, err)
+	}
+	return m, nil
+}
+
+// ArchivePage selects one page of [Admin.ListArchived]: at most Limit
+// messages (default 100, at most the store's batch limit) with IDs below
+// BeforeID (0: from the newest). Pass the last ID of a page as the next
+// page's BeforeID.
+type ArchivePage struct {
+	Limit    int
+	BeforeID int64
+}
+
+// ListArchived returns a page of the queue's archived messages, newest
+// first. Dead letters are not included.
+func (a *Admin) ListArchived(ctx context.Context, queue string, page ArchivePage) ([]*ArchivedMessage, error) {
+	return a.listArchive(ctx, queue, false, page)
+}
+
+func (a *Admin) listArchive(ctx context.Context, queue string, dead bool, page ArchivePage) ([]*ArchivedMessage, error) {
+	if page.Limit < 0 || page.BeforeID < 0 {
+		return nil, fmt.Errorf("%w: page limit and before-ID must not be negative", ErrInvalidArgument)
+	}
+	if page.Limit > a.s.cfg.maxBatch {
+		return nil, fmt.Errorf("%w: page of %d, limit %d", ErrBatchTooLarge, page.Limit, a.s.cfg.maxBatch)
+	}
+	if page.Limit == 0 {
+		page.Limit = 100
+	}
+	if page.BeforeID == 0 {
+		page.BeforeID = math.MaxInt64
+	}
+	q, err := a.GetQueue(ctx, queue)
+	if err != nil {
+		return nil, err
+	}
+	out := []*ArchivedMessage{}
+	err = a.s.read(ctx, func(ctx context.Context, db querier) error {
+		rows, err := db.QueryContext(ctx, a.s.d.archive.list, q.ID, dead, page.BeforeID, page.Limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		out = out[:0]
+		for rows.Next() {
+			m, err := scanArchived(rows, q.Name)
+			if err != nil {
+				return err
+			}
+			out = append(out, m)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list archive of %q: %w", queue, err)
+	}
+	return out, nil
+}
+
+// CountArchived returns how many archived messages (dead letters excluded)
+// the queue has.
+func (a *Admin) CountArchived(ctx context.Context, queue string) (int64, error) {
+	q, err := a.GetQueue(ctx, queue)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	err = a.s.read(ctx, func(ctx context.Context, db querier) error {
+		return db.QueryRowContext(ctx, a.s.d.archive.count, q.ID, false).Scan(&n)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count archive of %q: %w", queue, err)
+	}
+	return n, nil
+}
+
+// ListWorkers returns the workers registered on queue ("" for all queues),
+// stopped ones included, oldest first.
+func (a *Admin) ListWorkers(ctx context.Context, queue string) ([]WorkerInfo, error) {
+	var queueID int64
+	if queue != "" {
+		q, err := a.GetQueue(ctx, queue)
+		if err != nil {
+			return nil, err
+		}
+		queueID = q.ID
+	}
+	out := []WorkerInfo{}
+	err := a.s.read(ctx, func(ctx context.Context, db querier) error {
+		rows, err := db.QueryContext(ctx, a.s.d.worker.list, queueID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		out = out[:0]
+		for rows.Next() {
+			w, err := scanWorker(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, w)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list workers: %w", err)
+	}
+	return out, nil
+}
+
+// GetWorker returns worker id, or [ErrWorkerNotFound].
+func (a *Admin) GetWorker(ctx context.Context, id int64) (WorkerInfo, error) {
+	var w WorkerInfo
+	err := a.s.read(ctx, func(ctx context.Context, db querier) (err error) {
+		w, err = scanWorker(db.QueryRowContext(ctx, a.s.d.worker.get, id))
+		return err
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return w, fmt.Errorf("worker %d: %w", id, ErrWorkerNotFound)
+	}
+	return w, err
+}
+
+// relation names a table or index for the existence checks: qualified with
+// the schema when there is one.
+func (d *dialect) relation(name string) string {
+	if d.schema == "" {
+		return name
+	}
+	return `"` + d.schema + `".` + strings.TrimSpace(name)
+}

@@ -1,0 +1,303 @@
+package pgqrs
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Consumer claims and settles the messages of one queue. It is a registered
+// worker (see [Store.Consumer]); it is safe for concurrent use.
+//
+// A claimed message is leased to the consumer until its visibility timeout
+// passes. The settle methods (Archive, Delete, Release, ExtendVisibility)
+// act only on messages this consumer holds: a message whose lease expired and
+// was claimed by another consumer, or that was released, is not touched and
+// the single-message forms return [ErrLeaseLost].
+type Consumer struct {
+	*worker
+}
+
+// Consumer registers a consumer worker for queue and returns it. It returns
+// [ErrQueueNotFound] if the queue does not exist and [ErrWorkerNameTaken] if
+// [WithWorkerName] names a live worker. Call [Consumer.Shutdown] when done.
+func (s *Store) Consumer(ctx context.Context, queue string, opts ...WorkerOption) (*Consumer, error) {
+	w, err := s.register(ctx, queue, "consumer", opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Consumer{worker: w}, nil
+}
+
+// DefaultVisibilityTimeout is how long a dequeued message stays leased when
+// no [VisibilityTimeout] is given.
+const DefaultVisibilityTimeout = 30 * time.Second
+
+// DequeueOption adjusts one Dequeue call.
+type DequeueOption interface {
+	applyDequeue(*dequeueConfig) error
+}
+
+type dequeueOptionFunc func(*dequeueConfig) error
+
+func (f dequeueOptionFunc) applyDequeue(c *dequeueConfig) error { return f(c) }
+
+type dequeueConfig struct {
+	vt time.Duration
+}
+
+// VisibilityTimeout sets how long the claimed messages stay leased to the
+// consumer before other consumers may claim them again. It must be positive.
+// Default [DefaultVisibilityTimeout].
+func VisibilityTimeout(d time.Duration) DequeueOption {
+	return dequeueOptionFunc(func(c *dequeueConfig) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: visibility timeout must be positive, got %v", ErrInvalidArgument, d)
+		}
+		c.vt = d
+		return nil
+	})
+}
+
+// Dequeue claims up to n visible messages of the queue in one statement, in
+// the order they became visible (then by ID), and leases them to the consumer
+// for the visibility timeout. Each claim increments the message's read
+// count. It returns an empty slice, not an error, when nothing is visible.
+// n must be between 1 and the store's batch limit.
+func (c *Consumer) Dequeue(ctx context.Context, n int, opts ...DequeueOption) ([]*Message, error) {
+	if err := c.usable(); err != nil {
+		return nil, err
+	}
+	if n < 1 {
+		return nil, fmt.Errorf("dequeue from %q: %w: batch size must be at least 1, got %d", c.queue, ErrInvalidArgument, n)
+	}
+	if n > c.s.cfg.maxBatch {
+		return nil, fmt.Errorf("dequeue from %q: %w: %d, limit %d", c.queue, ErrBatchTooLarge, n, c.s.cfg.maxBatch)
+	}
+	cfg := dequeueConfig{vt: DefaultVisibilityTimeout}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o.applyDequeue(&cfg); err != nil {
+			return nil, fmt.Errorf("dequeue from %q: %w", c.queue, err)
+		}
+	}
+	msgs := make([]*Message, 0, n)
+	err := c.s.write(ctx, nil, func(ctx context.Context, q querier) error {
+		msgs = msgs[:0]
+		rows, err := q.QueryContext(ctx, c.s.d.message.dequeue, c.queueID, n, c.s.d.secondsArg(cfg.vt), c.id)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			m := &Message{Queue: c.queue}
+			var payload []byte
+			var enq, vt dbTime
+			var lastErr sql.NullString
+			if err := rows.Scan(&m.ID, &payload, &m.ReadCount, &enq, &vt, &lastErr); err != nil {
+				return err
+			}
+			m.Payload, m.EnqueuedAt, m.VisibleAt, m.LastError = payload, enq.t, vt.t, lastErr.String
+			msgs = append(msgs, m)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dequeue from %q: %w", c.queue, err)
+	}
+	slices.SortFunc(msgs, func(a, b *Message) int { return int(a.ID - b.ID) })
+	return msgs, nil
+}
+
+// settle runs one of the fenced message statements (arguments: ID list,
+// consumer, queue, extra...) for ids and reports per ID whether it applied.
+func (c *Consumer) settle(ctx context.Context, tx *sql.Tx, op, stmt string, ids []int64, extra ...any) ([]bool, error) {
+	if err := c.s.check(); err != nil {
+		return nil, err
+	}
+	if len(ids) > c.s.cfg.maxBatch {
+		return nil, fmt.Errorf("%s in %q: %w: %d IDs, limit %d", op, c.queue, ErrBatchTooLarge, len(ids), c.s.cfg.maxBatch)
+	}
+	if len(ids) == 0 {
+		return []bool{}, nil
+	}
+	args := append([]any{c.s.d.idsArg(ids), c.id, c.queueID}, extra...)
+	var done []int64
+	err := c.s.write(ctx, tx, func(ctx context.Context, q querier) error {
+		rows, err := q.QueryContext(ctx, stmt, args...)
+		if err != nil {
+			return err
+		}
+		done, err = scanIDs(rows)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s in %q: %w", op, c.queue, err)
+	}
+	return hits(ids, done), nil
+}
+
+// settleOne is settle for one ID; when nothing applied it says why:
+// [ErrMessageNotFound] or [ErrLeaseLost].
+func (c *Consumer) settleOne(ctx context.Context, tx *sql.Tx, op, stmt string, id int64, extra ...any) error {
+	ok, err := c.settle(ctx, tx, op, stmt, []int64{id}, extra...)
+	if err != nil || ok[0] {
+		return err
+	}
+	var q querier = c.s.db
+	if tx != nil {
+		q = tx
+	}
+	var holder sql.NullInt64
+	err = c.s.read(ctx, func(ctx context.Context, _ querier) error {
+		return q.QueryRowContext(ctx, c.s.d.message.holder, id, c.queueID).Scan(&holder)
+	})
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("%s message %d in %q: %w", op, id, c.queue, ErrMessageNotFound)
+	case err != nil:
+		return fmt.Errorf("%s message %d in %q: %w", op, id, c.queue, err)
+	}
+	return fmt.Errorf("%s message %d in %q: %w", op, id, c.queue, ErrLeaseLost)
+}
+
+func needTx(tx *sql.Tx) error {
+	if tx == nil {
+		return fmt.Errorf("%w: nil *sql.Tx", ErrInvalidArgument)
+	}
+	return nil
+}
+
+func nonNegative(what string, d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("%w: %s must not be negative, got %v", ErrInvalidArgument, what, d)
+	}
+	return nil
+}
+
+// Archive marks message id processed: it moves to the queue's archive, where
+// [Admin.GetArchived] and [Admin.ListArchived] find it. It returns
+// [ErrLeaseLost] if the consumer does not hold the message and
+// [ErrMessageNotFound] if no live message has that ID.
+func (c *Consumer) Archive(ctx context.Context, id int64) error {
+	return c.settleOne(ctx, nil, "archive", c.s.d.message.archive, id)
+}
+
+// ArchiveTx is like [Consumer.Archive] but runs inside tx, so the message is
+// archived if and only if the caller's other writes commit.
+func (c *Consumer) ArchiveTx(ctx context.Context, tx *sql.Tx, id int64) error {
+	if err := needTx(tx); err != nil {
+		return err
+	}
+	return c.settleOne(ctx, tx, "archive", c.s.d.message.archive, id)
+}
+
+// ArchiveBatch archives every message of ids the consumer holds, in one
+// statement, and reports per ID (in the order of ids) whether it was archived.
+func (c *Consumer) ArchiveBatch(ctx context.Context, ids []int64) ([]bool, error) {
+	return c.settle(ctx, nil, "archive", c.s.d.message.archive, ids)
+}
+
+// ArchiveBatchTx is like [Consumer.ArchiveBatch] but runs inside tx.
+func (c *Consumer) ArchiveBatchTx(ctx context.Context, tx *sql.Tx, ids []int64) ([]bool, error) {
+	if err := needTx(tx); err != nil {
+		return nil, err
+	}
+	return c.settle(ctx, tx, "archive", c.s.d.message.archive, ids)
+}
+
+// Delete removes message id without archiving it. Errors are as for
+// [Consumer.Archive].
+func (c *Consumer) Delete(ctx context.Context, id int64) error {
+	return c.settleOne(ctx, nil, "delete", c.s.d.message.delete, id)
+}
+
+// DeleteTx is like [Consumer.Delete] but runs inside tx.
+func (c *Consumer) DeleteTx(ctx context.Context, tx *sql.Tx, id int64) error {
+	if err := needTx(tx); err != nil {
+		return err
+	}
+	return c.settleOne(ctx, tx, "delete", c.s.d.message.delete, id)
+}
+
+// DeleteBatch deletes every message of ids the consumer holds, in one
+// statement, and reports per ID whether it was deleted.
+func (c *Consumer) DeleteBatch(ctx context.Context, ids []int64) ([]bool, error) {
+	return c.settle(ctx, nil, "delete", c.s.d.message.delete, ids)
+}
+
+// DeleteBatchTx is like [Consumer.DeleteBatch] but runs inside tx.
+func (c *Consumer) DeleteBatchTx(ctx context.Context, tx *sql.Tx, ids []int64) ([]bool, error) {
+	if err := needTx(tx); err != nil {
+		return nil, err
+	}
+	return c.settle(ctx, tx, "delete", c.s.d.message.delete, ids)
+}
+
+// Release gives message id back to the queue, visible again after delay
+// (0: at once). Its read count is kept. Errors are as for [Consumer.Archive].
+func (c *Consumer) Release(ctx context.Context, id int64, delay time.Duration) error {
+	if err := nonNegative("release delay", delay); err != nil {
+		return err
+	}
+	return c.settleOne(ctx, nil, "release", c.s.d.message.release, id, c.s.d.secondsArg(delay))
+}
+
+// ReleaseBatch releases every message of ids the consumer holds, in one
+// statement, and reports per ID whether it was released.
+func (c *Consumer) ReleaseBatch(ctx context.Context, ids []int64, delay time.Duration) ([]bool, error) {
+	if err := nonNegative("release delay", delay); err != nil {
+		return nil, err
+	}
+	return c.settle(ctx, nil, "release", c.s.d.message.release, ids, c.s.d.secondsArg(delay))
+}
+
+// ExtendVisibility extends the consumer's lease on message id to d from now.
+// d must be positive. Errors are as for [Consumer.Archive].
+func (c *Consumer) ExtendVisibility(ctx context.Context, id int64, d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("%w: visibility extension must be positive, got %v", ErrInvalidArgument, d)
+	}
+	return c.settleOne(ctx, nil, "extend visibility of", c.s.d.message.extend, id, c.s.d.secondsArg(d))
+}
+
+// ExtendVisibilityBatch extends the lease on every message of ids the
+// consumer holds to d from now, in one statement, and reports per ID whether
+// it was extended.
+func (c *Consumer) ExtendVisibilityBatch(ctx context.Context, ids []int64, d time.Duration) ([]bool, error) {
+	if d <= 0 {
+		return nil, fmt.Errorf("%w: visibility extension must be positive, got %v", ErrInvalidArgument, d)
+	}
+	return c.settle(ctx, nil, "extend visibility of", c.s.d.message.extend, ids, c.s.d.secondsArg(d))
+}
+
+// Shutdown releases every message the consumer still holds (visible again at
+// once, read counts kept) and marks its worker stopped, in one transaction.
+// Later calls on the consumer return [ErrWorkerStopped].
+func (c *Consumer) Shutdown(ctx context.Context) error {
+	err := c.s.inTx(ctx, func(ctx context.Context, q querier) error {
+		if _, err := q.ExecContext(ctx, c.s.d.message.releaseHeld, c.id); err != nil {
+			return fmt.Errorf("release held messages: %w", err)
+		}
+		return c.transition(ctx, q, WorkerStopped, WorkerReady, WorkerPolling, WorkerSuspended, WorkerInterrupted)
+	})
+	if err != nil {
+		return fmt.Errorf("shut down consumer %q: %w", c.name, err)
+	}
+	c.status.Store(WorkerStopped)
+	return nil
+}
+
+// Held returns how many messages the consumer currently holds leases on.
+func (c *Consumer) Held(ctx context.Context) (int64, error) {
+	var n int64
+	err := c.s.read(ctx, func(ctx context.Context, q querier) error {
+		return q.QueryRowContext(ctx, c.s.d.message.countHeld, c.id).Scan(&n)
+	})
+	return n, err
+}

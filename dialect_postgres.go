@@ -1,0 +1,221 @@
+package pgqrs
+
+import (
+	"reflect"
+	"regexp"
+	"time"
+	"unsafe"
+)
+
+// newPostgresDialect returns the PostgreSQL dialect. Claims lock their rows
+// with FOR UPDATE SKIP LOCKED, so any number of consumers in any number of
+// processes claim disjoint messages.
+func newPostgresDialect() *dialect {
+	d := &dialect{
+		name:       Postgres,
+		migrations: "postgres",
+		queue: queueSQL{
+			insert:     `INSERT INTO pgqrs_queues (name) VALUES ($1) RETURNING id, name, created_at`,
+			byName:     `SELECT id, name, created_at FROM pgqrs_queues WHERE name = $1`,
+			list:       `SELECT id, name, created_at FROM pgqrs_queues ORDER BY name`,
+			deleteByID: `DELETE FROM pgqrs_queues WHERE id = $1`,
+			// FOR UPDATE on the queue row waits for enqueues in flight (their
+			// foreign-key check holds a KEY SHARE lock) and blocks new ones
+			// until the deleting transaction ends.
+			usage: `
+SELECT (SELECT count(*) FROM pgqrs_messages WHERE queue_id = q.id),
+       (SELECT count(*) FROM pgqrs_archive WHERE queue_id = q.id AND dead),
+       (SELECT count(*) FROM pgqrs_workers WHERE queue_id = q.id AND status <> 'stopped')
+FROM pgqrs_queues q WHERE q.id = $1 FOR UPDATE`,
+			purgeMessages:        `DELETE FROM pgqrs_messages WHERE queue_id = $1`,
+			purgeArchive:         `DELETE FROM pgqrs_archive WHERE queue_id = $1`,
+			deleteStoppedWorkers: `DELETE FROM pgqrs_workers WHERE queue_id = $1 AND status = 'stopped'`,
+		},
+		message: messageSQL{
+			enqueue: `
+INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id)
+VALUES ($1, $2, coalesce($5::timestamptz, now() + make_interval(secs => $3::float8)), $4)
+RETURNING id`,
+			// One statement for the whole batch: the payloads arrive as one
+			// JSON array and are inserted in array order.
+			enqueueBatch: `
+INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id)
+SELECT $1::bigint, p.value, coalesce($5::timestamptz, now() + make_interval(secs => $3::float8)), $4::bigint
+FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS p (value, ord)
+ORDER BY p.ord
+RETURNING id`,
+			dequeue: `
+WITH picked AS (
+    SELECT id FROM pgqrs_messages
+    WHERE queue_id = $1 AND vt <= now()
+    ORDER BY vt, id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE pgqrs_messages m
+SET vt = now() + make_interval(secs => $3::float8),
+    read_ct = m.read_ct + 1,
+    dequeued_at = coalesce(m.dequeued_at, now()),
+    consumer_worker_id = $4
+FROM picked
+WHERE m.id = picked.id
+RETURNING m.id, m.payload, m.read_ct, m.enqueued_at, m.vt, m.last_error`,
+			// Archive moves rows to pgqrs_archive in one statement; only rows
+			// this consumer holds move.
+			archive: `
+WITH gone AS (
+    DELETE FROM pgqrs_messages
+    WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id = $3
+    RETURNING id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
+              producer_worker_id, consumer_worker_id, last_error
+)
+INSERT INTO pgqrs_archive (id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
+                           producer_worker_id, consumer_worker_id, last_error)
+SELECT id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
+       producer_worker_id, consumer_worker_id, last_error
+FROM gone
+RETURNING id`,
+			delete: `
+DELETE FROM pgqrs_messages
+WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id = $3
+RETURNING id`,
+			release: `
+UPDATE pgqrs_messages
+SET vt = now() + make_interval(secs => $4::float8), consumer_worker_id = NULL
+WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id = $3
+RETURNING id`,
+			extend: `
+UPDATE pgqrs_messages
+SET vt = now() + make_interval(secs => $4::float8)
+WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id = $3
+RETURNING id`,
+			holder:      `SELECT consumer_worker_id FROM pgqrs_messages WHERE id = $1 AND queue_id = $2`,
+			countHeld:   `SELECT count(*) FROM pgqrs_messages WHERE consumer_worker_id = $1 AND vt > now()`,
+			releaseHeld: `UPDATE pgqrs_messages SET vt = now(), consumer_worker_id = NULL WHERE consumer_worker_id = $1`,
+		},
+		archive: archiveSQL{
+			get: `
+SELECT id, payload, read_ct, enqueued_at, archived_at, dead, coalesce(last_error, '')
+FROM pgqrs_archive WHERE queue_id = $1 AND id = $2`,
+			list: `
+SELECT id, payload, read_ct, enqueued_at, archived_at, dead, coalesce(last_error, '')
+FROM pgqrs_archive WHERE queue_id = $1 AND dead = $2 AND id < $3
+ORDER BY id DESC LIMIT $4`,
+			count: `SELECT count(*) FROM pgqrs_archive WHERE queue_id = $1 AND dead = $2`,
+		},
+		worker: workerSQL{
+			register: `
+INSERT INTO pgqrs_workers (name, queue_id, role) VALUES ($1, $2, $3)
+RETURNING id, started_at`,
+			heartbeat: `UPDATE pgqrs_workers SET heartbeat_at = now() WHERE id = $1 AND status <> 'stopped'`,
+			transition: `
+UPDATE pgqrs_workers
+SET status = $2::text, heartbeat_at = now(),
+    stopped_at = CASE WHEN $2::text = 'stopped' THEN now() ELSE stopped_at END
+WHERE id = $1 AND status = ANY (string_to_array($3, ','))`,
+			status: `SELECT status FROM pgqrs_workers WHERE id = $1`,
+			get:    pgWorkerSelect + ` WHERE w.id = $1`,
+			list:   pgWorkerSelect + ` WHERE $1::bigint = 0 OR w.queue_id = $1 ORDER BY w.id`,
+		},
+		admin: adminSQL{
+			queueMetrics:    pgMetricsSelect + ` WHERE q.name = $1`,
+			allQueueMetrics: pgMetricsSelect + ` ORDER BY q.name`,
+			systemStats: `
+SELECT (SELECT count(*) FROM pgqrs_queues),
+       (SELECT count(*) FROM pgqrs_messages),
+       (SELECT count(*) FROM pgqrs_archive WHERE NOT dead),
+       (SELECT count(*) FROM pgqrs_archive WHERE dead),
+       (SELECT count(*) FROM pgqrs_workers WHERE status <> 'stopped'),
+       (SELECT count(*) FROM pgqrs_workers),
+       (SELECT coalesce(max(version), 0) FROM pgqrs_schema_version)`,
+			tableExists: `SELECT to_regclass($1) IS NOT NULL`,
+			indexExists: `SELECT to_regclass($1) IS NOT NULL`,
+			orphans: `
+SELECT (SELECT count(*) FROM pgqrs_messages m WHERE NOT EXISTS (SELECT 1 FROM pgqrs_queues q WHERE q.id = m.queue_id))
+     + (SELECT count(*) FROM pgqrs_archive a WHERE NOT EXISTS (SELECT 1 FROM pgqrs_queues q WHERE q.id = a.queue_id))`,
+		},
+		version: versionSQL{
+			createTable: `
+CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
+    version    BIGINT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)`,
+			applied: `SELECT version FROM pgqrs_schema_version ORDER BY version`,
+			record:  `INSERT INTO pgqrs_schema_version (version, name) VALUES ($1, $2)`,
+		},
+		indexes:        []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_archive_queue"},
+		installPrelude: []string{`SELECT pg_advisory_xact_lock(hashtext('pgqrs.install.' || current_schema()))`},
+		secondsArg:     func(d time.Duration) any { return d.Seconds() },
+		timeArg:        func(t time.Time) any { return t.UTC() },
+		idsArg:         func(ids []int64) any { return "{" + idList(ids) + "}" },
+		isUnique:       func(err error) bool { return sqlState(err) == "23505" },
+		isForeignKey:   func(err error) bool { return sqlState(err) == "23503" },
+		// Serialization failures and deadlocks roll the statement back.
+		isBusy:  func(err error) bool { s := sqlState(err); return s == "40001" || s == "40P01" },
+		qualify: func(s string) string { return s },
+	}
+	d.withSchema = func(schema string) *dialect { return pgInSchema(d, schema) }
+	return d
+}
+
+const pgWorkerSelect = `
+SELECT w.id, w.name, coalesce(q.name, ''), w.role, w.status, w.started_at, w.heartbeat_at, w.stopped_at
+FROM pgqrs_workers w LEFT JOIN pgqrs_queues q ON q.id = w.queue_id`
+
+const pgMetricsSelect = `
+SELECT q.name,
+       (SELECT count(*) FROM pgqrs_messages m WHERE m.queue_id = q.id),
+       (SELECT count(*) FROM pgqrs_messages m WHERE m.queue_id = q.id AND m.vt <= now()),
+       (SELECT count(*) FROM pgqrs_messages m WHERE m.queue_id = q.id AND m.vt > now() AND m.consumer_worker_id IS NOT NULL),
+       (SELECT count(*) FROM pgqrs_archive a WHERE a.queue_id = q.id AND NOT a.dead),
+       (SELECT count(*) FROM pgqrs_archive a WHERE a.queue_id = q.id AND a.dead),
+       (SELECT min(m.enqueued_at) FROM pgqrs_messages m
+        WHERE m.queue_id = q.id AND (m.consumer_worker_id IS NULL OR m.vt <= now())),
+       (SELECT max(m.enqueued_at) FROM pgqrs_messages m WHERE m.queue_id = q.id),
+       now()
+FROM pgqrs_queues q`
+
+// pgTables are the relations whose names get a schema prefix under
+// WithSchema. Index names are left alone: Postgres creates an index in its
+// table's schema.
+var pgTableName = regexp.MustCompile(`\bpgqrs_(queues|workers|messages|archive|schema_version)\b`)
+
+// pgInSchema returns a copy of base whose statements name every pgqrs table
+// as "schema".table. schema was validated as a plain identifier by WithSchema,
+// so quoting it cannot break out of the identifier.
+func pgInSchema(base *dialect, schema string) *dialect {
+	d := *base
+	prefix := `"` + schema + `".`
+	d.schema = schema
+	d.qualify = func(s string) string { return pgTableName.ReplaceAllString(s, prefix+"$0") }
+	forEachSQLField(reflect.ValueOf(&d).Elem(), "", func(_ string, v reflect.Value) {
+		v.SetString(d.qualify(v.String()))
+	})
+	d.installPrelude = []string{
+		`SELECT pg_advisory_xact_lock(hashtext('pgqrs.install.` + schema + `'))`,
+		`CREATE SCHEMA IF NOT EXISTS "` + schema + `"`,
+	}
+	return &d
+}
+
+// forEachSQLField calls f for every string field of the statement groups
+// (the struct-typed fields) of a dialect value.
+func forEachSQLField(v reflect.Value, path string, f func(path string, v reflect.Value)) {
+	for i := 0; i < v.NumField(); i++ {
+		field, ft := v.Field(i), v.Type().Field(i)
+		if ft.Type.Kind() != reflect.Struct {
+			continue
+		}
+		for j := 0; j < field.NumField(); j++ {
+			fj := field.Field(j)
+			if fj.Kind() != reflect.String {
+				continue
+			}
+			if fj.CanAddr() { // unexported fields: reach them through their address
+				fj = reflect.NewAt(fj.Type(), unsafe.Pointer(fj.UnsafeAddr())).Elem()
+			}
+			f(path+ft.Name+"."+field.Type().Field(j).Name, fj)
+		}
+	}
+}

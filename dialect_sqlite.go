@@ -1,0 +1,170 @@
+package pgqrs
+
+import (
+	"fmt"
+	"time"
+)
+
+// sqliteNow is the current time in the one text format SQLite and Turso
+// store ('YYYY-MM-DDTHH:MM:SS.sssZ', UTC), so text order is time order.
+const sqliteNow = `strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`
+
+// newSQLiteDialect returns the SQLite dialect. SQLite admits one writer at a
+// time, so a claim needs no row locks: one UPDATE ... WHERE id IN (SELECT ...
+// LIMIT n) RETURNING is atomic. ID lists and payload batches travel as one
+// JSON array argument read with json_each, so every statement has a fixed
+// text whatever the batch size.
+func newSQLiteDialect() *dialect {
+	return &dialect{
+		name:       SQLite,
+		migrations: "sqlite",
+		queue: queueSQL{
+			insert:     `INSERT INTO pgqrs_queues (name) VALUES (?1) RETURNING id, name, created_at`,
+			byName:     `SELECT id, name, created_at FROM pgqrs_queues WHERE name = ?1`,
+			list:       `SELECT id, name, created_at FROM pgqrs_queues ORDER BY name`,
+			deleteByID: `DELETE FROM pgqrs_queues WHERE id = ?1`,
+			usage: `
+SELECT (SELECT count(*) FROM pgqrs_messages WHERE queue_id = q.id),
+       (SELECT count(*) FROM pgqrs_archive WHERE queue_id = q.id AND dead),
+       (SELECT count(*) FROM pgqrs_workers WHERE queue_id = q.id AND status <> 'stopped')
+FROM pgqrs_queues q WHERE q.id = ?1`,
+			purgeMessages:        `DELETE FROM pgqrs_messages WHERE queue_id = ?1`,
+			purgeArchive:         `DELETE FROM pgqrs_archive WHERE queue_id = ?1`,
+			deleteStoppedWorkers: `DELETE FROM pgqrs_workers WHERE queue_id = ?1 AND status = 'stopped'`,
+		},
+		message: messageSQL{
+			enqueue: `
+INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id)
+VALUES (?1, ?2, coalesce(?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3)), ?4)
+RETURNING id`,
+			// "?2 -> p.key" is element p.key of the array as JSON text.
+			enqueueBatch: `
+INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id)
+SELECT ?1, ?2 -> p.key, coalesce(?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3)), ?4
+FROM json_each(?2) AS p
+ORDER BY p.key
+RETURNING id`,
+			dequeue: `
+UPDATE pgqrs_messages
+SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3),
+    read_ct = read_ct + 1,
+    dequeued_at = coalesce(dequeued_at, ` + sqliteNow + `),
+    consumer_worker_id = ?4
+WHERE id IN (
+    SELECT id FROM pgqrs_messages
+    WHERE queue_id = ?1 AND vt <= ` + sqliteNow + `
+    ORDER BY vt, id
+    LIMIT ?2
+)
+RETURNING id, payload, read_ct, enqueued_at, vt, last_error`,
+			// The pgqrs_messages_archive trigger moves each updated row to
+			// pgqrs_archive within this statement.
+			archive: `
+UPDATE pgqrs_messages SET archive_as = 'archived'
+WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND queue_id = ?3
+RETURNING id`,
+			delete: `
+DELETE FROM pgqrs_messages
+WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND queue_id = ?3
+RETURNING id`,
+			release: `
+UPDATE pgqrs_messages
+SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4), consumer_worker_id = NULL
+WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND queue_id = ?3
+RETURNING id`,
+			extend: `
+UPDATE pgqrs_messages
+SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4)
+WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND queue_id = ?3
+RETURNING id`,
+			holder:      `SELECT consumer_worker_id FROM pgqrs_messages WHERE id = ?1 AND queue_id = ?2`,
+			countHeld:   `SELECT count(*) FROM pgqrs_messages WHERE consumer_worker_id = ?1 AND vt > ` + sqliteNow,
+			releaseHeld: `UPDATE pgqrs_messages SET vt = ` + sqliteNow + `, consumer_worker_id = NULL WHERE consumer_worker_id = ?1`,
+		},
+		archive: archiveSQL{
+			get: `
+SELECT id, payload, read_ct, enqueued_at, archived_at, dead, coalesce(last_error, '')
+FROM pgqrs_archive WHERE queue_id = ?1 AND id = ?2`,
+			list: `
+SELECT id, payload, read_ct, enqueued_at, archived_at, dead, coalesce(last_error, '')
+FROM pgqrs_archive WHERE queue_id = ?1 AND dead = ?2 AND id < ?3
+ORDER BY id DESC LIMIT ?4`,
+			count: `SELECT count(*) FROM pgqrs_archive WHERE queue_id = ?1 AND dead = ?2`,
+		},
+		worker: workerSQL{
+			register: `
+INSERT INTO pgqrs_workers (name, queue_id, role) VALUES (?1, ?2, ?3)
+RETURNING id, started_at`,
+			heartbeat: `UPDATE pgqrs_workers SET heartbeat_at = ` + sqliteNow + ` WHERE id = ?1 AND status <> 'stopped'`,
+			transition: `
+UPDATE pgqrs_workers
+SET status = ?2, heartbeat_at = ` + sqliteNow + `,
+    stopped_at = CASE WHEN ?2 = 'stopped' THEN ` + sqliteNow + ` ELSE stopped_at END
+WHERE id = ?1 AND instr(',' || ?3 || ',', ',' || status || ',') > 0`,
+			status: `SELECT status FROM pgqrs_workers WHERE id = ?1`,
+			get:    sqliteWorkerSelect + ` WHERE w.id = ?1`,
+			list:   sqliteWorkerSelect + ` WHERE ?1 = 0 OR w.queue_id = ?1 ORDER BY w.id`,
+		},
+		admin: adminSQL{
+			queueMetrics:    sqliteMetricsSelect + ` WHERE q.name = ?1`,
+			allQueueMetrics: sqliteMetricsSelect + ` ORDER BY q.name`,
+			systemStats: `
+SELECT (SELECT count(*) FROM pgqrs_queues),
+       (SELECT count(*) FROM pgqrs_messages),
+       (SELECT count(*) FROM pgqrs_archive WHERE NOT dead),
+       (SELECT count(*) FROM pgqrs_archive WHERE dead),
+       (SELECT count(*) FROM pgqrs_workers WHERE status <> 'stopped'),
+       (SELECT count(*) FROM pgqrs_workers),
+       (SELECT coalesce(max(version), 0) FROM pgqrs_schema_version)`,
+			tableExists: `SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1`,
+			indexExists: `SELECT count(*) > 0 FROM sqlite_master WHERE type IN ('index', 'trigger') AND name = ?1`,
+			orphans: `
+SELECT (SELECT count(*) FROM pgqrs_messages m WHERE NOT EXISTS (SELECT 1 FROM pgqrs_queues q WHERE q.id = m.queue_id))
+     + (SELECT count(*) FROM pgqrs_archive a WHERE NOT EXISTS (SELECT 1 FROM pgqrs_queues q WHERE q.id = a.queue_id))`,
+		},
+		version: versionSQL{
+			createTable: `
+CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at TEXT NOT NULL DEFAULT (` + sqliteNow + `)
+)`,
+			applied: `SELECT version FROM pgqrs_schema_version ORDER BY version`,
+			record:  `INSERT INTO pgqrs_schema_version (version, name) VALUES (?1, ?2)`,
+		},
+		indexes: []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_archive_queue",
+			"pgqrs_messages_archive"},
+		beginImmediate:  true,
+		serializeWrites: true,
+		secondsArg:      func(d time.Duration) any { return fmt.Sprintf("%+.3f seconds", d.Seconds()) },
+		timeArg:         func(t time.Time) any { return formatTextTime(t) },
+		idsArg:          func(ids []int64) any { return "[" + idList(ids) + "]" },
+		isUnique: func(err error) bool {
+			c := sqliteCode(err)
+			return c == 2067 || c == 1555 // SQLITE_CONSTRAINT_UNIQUE, _PRIMARYKEY
+		},
+		isForeignKey: func(err error) bool { return sqliteCode(err) == 787 }, // SQLITE_CONSTRAINT_FOREIGNKEY
+		isBusy: func(err error) bool {
+			c := sqliteCode(err) & 0xff
+			return c == 5 || c == 6 // SQLITE_BUSY, SQLITE_LOCKED
+		},
+		qualify: func(s string) string { return s },
+	}
+}
+
+const sqliteWorkerSelect = `
+SELECT w.id, w.name, coalesce(q.name, ''), w.role, w.status, w.started_at, w.heartbeat_at, w.stopped_at
+FROM pgqrs_workers w LEFT JOIN pgqrs_queues q ON q.id = w.queue_id`
+
+const sqliteMetricsSelect = `
+SELECT q.name,
+       (SELECT count(*) FROM pgqrs_messages m WHERE m.queue_id = q.id),
+       (SELECT count(*) FROM pgqrs_messages m WHERE m.queue_id = q.id AND m.vt <= ` + sqliteNow + `),
+       (SELECT count(*) FROM pgqrs_messages m WHERE m.queue_id = q.id AND m.vt > ` + sqliteNow + ` AND m.consumer_worker_id IS NOT NULL),
+       (SELECT count(*) FROM pgqrs_archive a WHERE a.queue_id = q.id AND NOT a.dead),
+       (SELECT count(*) FROM pgqrs_archive a WHERE a.queue_id = q.id AND a.dead),
+       (SELECT min(m.enqueued_at) FROM pgqrs_messages m
+        WHERE m.queue_id = q.id AND (m.consumer_worker_id IS NULL OR m.vt <= ` + sqliteNow + `)),
+       (SELECT max(m.enqueued_at) FROM pgqrs_messages m WHERE m.queue_id = q.id),
+       ` + sqliteNow + `
+FROM pgqrs_queues q`

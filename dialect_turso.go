@@ -1,0 +1,36 @@
+package pgqrs
+
+import (
+	"strings"
+	"time"
+)
+
+// newTursoDialect returns the Turso / libSQL dialect: SQLite's statements,
+// sent to a libSQL server (sqld) over HTTP or WebSocket. The server reports
+// errors as text without codes, so classification matches message text, and
+// only here.
+func newTursoDialect() *dialect {
+	d := newSQLiteDialect()
+	d.name = Turso
+	d.migrations = "turso"
+	// sqld can stall writes under load; a deadline turns a stall into an error.
+	d.callTimeout = 30 * time.Second
+	d.isUnique = func(err error) bool { return tursoErr(err, "UNIQUE constraint failed") }
+	d.isForeignKey = func(err error) bool { return tursoErr(err, "FOREIGN KEY constraint failed") }
+	// "database is locked" means the statement did not apply: safe to retry.
+	d.isBusy = func(err error) bool { return tursoErr(err, "database is locked", "SQLITE_BUSY") }
+	return d
+}
+
+func tursoErr(err error, texts ...string) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	for _, t := range texts {
+		if strings.Contains(msg, t) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,260 @@
+package pgqrs
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// WorkerStatus is the state of a registered worker.
+type WorkerStatus string
+
+// Worker states. A worker starts ready; Run moves a consumer to polling while
+// it waits for messages; suspended and interrupted workers claim nothing;
+// stopped is final (the worker's name may then be reused).
+const (
+	WorkerReady       WorkerStatus = "ready"
+	WorkerPolling     WorkerStatus = "polling"
+	WorkerSuspended   WorkerStatus = "suspended"
+	WorkerInterrupted WorkerStatus = "interrupted"
+	WorkerStopped     WorkerStatus = "stopped"
+)
+
+// WorkerInfo describes a registered worker.
+type WorkerInfo struct {
+	ID          int64
+	Name        string
+	Queue       string // "" for workers not bound to a queue
+	Role        string // "producer" or "consumer"
+	Status      WorkerStatus
+	StartedAt   time.Time
+	HeartbeatAt time.Time
+	StoppedAt   time.Time // zero unless stopped
+}
+
+// WorkerOption configures a [Producer] or [Consumer] when it is made.
+type WorkerOption interface {
+	applyWorker(*workerConfig) error
+}
+
+type workerOptionFunc func(*workerConfig) error
+
+func (f workerOptionFunc) applyWorker(c *workerConfig) error { return f(c) }
+
+type workerConfig struct {
+	name string
+}
+
+// WithWorkerName names the worker a [Producer] or [Consumer] registers. The
+// name must be unique among workers that are not stopped. The default is
+// "<role>-<hostname>-<pid>-<n>".
+func WithWorkerName(name string) WorkerOption {
+	return workerOptionFunc(func(c *workerConfig) error {
+		if err := validateName("worker", name); err != nil {
+			return err
+		}
+		c.name = name
+		return nil
+	})
+}
+
+var workerSeq atomic.Int64
+
+func defaultWorkerName(role string) string {
+	host, _ := os.Hostname()
+	host = strings.Map(func(r rune) rune {
+		if (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') || r == '-' || r == '.' {
+			return r
+		}
+		return '-'
+	}, host)
+	if host == "" {
+		host = "host"
+	}
+	if len(host) > 64 {
+		host = host[:64]
+	}
+	return role + "-" + host + "-" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatInt(workerSeq.Add(1), 10)
+}
+
+// worker is the registered-worker part shared by Producer and Consumer.
+type worker struct {
+	s       *Store
+	id      int64
+	name    string
+	queueID int64
+	queue   string
+	status  atomic.Value // WorkerStatus last set by this process
+}
+
+// register looks up queue and inserts a worker row for it.
+func (s *Store) register(ctx context.Context, queue, role string, opts []WorkerOption) (*worker, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if err := validateName("queue", queue); err != nil {
+		return nil, err
+	}
+	var cfg workerConfig
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o.applyWorker(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.name == "" {
+		cfg.name = defaultWorkerName(role)
+	}
+	q, err := s.Admin().GetQueue(ctx, queue)
+	if err != nil {
+		return nil, err
+	}
+	w := &worker{s: s, name: cfg.name, queueID: q.ID, queue: q.Name}
+	var started dbTime
+	err = s.write(ctx, nil, func(ctx context.Context, db querier) error {
+		return db.QueryRowContext(ctx, s.d.worker.register, cfg.name, q.ID, role).Scan(&w.id, &started)
+	})
+	switch {
+	case errors.Is(err, errUnique):
+		return nil, fmt.Errorf("register %s %q: %w", role, cfg.name, ErrWorkerNameTaken)
+	case errors.Is(err, errForeignKey):
+		return nil, fmt.Errorf("register %s on %q: %w", role, queue, ErrQueueNotFound)
+	case err != nil:
+		return nil, fmt.Errorf("register %s %q: %w", role, cfg.name, err)
+	}
+	w.status.Store(WorkerReady)
+	return w, nil
+}
+
+// ID returns the worker's ID in pgqrs_workers.
+func (w *worker) ID() int64 { return w.id }
+
+// Name returns the worker's registered name.
+func (w *worker) Name() string { return w.name }
+
+// Queue returns the name of the worker's queue.
+func (w *worker) Queue() string { return w.queue }
+
+// usable reports why the worker may not act, as known in this process.
+func (w *worker) usable() error {
+	if err := w.s.check(); err != nil {
+		return err
+	}
+	switch w.status.Load().(WorkerStatus) {
+	case WorkerStopped:
+		return fmt.Errorf("worker %q: %w", w.name, ErrWorkerStopped)
+	case WorkerSuspended, WorkerInterrupted:
+		return fmt.Errorf("worker %q: %w", w.name, ErrWorkerSuspended)
+	}
+	return nil
+}
+
+// Heartbeat records that the worker is alive. It returns [ErrWorkerStopped]
+// once the worker has been stopped (by this process or an admin).
+func (w *worker) Heartbeat(ctx context.Context) error {
+	var n int64
+	err := w.s.write(ctx, nil, func(ctx context.Context, q querier) error {
+		res, err := q.ExecContext(ctx, w.s.d.worker.heartbeat, w.id)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("heartbeat worker %q: %w", w.name, err)
+	}
+	if n == 0 {
+		w.status.Store(WorkerStopped)
+		return fmt.Errorf("heartbeat worker %q: %w", w.name, ErrWorkerStopped)
+	}
+	return nil
+}
+
+// Status reads the worker's current state from the database.
+func (w *worker) Status(ctx context.Context) (WorkerStatus, error) {
+	st, err := w.s.workerStatus(ctx, w.s.db, w.id)
+	if err != nil {
+		return "", fmt.Errorf("status of worker %q: %w", w.name, err)
+	}
+	w.status.Store(st)
+	return st, nil
+}
+
+// Suspend stops the worker from claiming messages until [worker.Resume].
+// Allowed from ready, polling and interrupted.
+func (w *worker) Suspend(ctx context.Context) error {
+	return w.transition(ctx, nil, WorkerSuspended, WorkerReady, WorkerPolling, WorkerInterrupted)
+}
+
+// Resume returns a suspended worker to ready.
+func (w *worker) Resume(ctx context.Context) error {
+	return w.transition(ctx, nil, WorkerReady, WorkerSuspended)
+}
+
+func (s *Store) workerStatus(ctx context.Context, q querier, id int64) (WorkerStatus, error) {
+	var st string
+	err := s.read(ctx, func(ctx context.Context, _ querier) error {
+		return q.QueryRowContext(ctx, s.d.worker.status, id).Scan(&st)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("worker %d: %w", id, ErrWorkerNotFound)
+	}
+	return WorkerStatus(st), err
+}
+
+// transition moves the worker to state to if its current state is one of
+// from, as one guarded UPDATE; otherwise it returns a *TransitionError naming
+// the state it found. tx, when not nil, is the transaction to run in.
+func (w *worker) transition(ctx context.Context, q querier, to WorkerStatus, from ...WorkerStatus) error {
+	froms := make([]string, len(from))
+	for i, f := range from {
+		froms[i] = string(f)
+	}
+	var n int64
+	run := func(ctx context.Context, q querier) error {
+		res, err := q.ExecContext(ctx, w.s.d.worker.transition, w.id, string(to), strings.Join(froms, ","))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	}
+	var err error
+	if q != nil {
+		err = w.s.translate(run(ctx, q))
+	} else {
+		err = w.s.write(ctx, nil, run)
+		q = w.s.db
+	}
+	if err != nil {
+		return fmt.Errorf("worker %q to %s: %w", w.name, to, err)
+	}
+	if n == 0 {
+		cur, err := w.s.workerStatus(ctx, q, w.id)
+		if err != nil {
+			return err
+		}
+		w.status.Store(cur)
+		return &TransitionError{WorkerID: w.id, From: cur, To: to}
+	}
+	w.status.Store(to)
+	return nil
+}
+
+func scanWorker(sc interface{ Scan(...any) error }) (WorkerInfo, error) {
+	var wi WorkerInfo
+	var status string
+	var started, beat, stopped dbTime
+	err := sc.Scan(&wi.ID, &wi.Name, &wi.Queue, &wi.Role, &status, &started, &beat, &stopped)
+	wi.Status, wi.StartedAt, wi.HeartbeatAt, wi.StoppedAt = WorkerStatus(status), started.t, beat.t, stopped.t
+	return wi, err
+}

@@ -1,0 +1,502 @@
+// Package pgqrs is a durable message queue on database/sql.
+//
+// It keeps queues, messages and workers in ordinary tables of the
+// application's own PostgreSQL, SQLite or Turso (libSQL) database, so
+// enqueueing can share a transaction with the application's writes (see
+// [Producer.EnqueueTx]) and there is no broker to run.
+//
+// # Queues
+//
+// A [Producer] adds messages to a queue; a [Consumer] claims them with
+// [Consumer.Dequeue], which leases each message for a visibility timeout, and
+// settles each one with [Consumer.Archive], [Consumer.Delete] or
+// [Consumer.Release]. A lease that expires makes the message visible again, so
+// a consumer that dies loses nothing: the message is delivered again after its
+// lease runs out. Leases are fenced: only the consumer that holds the current
+// lease may settle a message; anyone else gets [ErrLeaseLost].
+//
+//	s, err := pgqrs.Open(ctx, "sqlite:app.db")
+//	if err != nil { ... }
+//	defer s.Close()
+//	if err := s.Admin().Install(ctx); err != nil { ... }
+//	if _, err := s.Admin().CreateQueue(ctx, "emails"); err != nil { ... }
+//	p, _ := s.Producer(ctx, "emails")
+//	id, _ := p.Enqueue(ctx, map[string]string{"to": "ada@example.com"})
+//	c, _ := s.Consumer(ctx, "emails")
+//	msgs, _ := c.Dequeue(ctx, 10)
+//	for _, m := range msgs {
+//		// ... do the work ...
+//		_ = c.Archive(ctx, m.ID)
+//	}
+//
+// # Backends
+//
+// pgqrs imports no SQL driver; the application imports the one it uses:
+//
+//	import _ "github.com/lib/pq"                                // Postgres
+//	import _ "modernc.org/sqlite"                               // SQLite
+//	import _ "github.com/tursodatabase/libsql-client-go/libsql" // Turso / libSQL
+//
+// [Open] picks the backend from the DSN and owns the pool it opens; [New]
+// borrows a *sql.DB the application already has and never closes it.
+// SQLite and Turso admit one writer at a time: a [Store] serialises its own
+// writes inside the process, so producers and consumers sharing a Store never
+// see "database is locked".
+package pgqrs
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Dialect names the SQL backend behind a [Store].
+type Dialect string
+
+const (
+	Postgres Dialect = "postgres" // github.com/lib/pq (driver name "postgres")
+	SQLite   Dialect = "sqlite"   // modernc.org/sqlite (driver name "sqlite")
+	Turso    Dialect = "turso"    // github.com/tursodatabase/libsql-client-go (driver name "libsql")
+)
+
+func (d Dialect) impl() (*dialect, error) {
+	switch d {
+	case Postgres:
+		return newPostgresDialect(), nil
+	case SQLite:
+		return newSQLiteDialect(), nil
+	case Turso:
+		return newTursoDialect(), nil
+	}
+	return nil, fmt.Errorf("%w: unknown dialect %q (want %q, %q or %q)", ErrInvalidArgument, string(d), Postgres, SQLite, Turso)
+}
+
+// Sentinel errors. Every error pgqrs returns wraps at most one of these, so
+// callers can test with [errors.Is].
+var (
+	// ErrClosed is returned by every method of a Store, and of the producers,
+	// consumers and admins made from it, after [Store.Close].
+	ErrClosed = errors.New("pgqrs: store is closed")
+	// ErrInvalidDSN is returned by Open for a DSN it cannot read or whose
+	// scheme names no supported backend.
+	ErrInvalidDSN = errors.New("pgqrs: invalid DSN")
+	// ErrDriverNotImported is returned by Open when the database/sql driver
+	// for the DSN's backend is not registered; the message names the import
+	// to add.
+	ErrDriverNotImported = errors.New("pgqrs: database driver not imported")
+	// ErrUnreachable is returned by Open when the database does not answer
+	// a first query. The message never contains a password or token.
+	ErrUnreachable = errors.New("pgqrs: database unreachable")
+	// ErrInvalidArgument is returned for arguments that are out of range:
+	// negative durations, a batch size below one, a nil *sql.DB or *sql.Tx,
+	// an option that does not apply to the backend.
+	ErrInvalidArgument = errors.New("pgqrs: invalid argument")
+	// ErrInvalidName is returned for a queue, worker or schema name that is
+	// empty, too long or contains characters outside the allowed set.
+	ErrInvalidName = errors.New("pgqrs: invalid name")
+	// ErrInvalidPayload is returned by the Enqueue methods for a payload that
+	// is not valid JSON or cannot be marshalled to JSON.
+	ErrInvalidPayload = errors.New("pgqrs: invalid payload")
+	// ErrPayloadTooLarge is returned by the Enqueue methods for a payload
+	// larger than the store's limit (see [WithMaxPayloadBytes]).
+	ErrPayloadTooLarge = errors.New("pgqrs: payload too large")
+	// ErrBatchTooLarge is returned when a batch has more items than the
+	// store's limit (see [WithMaxBatch]).
+	ErrBatchTooLarge = errors.New("pgqrs: batch too large")
+	// ErrQueueNotFound is returned when no queue has the given name.
+	ErrQueueNotFound = errors.New("pgqrs: queue not found")
+	// ErrQueueExists is returned by [Admin.CreateQueue] when the name is taken.
+	ErrQueueExists = errors.New("pgqrs: queue already exists")
+	// ErrQueueInUse is returned by [Admin.DeleteQueue] while live messages,
+	// dead letters or live workers still reference the queue.
+	ErrQueueInUse = errors.New("pgqrs: queue in use")
+	// ErrMessageNotFound is returned when no live message has the given ID in
+	// the consumer's queue (it never existed, or was archived or deleted), and
+	// by the archive lookups for an unknown ID.
+	ErrMessageNotFound = errors.New("pgqrs: message not found")
+	// ErrLeaseLost is returned by the single-message settle methods of a
+	// [Consumer] when the message exists but the consumer does not hold its
+	// lease: the lease expired and another consumer claimed it, or it was
+	// released. The call changed nothing.
+	ErrLeaseLost = errors.New("pgqrs: lease lost")
+	// ErrWorkerNameTaken is returned when a live (not stopped) worker already
+	// has the requested name.
+	ErrWorkerNameTaken = errors.New("pgqrs: worker name taken")
+	// ErrWorkerNotFound is returned for a worker ID that does not exist.
+	ErrWorkerNotFound = errors.New("pgqrs: worker not found")
+	// ErrWorkerStopped is returned by a [Producer] or [Consumer] whose worker
+	// has been shut down, and by operations that need a running worker.
+	ErrWorkerStopped = errors.New("pgqrs: worker stopped")
+	// ErrWorkerSuspended is returned by [Consumer.Dequeue] while the
+	// consumer's worker is suspended or interrupted.
+	ErrWorkerSuspended = errors.New("pgqrs: worker suspended")
+	// ErrInvalidTransition is wrapped by [*TransitionError].
+	ErrInvalidTransition = errors.New("pgqrs: invalid worker state transition")
+	// ErrSchema is wrapped by [*SchemaError], returned by [Admin.Verify].
+	ErrSchema = errors.New("pgqrs: schema check failed")
+)
+
+// SchemaError lists what [Admin.Verify] found missing or inconsistent.
+type SchemaError struct {
+	Problems []string
+}
+
+func (e *SchemaError) Error() string {
+	return "pgqrs: schema check failed: " + strings.Join(e.Problems, "; ")
+}
+
+// Unwrap returns [ErrSchema].
+func (e *SchemaError) Unwrap() error { return ErrSchema }
+
+// TransitionError reports a worker state change that the worker's current
+// state does not allow.
+type TransitionError struct {
+	WorkerID int64
+	From, To WorkerStatus
+}
+
+func (e *TransitionError) Error() string {
+	return fmt.Sprintf("pgqrs: worker %d cannot go from %s to %s", e.WorkerID, e.From, e.To)
+}
+
+// Unwrap returns [ErrInvalidTransition].
+func (e *TransitionError) Unwrap() error { return ErrInvalidTransition }
+
+// Message is one delivery of a queued message to a consumer.
+type Message struct {
+	ID      int64
+	Queue   string
+	Payload json.RawMessage
+	// ReadCount is the number of times the message has been claimed,
+	// this delivery included.
+	ReadCount  int
+	EnqueuedAt time.Time
+	// VisibleAt is when the current lease expires and the message becomes
+	// visible to other consumers again.
+	VisibleAt time.Time
+	// LastError is the error recorded by the last failed attempt, if any.
+	LastError string
+}
+
+// ArchivedMessage is a message that was archived after it was processed, or
+// dead-lettered because it failed too often.
+type ArchivedMessage struct {
+	ID         int64
+	Queue      string
+	Payload    json.RawMessage
+	ReadCount  int
+	EnqueuedAt time.Time
+	ArchivedAt time.Time
+	Dead       bool // dead-lettered rather than archived on success
+	LastError  string
+}
+
+// Queue is a named queue.
+type Queue struct {
+	ID        int64
+	Name      string
+	CreatedAt time.Time
+}
+
+// Option configures a [Store]. Options are validated by [New] and [Open],
+// which return the first invalid option's error.
+type Option interface {
+	apply(*config) error
+}
+
+type optionFunc func(*config) error
+
+func (f optionFunc) apply(c *config) error { return f(c) }
+
+type config struct {
+	schema          string
+	maxPayloadBytes int
+	maxBatch        int
+}
+
+func defaultConfig() config {
+	return config{maxPayloadBytes: 1 << 20, maxBatch: 1000}
+}
+
+// WithSchema places pgqrs's tables in the named PostgreSQL schema, which
+// [Admin.Install] creates if needed. The name must be a plain identifier:
+// a letter or underscore, then letters, digits or underscores, at most 63
+// bytes. Postgres only; the default is the connection's current schema.
+func WithSchema(name string) Option {
+	return optionFunc(func(c *config) error {
+		if err := validateIdent(name); err != nil {
+			return err
+		}
+		c.schema = name
+		return nil
+	})
+}
+
+// WithMaxPayloadBytes limits the size of one message payload. Default 1 MiB.
+func WithMaxPayloadBytes(n int) Option {
+	return optionFunc(func(c *config) error {
+		if n <= 0 {
+			return fmt.Errorf("%w: max payload bytes must be positive, got %d", ErrInvalidArgument, n)
+		}
+		c.maxPayloadBytes = n
+		return nil
+	})
+}
+
+// WithMaxBatch limits how many messages one batch call may enqueue, claim or
+// settle. Default 1000.
+func WithMaxBatch(n int) Option {
+	return optionFunc(func(c *config) error {
+		if n <= 0 {
+			return fmt.Errorf("%w: max batch must be positive, got %d", ErrInvalidArgument, n)
+		}
+		c.maxBatch = n
+		return nil
+	})
+}
+
+// Store is a handle on pgqrs's tables in one database. It is safe for
+// concurrent use. Make one per database and share it.
+type Store struct {
+	db     *sql.DB
+	d      *dialect
+	cfg    config
+	owns   bool // Close closes db
+	closed atomic.Bool
+	wmu    sync.Mutex // serialises writes where d.serializeWrites
+}
+
+// New returns a Store on db, which must be an open pool for the backend d.
+// The Store borrows db: [Store.Close] leaves it open.
+//
+// For SQLite, open db with WAL, a busy timeout and foreign keys on (Open does
+// this for you), for example
+// "file:app.db?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)".
+func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
+	if db == nil {
+		return nil, fmt.Errorf("%w: nil *sql.DB", ErrInvalidArgument)
+	}
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o.apply(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	impl, err := d.impl()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.schema != "" {
+		if impl.withSchema == nil {
+			return nil, fmt.Errorf("%w: WithSchema is only supported on %s, not %s", ErrInvalidArgument, Postgres, d)
+		}
+		impl = impl.withSchema(cfg.schema)
+	}
+	return &Store{db: db, d: impl, cfg: cfg}, nil
+}
+
+// Open opens a pool for dsn, configures it for pgqrs and checks with a real
+// query that the database answers. The Store owns the pool and closes it in
+// [Store.Close].
+//
+// Recognised DSNs:
+//
+//	postgres://user:pass@host:5432/db?sslmode=disable   (also postgresql://)
+//	sqlite:path/to/app.db, sqlite::memory:, file:path/to/app.db
+//	libsql://host?authToken=..., http(s)://host:port, ws(s)://host:port
+//
+// SQLite files are opened with WAL, synchronous=NORMAL, a 10 s busy timeout,
+// foreign keys on and immediate transactions. ":memory:" databases use a
+// single connection (each connection would otherwise see its own database).
+func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
+	d, driver, source, err := parseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(sql.Drivers(), driver) {
+		return nil, fmt.Errorf("%w: no database/sql driver %q is registered for %s; add: import _ %q",
+			ErrDriverNotImported, driver, d, driverImport[d])
+	}
+	db, err := sql.Open(driver, source)
+	if err != nil {
+		return nil, fmt.Errorf("%w: open %s: %v", ErrInvalidDSN, redactDSN(dsn), err)
+	}
+	switch {
+	case d == SQLite && strings.Contains(source, ":memory:"):
+		db.SetMaxOpenConns(1)
+	case d == SQLite:
+		db.SetMaxOpenConns(8)
+		db.SetMaxIdleConns(8)
+	case d == Turso:
+		// Idle >= open, or the WebSocket transport redials constantly.
+		db.SetMaxOpenConns(8)
+		db.SetMaxIdleConns(8)
+	default:
+		db.SetMaxOpenConns(32)
+		db.SetMaxIdleConns(32)
+	}
+	s, err := New(db, d, opts...)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.owns = true
+	// libSQL's Ping does nothing: check with a real query under a deadline.
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var one int
+	if err := db.QueryRowContext(pctx, "SELECT 1").Scan(&one); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%w: %s: %s", ErrUnreachable, redactDSN(dsn), redactErr(err, dsn))
+	}
+	return s, nil
+}
+
+var driverImport = map[Dialect]string{
+	Postgres: "github.com/lib/pq",
+	SQLite:   "modernc.org/sqlite",
+	Turso:    "github.com/tursodatabase/libsql-client-go/libsql",
+}
+
+// parseDSN maps a DSN to its dialect, driver name and driver data source.
+func parseDSN(dsn string) (d Dialect, driver, source string, err error) {
+	scheme, rest, ok := strings.Cut(dsn, ":")
+	if !ok || dsn == "" {
+		return "", "", "", fmt.Errorf("%w: %q has no scheme (want postgres://, sqlite:, file:, libsql://, http(s)://, ws(s)://)", ErrInvalidDSN, redactDSN(dsn))
+	}
+	switch strings.ToLower(scheme) {
+	case "postgres", "postgresql":
+		return Postgres, "postgres", dsn, nil
+	case "sqlite", "sqlite3", "file":
+		path := rest
+		if strings.EqualFold(scheme, "file") {
+			path, _, _ = strings.Cut(rest, "?")
+		}
+		path = strings.TrimPrefix(path, "//")
+		if path == "" {
+			return "", "", "", fmt.Errorf("%w: %q names no database file", ErrInvalidDSN, dsn)
+		}
+		q := url.Values{}
+		if strings.EqualFold(scheme, "file") {
+			if _, raw, ok := strings.Cut(rest, "?"); ok {
+				if q, err = url.ParseQuery(raw); err != nil {
+					return "", "", "", fmt.Errorf("%w: %q: %v", ErrInvalidDSN, dsn, err)
+				}
+			}
+		}
+		for _, p := range []string{"journal_mode(WAL)", "synchronous(NORMAL)", "busy_timeout(10000)", "foreign_keys(1)"} {
+			q.Add("_pragma", p)
+		}
+		if path == ":memory:" {
+			q.Del("_pragma")
+			q.Add("_pragma", "foreign_keys(1)")
+		}
+		q.Set("_txlock", "immediate")
+		return SQLite, "sqlite", "file:" + path + "?" + q.Encode(), nil
+	case "libsql", "http", "https", "ws", "wss":
+		if _, err := url.Parse(dsn); err != nil {
+			return "", "", "", fmt.Errorf("%w: %s: cannot parse URL", ErrInvalidDSN, redactDSN(dsn))
+		}
+		return Turso, "libsql", dsn, nil
+	}
+	return "", "", "", fmt.Errorf("%w: unknown scheme %q (want postgres://, sqlite:, file:, libsql://, http(s)://, ws(s)://)", ErrInvalidDSN, scheme)
+}
+
+// redactDSN returns dsn without user info and query (where passwords and
+// tokens live).
+func redactDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Host == "" {
+		if i := strings.IndexAny(dsn, "?@"); i >= 0 {
+			return dsn[:i] + "…"
+		}
+		return dsn
+	}
+	out := u.Scheme + "://" + u.Host + u.Path
+	if u.User != nil {
+		out = u.Scheme + "://" + u.User.Username() + ":***@" + u.Host + u.Path
+	}
+	return out
+}
+
+// redactErr renders err with any secret from dsn removed.
+func redactErr(err error, dsn string) string {
+	msg := err.Error()
+	u, perr := url.Parse(dsn)
+	if perr != nil {
+		return msg
+	}
+	if p, ok := u.User.Password(); ok && p != "" {
+		msg = strings.ReplaceAll(msg, p, "***")
+	}
+	for _, vs := range u.Query() {
+		for _, v := range vs {
+			if len(v) >= 8 {
+				msg = strings.ReplaceAll(msg, v, "***")
+			}
+		}
+	}
+	return msg
+}
+
+// Close marks the Store closed, so later calls return [ErrClosed], and closes
+// the pool if [Open] made it. A pool passed to [New] stays open. Close does
+// not stop workers; shut them down first.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	if s.owns {
+		return s.db.Close()
+	}
+	return nil
+}
+
+// DB returns the pool the Store uses, for running application transactions
+// to pass to the Tx methods.
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Dialect returns the Store's backend.
+func (s *Store) Dialect() Dialect { return s.d.name }
+
+// Admin returns the administrative API of the Store.
+func (s *Store) Admin() *Admin { return &Admin{s: s} }
+
+func validateIdent(name string) error {
+	if name == "" || len(name) > 63 {
+		return fmt.Errorf("%w: schema %q must be 1 to 63 bytes", ErrInvalidName, name)
+	}
+	for i, r := range name {
+		letter := r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')
+		if !letter && (i == 0 || r < '0' || r > '9') {
+			return fmt.Errorf("%w: schema %q: use a letter or underscore, then letters, digits or underscores", ErrInvalidName, name)
+		}
+	}
+	return nil
+}
+
+// validateName checks queue and worker names: 1 to 128 characters from
+// letters, digits and "_-.:@/".
+func validateName(kind, name string) error {
+	if name == "" || len(name) > 128 {
+		return fmt.Errorf("%w: %s name %q must be 1 to 128 characters", ErrInvalidName, kind, name)
+	}
+	for _, r := range name {
+		ok := (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') || strings.ContainsRune("_-.:@/", r)
+		if !ok {
+			return fmt.Errorf("%w: %s name %q: use letters, digits and _-.:@/ only", ErrInvalidName, kind, name)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,181 @@
+package pgqrs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	_ "github.com/lib/pq"
+	_ "github.com/tursodatabase/libsql-client-go/libsql"
+	_ "modernc.org/sqlite"
+)
+
+// backends are the subtests every behaviour runs on.
+var backends = []string{"sqlite", "postgres", "turso-http", "turso-ws"}
+
+var schemaSeq atomic.Int64
+
+// needEnv returns the variable's value; without it a local run skips and a
+// CI run (CI=true) fails.
+func needEnv(t testing.TB, name, what string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not set: CI needs a real %s (make test starts one)", name, what)
+		}
+		t.Skipf("set %s to run against %s (make test starts one)", name, what)
+	}
+	return v
+}
+
+// openBackend opens a Store on an isolated, empty database of the backend:
+// a fresh SQLite file, a fresh Postgres schema, or a wiped sqld database.
+func openBackend(t testing.TB, backend string, opts ...Option) *Store {
+	t.Helper()
+	ctx := context.Background()
+	var dsn string
+	switch backend {
+	case "sqlite":
+		dsn = "sqlite:" + t.TempDir() + "/test.db"
+	case "postgres":
+		dsn = needEnv(t, "PGQRS_TEST_POSTGRES_DSN", "PostgreSQL server")
+		schema := fmt.Sprintf("t%d_%d", os.Getpid(), schemaSeq.Add(1))
+		opts = append([]Option{WithSchema(schema)}, opts...)
+		t.Cleanup(func() {
+			s, err := Open(context.Background(), dsn)
+			if err != nil {
+				t.Errorf("drop schema: %v", err)
+				return
+			}
+			defer s.Close()
+			if _, err := s.DB().Exec(`DROP SCHEMA IF EXISTS "` + schema + `" CASCADE`); err != nil {
+				t.Errorf("drop schema %s: %v", schema, err)
+			}
+		})
+	case "turso-http", "turso-ws":
+		dsn = needEnv(t, "PGQRS_TEST_TURSO_URL", "libSQL server (sqld)")
+		if backend == "turso-ws" {
+			dsn = "ws" + strings.TrimPrefix(dsn, "http")
+		}
+	default:
+		t.Fatalf("unknown backend %q", backend)
+	}
+	s, err := Open(ctx, dsn, opts...)
+	if err != nil {
+		t.Fatalf("open %s: %v", backend, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if strings.HasPrefix(backend, "turso") {
+		wipeTurso(t, s)
+	}
+	return s
+}
+
+// wipeTurso drops pgqrs's tables: sqld serves one database to every test.
+func wipeTurso(t testing.TB, s *Store) {
+	t.Helper()
+	for _, table := range []string{"pgqrs_archive", "pgqrs_messages", "pgqrs_workers", "pgqrs_queues", "pgqrs_schema_version"} {
+		if _, err := s.DB().Exec("DROP TABLE IF EXISTS " + table); err != nil {
+			t.Fatalf("wipe %s: %v", table, err)
+		}
+	}
+}
+
+// forEachBackend runs f as a subtest on every backend with an installed store.
+func forEachBackend(t *testing.T, f func(t *testing.T, s *Store)) {
+	t.Helper()
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) {
+			s := openBackend(t, b)
+			if err := s.Admin().Install(t.Context()); err != nil {
+				t.Fatalf("install: %v", err)
+			}
+			f(t, s)
+		})
+	}
+}
+
+// fixture creates queue and returns a producer and a consumer on it.
+func fixture(t *testing.T, s *Store, queue string) (*Producer, *Consumer) {
+	t.Helper()
+	ctx := t.Context()
+	if _, err := s.Admin().CreateQueue(ctx, queue); err != nil {
+		t.Fatalf("create queue: %v", err)
+	}
+	p, err := s.Producer(ctx, queue)
+	if err != nil {
+		t.Fatalf("producer: %v", err)
+	}
+	c, err := s.Consumer(ctx, queue)
+	if err != nil {
+		t.Fatalf("consumer: %v", err)
+	}
+	return p, c
+}
+
+func mustEnqueue(t *testing.T, p *Producer, payload any, opts ...EnqueueOption) int64 {
+	t.Helper()
+	id, err := p.Enqueue(t.Context(), payload, opts...)
+	if err != nil {
+		t.Fatalf("enqueue: %v", err)
+	}
+	return id
+}
+
+func mustDequeue(t *testing.T, c *Consumer, n int, opts ...DequeueOption) []*Message {
+	t.Helper()
+	msgs, err := c.Dequeue(t.Context(), n, opts...)
+	if err != nil {
+		t.Fatalf("dequeue: %v", err)
+	}
+	return msgs
+}
+
+func ids(msgs []*Message) []int64 {
+	out := make([]int64, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.ID
+	}
+	return out
+}
+
+// awaitDequeue polls until the consumer claims at least one message or the
+// deadline passes.
+func awaitDequeue(t *testing.T, c *Consumer, n int, within time.Duration, opts ...DequeueOption) []*Message {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		msgs := mustDequeue(t, c, n, opts...)
+		if len(msgs) > 0 {
+			return msgs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no message became visible within %v", within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func wantErr(t *testing.T, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("got error %v, want %v", err, target)
+	}
+}
+
+func metrics(t *testing.T, s *Store, queue string) QueueMetrics {
+	t.Helper()
+	m, err := s.Admin().QueueMetrics(t.Context(), queue)
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	return m
+}
+
+func fmtErr(format string, args ...any) error { return fmt.Errorf(format, args...) }

@@ -1,0 +1,228 @@
+package pgqrs
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Producer adds messages to one queue. It is a registered worker (see
+// [Store.Producer]); it is safe for concurrent use.
+type Producer struct {
+	*worker
+}
+
+// Producer registers a producer worker for queue and returns it. It returns
+// [ErrQueueNotFound] if the queue does not exist and [ErrWorkerNameTaken] if
+// [WithWorkerName] names a live worker. Call [Producer.Shutdown] when done.
+func (s *Store) Producer(ctx context.Context, queue string, opts ...WorkerOption) (*Producer, error) {
+	w, err := s.register(ctx, queue, "producer", opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Producer{worker: w}, nil
+}
+
+// EnqueueOption adjusts one Enqueue call.
+type EnqueueOption interface {
+	applyEnqueue(*enqueueConfig) error
+}
+
+type enqueueOptionFunc func(*enqueueConfig) error
+
+func (f enqueueOptionFunc) applyEnqueue(c *enqueueConfig) error { return f(c) }
+
+type enqueueConfig struct {
+	delay time.Duration
+	at    time.Time
+}
+
+// Delay keeps the message invisible for d after it is enqueued. d must not be
+// negative. Default 0.
+func Delay(d time.Duration) EnqueueOption {
+	return enqueueOptionFunc(func(c *enqueueConfig) error {
+		if d < 0 {
+			return fmt.Errorf("%w: delay must not be negative, got %v", ErrInvalidArgument, d)
+		}
+		c.delay, c.at = d, time.Time{}
+		return nil
+	})
+}
+
+// At keeps the message invisible until t (a time in the past makes it
+// visible at once). t must not be the zero time.
+func At(t time.Time) EnqueueOption {
+	return enqueueOptionFunc(func(c *enqueueConfig) error {
+		if t.IsZero() {
+			return fmt.Errorf("%w: At needs a non-zero time", ErrInvalidArgument)
+		}
+		c.at, c.delay = t, 0
+		return nil
+	})
+}
+
+// visibility returns the delay and absolute-time arguments of the enqueue
+// statements: visible at the given time if set, else after the delay.
+func (s *Store) visibility(opts []EnqueueOption) (delay, at any, err error) {
+	var c enqueueConfig
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o.applyEnqueue(&c); err != nil {
+			return nil, nil, err
+		}
+	}
+	if !c.at.IsZero() {
+		at = s.d.timeArg(c.at)
+	}
+	return s.d.secondsArg(c.delay), at, nil
+}
+
+// encode turns a payload into validated JSON. json.RawMessage and []byte are
+// taken as JSON text; anything else is marshalled with encoding/json.
+func (s *Store) encode(payload any) (json.RawMessage, error) {
+	var b []byte
+	switch v := payload.(type) {
+	case nil:
+		return nil, fmt.Errorf("%w: payload is nil", ErrInvalidPayload)
+	case json.RawMessage:
+		b = v
+	case []byte:
+		b = v
+	default:
+		var err error
+		if b, err = json.Marshal(payload); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidPayload, err)
+		}
+	}
+	if len(b) > s.cfg.maxPayloadBytes {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrPayloadTooLarge, len(b), s.cfg.maxPayloadBytes)
+	}
+	if !json.Valid(b) {
+		return nil, fmt.Errorf("%w: not valid JSON", ErrInvalidPayload)
+	}
+	return b, nil
+}
+
+// Enqueue adds payload to the producer's queue and returns the new message's
+// ID. payload is any value encoding/json can marshal, or JSON text as a
+// json.RawMessage or []byte. It returns [ErrInvalidPayload],
+// [ErrPayloadTooLarge], [ErrInvalidArgument] for a bad option,
+// [ErrWorkerStopped] after Shutdown and [ErrQueueNotFound] if the queue was
+// deleted.
+func (p *Producer) Enqueue(ctx context.Context, payload any, opts ...EnqueueOption) (int64, error) {
+	return p.enqueue(ctx, nil, payload, opts)
+}
+
+// EnqueueTx is like [Producer.Enqueue] but runs inside tx: the message exists
+// only if tx commits. Committing or rolling back tx is the caller's job.
+func (p *Producer) EnqueueTx(ctx context.Context, tx *sql.Tx, payload any, opts ...EnqueueOption) (int64, error) {
+	if tx == nil {
+		return 0, fmt.Errorf("%w: nil *sql.Tx", ErrInvalidArgument)
+	}
+	return p.enqueue(ctx, tx, payload, opts)
+}
+
+func (p *Producer) enqueue(ctx context.Context, tx *sql.Tx, payload any, opts []EnqueueOption) (int64, error) {
+	if err := p.usable(); err != nil {
+		return 0, err
+	}
+	body, err := p.s.encode(payload)
+	if err != nil {
+		return 0, fmt.Errorf("enqueue to %q: %w", p.queue, err)
+	}
+	delay, at, err := p.s.visibility(opts)
+	if err != nil {
+		return 0, fmt.Errorf("enqueue to %q: %w", p.queue, err)
+	}
+	var id int64
+	err = p.s.write(ctx, tx, func(ctx context.Context, q querier) error {
+		return q.QueryRowContext(ctx, p.s.d.message.enqueue, p.queueID, string(body), delay, p.id, at).Scan(&id)
+	})
+	if err != nil {
+		return 0, p.enqueueErr(err)
+	}
+	return id, nil
+}
+
+func (p *Producer) enqueueErr(err error) error {
+	if errors.Is(err, errForeignKey) {
+		err = ErrQueueNotFound
+	}
+	return fmt.Errorf("enqueue to %q: %w", p.queue, err)
+}
+
+// EnqueueBatch adds all payloads to the queue in one statement: either all
+// are added or none. It returns their IDs in the order of payloads; an empty
+// batch returns no IDs and no error. More payloads than the store's batch
+// limit return [ErrBatchTooLarge]; other errors are as for
+// [Producer.Enqueue], and name the index of a bad payload.
+func (p *Producer) EnqueueBatch(ctx context.Context, payloads []any, opts ...EnqueueOption) ([]int64, error) {
+	return p.enqueueBatch(ctx, nil, payloads, opts)
+}
+
+// EnqueueBatchTx is like [Producer.EnqueueBatch] but runs inside tx.
+func (p *Producer) EnqueueBatchTx(ctx context.Context, tx *sql.Tx, payloads []any, opts ...EnqueueOption) ([]int64, error) {
+	if tx == nil {
+		return nil, fmt.Errorf("%w: nil *sql.Tx", ErrInvalidArgument)
+	}
+	return p.enqueueBatch(ctx, tx, payloads, opts)
+}
+
+func (p *Producer) enqueueBatch(ctx context.Context, tx *sql.Tx, payloads []any, opts []EnqueueOption) ([]int64, error) {
+	if err := p.usable(); err != nil {
+		return nil, err
+	}
+	if len(payloads) > p.s.cfg.maxBatch {
+		return nil, fmt.Errorf("enqueue batch to %q: %w: %d payloads, limit %d", p.queue, ErrBatchTooLarge, len(payloads), p.s.cfg.maxBatch)
+	}
+	if len(payloads) == 0 {
+		return []int64{}, nil
+	}
+	delay, at, err := p.s.visibility(opts)
+	if err != nil {
+		return nil, fmt.Errorf("enqueue batch to %q: %w", p.queue, err)
+	}
+	array := make([]byte, 0, 64*len(payloads))
+	array = append(array, '[')
+	for i, v := range payloads {
+		body, err := p.s.encode(v)
+		if err != nil {
+			return nil, fmt.Errorf("enqueue batch to %q: payload %d: %w", p.queue, i, err)
+		}
+		if i > 0 {
+			array = append(array, ',')
+		}
+		array = append(array, body...)
+	}
+	array = append(array, ']')
+	var ids []int64
+	err = p.s.write(ctx, tx, func(ctx context.Context, q querier) error {
+		rows, err := q.QueryContext(ctx, p.s.d.message.enqueueBatch, p.queueID, string(array), delay, p.id, at)
+		if err != nil {
+			return err
+		}
+		ids, err = scanIDs(rows)
+		return err
+	})
+	if err != nil {
+		return nil, p.enqueueErr(err)
+	}
+	if len(ids) != len(payloads) {
+		return nil, fmt.Errorf("enqueue batch to %q: inserted %d of %d messages", p.queue, len(ids), len(payloads))
+	}
+	// IDs are assigned in insertion order, which is payload order.
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// Shutdown marks the producer's worker stopped. Later calls on the producer
+// return [ErrWorkerStopped]; its name may be reused.
+func (p *Producer) Shutdown(ctx context.Context) error {
+	return p.transition(ctx, nil, WorkerStopped, WorkerReady, WorkerPolling, WorkerSuspended, WorkerInterrupted)
+}

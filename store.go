@@ -1,0 +1,457 @@
+package pgqrs
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// dialect is everything that differs between backends: SQL text, grouped by
+// table, and the few behaviours that really differ. Constructors in
+// dialect_*.go return complete values; no other code switches on the backend.
+type dialect struct {
+	name       Dialect
+	migrations string // directory under migrations/
+	queue      queueSQL
+	message    messageSQL
+	archive    archiveSQL
+	worker     workerSQL
+	admin      adminSQL
+	version    versionSQL
+
+	// indexes are the indexes (and triggers) Verify expects.
+	indexes []string
+
+	// installPrelude runs first inside Install's transaction: the advisory
+	// lock and schema creation on Postgres; nothing elsewhere.
+	installPrelude []string
+	// beginImmediate opens write transactions with "BEGIN IMMEDIATE" on a
+	// dedicated connection (SQLite, Turso) instead of sql.DB.BeginTx.
+	beginImmediate bool
+	// serializeWrites makes a Store run its writes one at a time (single-writer
+	// databases).
+	serializeWrites bool
+	// callTimeout bounds every statement when the caller's ctx has no deadline
+	// (0: none). Turso's server can stall; a deadline turns that into an error.
+	callTimeout time.Duration
+
+	secondsArg func(time.Duration) any // a delay as the SQL expects it
+	timeArg    func(time.Time) any     // an absolute time as stored
+	idsArg     func([]int64) any       // a list of IDs for "id IN (list)"
+
+	isUnique     func(error) bool
+	isForeignKey func(error) bool
+	isBusy       func(error) bool // retryable: the statement did not apply
+
+	// withSchema returns a copy of the dialect whose statements name tables
+	// in schema (nil where schemas do not exist).
+	withSchema func(schema string) *dialect
+	// qualify applies the same renaming to migration text (identity when
+	// there is no schema).
+	qualify func(string) string
+	schema  string
+}
+
+type queueSQL struct {
+	insert, byName, list, deleteByID, usage, purgeMessages, purgeArchive, deleteStoppedWorkers string
+}
+
+type messageSQL struct {
+	enqueue, enqueueBatch, dequeue, archive, delete, release, extend, holder, countHeld, releaseHeld string
+}
+
+type archiveSQL struct {
+	get, list, count string
+}
+
+type workerSQL struct {
+	register, heartbeat, transition, status, get, list string
+}
+
+type adminSQL struct {
+	queueMetrics, allQueueMetrics, systemStats, tableExists, indexExists, orphans string
+}
+
+type versionSQL struct {
+	createTable, applied, record string
+}
+
+// querier is what store code needs; *sql.DB, *sql.Tx and *sql.Conn all have it.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+var _, _, _ querier = (*sql.DB)(nil), (*sql.Tx)(nil), (*sql.Conn)(nil)
+
+// check returns ErrClosed after Close.
+func (s *Store) check() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
+// bound applies the dialect's call timeout when ctx has no deadline.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.d.callTimeout > 0 {
+		if _, ok := ctx.Deadline(); !ok {
+			return context.WithTimeout(ctx, s.d.callTimeout)
+		}
+	}
+	return ctx, func() {}
+}
+
+// write runs f, which performs one write statement on the pool, under the
+// Store's write lock on single-writer backends, retrying when the database
+// reports it did not apply the statement because another writer held the
+// lock. A write inside a caller's transaction (tx != nil) runs once, unlocked:
+// the transaction is the caller's.
+func (s *Store) write(ctx context.Context, tx *sql.Tx, f func(ctx context.Context, q querier) error) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	if tx != nil {
+		return s.translate(f(ctx, tx))
+	}
+	if s.d.serializeWrites {
+		s.wmu.Lock()
+		defer s.wmu.Unlock()
+	}
+	return s.retryBusy(ctx, func() error { return f(ctx, s.db) })
+}
+
+// read runs f on the pool with the dialect's deadline.
+func (s *Store) read(ctx context.Context, f func(ctx context.Context, q querier) error) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	return s.translate(f(ctx, s.db))
+}
+
+// retryBusy runs f again, with capped jittered backoff, while the database
+// says it could not take the write lock (the statement did not apply).
+func (s *Store) retryBusy(ctx context.Context, f func() error) error {
+	delay := 5 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		err := f()
+		if err == nil || !s.d.isBusy(err) || attempt == 20 {
+			return s.translate(err)
+		}
+		t := time.NewTimer(delay/2 + rand.N(delay))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return s.translate(err)
+		case <-t.C:
+		}
+		delay = min(2*delay, 500*time.Millisecond)
+	}
+}
+
+// inTx runs f in a write transaction: BEGIN IMMEDIATE on a dedicated
+// connection for single-writer backends, an ordinary transaction elsewhere.
+// It commits when f returns nil and rolls back on error or panic.
+func (s *Store) inTx(ctx context.Context, f func(ctx context.Context, q querier) error) (err error) {
+	if err := s.check(); err != nil {
+		return err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	if s.d.serializeWrites {
+		s.wmu.Lock()
+		defer s.wmu.Unlock()
+	}
+	if !s.d.beginImmediate {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return s.translate(err)
+		}
+		defer func() {
+			if p := recover(); p != nil {
+				tx.Rollback()
+				panic(p)
+			}
+			if err != nil {
+				tx.Rollback()
+			}
+		}()
+		if err := f(ctx, tx); err != nil {
+			return s.translate(err)
+		}
+		return s.translate(tx.Commit())
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return s.translate(err)
+	}
+	defer conn.Close()
+	if err := s.retryBusy(ctx, func() error {
+		_, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE")
+		return err
+	}); err != nil {
+		return err
+	}
+	done := false
+	defer func() {
+		if !done {
+			conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+	}()
+	if err := f(ctx, conn); err != nil {
+		return s.translate(err)
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		return s.translate(err)
+	}
+	done = true
+	return nil
+}
+
+// errUnique and errForeignKey mark translated driver errors so callers can
+// map them to the sentinel that fits their operation.
+var (
+	errUnique     = errors.New("unique constraint violated")
+	errForeignKey = errors.New("foreign key constraint violated")
+)
+
+// translate is the one place driver errors become pgqrs errors.
+func (s *Store) translate(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, sql.ErrNoRows), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	case s.d.isUnique(err):
+		return fmt.Errorf("%w: %v", errUnique, err)
+	case s.d.isForeignKey(err):
+		return fmt.Errorf("%w: %v", errForeignKey, err)
+	}
+	return err
+}
+
+// sqlState reads a Postgres SQLSTATE without importing a driver.
+func sqlState(err error) string {
+	var e interface{ SQLState() string }
+	if errors.As(err, &e) {
+		return e.SQLState()
+	}
+	return ""
+}
+
+// sqliteCode reads a SQLite result code without importing a driver.
+func sqliteCode(err error) int {
+	var e interface{ Code() int }
+	if errors.As(err, &e) {
+		return e.Code()
+	}
+	return 0
+}
+
+// dbTime scans a timestamp stored either natively (Postgres) or as text in
+// the fixed UTC format (SQLite, Turso).
+type dbTime struct{ t time.Time }
+
+const textTimeLayout = "2006-01-02T15:04:05.000Z"
+
+func (d *dbTime) Scan(v any) error {
+	switch x := v.(type) {
+	case nil:
+		d.t = time.Time{}
+	case time.Time:
+		d.t = x.UTC()
+	case string:
+		return d.parse(x)
+	case []byte:
+		return d.parse(string(x))
+	default:
+		return fmt.Errorf("pgqrs: cannot scan %T as a time", v)
+	}
+	return nil
+}
+
+func (d *dbTime) parse(s string) error {
+	t, err := time.Parse(textTimeLayout, s)
+	if err != nil {
+		if t, err = time.Parse(time.RFC3339Nano, s); err != nil {
+			return fmt.Errorf("pgqrs: cannot parse time %q", s)
+		}
+	}
+	d.t = t.UTC()
+	return nil
+}
+
+func formatTextTime(t time.Time) string { return t.UTC().Format(textTimeLayout) }
+
+// idList renders IDs as "1,2,3" for the dialects' list arguments.
+func idList(ids []int64) string {
+	var b strings.Builder
+	for i, id := range ids {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatInt(id, 10))
+	}
+	return b.String()
+}
+
+// scanIDs collects the single int64 column of rows.
+func scanIDs(rows *sql.Rows) ([]int64, error) {
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// hits maps the IDs a statement affected back to a result per input ID.
+func hits(input, affected []int64) []bool {
+	set := make(map[int64]bool, len(affected))
+	for _, id := range affected {
+		set[id] = true
+	}
+	out := make([]bool, len(input))
+	for i, id := range input {
+		out[i] = set[id]
+	}
+	return out
+}
+
+//go:embed migrations
+var migrationsFS embed.FS
+
+// Migrations returns the SQL migrations of dialect d, for users who apply
+// schema changes with their own tool. Files are named NNNN_name.sql and
+// must be applied in name order; statements are separated by lines ending
+// in ";" (trigger bodies end at "END;"). [Admin.Install] applies the same
+// files and records them in pgqrs_schema_version.
+func Migrations(d Dialect) (fs.FS, error) {
+	impl, err := d.impl()
+	if err != nil {
+		return nil, err
+	}
+	return fs.Sub(migrationsFS, "migrations/"+impl.migrations)
+}
+
+type migration struct {
+	version int
+	name    string
+	stmts   []string
+}
+
+// loadMigrations reads the dialect's embedded migrations in version order.
+func (d *dialect) loadMigrations() ([]migration, error) {
+	dir := "migrations/" + d.migrations
+	entries, err := fs.ReadDir(migrationsFS, dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []migration
+	for _, e := range entries {
+		num, _, ok := strings.Cut(e.Name(), "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || !strings.HasSuffix(e.Name(), ".sql") {
+			return nil, fmt.Errorf("pgqrs: bad migration file name %q", e.Name())
+		}
+		text, err := fs.ReadFile(migrationsFS, dir+"/"+e.Name())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, migration{version: v, name: e.Name(), stmts: splitStatements(d.qualify(string(text)))})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	return out, nil
+}
+
+// splitStatements splits migration text into single statements (Turso's
+// WebSocket transport takes one statement per call). A statement ends at a
+// line ending in ";", except inside CREATE TRIGGER, which ends at "END;".
+func splitStatements(text string) []string {
+	var out []string
+	var cur strings.Builder
+	inTrigger := false
+	for line := range strings.Lines(text) {
+		trimmed := strings.TrimSpace(line)
+		if cur.Len() == 0 && (trimmed == "" || strings.HasPrefix(trimmed, "--")) {
+			continue
+		}
+		if cur.Len() == 0 && strings.HasPrefix(strings.ToUpper(trimmed), "CREATE TRIGGER") {
+			inTrigger = true
+		}
+		cur.WriteString(line)
+		end := strings.HasSuffix(trimmed, ";") && (!inTrigger || strings.EqualFold(trimmed, "END;"))
+		if end {
+			out = append(out, strings.TrimSpace(cur.String()))
+			cur.Reset()
+			inTrigger = false
+		}
+	}
+	if strings.TrimSpace(cur.String()) != "" {
+		out = append(out, strings.TrimSpace(cur.String()))
+	}
+	return out
+}
+
+// migrate applies every migration not yet recorded, all in one write
+// transaction (advisory-locked on Postgres, BEGIN IMMEDIATE elsewhere), so
+// concurrent installers wait for each other and the second finds nothing to do.
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := s.d.loadMigrations()
+	if err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(ctx context.Context, q querier) error {
+		for _, stmt := range s.d.installPrelude {
+			if _, err := q.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("install: %w", err)
+			}
+		}
+		if _, err := q.ExecContext(ctx, s.d.version.createTable); err != nil {
+			return fmt.Errorf("install: create version table: %w", err)
+		}
+		rows, err := q.QueryContext(ctx, s.d.version.applied)
+		if err != nil {
+			return fmt.Errorf("install: read versions: %w", err)
+		}
+		applied := map[int64]bool{}
+		ids, err := scanIDs(rows)
+		if err != nil {
+			return fmt.Errorf("install: read versions: %w", err)
+		}
+		for _, v := range ids {
+			applied[v] = true
+		}
+		for _, m := range ms {
+			if applied[int64(m.version)] {
+				continue
+			}
+			for _, stmt := range m.stmts {
+				if _, err := q.ExecContext(ctx, stmt); err != nil {
+					return fmt.Errorf("install: migration %s: %w", m.name, err)
+				}
+			}
+			if _, err := q.ExecContext(ctx, s.d.version.record, m.version, m.name); err != nil {
+				return fmt.Errorf("install: record %s: %w", m.name, err)
+			}
+		}
+		return nil
+	})
+}

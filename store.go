@@ -176,8 +176,8 @@ func (s *Store) inTx(ctx context.Context, f func(ctx context.Context, q querier)
 		defer s.wmu.Unlock()
 	}
 	if !s.d.beginImmediate {
-		tx, err := s.db.BeginTx(ctx, nil)
-		if err != nil {
+		var tx *sql.Tx
+		if tx, err = s.db.BeginTx(ctx, nil); err != nil {
 			return s.translate(err)
 		}
 		defer func() {

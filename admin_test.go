@@ -1,0 +1,255 @@
+package pgqrs
+
+import (
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestInstallIsIdempotentAndConcurrent(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) {
+			ctx := t.Context()
+			s := openBackend(t, b)
+			// Several stores (pools) install at once, as several processes
+			// starting together would. sqld is given two pools: it can stall
+			// with four or more connections writing at once (TURSO.md).
+			stores := []*Store{s}
+			extra := 3
+			if strings.HasPrefix(b, "turso") {
+				extra = 1
+			}
+			for range extra {
+				other, err := New(s.DB(), s.Dialect(), schemaOpt(s)...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				stores = append(stores, other)
+			}
+			var wg sync.WaitGroup
+			errs := make([]error, 4)
+			for i := range errs {
+				wg.Go(func() { errs[i] = stores[i%len(stores)].Admin().Install(ctx) })
+			}
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					t.Errorf("concurrent install %d: %v", i, err)
+				}
+			}
+			if err := s.Admin().Install(ctx); err != nil {
+				t.Fatalf("second install: %v", err)
+			}
+			if err := s.Admin().Verify(ctx); err != nil {
+				t.Fatalf("verify after install: %v", err)
+			}
+			st, err := s.Admin().SystemStats(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.SchemaVersion != 1 {
+				t.Errorf("schema version = %d, want 1", st.SchemaVersion)
+			}
+		})
+	}
+}
+
+func schemaOpt(s *Store) []Option {
+	if s.d.schema != "" {
+		return []Option{WithSchema(s.d.schema)}
+	}
+	return nil
+}
+
+func TestVerifyReportsDamage(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		if err := s.Admin().Verify(ctx); err != nil {
+			t.Fatalf("verify on a fresh install: %v", err)
+		}
+		if _, err := s.DB().ExecContext(ctx, "DROP INDEX "+s.d.relation("pgqrs_messages_claim")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.DB().ExecContext(ctx, s.d.qualify("DELETE FROM pgqrs_schema_version")); err != nil {
+			t.Fatal(err)
+		}
+		err := s.Admin().Verify(ctx)
+		var se *SchemaError
+		if !errors.As(err, &se) || !errors.Is(err, ErrSchema) {
+			t.Fatalf("verify = %v, want a *SchemaError", err)
+		}
+		want := []string{"missing index or trigger pgqrs_messages_claim", "migration 0001_core.sql not applied"}
+		if diff := cmp.Diff(want, se.Problems); diff != "" {
+			t.Errorf("problems (-want +got):\n%s", diff)
+		}
+		if _, err := s.DB().ExecContext(ctx, s.d.qualify("DROP TABLE pgqrs_archive")); err != nil {
+			t.Fatal(err)
+		}
+		err = s.Admin().Verify(ctx)
+		if !errors.As(err, &se) || !strings.Contains(err.Error(), "missing table pgqrs_archive") {
+			t.Fatalf("verify after dropping the archive = %v", err)
+		}
+	})
+}
+
+func TestQueueAdministration(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		a := s.Admin()
+		q, err := a.CreateQueue(ctx, "jobs")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q.Name != "jobs" || q.ID == 0 || time.Since(q.CreatedAt) > time.Minute {
+			t.Errorf("created queue = %+v", q)
+		}
+		_, err = a.CreateQueue(ctx, "jobs")
+		wantErr(t, err, ErrQueueExists)
+		_, err = a.GetQueue(ctx, "nope")
+		wantErr(t, err, ErrQueueNotFound)
+		_, err = s.Producer(ctx, "nope")
+		wantErr(t, err, ErrQueueNotFound)
+		_, err = s.Consumer(ctx, "nope")
+		wantErr(t, err, ErrQueueNotFound)
+		wantErr(t, a.DeleteQueue(ctx, "nope"), ErrQueueNotFound)
+		for _, bad := range []string{"", "has space", "semi;colon", "quote'", strings.Repeat("x", 129)} {
+			_, err := a.CreateQueue(ctx, bad)
+			wantErr(t, err, ErrInvalidName)
+		}
+		if _, err := a.CreateQueue(ctx, "alpha"); err != nil {
+			t.Fatal(err)
+		}
+		qs, err := a.ListQueues(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, q := range qs {
+			names = append(names, q.Name)
+		}
+		if diff := cmp.Diff([]string{"alpha", "jobs"}, names); diff != "" {
+			t.Errorf("queues (-want +got):\n%s", diff)
+		}
+
+		// Delete refuses while the queue has live workers, then live messages.
+		p, err := s.Producer(ctx, "jobs")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustEnqueue(t, p, "one")
+		mustEnqueue(t, p, "two")
+		err = a.DeleteQueue(ctx, "jobs")
+		wantErr(t, err, ErrQueueInUse)
+		if !strings.Contains(err.Error(), "2 live messages") || !strings.Contains(err.Error(), "1 live workers") {
+			t.Errorf("refusal does not say why: %v", err)
+		}
+		if err := p.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		wantErr(t, a.DeleteQueue(ctx, "jobs"), ErrQueueInUse)
+		n, err := a.PurgeQueue(ctx, "jobs")
+		if err != nil || n != 2 {
+			t.Fatalf("purge = %d, %v; want 2", n, err)
+		}
+		if err := a.DeleteQueue(ctx, "jobs"); err != nil {
+			t.Fatalf("delete emptied queue: %v", err)
+		}
+		_, err = a.GetQueue(ctx, "jobs")
+		wantErr(t, err, ErrQueueNotFound)
+		if _, err := a.CreateQueue(ctx, "jobs"); err != nil {
+			t.Fatalf("re-create deleted queue: %v", err)
+		}
+	})
+}
+
+func TestMetricsFollowEachStep(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		p, c := fixture(t, s, "m")
+		check := func(step string, want QueueMetrics) {
+			t.Helper()
+			got := metrics(t, s, "m")
+			want.Queue = "m"
+			got.OldestPending, got.OldestPendingAge, got.NewestEnqueued = time.Time{}, 0, time.Time{}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("%s: metrics (-want +got):\n%s", step, diff)
+			}
+		}
+		check("empty", QueueMetrics{})
+		a := mustEnqueue(t, p, 1)
+		mustEnqueue(t, p, 2)
+		mustEnqueue(t, p, 3, Delay(time.Hour))
+		check("enqueued", QueueMetrics{Visible: 2, Delayed: 1, Pending: 3})
+		m := metrics(t, s, "m")
+		if m.OldestPending.IsZero() || m.NewestEnqueued.Before(m.OldestPending) || m.OldestPendingAge < 0 || m.OldestPendingAge > time.Minute {
+			t.Errorf("times = oldest %v (age %v), newest %v", m.OldestPending, m.OldestPendingAge, m.NewestEnqueued)
+		}
+		mustDequeue(t, c, 1)
+		check("one leased", QueueMetrics{Visible: 1, Leased: 1, Delayed: 1, Pending: 2})
+		if err := c.Archive(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		check("one archived", QueueMetrics{Visible: 1, Delayed: 1, Pending: 2, Archived: 1})
+		all, err := s.Admin().AllQueueMetrics(ctx)
+		if err != nil || len(all) != 1 || all[0].Archived != 1 {
+			t.Fatalf("all queue metrics = %+v, %v", all, err)
+		}
+		st, err := s.Admin().SystemStats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := SystemStats{Queues: 1, LiveMessages: 2, Archived: 1, LiveWorkers: 2, Workers: 2, SchemaVersion: 1}
+		if diff := cmp.Diff(want, st); diff != "" {
+			t.Errorf("system stats (-want +got):\n%s", diff)
+		}
+		_, err = s.Admin().QueueMetrics(ctx, "missing")
+		wantErr(t, err, ErrQueueNotFound)
+	})
+}
+
+func TestArchiveListing(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		p, c := fixture(t, s, "arch")
+		var want []int64
+		for i := range 5 {
+			want = append(want, mustEnqueue(t, p, i))
+		}
+		if _, err := c.ArchiveBatch(ctx, ids(mustDequeue(t, c, 5))); err != nil {
+			t.Fatal(err)
+		}
+		a := s.Admin()
+		var got []int64
+		page := ArchivePage{Limit: 2}
+		for {
+			ms, err := a.ListArchived(ctx, "arch", page)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ms) == 0 {
+				break
+			}
+			for _, m := range ms {
+				got = append(got, m.ID)
+			}
+			page.BeforeID = ms[len(ms)-1].ID
+		}
+		newestFirst := []int64{want[4], want[3], want[2], want[1], want[0]}
+		if diff := cmp.Diff(newestFirst, got); diff != "" {
+			t.Errorf("archive pages (-want +got):\n%s", diff)
+		}
+		if n, err := a.CountArchived(ctx, "arch"); err != nil || n != 5 {
+			t.Errorf("count archived = %d, %v; want 5", n, err)
+		}
+		_, err := a.GetArchived(ctx, "arch", 987654)
+		wantErr(t, err, ErrMessageNotFound)
+		_, err = a.ListArchived(ctx, "arch", ArchivePage{Limit: -1})
+		wantErr(t, err, ErrInvalidArgument)
+		_, err = a.ListArchived(ctx, "missing", ArchivePage{})
+		wantErr(t, err, ErrQueueNotFound)
+	})
+}

@@ -4,7 +4,6 @@ import (
 	"reflect"
 	"regexp"
 	"time"
-	"unsafe"
 )
 
 // newPostgresDialect returns the PostgreSQL dialect. Claims lock their rows
@@ -197,25 +196,4 @@ func pgInSchema(base *dialect, schema string) *dialect {
 		`CREATE SCHEMA IF NOT EXISTS "` + schema + `"`,
 	}
 	return &d
-}
-
-// forEachSQLField calls f for every string field of the statement groups
-// (the struct-typed fields) of a dialect value.
-func forEachSQLField(v reflect.Value, path string, f func(path string, v reflect.Value)) {
-	for i := 0; i < v.NumField(); i++ {
-		field, ft := v.Field(i), v.Type().Field(i)
-		if ft.Type.Kind() != reflect.Struct {
-			continue
-		}
-		for j := 0; j < field.NumField(); j++ {
-			fj := field.Field(j)
-			if fj.Kind() != reflect.String {
-				continue
-			}
-			if fj.CanAddr() { // unexported fields: reach them through their address
-				fj = reflect.NewAt(fj.Type(), unsafe.Pointer(fj.UnsafeAddr())).Elem()
-			}
-			f(path+ft.Name+"."+field.Type().Field(j).Name, fj)
-		}
-	}
 }

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 )
 
 // dialect is everything that differs between backends: SQL text, grouped by
@@ -454,4 +456,25 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// forEachSQLField calls f for every string field of the statement groups
+// (the struct-typed fields) of a dialect value.
+func forEachSQLField(v reflect.Value, path string, f func(path string, v reflect.Value)) {
+	for i := 0; i < v.NumField(); i++ {
+		field, ft := v.Field(i), v.Type().Field(i)
+		if ft.Type.Kind() != reflect.Struct {
+			continue
+		}
+		for j := 0; j < field.NumField(); j++ {
+			fj := field.Field(j)
+			if fj.Kind() != reflect.String {
+				continue
+			}
+			if fj.CanAddr() { // unexported fields: reach them through their address
+				fj = reflect.NewAt(fj.Type(), unsafe.Pointer(fj.UnsafeAddr())).Elem()
+			}
+			f(path+ft.Name+"."+field.Type().Field(j).Name, fj)
+		}
+	}
 }

@@ -1,0 +1,112 @@
+package pgqrs
+
+import (
+	"io/fs"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestDialectsDefineEveryStatement fails when a dialect lacks a statement
+// the others have.
+func TestDialectsDefineEveryStatement(t *testing.T) {
+	for _, d := range []Dialect{Postgres, SQLite, Turso} {
+		t.Run(string(d), func(t *testing.T) {
+			impl, err := d.impl()
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			forEachSQLField(reflect.ValueOf(impl).Elem(), "", func(path string, v reflect.Value) {
+				n++
+				if strings.TrimSpace(v.String()) == "" {
+					t.Errorf("%s: %s is empty", d, path)
+				}
+			})
+			if n < 30 {
+				t.Errorf("only %d statements found; the walker is broken", n)
+			}
+			for name, f := range map[string]any{
+				"secondsArg": impl.secondsArg, "timeArg": impl.timeArg, "idsArg": impl.idsArg,
+				"isUnique": impl.isUnique, "isForeignKey": impl.isForeignKey, "isBusy": impl.isBusy, "qualify": impl.qualify,
+			} {
+				if reflect.ValueOf(f).IsNil() {
+					t.Errorf("%s: hook %s is nil", d, name)
+				}
+			}
+		})
+	}
+}
+
+func TestPostgresSchemaQualifiesEveryTable(t *testing.T) {
+	d := newPostgresDialect().withSchema("app")
+	forEachSQLField(reflect.ValueOf(d).Elem(), "", func(path string, v reflect.Value) {
+		for _, table := range []string{"pgqrs_queues", "pgqrs_workers", "pgqrs_messages", "pgqrs_archive", "pgqrs_schema_version"} {
+			bare := strings.ReplaceAll(v.String(), `"app".`+table, "")
+			if pgTableName.MatchString(bare) && strings.Contains(bare, table+" ") {
+				t.Errorf("%s names %s without the schema", path, table)
+			}
+		}
+	})
+	if got := d.qualify("CREATE INDEX pgqrs_messages_claim ON pgqrs_messages (queue_id)"); got != `CREATE INDEX pgqrs_messages_claim ON "app".pgqrs_messages (queue_id)` {
+		t.Errorf("qualify touched an index name or missed the table: %s", got)
+	}
+}
+
+func TestSplitStatements(t *testing.T) {
+	text := `-- comment
+CREATE TABLE a (x INT);
+
+CREATE TRIGGER t AFTER UPDATE ON a
+BEGIN
+    INSERT INTO b VALUES (1);
+    DELETE FROM a WHERE x = 1;
+END;
+CREATE INDEX i ON a (x);
+`
+	want := []string{
+		"CREATE TABLE a (x INT);",
+		"CREATE TRIGGER t AFTER UPDATE ON a\nBEGIN\n    INSERT INTO b VALUES (1);\n    DELETE FROM a WHERE x = 1;\nEND;",
+		"CREATE INDEX i ON a (x);",
+	}
+	if diff := cmp.Diff(want, splitStatements(text)); diff != "" {
+		t.Errorf("statements (-want +got):\n%s", diff)
+	}
+}
+
+func TestMigrationsFS(t *testing.T) {
+	for _, d := range []Dialect{Postgres, SQLite, Turso} {
+		fsys, err := Migrations(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names, err := fs.Glob(fsys, "*.sql")
+		if err != nil || len(names) == 0 || names[0] != "0001_core.sql" {
+			t.Errorf("%s migrations = %v, %v", d, names, err)
+		}
+	}
+	_, err := Migrations("oracle")
+	wantErr(t, err, ErrInvalidArgument)
+}
+
+func TestErrorTranslation(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		if _, err := s.Admin().CreateQueue(ctx, "dup"); err != nil {
+			t.Fatal(err)
+		}
+		_, err := s.DB().ExecContext(ctx, strings.ReplaceAll(s.d.queue.insert, "RETURNING id, name, created_at", ""), "dup")
+		if !s.d.isUnique(err) || !strings.Contains(s.translate(err).Error(), errUnique.Error()) {
+			t.Errorf("duplicate queue name: %v not classified as a unique violation", err)
+		}
+		_, err = s.DB().ExecContext(ctx, s.d.message.enqueue, 424242, `{}`, s.d.secondsArg(0), nil, nil)
+		if !s.d.isForeignKey(err) {
+			t.Errorf("message for a missing queue: %v not classified as a foreign key violation", err)
+		}
+		if s.d.isBusy(err) || s.d.isUnique(nil) {
+			t.Errorf("misclassified: %v", err)
+		}
+	})
+}

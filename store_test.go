@@ -2,6 +2,7 @@ package pgqrs
 
 import (
 	"io/fs"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -109,4 +110,20 @@ func TestErrorTranslation(t *testing.T) {
 			t.Errorf("misclassified: %v", err)
 		}
 	})
+}
+
+// TestReadmeQuickstartIsTheExample keeps the README's quick start identical
+// to examples/quickstart/main.go, which its own test compiles and runs.
+func TestReadmeQuickstartIsTheExample(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	main, err := os.ReadFile("examples/quickstart/main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "```go\n"+string(main)+"```") {
+		t.Error("README.md's quick start differs from examples/quickstart/main.go; copy the file into the README")
+	}
 }

@@ -1,0 +1,167 @@
+package pgqrs_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/pgqrs/pgqrs-go"
+	_ "modernc.org/sqlite"
+)
+
+// Example is the quick start: open an embedded SQLite store, install the
+// schema, enqueue a message, then claim it and archive it.
+func Example() {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "pgqrs-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+
+	s, err := pgqrs.Open(ctx, "sqlite:"+filepath.Join(dir, "app.db"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Admin().Install(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := s.Admin().CreateQueue(ctx, "emails"); err != nil {
+		log.Fatal(err)
+	}
+
+	p, err := s.Producer(ctx, "emails")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Shutdown(ctx)
+	type email struct {
+		To      string `json:"to"`
+		Subject string `json:"subject"`
+	}
+	if _, err := p.Enqueue(ctx, email{To: "ada@example.com", Subject: "Welcome"}); err != nil {
+		log.Fatal(err)
+	}
+
+	c, err := s.Consumer(ctx, "emails")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Shutdown(ctx)
+	msgs, err := c.Dequeue(ctx, 10)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, m := range msgs {
+		var e email
+		if err := json.Unmarshal(m.Payload, &e); err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("sending %q to %s (attempt %d)\n", e.Subject, e.To, m.ReadCount)
+		if err := c.Archive(ctx, m.ID); err != nil {
+			log.Fatal(err)
+		}
+	}
+	archived, err := s.Admin().CountArchived(ctx, "emails")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("archived:", archived)
+	// Output:
+	// sending "Welcome" to ada@example.com (attempt 1)
+	// archived: 1
+}
+
+// ExampleProducer_EnqueueTx enqueues a message in the same transaction as
+// the application's own write: both happen, or neither.
+func ExampleProducer_EnqueueTx() {
+	ctx := context.Background()
+	s, err := pgqrs.Open(ctx, "sqlite::memory:")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Admin().Install(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := s.Admin().CreateQueue(ctx, "signups"); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := s.DB().ExecContext(ctx, `CREATE TABLE users (email TEXT PRIMARY KEY)`); err != nil {
+		log.Fatal(err)
+	}
+	p, err := s.Producer(ctx, "signups")
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	tx, err := s.DB().BeginTx(ctx, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer tx.Rollback() // no-op after Commit
+	if _, err := tx.ExecContext(ctx, `INSERT INTO users (email) VALUES (?)`, "ada@example.com"); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := p.EnqueueTx(ctx, tx, map[string]string{"welcome": "ada@example.com"}); err != nil {
+		log.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		log.Fatal(err)
+	}
+
+	m, err := s.Admin().QueueMetrics(ctx, "signups")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("visible:", m.Visible)
+	// Output: visible: 1
+}
+
+// ExampleConsumer_Dequeue shows the settle calls: archive on success,
+// release with a delay to retry later.
+func ExampleConsumer_Dequeue() {
+	ctx := context.Background()
+	s, err := pgqrs.Open(ctx, "sqlite::memory:")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Admin().Install(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := s.Admin().CreateQueue(ctx, "jobs"); err != nil {
+		log.Fatal(err)
+	}
+	p, _ := s.Producer(ctx, "jobs")
+	if _, err := p.EnqueueBatch(ctx, []any{"ok", "fails", "ok"}); err != nil {
+		log.Fatal(err)
+	}
+	c, _ := s.Consumer(ctx, "jobs")
+	msgs, err := c.Dequeue(ctx, 10, pgqrs.VisibilityTimeout(time.Minute))
+	if err != nil {
+		log.Fatal(err)
+	}
+	var done []int64
+	for _, m := range msgs {
+		if string(m.Payload) == `"fails"` {
+			// Retry in 30 seconds; the read count records the attempt.
+			if err := c.Release(ctx, m.ID, 30*time.Second); err != nil {
+				log.Fatal(err)
+			}
+			continue
+		}
+		done = append(done, m.ID)
+	}
+	if _, err := c.ArchiveBatch(ctx, done); err != nil { // one statement
+		log.Fatal(err)
+	}
+	mt, _ := s.Admin().QueueMetrics(ctx, "jobs")
+	fmt.Printf("archived %d, delayed %d\n", mt.Archived, mt.Delayed)
+	// Output: archived 2, delayed 1
+}

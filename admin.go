@@ -512,3 +512,220 @@ func (d *dialect) relation(name string) string {
 	}
 	return `"` + d.schema + `".` + strings.TrimSpace(name)
 }
+
+// ListDeadLetters returns a page of the queue's dead letters, newest first,
+// each with its read count and last error.
+func (a *Admin) ListDeadLetters(ctx context.Context, queue string, page ArchivePage) ([]*ArchivedMessage, error) {
+	return a.listArchive(ctx, queue, true, page)
+}
+
+// CountDeadLetters returns how many dead letters the queue has.
+func (a *Admin) CountDeadLetters(ctx context.Context, queue string) (int64, error) {
+	q, err := a.GetQueue(ctx, queue)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	err = a.s.read(ctx, func(ctx context.Context, db querier) error {
+		return db.QueryRowContext(ctx, a.s.d.archive.count, q.ID, true).Scan(&n)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count dead letters of %q: %w", queue, err)
+	}
+	return n, nil
+}
+
+// ReplayDeadLetters puts the given dead letters of queue back in the queue,
+// visible at once with their read count reset to zero (their last error is
+// kept for reference), keeping their IDs. IDs that are not dead letters of
+// the queue are ignored. It returns how many it replayed.
+func (a *Admin) ReplayDeadLetters(ctx context.Context, queue string, ids []int64) (int64, error) {
+	if len(ids) > a.s.cfg.maxBatch {
+		return 0, fmt.Errorf("replay dead letters of %q: %w: %d IDs, limit %d", queue, ErrBatchTooLarge, len(ids), a.s.cfg.maxBatch)
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	return a.replay(ctx, queue, ids, false)
+}
+
+// ReplayAllDeadLetters replays every dead letter of queue, as
+// [Admin.ReplayDeadLetters] does.
+func (a *Admin) ReplayAllDeadLetters(ctx context.Context, queue string) (int64, error) {
+	return a.replay(ctx, queue, nil, true)
+}
+
+func (a *Admin) replay(ctx context.Context, queue string, ids []int64, all bool) (int64, error) {
+	q, err := a.GetQueue(ctx, queue)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	err = a.s.inTx(ctx, func(ctx context.Context, db querier) error {
+		args := []any{q.ID, a.s.d.idsArg(ids), all}
+		if _, err := db.ExecContext(ctx, a.s.d.admin.replayInsert, args...); err != nil {
+			return err
+		}
+		res, err := db.ExecContext(ctx, a.s.d.admin.replayDelete, args...)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("replay dead letters of %q: %w", queue, err)
+	}
+	return n, nil
+}
+
+// PurgeDeadLetters deletes every dead letter of queue and returns how many.
+func (a *Admin) PurgeDeadLetters(ctx context.Context, queue string) (int64, error) {
+	q, err := a.GetQueue(ctx, queue)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	err = a.s.write(ctx, nil, func(ctx context.Context, db querier) error {
+		res, err := db.ExecContext(ctx, a.s.d.admin.purgeDead, q.ID)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("purge dead letters of %q: %w", queue, err)
+	}
+	return n, nil
+}
+
+// MoveToDLQ dead-letters every visible message, of any queue, that has been
+// claimed maxAttempts times or more without being archived: for consumers
+// that use [Consumer.Dequeue] directly, which does not dead-letter unless
+// given [MaxAttempts]. Leased messages are left to their holders. It returns
+// how many it moved.
+func (a *Admin) MoveToDLQ(ctx context.Context, maxAttempts int) (int64, error) {
+	if maxAttempts < 1 {
+		return 0, fmt.Errorf("%w: max attempts must be at least 1, got %d", ErrInvalidArgument, maxAttempts)
+	}
+	var moved []int64
+	err := a.s.write(ctx, nil, func(ctx context.Context, db querier) error {
+		rows, err := db.QueryContext(ctx, a.s.d.admin.moveToDLQ, maxAttempts)
+		if err != nil {
+			return err
+		}
+		moved, err = scanIDs(rows)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("move to dead-letter queue: %w", err)
+	}
+	return int64(len(moved)), nil
+}
+
+// WorkerHealth counts workers by state. Stale counts consumers that are
+// ready, polling or interrupted but have not heartbeated within the stale
+// age given to [Admin.WorkerHealth].
+type WorkerHealth struct {
+	Queue                                           string // "" for all queues
+	Ready, Polling, Suspended, Interrupted, Stopped int64
+	Stale                                           int64
+}
+
+// WorkerHealth returns worker counts for queue, or for all queues when queue
+// is "". staleAfter must be positive.
+func (a *Admin) WorkerHealth(ctx context.Context, queue string, staleAfter time.Duration) (WorkerHealth, error) {
+	h := WorkerHealth{Queue: queue}
+	if staleAfter <= 0 {
+		return h, fmt.Errorf("%w: stale age must be positive, got %v", ErrInvalidArgument, staleAfter)
+	}
+	var queueID int64
+	if queue != "" {
+		q, err := a.GetQueue(ctx, queue)
+		if err != nil {
+			return h, err
+		}
+		queueID = q.ID
+	}
+	err := a.s.read(ctx, func(ctx context.Context, db querier) error {
+		return db.QueryRowContext(ctx, a.s.d.admin.workerHealth, queueID, a.s.d.secondsArg(-staleAfter)).Scan(
+			&h.Ready, &h.Polling, &h.Suspended, &h.Interrupted, &h.Stopped, &h.Stale)
+	})
+	if err != nil {
+		return h, fmt.Errorf("worker health: %w", err)
+	}
+	return h, nil
+}
+
+// ReclaimStale declares stale consumers (ready, polling or interrupted, no
+// heartbeat within staleAfter) stopped and releases every message they hold,
+// visible at once, in one transaction, without waiting for the leases to
+// expire. Read counts are kept: the crashed attempt counts. It is safe to run
+// from any number of processes at once. A consumer declared stale that is in
+// fact alive loses its leases (its settle calls get [ErrLeaseLost]) and its
+// next heartbeat stops its Run loop. It returns the numbers of workers
+// stopped and messages released.
+func (a *Admin) ReclaimStale(ctx context.Context, staleAfter time.Duration) (workers, messages int64, err error) {
+	if staleAfter <= 0 {
+		return 0, 0, fmt.Errorf("%w: stale age must be positive, got %v", ErrInvalidArgument, staleAfter)
+	}
+	err = a.s.inTx(ctx, func(ctx context.Context, db querier) error {
+		rows, err := db.QueryContext(ctx, a.s.d.admin.stopStaleWorkers, a.s.d.secondsArg(-staleAfter))
+		if err != nil {
+			return err
+		}
+		stopped, err := scanIDs(rows)
+		if err != nil {
+			return err
+		}
+		workers, messages = int64(len(stopped)), 0
+		if len(stopped) == 0 {
+			return nil
+		}
+		res, err := db.ExecContext(ctx, a.s.d.admin.releaseWorkers, a.s.d.idsArg(stopped))
+		if err != nil {
+			return err
+		}
+		messages, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("reclaim stale workers: %w", err)
+	}
+	return workers, messages, nil
+}
+
+// PurgeWorkers deletes stopped workers that stopped more than olderThan ago
+// and that no live message references, and returns how many.
+func (a *Admin) PurgeWorkers(ctx context.Context, olderThan time.Duration) (int64, error) {
+	if olderThan < 0 {
+		return 0, fmt.Errorf("%w: age must not be negative, got %v", ErrInvalidArgument, olderThan)
+	}
+	var n int64
+	err := a.s.write(ctx, nil, func(ctx context.Context, db querier) error {
+		res, err := db.ExecContext(ctx, a.s.d.admin.purgeWorkers, a.s.d.secondsArg(-olderThan))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("purge workers: %w", err)
+	}
+	return n, nil
+}
+
+// InterruptWorker asks worker id, which may run in another process, to
+// finish its current work and end suspended (see [Consumer.Run]). It returns
+// [ErrWorkerNotFound] or a [*TransitionError] unless the worker is ready or
+// polling.
+func (a *Admin) InterruptWorker(ctx context.Context, id int64) error {
+	info, err := a.GetWorker(ctx, id)
+	if err != nil {
+		return err
+	}
+	w := &worker{s: a.s, id: id, name: info.Name}
+	return w.Interrupt(ctx)
+}

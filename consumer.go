@@ -1,6 +1,7 @@
 package pgqrs
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -46,7 +47,24 @@ type dequeueOptionFunc func(*dequeueConfig) error
 func (f dequeueOptionFunc) applyDequeue(c *dequeueConfig) error { return f(c) }
 
 type dequeueConfig struct {
-	vt time.Duration
+	vt          time.Duration
+	maxAttempts int
+}
+
+// MaxAttempts makes Dequeue dead-letter, instead of returning, any message it
+// claims for more than the n-th time: one whose n allowed deliveries all
+// ended without an archive, for example because the consumers holding them
+// crashed. Dead letters keep their last error and can be replayed (see
+// [Admin.ReplayDeadLetters]). n must be at least 1. Default: no limit.
+// [Consumer.Run] applies its own MaxAttempts (default 5).
+func MaxAttempts(n int) DequeueOption {
+	return dequeueOptionFunc(func(c *dequeueConfig) error {
+		if n < 1 {
+			return fmt.Errorf("%w: max attempts must be at least 1, got %d", ErrInvalidArgument, n)
+		}
+		c.maxAttempts = n
+		return nil
+	})
 }
 
 // VisibilityTimeout sets how long the claimed messages stay leased to the
@@ -86,6 +104,16 @@ func (c *Consumer) Dequeue(ctx context.Context, n int, opts ...DequeueOption) ([
 			return nil, fmt.Errorf("dequeue from %q: %w", c.queue, err)
 		}
 	}
+	if err := c.touch(ctx); err != nil {
+		return nil, err
+	}
+	if err := c.usable(); err != nil { // the heartbeat may have learnt of a suspension
+		return nil, err
+	}
+	return c.claim(ctx, n, cfg)
+}
+
+func (c *Consumer) claim(ctx context.Context, n int, cfg dequeueConfig) ([]*Message, error) {
 	msgs := make([]*Message, 0, n)
 	err := c.s.write(ctx, nil, func(ctx context.Context, q querier) error {
 		msgs = msgs[:0]
@@ -110,8 +138,44 @@ func (c *Consumer) Dequeue(ctx context.Context, n int, opts ...DequeueOption) ([
 	if err != nil {
 		return nil, fmt.Errorf("dequeue from %q: %w", c.queue, err)
 	}
-	slices.SortFunc(msgs, func(a, b *Message) int { return int(a.ID - b.ID) })
+	slices.SortFunc(msgs, func(a, b *Message) int { return cmp.Compare(a.ID, b.ID) })
+	if cfg.maxAttempts > 0 {
+		return c.dropExhausted(ctx, msgs, cfg.maxAttempts)
+	}
 	return msgs, nil
+}
+
+// dropExhausted dead-letters the messages claimed past their last allowed
+// attempt and returns the rest. A message's allowed attempts ran out without
+// an archive or a recorded failure only when its holders' leases expired.
+func (c *Consumer) dropExhausted(ctx context.Context, msgs []*Message, maxAttempts int) ([]*Message, error) {
+	var keep []*Message
+	var silent, failed []int64
+	for _, m := range msgs {
+		switch {
+		case m.ReadCount <= maxAttempts:
+			keep = append(keep, m)
+		case m.LastError == "":
+			silent = append(silent, m.ID)
+		default:
+			failed = append(failed, m.ID)
+		}
+	}
+	if len(silent) > 0 {
+		reason := fmt.Sprintf("%d attempts ended without success (leases expired)", maxAttempts)
+		if _, err := c.settle(ctx, nil, "dead-letter", c.s.d.message.deadLetter, silent, reason); err != nil {
+			return nil, err
+		}
+	}
+	if len(failed) > 0 {
+		if _, err := c.settle(ctx, nil, "dead-letter", c.s.d.message.deadLetter, failed, nil); err != nil {
+			return nil, err
+		}
+	}
+	if keep == nil {
+		keep = []*Message{}
+	}
+	return keep, nil
 }
 
 // settle runs one of the fenced message statements (arguments: ID list,

@@ -3,7 +3,10 @@ package pgqrs
 import (
 	"reflect"
 	"regexp"
+	"strings"
 	"time"
+
+	"github.com/lib/pq"
 )
 
 // newPostgresDialect returns the PostgreSQL dialect. Claims lock their rows
@@ -31,18 +34,31 @@ FROM pgqrs_queues q WHERE q.id = $1 FOR UPDATE`,
 			deleteStoppedWorkers: `DELETE FROM pgqrs_workers WHERE queue_id = $1 AND status = 'stopped'`,
 		},
 		message: messageSQL{
+			// Enqueue sends a NOTIFY (delivered at commit, coalesced per
+			// transaction) so idle Run loops wake at once; not for delayed
+			// messages, which nobody can claim yet.
 			enqueue: `
-INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id)
-VALUES ($1, $2, coalesce($5::timestamptz, now() + make_interval(secs => $3::float8)), $4)
-RETURNING id`,
+WITH ins AS (
+    INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id)
+    VALUES ($1::bigint, $2, coalesce($5::timestamptz, now() + make_interval(secs => $3::float8)), $4)
+    RETURNING id
+)
+SELECT ins.id FROM ins LEFT JOIN (
+    SELECT pg_notify('pgqrs', $1::bigint::text) WHERE $5::timestamptz IS NULL AND $3::float8 = 0
+) AS wake ON true`,
 			// One statement for the whole batch: the payloads arrive as one
 			// JSON array and are inserted in array order.
 			enqueueBatch: `
-INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id)
-SELECT $1::bigint, p.value, coalesce($5::timestamptz, now() + make_interval(secs => $3::float8)), $4::bigint
-FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS p (value, ord)
-ORDER BY p.ord
-RETURNING id`,
+WITH ins AS (
+    INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id)
+    SELECT $1::bigint, p.value, coalesce($5::timestamptz, now() + make_interval(secs => $3::float8)), $4::bigint
+    FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS p (value, ord)
+    ORDER BY p.ord
+    RETURNING id
+)
+SELECT ins.id FROM ins LEFT JOIN (
+    SELECT pg_notify('pgqrs', $1::bigint::text) WHERE $5::timestamptz IS NULL AND $3::float8 = 0
+) AS wake ON true`,
 			dequeue: `
 WITH picked AS (
     SELECT id FROM pgqrs_messages
@@ -88,6 +104,29 @@ UPDATE pgqrs_messages
 SET vt = now() + make_interval(secs => $4::float8)
 WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id = $3
 RETURNING id`,
+			fail: `
+UPDATE pgqrs_messages
+SET vt = now() + make_interval(secs => $4::float8), consumer_worker_id = NULL, last_error = $5
+WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id = $3
+RETURNING id`,
+			deadLetter: `
+WITH gone AS (
+    DELETE FROM pgqrs_messages
+    WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id = $3
+    RETURNING id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
+              producer_worker_id, consumer_worker_id, last_error
+)
+INSERT INTO pgqrs_archive (id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
+                           producer_worker_id, consumer_worker_id, last_error, dead)
+SELECT id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
+       producer_worker_id, consumer_worker_id, coalesce($4::text, last_error), true
+FROM gone
+RETURNING id`,
+			unclaim: `
+UPDATE pgqrs_messages
+SET vt = now(), consumer_worker_id = NULL, read_ct = greatest(read_ct - 1, 0)
+WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id = $3
+RETURNING id`,
 			holder:      `SELECT consumer_worker_id FROM pgqrs_messages WHERE id = $1 AND queue_id = $2`,
 			countHeld:   `SELECT count(*) FROM pgqrs_messages WHERE consumer_worker_id = $1 AND vt > now()`,
 			releaseHeld: `UPDATE pgqrs_messages SET vt = now(), consumer_worker_id = NULL WHERE consumer_worker_id = $1`,
@@ -106,7 +145,7 @@ ORDER BY id DESC LIMIT $4`,
 			register: `
 INSERT INTO pgqrs_workers (name, queue_id, role) VALUES ($1, $2, $3)
 RETURNING id, started_at`,
-			heartbeat: `UPDATE pgqrs_workers SET heartbeat_at = now() WHERE id = $1 AND status <> 'stopped'`,
+			heartbeat: `UPDATE pgqrs_workers SET heartbeat_at = now() WHERE id = $1 RETURNING status`,
 			transition: `
 UPDATE pgqrs_workers
 SET status = $2::text, heartbeat_at = now(),
@@ -132,6 +171,53 @@ SELECT (SELECT count(*) FROM pgqrs_queues),
 			orphans: `
 SELECT (SELECT count(*) FROM pgqrs_messages m WHERE NOT EXISTS (SELECT 1 FROM pgqrs_queues q WHERE q.id = m.queue_id))
      + (SELECT count(*) FROM pgqrs_archive a WHERE NOT EXISTS (SELECT 1 FROM pgqrs_queues q WHERE q.id = a.queue_id))`,
+			// Visible messages only: a live lease is left to its holder.
+			moveToDLQ: `
+WITH gone AS (
+    DELETE FROM pgqrs_messages
+    WHERE read_ct >= $1 AND vt <= now()
+    RETURNING id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
+              producer_worker_id, consumer_worker_id, last_error
+)
+INSERT INTO pgqrs_archive (id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
+                           producer_worker_id, consumer_worker_id, last_error, dead)
+SELECT id, queue_id, payload, enqueued_at, read_ct, dequeued_at, producer_worker_id, consumer_worker_id,
+       coalesce(last_error, 'no success in ' || read_ct || ' attempts'), true
+FROM gone
+RETURNING id`,
+			replayInsert: `
+INSERT INTO pgqrs_messages (id, queue_id, payload, vt, enqueued_at, read_ct, producer_worker_id, last_error)
+SELECT id, queue_id, payload, now(), enqueued_at, 0, producer_worker_id, last_error
+FROM pgqrs_archive
+WHERE queue_id = $1 AND dead AND ($3::boolean OR id = ANY ($2::bigint[]))
+ON CONFLICT (id) DO NOTHING`,
+			replayDelete: `
+DELETE FROM pgqrs_archive
+WHERE queue_id = $1 AND dead AND ($3::boolean OR id = ANY ($2::bigint[]))`,
+			purgeDead: `DELETE FROM pgqrs_archive WHERE queue_id = $1 AND dead`,
+			// $2 is minus the stale age, in seconds.
+			workerHealth: `
+SELECT count(*) FILTER (WHERE status = 'ready'),
+       count(*) FILTER (WHERE status = 'polling'),
+       count(*) FILTER (WHERE status = 'suspended'),
+       count(*) FILTER (WHERE status = 'interrupted'),
+       count(*) FILTER (WHERE status = 'stopped'),
+       count(*) FILTER (WHERE role = 'consumer' AND status IN ('ready', 'polling', 'interrupted')
+                        AND heartbeat_at < now() + make_interval(secs => $2::float8))
+FROM pgqrs_workers WHERE $1::bigint = 0 OR queue_id = $1`,
+			stopStaleWorkers: `
+UPDATE pgqrs_workers SET status = 'stopped', stopped_at = now()
+WHERE role = 'consumer' AND status IN ('ready', 'polling', 'interrupted')
+  AND heartbeat_at < now() + make_interval(secs => $1::float8)
+RETURNING id`,
+			releaseWorkers: `
+UPDATE pgqrs_messages SET vt = now(), consumer_worker_id = NULL
+WHERE consumer_worker_id = ANY ($1::bigint[])`,
+			purgeWorkers: `
+DELETE FROM pgqrs_workers w
+WHERE w.status = 'stopped' AND w.stopped_at < now() + make_interval(secs => $1::float8)
+  AND NOT EXISTS (SELECT 1 FROM pgqrs_messages m
+                  WHERE m.consumer_worker_id = w.id OR m.producer_worker_id = w.id)`,
 		},
 		version: versionSQL{
 			createTable: `
@@ -148,6 +234,8 @@ CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
 		secondsArg:     func(d time.Duration) any { return d.Seconds() },
 		timeArg:        func(t time.Time) any { return t.UTC() },
 		idsArg:         func(ids []int64) any { return "{" + idList(ids) + "}" },
+		notifyChannel:  "pgqrs",
+		listen:         pgListen,
 		isUnique:       func(err error) bool { return sqlState(err) == "23505" },
 		isForeignKey:   func(err error) bool { return sqlState(err) == "23503" },
 		// Serialization failures and deadlocks roll the statement back.
@@ -187,6 +275,10 @@ func pgInSchema(base *dialect, schema string) *dialect {
 	d := *base
 	prefix := `"` + schema + `".`
 	d.schema = schema
+	d.notifyChannel = "pgqrs:" + schema
+	for _, stmt := range []*string{&d.message.enqueue, &d.message.enqueueBatch} {
+		*stmt = strings.ReplaceAll(*stmt, "pg_notify('pgqrs',", "pg_notify('"+d.notifyChannel+"',")
+	}
 	d.qualify = func(s string) string { return pgTableName.ReplaceAllString(s, prefix+"$0") }
 	forEachSQLField(reflect.ValueOf(&d).Elem(), "", func(_ string, v reflect.Value) {
 		v.SetString(d.qualify(v.String()))
@@ -196,4 +288,36 @@ func pgInSchema(base *dialect, schema string) *dialect {
 		`CREATE SCHEMA IF NOT EXISTS "` + schema + `"`,
 	}
 	return &d
+}
+
+// pgListen keeps a dedicated LISTEN connection on channel (lib/pq's Listener
+// reconnects by itself). It calls notify with each notification's payload,
+// and connected when the LISTEN is in place, first and after every
+// reconnect, so the caller can fetch what it missed.
+func pgListen(dsn, channel string, notify func(payload string), connected func()) (stop func()) {
+	l := pq.NewListener(dsn, 50*time.Millisecond, 5*time.Second, nil)
+	done := make(chan struct{})
+	go func() {
+		if err := l.Listen(channel); err == nil {
+			connected()
+		}
+	}()
+	go func() {
+		for {
+			select {
+			case n := <-l.Notify:
+				if n == nil { // the connection was re-established
+					connected()
+				} else {
+					notify(n.Extra)
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		l.Close()
+	}
 }

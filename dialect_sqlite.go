@@ -77,6 +77,20 @@ UPDATE pgqrs_messages
 SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4)
 WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND queue_id = ?3
 RETURNING id`,
+			fail: `
+UPDATE pgqrs_messages
+SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4), consumer_worker_id = NULL, last_error = ?5
+WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND queue_id = ?3
+RETURNING id`,
+			deadLetter: `
+UPDATE pgqrs_messages SET archive_as = 'dead', last_error = coalesce(?4, last_error)
+WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND queue_id = ?3
+RETURNING id`,
+			unclaim: `
+UPDATE pgqrs_messages
+SET vt = ` + sqliteNow + `, consumer_worker_id = NULL, read_ct = max(read_ct - 1, 0)
+WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND queue_id = ?3
+RETURNING id`,
 			holder:      `SELECT consumer_worker_id FROM pgqrs_messages WHERE id = ?1 AND queue_id = ?2`,
 			countHeld:   `SELECT count(*) FROM pgqrs_messages WHERE consumer_worker_id = ?1 AND vt > ` + sqliteNow,
 			releaseHeld: `UPDATE pgqrs_messages SET vt = ` + sqliteNow + `, consumer_worker_id = NULL WHERE consumer_worker_id = ?1`,
@@ -95,7 +109,7 @@ ORDER BY id DESC LIMIT ?4`,
 			register: `
 INSERT INTO pgqrs_workers (name, queue_id, role) VALUES (?1, ?2, ?3)
 RETURNING id, started_at`,
-			heartbeat: `UPDATE pgqrs_workers SET heartbeat_at = ` + sqliteNow + ` WHERE id = ?1 AND status <> 'stopped'`,
+			heartbeat: `UPDATE pgqrs_workers SET heartbeat_at = ` + sqliteNow + ` WHERE id = ?1 RETURNING status`,
 			transition: `
 UPDATE pgqrs_workers
 SET status = ?2, heartbeat_at = ` + sqliteNow + `,
@@ -121,6 +135,43 @@ SELECT (SELECT count(*) FROM pgqrs_queues),
 			orphans: `
 SELECT (SELECT count(*) FROM pgqrs_messages m WHERE NOT EXISTS (SELECT 1 FROM pgqrs_queues q WHERE q.id = m.queue_id))
      + (SELECT count(*) FROM pgqrs_archive a WHERE NOT EXISTS (SELECT 1 FROM pgqrs_queues q WHERE q.id = a.queue_id))`,
+			moveToDLQ: `
+UPDATE pgqrs_messages
+SET archive_as = 'dead', last_error = coalesce(last_error, 'no success in ' || read_ct || ' attempts')
+WHERE read_ct >= ?1 AND vt <= ` + sqliteNow + `
+RETURNING id`,
+			replayInsert: `
+INSERT INTO pgqrs_messages (id, queue_id, payload, vt, enqueued_at, read_ct, producer_worker_id, last_error)
+SELECT id, queue_id, payload, ` + sqliteNow + `, enqueued_at, 0, producer_worker_id, last_error
+FROM pgqrs_archive
+WHERE queue_id = ?1 AND dead AND (?3 OR id IN (SELECT value FROM json_each(?2)))
+ON CONFLICT (id) DO NOTHING`,
+			replayDelete: `
+DELETE FROM pgqrs_archive
+WHERE queue_id = ?1 AND dead AND (?3 OR id IN (SELECT value FROM json_each(?2)))`,
+			purgeDead: `DELETE FROM pgqrs_archive WHERE queue_id = ?1 AND dead`,
+			workerHealth: `
+SELECT count(*) FILTER (WHERE status = 'ready'),
+       count(*) FILTER (WHERE status = 'polling'),
+       count(*) FILTER (WHERE status = 'suspended'),
+       count(*) FILTER (WHERE status = 'interrupted'),
+       count(*) FILTER (WHERE status = 'stopped'),
+       count(*) FILTER (WHERE role = 'consumer' AND status IN ('ready', 'polling', 'interrupted')
+                        AND heartbeat_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2))
+FROM pgqrs_workers WHERE ?1 = 0 OR queue_id = ?1`,
+			stopStaleWorkers: `
+UPDATE pgqrs_workers SET status = 'stopped', stopped_at = ` + sqliteNow + `
+WHERE role = 'consumer' AND status IN ('ready', 'polling', 'interrupted')
+  AND heartbeat_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)
+RETURNING id`,
+			releaseWorkers: `
+UPDATE pgqrs_messages SET vt = ` + sqliteNow + `, consumer_worker_id = NULL
+WHERE consumer_worker_id IN (SELECT value FROM json_each(?1))`,
+			purgeWorkers: `
+DELETE FROM pgqrs_workers
+WHERE status = 'stopped' AND stopped_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)
+  AND NOT EXISTS (SELECT 1 FROM pgqrs_messages m
+                  WHERE m.consumer_worker_id = pgqrs_workers.id OR m.producer_worker_id = pgqrs_workers.id)`,
 		},
 		version: versionSQL{
 			createTable: `

@@ -90,7 +90,9 @@ type worker struct {
 	name    string
 	queueID int64
 	queue   string
-	status  atomic.Value // WorkerStatus last set by this process
+	status  atomic.Value // WorkerStatus as last seen by this process
+	// lastBeat is when this process last wrote the heartbeat (unix nanos).
+	lastBeat atomic.Int64
 }
 
 // register looks up queue and inserts a worker row for it.
@@ -131,6 +133,7 @@ func (s *Store) register(ctx context.Context, queue, role string, opts []WorkerO
 		return nil, fmt.Errorf("register %s %q: %w", role, cfg.name, err)
 	}
 	w.status.Store(WorkerReady)
+	w.lastBeat.Store(time.Now().UnixNano())
 	return w, nil
 }
 
@@ -157,26 +160,60 @@ func (w *worker) usable() error {
 	return nil
 }
 
-// Heartbeat records that the worker is alive. It returns [ErrWorkerStopped]
-// once the worker has been stopped (by this process or an admin).
+// Heartbeat records that the worker is alive, with one narrow UPDATE, and
+// learns the state an admin may have set (interrupted, suspended, stopped).
+// It returns [ErrWorkerStopped] once the worker has been stopped, by this
+// process or another, and [ErrWorkerNotFound] if its row was purged.
+// [Consumer.Run] heartbeats on its own; [Consumer.Dequeue] heartbeats when
+// the last heartbeat is older than half the default interval.
 func (w *worker) Heartbeat(ctx context.Context) error {
-	var n int64
+	var st string
 	err := w.s.write(ctx, nil, func(ctx context.Context, q querier) error {
-		res, err := q.ExecContext(ctx, w.s.d.worker.heartbeat, w.id)
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
-		return err
+		return q.QueryRowContext(ctx, w.s.d.worker.heartbeat, w.id).Scan(&st)
 	})
+	if errors.Is(err, sql.ErrNoRows) {
+		err = ErrWorkerNotFound
+	}
 	if err != nil {
 		return fmt.Errorf("heartbeat worker %q: %w", w.name, err)
 	}
-	if n == 0 {
-		w.status.Store(WorkerStopped)
+	w.lastBeat.Store(time.Now().UnixNano())
+	w.status.Store(WorkerStatus(st))
+	if WorkerStatus(st) == WorkerStopped {
 		return fmt.Errorf("heartbeat worker %q: %w", w.name, ErrWorkerStopped)
 	}
 	return nil
+}
+
+// DefaultHeartbeatInterval is how often a running worker heartbeats unless
+// [RunOptions.HeartbeatInterval] says otherwise.
+const DefaultHeartbeatInterval = 5 * time.Second
+
+// touch heartbeats when the last heartbeat is older than half the default
+// interval, so a worker that is used keeps looking alive without a loop.
+func (w *worker) touch(ctx context.Context) error {
+	if time.Since(time.Unix(0, w.lastBeat.Load())) < DefaultHeartbeatInterval/2 {
+		return nil
+	}
+	return w.Heartbeat(ctx)
+}
+
+// IsHealthy reports whether the worker is not stopped and heartbeated within
+// maxAge, by its row in the database.
+func (w *worker) IsHealthy(ctx context.Context, maxAge time.Duration) (bool, error) {
+	info, err := w.s.Admin().GetWorker(ctx, w.id)
+	if err != nil {
+		return false, err
+	}
+	return info.Status != WorkerStopped && time.Since(info.HeartbeatAt) <= maxAge, nil
+}
+
+// Interrupt asks the worker to finish its current work and end suspended: a
+// running [Consumer.Run] stops claiming at its next heartbeat, lets in-flight
+// handlers finish and returns an error wrapping [ErrInterrupted]. Allowed
+// from ready and polling. Use [Admin.InterruptWorker] from another process.
+func (w *worker) Interrupt(ctx context.Context) error {
+	return w.transition(ctx, nil, WorkerInterrupted, WorkerReady, WorkerPolling)
 }
 
 // Status reads the worker's current state from the database.

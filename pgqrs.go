@@ -138,6 +138,9 @@ var (
 	// ErrWorkerSuspended is returned by [Consumer.Dequeue] while the
 	// consumer's worker is suspended or interrupted.
 	ErrWorkerSuspended = errors.New("pgqrs: worker suspended")
+	// ErrInterrupted is returned by [Consumer.Run] when the worker was
+	// interrupted (see [Admin.InterruptWorker]); the worker ends suspended.
+	ErrInterrupted = errors.New("pgqrs: worker interrupted")
 	// ErrInvalidTransition is wrapped by [*TransitionError].
 	ErrInvalidTransition = errors.New("pgqrs: invalid worker state transition")
 	// ErrSchema is wrapped by [*SchemaError], returned by [Admin.Verify].
@@ -217,6 +220,7 @@ type optionFunc func(*config) error
 func (f optionFunc) apply(c *config) error { return f(c) }
 
 type config struct {
+	listenDSN       string
 	schema          string
 	maxPayloadBytes int
 	maxBatch        int
@@ -236,6 +240,21 @@ func WithSchema(name string) Option {
 			return err
 		}
 		c.schema = name
+		return nil
+	})
+}
+
+// WithListenDSN gives a Store made with [New] on Postgres the DSN for its
+// LISTEN connection, so idle [Consumer.Run] loops wake as soon as a message
+// is enqueued by any process. [Open] uses its own DSN. Without one, Run
+// loops wake at once only for messages enqueued through the same Store, and
+// otherwise within their poll interval.
+func WithListenDSN(dsn string) Option {
+	return optionFunc(func(c *config) error {
+		if dsn == "" {
+			return fmt.Errorf("%w: empty listen DSN", ErrInvalidArgument)
+		}
+		c.listenDSN = dsn
 		return nil
 	})
 }
@@ -272,6 +291,12 @@ type Store struct {
 	owns   bool // Close closes db
 	closed atomic.Bool
 	wmu    sync.Mutex // serialises writes where d.serializeWrites
+
+	notify     notifier // in-process wakeups of Run loops
+	listenDSN  string   // Postgres: DSN for the LISTEN connection
+	listenOnce sync.Once
+	stopListen func()
+	listening  atomic.Bool // the LISTEN connection is up
 }
 
 // New returns a Store on db, which must be an open pool for the backend d.
@@ -303,7 +328,7 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 		}
 		impl = impl.withSchema(cfg.schema)
 	}
-	return &Store{db: db, d: impl, cfg: cfg}, nil
+	return &Store{db: db, d: impl, cfg: cfg, listenDSN: cfg.listenDSN}, nil
 }
 
 // Open opens a pool for dsn, configures it for pgqrs and checks with a real
@@ -352,6 +377,9 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	s.owns = true
+	if s.listenDSN == "" && d == Postgres {
+		s.listenDSN = dsn
+	}
 	// libSQL's Ping does nothing: check with a real query under a deadline.
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -456,6 +484,9 @@ func redactErr(err error, dsn string) string {
 func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
+	}
+	if s.stopListen != nil {
+		s.stopListen()
 	}
 	if s.owns {
 		return s.db.Close()

@@ -147,6 +147,9 @@ func (p *Producer) enqueue(ctx context.Context, tx *sql.Tx, payload any, opts []
 	if err != nil {
 		return 0, p.enqueueErr(err)
 	}
+	if at == nil && len(opts) == 0 {
+		p.s.wake(p.queueID)
+	}
 	return id, nil
 }
 
@@ -218,6 +221,9 @@ func (p *Producer) enqueueBatch(ctx context.Context, tx *sql.Tx, payloads []any,
 	}
 	// IDs are assigned in insertion order, which is payload order.
 	slices.Sort(ids)
+	if at == nil && len(opts) == 0 {
+		p.s.wake(p.queueID)
+	}
 	return ids, nil
 }
 

@@ -53,6 +53,11 @@ type dialect struct {
 	isForeignKey func(error) bool
 	isBusy       func(error) bool // retryable: the statement did not apply
 
+	// notifyChannel and listen: Postgres LISTEN/NOTIFY wakeups (listen is nil
+	// where the backend has none; in-process wakeups work everywhere).
+	notifyChannel string
+	listen        func(dsn, channel string, notify func(payload string), connected func()) (stop func())
+
 	// withSchema returns a copy of the dialect whose statements name tables
 	// in schema (nil where schemas do not exist).
 	withSchema func(schema string) *dialect
@@ -68,6 +73,9 @@ type queueSQL struct {
 
 type messageSQL struct {
 	enqueue, enqueueBatch, dequeue, archive, delete, release, extend, holder, countHeld, releaseHeld string
+	fail                                                                                             string // release after a delay, recording the error
+	deadLetter                                                                                       string // archive as dead, recording the error
+	unclaim                                                                                          string // give back a claimed message the handler never saw: visible now, read count restored
 }
 
 type archiveSQL struct {
@@ -80,6 +88,9 @@ type workerSQL struct {
 
 type adminSQL struct {
 	queueMetrics, allQueueMetrics, systemStats, tableExists, indexExists, orphans string
+
+	moveToDLQ, replayInsert, replayDelete, purgeDead             string
+	workerHealth, stopStaleWorkers, releaseWorkers, purgeWorkers string
 }
 
 type versionSQL struct {

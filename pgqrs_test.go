@@ -38,15 +38,28 @@ func needEnv(t testing.TB, name, what string) string {
 // a fresh SQLite file, a fresh Postgres schema, or a wiped sqld database.
 func openBackend(t testing.TB, backend string, opts ...Option) *Store {
 	t.Helper()
-	ctx := context.Background()
-	var dsn string
+	dsn, extra := backendDSN(t, backend)
+	s, err := Open(context.Background(), dsn, append(extra, opts...)...)
+	if err != nil {
+		t.Fatalf("open %s: %v", backend, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if strings.HasPrefix(backend, "turso") {
+		wipeTurso(t, s)
+	}
+	return s
+}
+
+// backendDSN returns a DSN and options for a fresh database of the backend,
+// dropped again when the test ends.
+func backendDSN(t testing.TB, backend string) (string, []Option) {
+	t.Helper()
 	switch backend {
 	case "sqlite":
-		dsn = "sqlite:" + t.TempDir() + "/test.db"
+		return "sqlite:" + t.TempDir() + "/test.db", nil
 	case "postgres":
-		dsn = needEnv(t, "PGQRS_TEST_POSTGRES_DSN", "PostgreSQL server")
+		dsn := needEnv(t, "PGQRS_TEST_POSTGRES_DSN", "PostgreSQL server")
 		schema := fmt.Sprintf("t%d_%d", os.Getpid(), schemaSeq.Add(1))
-		opts = append([]Option{WithSchema(schema)}, opts...)
 		t.Cleanup(func() {
 			s, err := Open(context.Background(), dsn)
 			if err != nil {
@@ -58,23 +71,16 @@ func openBackend(t testing.TB, backend string, opts ...Option) *Store {
 				t.Errorf("drop schema %s: %v", schema, err)
 			}
 		})
+		return dsn, []Option{WithSchema(schema)}
 	case "turso-http", "turso-ws":
-		dsn = needEnv(t, "PGQRS_TEST_TURSO_URL", "libSQL server (sqld)")
+		dsn := needEnv(t, "PGQRS_TEST_TURSO_URL", "libSQL server (sqld)")
 		if backend == "turso-ws" {
 			dsn = "ws" + strings.TrimPrefix(dsn, "http")
 		}
-	default:
-		t.Fatalf("unknown backend %q", backend)
+		return dsn, nil
 	}
-	s, err := Open(ctx, dsn, opts...)
-	if err != nil {
-		t.Fatalf("open %s: %v", backend, err)
-	}
-	t.Cleanup(func() { s.Close() })
-	if strings.HasPrefix(backend, "turso") {
-		wipeTurso(t, s)
-	}
-	return s
+	t.Fatalf("unknown backend %q", backend)
+	return "", nil
 }
 
 // wipeTurso drops pgqrs's tables: sqld serves one database to every test.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -219,7 +220,7 @@ func TestArchiveListing(t *testing.T) {
 		for i := range 5 {
 			want = append(want, mustEnqueue(t, p, i))
 		}
-		if _, err := c.ArchiveBatch(ctx, ids(mustDequeue(t, c, 5))); err != nil {
+		if _, err := c.ArchiveBatch(ctx, idsOf(mustDequeue(t, c, 5))); err != nil {
 			t.Fatal(err)
 		}
 		a := s.Admin()
@@ -251,5 +252,145 @@ func TestArchiveListing(t *testing.T) {
 		wantErr(t, err, ErrInvalidArgument)
 		_, err = a.ListArchived(ctx, "missing", ArchivePage{})
 		wantErr(t, err, ErrQueueNotFound)
+	})
+}
+
+func TestDeadLetterAdministration(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		a := s.Admin()
+		p, c := fixture(t, s, "dlq")
+		ids, err := p.EnqueueBatch(ctx, []any{"a", "b", "c"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Dequeue with MaxAttempts(1) dead-letters messages whose one
+		// delivery's lease expired.
+		mustDequeue(t, c, 3, VisibilityTimeout(100*time.Millisecond))
+		await(t, 10*time.Second, "leases to expire", func() bool { return metrics(t, s, "dlq").Visible == 3 })
+		if got := mustDequeue(t, c, 3, MaxAttempts(1)); len(got) != 0 {
+			t.Fatalf("exhausted messages delivered: %v", idsOf(got))
+		}
+		if n, err := a.CountDeadLetters(ctx, "dlq"); err != nil || n != 3 {
+			t.Fatalf("dead letters = %d, %v; want 3", n, err)
+		}
+		dead, err := a.ListDeadLetters(ctx, "dlq", ArchivePage{Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range dead {
+			if !d.Dead || d.ReadCount != 2 || !strings.Contains(d.LastError, "leases expired") {
+				t.Errorf("dead letter %+v", d)
+			}
+		}
+		if n, _ := a.CountArchived(ctx, "dlq"); n != 0 {
+			t.Errorf("dead letters counted as archived: %d", n)
+		}
+
+		n, err := a.ReplayDeadLetters(ctx, "dlq", []int64{ids[0], 999999})
+		if err != nil || n != 1 {
+			t.Fatalf("replay one = %d, %v", n, err)
+		}
+		got := mustDequeue(t, c, 10)
+		if len(got) != 1 || got[0].ID != ids[0] || got[0].ReadCount != 1 {
+			t.Fatalf("replayed message = %+v, want ID %d with a fresh read count", got, ids[0])
+		}
+		if n, err := a.ReplayAllDeadLetters(ctx, "dlq"); err != nil || n != 2 {
+			t.Fatalf("replay all = %d, %v", n, err)
+		}
+		if m := metrics(t, s, "dlq"); m.Dead != 0 || m.Visible != 2 {
+			t.Errorf("after replay: %+v", m)
+		}
+
+		// MoveToDLQ: for messages that exhausted attempts outside Run.
+		mustDequeue(t, c, 10, VisibilityTimeout(100*time.Millisecond))
+		await(t, 10*time.Second, "leases to expire", func() bool { return metrics(t, s, "dlq").Visible == 2 })
+		if n, err := a.MoveToDLQ(ctx, 2); err != nil || n != 0 {
+			t.Fatalf("MoveToDLQ(2) with read counts of 1 = %d, %v; want 0", n, err)
+		}
+		if n, err := a.MoveToDLQ(ctx, 1); err != nil || n != 2 {
+			t.Fatalf("MoveToDLQ(1) = %d, %v; want 2", n, err)
+		}
+		d, err := a.GetArchived(ctx, "dlq", ids[1])
+		if err != nil || !d.Dead || !strings.Contains(d.LastError, "1 attempts") {
+			t.Errorf("moved dead letter = %+v, %v", d, err)
+		}
+		if n, err := a.PurgeDeadLetters(ctx, "dlq"); err != nil || n != 2 {
+			t.Fatalf("purge dead letters = %d, %v; want 2", n, err)
+		}
+		_, err = a.MoveToDLQ(ctx, 0)
+		wantErr(t, err, ErrInvalidArgument)
+		_, err = a.ReplayDeadLetters(ctx, "missing", []int64{1})
+		wantErr(t, err, ErrQueueNotFound)
+	})
+}
+
+func TestReclaimStaleWorkers(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		a := s.Admin()
+		p, stale := fixture(t, s, "reclaim")
+		live, err := s.Consumer(ctx, "reclaim")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.EnqueueBatch(ctx, []any{1, 2, 3, 4}); err != nil {
+			t.Fatal(err)
+		}
+		held := mustDequeue(t, stale, 3, VisibilityTimeout(time.Hour))
+		mustDequeue(t, live, 1, VisibilityTimeout(time.Hour))
+		time.Sleep(300 * time.Millisecond)          // let both heartbeats age…
+		if err := live.Heartbeat(ctx); err != nil { // …then refresh one
+			t.Fatal(err)
+		}
+		h, err := a.WorkerHealth(ctx, "reclaim", 200*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(WorkerHealth{Queue: "reclaim", Ready: 3, Stale: 1}, h); diff != "" {
+			t.Errorf("health (-want +got):\n%s", diff)
+		}
+		// Two reclaimers at once: the stale worker is stopped once.
+		other, err := New(s.DB(), s.Dialect(), schemaOpt(s)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var workers, msgs atomic.Int64
+		for _, st := range []*Store{s, other} {
+			wg.Go(func() {
+				w, m, err := st.Admin().ReclaimStale(ctx, 200*time.Millisecond)
+				if err != nil {
+					t.Error(err)
+				}
+				workers.Add(w)
+				msgs.Add(m)
+			})
+		}
+		wg.Wait()
+		if workers.Load() != 1 || msgs.Load() != 3 {
+			t.Errorf("reclaimed %d workers, %d messages; want 1 and 3", workers.Load(), msgs.Load())
+		}
+		// Released at once, despite hour-long leases.
+		got := mustDequeue(t, live, 10)
+		if diff := cmp.Diff(idsOf(held), idsOf(got)); diff != "" {
+			t.Errorf("reclaimed messages (-want +got):\n%s", diff)
+		}
+		wantErr(t, stale.Archive(ctx, held[0].ID), ErrLeaseLost)
+		wantErr(t, stale.Heartbeat(ctx), ErrWorkerStopped)
+		if w, _ := a.GetWorker(ctx, stale.ID()); w.Status != WorkerStopped {
+			t.Errorf("stale worker is %s, want stopped", w.Status)
+		}
+		if n, err := a.PurgeWorkers(ctx, 0); err != nil || n != 1 {
+			t.Errorf("purge stopped workers = %d, %v; want 1", n, err)
+		}
+		_, err = a.GetWorker(ctx, stale.ID())
+		wantErr(t, err, ErrWorkerNotFound)
+		g, err := a.WorkerHealth(ctx, "", time.Hour)
+		if err != nil || g.Ready != 2 || g.Stale != 0 {
+			t.Errorf("global health = %+v, %v", g, err)
+		}
+		_, _, err = a.ReclaimStale(ctx, 0)
+		wantErr(t, err, ErrInvalidArgument)
 	})
 }

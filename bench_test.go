@@ -144,7 +144,7 @@ func BenchmarkClaimArchive(b *testing.B) {
 						if len(msgs) != batch {
 							b.Fatalf("op %d: claimed %d messages, want %d", i, len(msgs), batch)
 						}
-						ok, err := c.ArchiveBatch(ctx, ids(msgs))
+						ok, err := c.ArchiveBatch(ctx, idsOf(msgs))
 						if err != nil {
 							b.Fatal(err)
 						}
@@ -210,7 +210,7 @@ func drain(b *testing.B, s *Store, queue string, n, consumers, batch int) drainR
 					time.Sleep(time.Millisecond)
 					continue
 				}
-				ok, err := c.ArchiveBatch(ctx, ids(msgs))
+				ok, err := c.ArchiveBatch(ctx, idsOf(msgs))
 				if err != nil {
 					stopOnFail(err)
 					return
@@ -263,18 +263,20 @@ func drainSize(backend string) int {
 func BenchmarkDrain100k(b *testing.B) {
 	type variant struct {
 		consumers, batch int
-		analyze          bool // ANALYZE after the prefill (Postgres)
+		analyze          bool // Postgres: ANALYZE after the prefill, else keep autovacuum off
 	}
 	for _, backend := range backends {
 		variants := []variant{{1, 50, false}}
 		if backend == "postgres" {
-			variants = append(variants, variant{4, 50, false}, variant{4, 50, true})
+			variants = append(variants, variant{1, 50, true}, variant{4, 50, false}, variant{4, 50, true})
 		}
 		b.Run(backend, func(b *testing.B) {
 			for _, v := range variants {
 				name := fmt.Sprintf("c%d-b%d", v.consumers, v.batch)
-				if v.analyze {
+				if backend == "postgres" && v.analyze {
 					name += "-analyzed"
+				} else if backend == "postgres" {
+					name += "-stale"
 				}
 				b.Run(name, func(b *testing.B) {
 					s := benchStore(b, backend)
@@ -283,11 +285,10 @@ func BenchmarkDrain100k(b *testing.B) {
 					for b.Loop() {
 						b.StopTimer()
 						queue, p := benchQueue(b, s, "drain")
-						benchFill(b, p, n)
-						if v.analyze {
-							if _, err := s.DB().Exec("ANALYZE " + s.d.qualify("pgqrs_messages")); err != nil {
-								b.Fatal(err)
-							}
+						if backend == "postgres" {
+							benchStats(b, s, v.analyze, func() { benchFill(b, p, n) })
+						} else {
+							benchFill(b, p, n)
 						}
 						b.StartTimer()
 						r = drain(b, s, queue, n, v.consumers, v.batch)
@@ -302,10 +303,30 @@ func BenchmarkDrain100k(b *testing.B) {
 	}
 }
 
+// benchStats runs fill on a Postgres store and leaves pgqrs_messages either
+// analyzed or with the statistics of a table that was never analyzed: with
+// analyze false, autovacuum is off for the table (the whole benchmark), so
+// an autoanalyze that happens to run cannot change the plans mid-run.
+func benchStats(b *testing.B, s *Store, analyze bool, fill func()) {
+	b.Helper()
+	table := s.d.qualify("pgqrs_messages")
+	if !analyze {
+		if _, err := s.DB().Exec("ALTER TABLE " + table + " SET (autovacuum_enabled = false)"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	fill()
+	if analyze {
+		if _, err := s.DB().Exec("ANALYZE " + table); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkDrainPlanPostgres drains a fresh 50k-message Postgres queue with
 // 4 consumers × batch 50, once with the statistics left as a fresh fill
-// leaves them (never analyzed) and once after ANALYZE, to show what a
-// claim plan chosen under stale statistics costs. Three queues share the
+// leaves them (never analyzed) and once after ANALYZE, to show what plans
+// chosen under stale statistics cost. Three queues share the
 // table, filled in interleaved chunks, as in a real multi-queue install.
 // Run with -benchtime=1x.
 func BenchmarkDrainPlanPostgres(b *testing.B) {
@@ -326,16 +347,13 @@ func BenchmarkDrainPlanPostgres(b *testing.B) {
 					q, p := benchQueue(b, s, "plan")
 					queues, producers = append(queues, q), append(producers, p)
 				}
-				for i := 0; i < n/1000; i++ {
-					for _, p := range producers {
-						benchFill(b, p, 1000)
+				benchStats(b, s, analyze, func() {
+					for i := 0; i < n/1000; i++ {
+						for _, p := range producers {
+							benchFill(b, p, 1000)
+						}
 					}
-				}
-				if analyze {
-					if _, err := s.DB().Exec("ANALYZE " + s.d.qualify("pgqrs_messages")); err != nil {
-						b.Fatal(err)
-					}
-				}
+				})
 				b.StartTimer()
 				r = drain(b, s, queues[0], n, 4, 50)
 			}

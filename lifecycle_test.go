@@ -1,7 +1,9 @@
 package pgqrs
 
 import (
+	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -74,7 +76,7 @@ func TestWorkerLifecycle(t *testing.T) {
 		}
 		got := mustDequeue(t, c2, 1)
 		if len(got) != 1 || got[0].ID != id {
-			t.Fatalf("message held by the stopped consumer not released: %v", ids(got))
+			t.Fatalf("message held by the stopped consumer not released: %v", idsOf(got))
 		}
 
 		// A stopped worker's name is free again.
@@ -119,5 +121,57 @@ func TestWorkerLifecycle(t *testing.T) {
 		}
 		_, err = s.Admin().GetWorker(ctx, 999999)
 		wantErr(t, err, ErrWorkerNotFound)
+	})
+}
+
+// TestWorkerStateMachine tries every operation from every state.
+func TestWorkerStateMachine(t *testing.T) {
+	all := []WorkerStatus{WorkerReady, WorkerPolling, WorkerSuspended, WorkerInterrupted, WorkerStopped}
+	type op struct {
+		name  string
+		to    WorkerStatus
+		from  []WorkerStatus // states it is allowed from
+		apply func(c *Consumer, ctx context.Context) error
+	}
+	ops := []op{
+		{"suspend", WorkerSuspended, []WorkerStatus{WorkerReady, WorkerPolling, WorkerInterrupted}, (*Consumer).Suspend},
+		{"resume", WorkerReady, []WorkerStatus{WorkerSuspended}, (*Consumer).Resume},
+		{"interrupt", WorkerInterrupted, []WorkerStatus{WorkerReady, WorkerPolling}, (*Consumer).Interrupt},
+		{"shutdown", WorkerStopped, []WorkerStatus{WorkerReady, WorkerPolling, WorkerSuspended, WorkerInterrupted}, (*Consumer).Shutdown},
+	}
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		if _, err := s.Admin().CreateQueue(ctx, "sm"); err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range ops {
+			for _, from := range all {
+				c, err := s.Consumer(ctx, "sm")
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Force the starting state.
+				if err := c.transition(ctx, nil, from, all...); err != nil {
+					t.Fatal(err)
+				}
+				err = o.apply(c, ctx)
+				allowed := slices.Contains(o.from, from)
+				st, serr := c.Status(ctx)
+				if serr != nil {
+					t.Fatal(serr)
+				}
+				var te *TransitionError
+				switch {
+				case allowed && err != nil:
+					t.Errorf("%s from %s: %v, want success", o.name, from, err)
+				case allowed && st != o.to:
+					t.Errorf("%s from %s: now %s, want %s", o.name, from, st, o.to)
+				case !allowed && (!errors.As(err, &te) || te.From != from || te.To != o.to):
+					t.Errorf("%s from %s: %v, want TransitionError %s→%s", o.name, from, err, from, o.to)
+				case !allowed && st != from:
+					t.Errorf("refused %s from %s changed the state to %s", o.name, from, st)
+				}
+			}
+		}
 	})
 }

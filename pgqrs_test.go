@@ -143,7 +143,7 @@ func mustDequeue(t *testing.T, c *Consumer, n int, opts ...DequeueOption) []*Mes
 	return msgs
 }
 
-func ids(msgs []*Message) []int64 {
+func idsOf(msgs []*Message) []int64 {
 	out := make([]int64, len(msgs))
 	for i, m := range msgs {
 		out[i] = m.ID

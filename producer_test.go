@@ -22,7 +22,7 @@ func TestEnqueueBatch(t *testing.T) {
 			t.Fatalf("batch IDs = %v, want 3 ascending", got)
 		}
 		msgs := mustDequeue(t, c, 10)
-		if diff := cmp.Diff(got, ids(msgs)); diff != "" {
+		if diff := cmp.Diff(got, idsOf(msgs)); diff != "" {
 			t.Errorf("dequeued (-want +got):\n%s", diff)
 		}
 		var payloads []string
@@ -74,7 +74,7 @@ func TestEnqueueTx(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got := mustDequeue(t, c, 10); len(got) != 0 {
-			t.Fatalf("rolled-back messages exist: %v", ids(got))
+			t.Fatalf("rolled-back messages exist: %v", idsOf(got))
 		}
 
 		tx, err = s.DB().BeginTx(ctx, nil)
@@ -90,7 +90,7 @@ func TestEnqueueTx(t *testing.T) {
 		}
 		got := mustDequeue(t, c, 10)
 		if len(got) != 1 || got[0].ID != id {
-			t.Fatalf("after commit dequeued %v, want [%d]", ids(got), id)
+			t.Fatalf("after commit dequeued %v, want [%d]", idsOf(got), id)
 		}
 
 		// ArchiveTx: rolled back leaves the lease in place; committed archives.

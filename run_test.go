@@ -266,7 +266,7 @@ func TestRunGracefulShutdown(t *testing.T) {
 			t.Fatal(err)
 		}
 		rest := mustDequeue(t, c2, 10)
-		if diff := cmp.Diff(want[1:], ids(rest)); diff != "" {
+		if diff := cmp.Diff(want[1:], idsOf(rest)); diff != "" {
 			t.Errorf("given back (-want +got):\n%s", diff)
 		}
 		for _, m := range rest {

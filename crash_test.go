@@ -1,0 +1,186 @@
+package pgqrs
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestCrashChild is the process TestCrashRecovery kills: it runs a consumer
+// whose handlers announce each message and then hang. It does nothing when
+// run on its own.
+func TestCrashChild(t *testing.T) {
+	dsn := os.Getenv("PGQRS_CRASH_DSN")
+	if dsn == "" {
+		t.Skip("the child process of TestCrashRecovery")
+	}
+	var opts []Option
+	if schema := os.Getenv("PGQRS_CRASH_SCHEMA"); schema != "" {
+		opts = append(opts, WithSchema(schema))
+	}
+	vt, err := time.ParseDuration(os.Getenv("PGQRS_CRASH_VT"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s, err := Open(ctx, dsn, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Consumer(ctx, "crash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Run(ctx, func(ctx context.Context, m *Message) error {
+		fmt.Printf("STARTED %d\n", m.ID)
+		select {} // hang until killed
+	}, &RunOptions{Concurrency: 5, BatchSize: 5, VisibilityTimeout: vt, HeartbeatInterval: 100 * time.Millisecond})
+	t.Fatalf("Run returned %v; it should have been killed", err)
+}
+
+// startAndKill runs TestCrashChild, waits until its handlers hold n
+// messages, kills it with SIGKILL and returns the IDs it had started.
+func startAndKill(t *testing.T, dsn, schema string, vt time.Duration, n int) []int64 {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1", "-test.timeout=5m")
+	cmd.Env = append(os.Environ(), "PGQRS_CRASH_DSN="+dsn, "PGQRS_CRASH_SCHEMA="+schema, "PGQRS_CRASH_VT="+vt.String())
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan int64)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if id, ok := strings.CutPrefix(sc.Text(), "STARTED "); ok {
+				n, _ := strconv.ParseInt(id, 10, 64)
+				started <- n
+			}
+		}
+		close(started)
+	}()
+	var ids []int64
+	timeout := time.After(60 * time.Second)
+	for len(ids) < n {
+		select {
+		case id, ok := <-started:
+			if !ok {
+				cmd.Wait()
+				t.Fatalf("child exited after starting %v; stderr:\n%s", ids, stderr.String())
+			}
+			ids = append(ids, id)
+		case <-timeout:
+			cmd.Process.Kill()
+			t.Fatalf("child started only %v within 60s; stderr:\n%s", ids, stderr.String())
+		}
+	}
+	if err := cmd.Process.Kill(); err != nil { // SIGKILL: no cleanup runs
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	slices.Sort(ids)
+	return ids
+}
+
+// TestCrashRecovery kills a consumer process in the middle of its handlers
+// and checks that nothing is lost: its messages come back when their leases
+// expire, or at once when an admin reclaims the dead worker.
+func TestCrashRecovery(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) {
+			ctx := t.Context()
+			dsn, opts := backendDSN(t, b)
+			s, err := Open(ctx, dsn, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if strings.HasPrefix(b, "turso") {
+				wipeTurso(t, s)
+			}
+			if err := s.Admin().Install(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Admin().CreateQueue(ctx, "crash"); err != nil {
+				t.Fatal(err)
+			}
+			p, err := s.Producer(ctx, "crash")
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			// 1. Killed mid-handler; the leases (1s) expire; redelivered.
+			want, err := p.EnqueueBatch(ctx, []any{1, 2, 3, 4, 5})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := startAndKill(t, dsn, s.d.schema, time.Second, 5); !cmp.Equal(want, got) {
+				t.Fatalf("child started %v, want %v", got, want)
+			}
+			c, err := s.Consumer(ctx, "crash")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var again []*Message
+			for len(again) < 5 {
+				again = append(again, awaitDequeue(t, c, 10, 20*time.Second)...)
+			}
+			slices.SortFunc(again, func(a, b *Message) int { return int(a.ID - b.ID) })
+			if diff := cmp.Diff(want, idsOf(again)); diff != "" {
+				t.Fatalf("redelivered after the crash (-want +got):\n%s", diff)
+			}
+			for _, m := range again {
+				if m.ReadCount != 2 {
+					t.Errorf("message %d read count %d, want 2", m.ID, m.ReadCount)
+				}
+			}
+			if _, err := c.ArchiveBatch(ctx, want); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Shutdown(ctx); err != nil {
+				t.Fatal(err)
+			}
+
+			// 2. Killed with hour-long leases; reclaimed at once.
+			want, err = p.EnqueueBatch(ctx, []any{6, 7, 8, 9, 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			startAndKill(t, dsn, s.d.schema, time.Hour, 5)
+			var released int64
+			await(t, 20*time.Second, "reclaim of the killed worker", func() bool {
+				_, n, err := s.Admin().ReclaimStale(ctx, 500*time.Millisecond)
+				if err != nil {
+					t.Fatal(err)
+				}
+				released += n
+				return released == 5
+			})
+			c2, err := s.Consumer(ctx, "crash")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := mustDequeue(t, c2, 10)
+			if diff := cmp.Diff(want, idsOf(got)); diff != "" {
+				t.Fatalf("reclaimed (-want +got):\n%s", diff)
+			}
+			if m := metrics(t, s, "crash"); m.Leased != 5 || m.Archived != 5 {
+				t.Errorf("metrics = %+v; want nothing lost", m)
+			}
+		})
+	}
+}

@@ -66,21 +66,32 @@ func At(t time.Time) EnqueueOption {
 }
 
 // visibility returns the delay and absolute-time arguments of the enqueue
-// statements: visible at the given time if set, else after the delay.
-func (s *Store) visibility(opts []EnqueueOption) (delay, at any, err error) {
+// statements (visible at the given time if set, else after the delay), and
+// whether the message is visible at once.
+func (s *Store) visibility(opts []EnqueueOption) (delay, at any, now bool, err error) {
 	var c enqueueConfig
 	for _, o := range opts {
 		if o == nil {
 			continue
 		}
 		if err := o.applyEnqueue(&c); err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 	}
 	if !c.at.IsZero() {
 		at = s.d.timeArg(c.at)
 	}
-	return s.d.secondsArg(c.delay), at, nil
+	return s.d.secondsArg(c.delay), at, c.at.IsZero() && c.delay == 0, nil
+}
+
+// woken wakes this process's Run loops on the queue after an enqueue that
+// made messages visible at once. Inside a caller's transaction it does
+// nothing: the messages are invisible until the commit, which Postgres
+// announces itself.
+func (p *Producer) woken(tx *sql.Tx, now bool) {
+	if tx == nil && now {
+		p.s.wake(p.queueID)
+	}
 }
 
 // encode turns a payload into validated JSON. json.RawMessage and []byte are
@@ -136,7 +147,7 @@ func (p *Producer) enqueue(ctx context.Context, tx *sql.Tx, payload any, opts []
 	if err != nil {
 		return 0, fmt.Errorf("enqueue to %q: %w", p.queue, err)
 	}
-	delay, at, err := p.s.visibility(opts)
+	delay, at, now, err := p.s.visibility(opts)
 	if err != nil {
 		return 0, fmt.Errorf("enqueue to %q: %w", p.queue, err)
 	}
@@ -147,9 +158,7 @@ func (p *Producer) enqueue(ctx context.Context, tx *sql.Tx, payload any, opts []
 	if err != nil {
 		return 0, p.enqueueErr(err)
 	}
-	if at == nil && len(opts) == 0 {
-		p.s.wake(p.queueID)
-	}
+	p.woken(tx, now)
 	return id, nil
 }
 
@@ -187,7 +196,7 @@ func (p *Producer) enqueueBatch(ctx context.Context, tx *sql.Tx, payloads []any,
 	if len(payloads) == 0 {
 		return []int64{}, nil
 	}
-	delay, at, err := p.s.visibility(opts)
+	delay, at, now, err := p.s.visibility(opts)
 	if err != nil {
 		return nil, fmt.Errorf("enqueue batch to %q: %w", p.queue, err)
 	}
@@ -221,9 +230,7 @@ func (p *Producer) enqueueBatch(ctx context.Context, tx *sql.Tx, payloads []any,
 	}
 	// IDs are assigned in insertion order, which is payload order.
 	slices.Sort(ids)
-	if at == nil && len(opts) == 0 {
-		p.s.wake(p.queueID)
-	}
+	p.woken(tx, now)
 	return ids, nil
 }
 

@@ -27,5 +27,5 @@ else
 fi
 
 status=0
-go test -race -count=1 -timeout 20m ./... "$@" || status=$?
+go test -race -count=1 -p 1 -timeout 20m ./... "$@" || status=$?
 exit "$status"

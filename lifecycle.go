@@ -226,7 +226,7 @@ func (w *worker) Status(ctx context.Context) (WorkerStatus, error) {
 	return st, nil
 }
 
-// Suspend stops the worker from claiming messages until [worker.Resume].
+// Suspend stops the worker from claiming messages until Resume.
 // Allowed from ready, polling and interrupted.
 func (w *worker) Suspend(ctx context.Context) error {
 	return w.transition(ctx, nil, WorkerSuspended, WorkerReady, WorkerPolling, WorkerInterrupted)

@@ -2,8 +2,8 @@ package pgqrs
 
 // Benchmarks of the hot paths on every backend:
 //
-//	go test -run XXX -bench 'Enqueue|ClaimArchive' -benchtime=2s -timeout 30m .
-//	go test -run XXX -bench Drain -benchtime=1x -timeout 30m .
+//	go test -run XXX -bench '^Benchmark(Enqueue|ClaimArchive)$' -benchtime=2s -timeout 30m .
+//	go test -run XXX -bench '^Benchmark(Drain100k|DrainPlanPostgres)$' -benchtime=1x -timeout 30m .
 //
 // The Postgres and Turso sub-benchmarks skip locally unless
 // PGQRS_TEST_POSTGRES_DSN / PGQRS_TEST_TURSO_URL are set (see openBackend).
@@ -51,6 +51,14 @@ func benchQueue(b *testing.B, s *Store, prefix string) (string, *Producer) {
 		b.Fatalf("producer: %v", err)
 	}
 	return name, p
+}
+
+func benchIDs(msgs []*Message) []int64 {
+	out := make([]int64, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.ID
+	}
+	return out
 }
 
 func benchConsumer(b *testing.B, s *Store, queue string) *Consumer {
@@ -110,9 +118,11 @@ func BenchmarkEnqueue(b *testing.B) {
 	}
 }
 
-// benchClaimRefill bounds the backlog a ClaimArchive run prefills at once;
-// a run that needs more refills with the timer stopped.
-const benchClaimRefill = 100_000
+// benchClaimBacklog is the backlog a ClaimArchive run keeps in its queue:
+// prefilled before the timer starts and topped up (timer stopped) whenever a
+// chunk of it has been consumed, so every run, batch size and backend claims
+// from the same backlog whatever b.N is.
+const benchClaimBacklog = 20_000
 
 func BenchmarkClaimArchive(b *testing.B) {
 	for _, backend := range backends {
@@ -121,20 +131,16 @@ func BenchmarkClaimArchive(b *testing.B) {
 			ctx := context.Background()
 			for _, batch := range []int{1, 10, 50, 500} {
 				b.Run(fmt.Sprintf("batch%d", batch), func(b *testing.B) {
-					// A fresh queue per run, prefilled with this run's b.N
-					// batches (bounded; refilled when it runs dry).
 					queue, p := benchQueue(b, s, fmt.Sprintf("claim%d", batch))
 					c := benchConsumer(b, s, queue)
-					need := b.N * batch
-					backlog := min(need, benchClaimRefill)
-					benchFill(b, p, backlog)
-					claimed := 0
+					benchFill(b, p, benchClaimBacklog)
+					backlog, claimed := benchClaimBacklog, 0
 					b.ResetTimer()
 					for i := 0; i < b.N; i++ {
-						if backlog < batch {
+						if backlog < benchClaimBacklog-1000 {
 							b.StopTimer()
-							backlog = min(need-claimed, benchClaimRefill)
-							benchFill(b, p, backlog)
+							benchFill(b, p, benchClaimBacklog-backlog)
+							backlog = benchClaimBacklog
 							b.StartTimer()
 						}
 						msgs, err := c.Dequeue(ctx, batch)
@@ -144,7 +150,7 @@ func BenchmarkClaimArchive(b *testing.B) {
 						if len(msgs) != batch {
 							b.Fatalf("op %d: claimed %d messages, want %d", i, len(msgs), batch)
 						}
-						ok, err := c.ArchiveBatch(ctx, idsOf(msgs))
+						ok, err := c.ArchiveBatch(ctx, benchIDs(msgs))
 						if err != nil {
 							b.Fatal(err)
 						}
@@ -210,7 +216,7 @@ func drain(b *testing.B, s *Store, queue string, n, consumers, batch int) drainR
 					time.Sleep(time.Millisecond)
 					continue
 				}
-				ok, err := c.ArchiveBatch(ctx, idsOf(msgs))
+				ok, err := c.ArchiveBatch(ctx, benchIDs(msgs))
 				if err != nil {
 					stopOnFail(err)
 					return

@@ -59,12 +59,18 @@ WITH ins AS (
 SELECT ins.id FROM ins LEFT JOIN (
     SELECT pg_notify('pgqrs', $1::bigint::text) WHERE $5::timestamptz IS NULL AND $3::float8 = 0
 ) AS wake ON true`,
+			// The claim must stay an ordered range scan of pgqrs_messages_claim
+			// whatever the statistics say: "LIMIT (SELECT $2)" hides the batch
+			// size from the planner (a never-analyzed table otherwise gets a
+			// bitmap scan of the whole queue plus a sort once the batch exceeds
+			// its row estimate), and the ID array keeps the update a primary-key
+			// lookup rather than a hash join.
 			dequeue: `
 WITH picked AS (
     SELECT id FROM pgqrs_messages
     WHERE queue_id = $1 AND vt <= now()
     ORDER BY vt, id
-    LIMIT $2
+    LIMIT (SELECT $2::bigint)
     FOR UPDATE SKIP LOCKED
 )
 UPDATE pgqrs_messages m
@@ -72,15 +78,16 @@ SET vt = now() + make_interval(secs => $3::float8),
     read_ct = m.read_ct + 1,
     dequeued_at = coalesce(m.dequeued_at, now()),
     consumer_worker_id = $4
-FROM picked
-WHERE m.id = picked.id
+WHERE m.id = ANY (ARRAY(SELECT id FROM picked))
 RETURNING m.id, m.payload, m.read_ct, m.enqueued_at, m.vt, m.last_error`,
 			// Archive moves rows to pgqrs_archive in one statement; only rows
-			// this consumer holds move.
+			// this consumer holds move. Settle statements look rows up by
+			// primary key: "queue_id + 0" keeps the planner from scanning the
+			// queue's whole range of the claim index instead.
 			archive: `
 WITH gone AS (
     DELETE FROM pgqrs_messages
-    WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id = $3
+    WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
     RETURNING id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
               producer_worker_id, consumer_worker_id, last_error
 )
@@ -92,27 +99,27 @@ FROM gone
 RETURNING id`,
 			delete: `
 DELETE FROM pgqrs_messages
-WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id = $3
+WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
 RETURNING id`,
 			release: `
 UPDATE pgqrs_messages
 SET vt = now() + make_interval(secs => $4::float8), consumer_worker_id = NULL
-WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id = $3
+WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
 RETURNING id`,
 			extend: `
 UPDATE pgqrs_messages
 SET vt = now() + make_interval(secs => $4::float8)
-WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id = $3
+WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
 RETURNING id`,
 			fail: `
 UPDATE pgqrs_messages
 SET vt = now() + make_interval(secs => $4::float8), consumer_worker_id = NULL, last_error = $5
-WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id = $3
+WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
 RETURNING id`,
 			deadLetter: `
 WITH gone AS (
     DELETE FROM pgqrs_messages
-    WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id = $3
+    WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
     RETURNING id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
               producer_worker_id, consumer_worker_id, last_error
 )
@@ -125,7 +132,7 @@ RETURNING id`,
 			unclaim: `
 UPDATE pgqrs_messages
 SET vt = now(), consumer_worker_id = NULL, read_ct = greatest(read_ct - 1, 0)
-WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id = $3
+WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
 RETURNING id`,
 			holder:      `SELECT consumer_worker_id FROM pgqrs_messages WHERE id = $1 AND queue_id = $2`,
 			countHeld:   `SELECT count(*) FROM pgqrs_messages WHERE consumer_worker_id = $1 AND vt > now()`,

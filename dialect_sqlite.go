@@ -58,38 +58,40 @@ WHERE id IN (
 )
 RETURNING id, payload, read_ct, enqueued_at, vt, last_error`,
 			// The pgqrs_messages_archive trigger moves each updated row to
-			// pgqrs_archive within this statement.
+			// pgqrs_archive within this statement. Settle statements look rows
+			// up by primary key: the unary "+" on queue_id keeps SQLite from
+			// walking the queue's whole range of the claim index instead.
 			archive: `
 UPDATE pgqrs_messages SET archive_as = 'archived'
-WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND queue_id = ?3
+WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3
 RETURNING id`,
 			delete: `
 DELETE FROM pgqrs_messages
-WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND queue_id = ?3
+WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3
 RETURNING id`,
 			release: `
 UPDATE pgqrs_messages
 SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4), consumer_worker_id = NULL
-WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND queue_id = ?3
+WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3
 RETURNING id`,
 			extend: `
 UPDATE pgqrs_messages
 SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4)
-WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND queue_id = ?3
+WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3
 RETURNING id`,
 			fail: `
 UPDATE pgqrs_messages
 SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4), consumer_worker_id = NULL, last_error = ?5
-WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND queue_id = ?3
+WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3
 RETURNING id`,
 			deadLetter: `
 UPDATE pgqrs_messages SET archive_as = 'dead', last_error = coalesce(?4, last_error)
-WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND queue_id = ?3
+WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3
 RETURNING id`,
 			unclaim: `
 UPDATE pgqrs_messages
 SET vt = ` + sqliteNow + `, consumer_worker_id = NULL, read_ct = max(read_ct - 1, 0)
-WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND queue_id = ?3
+WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3
 RETURNING id`,
 			holder:      `SELECT consumer_worker_id FROM pgqrs_messages WHERE id = ?1 AND queue_id = ?2`,
 			countHeld:   `SELECT count(*) FROM pgqrs_messages WHERE consumer_worker_id = ?1 AND vt > ` + sqliteNow,

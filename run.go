@@ -29,10 +29,12 @@ type BatchHandler func(ctx context.Context, msgs []*Message) error
 type RunOptions struct {
 	// Concurrency is how many handlers run at once. Default 1.
 	Concurrency int
-	// BatchSize is how many messages one claim takes at most: with Run,
-	// claimed messages wait in memory (their leases are extended before they
-	// start if needed) until a handler is free; with RunBatch, it is the
-	// size of the batches passed to the handler. Default 10.
+	// BatchSize is how many messages one claim takes at most. Run holds up
+	// to twice max(Concurrency, BatchSize) claimed messages, so claiming
+	// overlaps handling; claimed messages wait in memory until a handler is
+	// free (their leases are refreshed first if half gone). With RunBatch it
+	// is the size of the batches passed to the handler, and one batch is
+	// claimed ahead. Default 10.
 	BatchSize int
 	// VisibilityTimeout is the lease of each claim. It is extended by this
 	// much every third of it while a handler runs, so a slow handler keeps
@@ -189,9 +191,11 @@ func (c *Consumer) run(ctx context.Context, opts *RunOptions, single bool, handl
 		hardStop: make(chan struct{}),
 		freed:    make(chan struct{}, 1),
 	}
-	limit := max(o.Concurrency, o.BatchSize)
+	// Claim one batch ahead of the handlers, so the next claim overlaps the
+	// archive of the last batch instead of waiting for it.
+	limit := 2 * max(o.Concurrency, o.BatchSize)
 	if !single {
-		limit = o.Concurrency * o.BatchSize
+		limit = (o.Concurrency + 1) * o.BatchSize
 	}
 	r.work = make(chan []*Message, limit)
 	r.acks = make(chan int64, limit)

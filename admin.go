@@ -402,10 +402,10 @@ func (a *Admin) ListArchived(ctx context.Context, queue string, page ArchivePage
 
 func (a *Admin) listArchive(ctx context.Context, queue string, dead bool, page ArchivePage) ([]*ArchivedMessage, error) {
 	if page.Limit < 0 || page.BeforeID < 0 {
-		return nil, fmt.Errorf("%w: page limit and before-ID must not be negative", ErrInvalidArgument)
+		return nil, fmt.Errorf("list archive of %q: %w: page limit and before-ID must not be negative", queue, ErrInvalidArgument)
 	}
 	if page.Limit > a.s.cfg.maxBatch {
-		return nil, fmt.Errorf("%w: page of %d, limit %d", ErrBatchTooLarge, page.Limit, a.s.cfg.maxBatch)
+		return nil, fmt.Errorf("list archive of %q: %w: page of %d, limit %d", queue, ErrBatchTooLarge, page.Limit, a.s.cfg.maxBatch)
 	}
 	if page.Limit == 0 {
 		page.Limit = 100

@@ -245,6 +245,7 @@ CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
 		listen:         pgListen,
 		isUnique:       func(err error) bool { return sqlState(err) == "23505" },
 		isForeignKey:   func(err error) bool { return sqlState(err) == "23503" },
+		isCloseNoise:   func(error) bool { return false },
 		// Serialization failures and deadlocks roll the statement back.
 		isBusy:  func(err error) bool { s := sqlState(err); return s == "40001" || s == "40P01" },
 		qualify: func(s string) string { return s },

@@ -197,6 +197,7 @@ CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
 			return c == 2067 || c == 1555 // SQLITE_CONSTRAINT_UNIQUE, _PRIMARYKEY
 		},
 		isForeignKey: func(err error) bool { return sqliteCode(err) == 787 }, // SQLITE_CONSTRAINT_FOREIGNKEY
+		isCloseNoise: func(error) bool { return false },
 		isBusy: func(err error) bool {
 			c := sqliteCode(err) & 0xff
 			return c == 5 || c == 6 // SQLITE_BUSY, SQLITE_LOCKED

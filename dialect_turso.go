@@ -19,6 +19,8 @@ func newTursoDialect() *dialect {
 	d.isForeignKey = func(err error) bool { return tursoErr(err, "FOREIGN KEY constraint failed") }
 	// "database is locked" means the statement did not apply: safe to retry.
 	d.isBusy = func(err error) bool { return tursoErr(err, "database is locked", "SQLITE_BUSY") }
+	// sqld closes WebSockets without answering the close handshake.
+	d.isCloseNoise = func(err error) bool { return tursoErr(err, "failed to close WebSocket") }
 	return d
 }
 

@@ -381,12 +381,26 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		s.listenDSN = dsn
 	}
 	// libSQL's Ping does nothing: check with a real query under a deadline.
+	// Not every driver honours ctx while it connects (lib/pq's startup
+	// handshake does not), so wait for the answer or ctx, whichever is first.
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	var one int
-	if err := db.QueryRowContext(pctx, "SELECT 1").Scan(&one); err != nil {
+	answer := make(chan error, 1)
+	go func() {
+		var one int
+		answer <- db.QueryRowContext(pctx, "SELECT 1").Scan(&one)
+	}()
+	var err2 error
+	select {
+	case err2 = <-answer:
+	case <-pctx.Done():
+		err2 = pctx.Err()
+		go func() { <-answer; db.Close() }()
+		return nil, fmt.Errorf("%w: %s: %w", ErrUnreachable, redactDSN(dsn), err2)
+	}
+	if err2 != nil {
 		db.Close()
-		return nil, fmt.Errorf("%w: %s: %s", ErrUnreachable, redactDSN(dsn), redactErr(err, dsn))
+		return nil, fmt.Errorf("%w: %s: %w", ErrUnreachable, redactDSN(dsn), &redactedError{err: err2, dsn: dsn})
 	}
 	return s, nil
 }
@@ -405,6 +419,14 @@ func parseDSN(dsn string) (d Dialect, driver, source string, err error) {
 	}
 	switch strings.ToLower(scheme) {
 	case "postgres", "postgresql":
+		// Bound lib/pq's connection handshake, which ignores contexts.
+		if !strings.Contains(dsn, "connect_timeout") {
+			sep := "?"
+			if strings.Contains(dsn, "?") {
+				sep = "&"
+			}
+			dsn += sep + "connect_timeout=10"
+		}
 		return Postgres, "postgres", dsn, nil
 	case "sqlite", "sqlite3", "file":
 		path := rest
@@ -458,6 +480,17 @@ func redactDSN(dsn string) string {
 	return out
 }
 
+// redactedError is a driver error whose text has the DSN's secrets removed;
+// errors.Is and errors.As still see the original (context.DeadlineExceeded,
+// *pq.Error, ...).
+type redactedError struct {
+	err error
+	dsn string
+}
+
+func (e *redactedError) Error() string { return redactErr(e.err, e.dsn) }
+func (e *redactedError) Unwrap() error { return e.err }
+
 // redactErr renders err with any secret from dsn removed.
 func redactErr(err error, dsn string) string {
 	msg := err.Error()
@@ -489,7 +522,9 @@ func (s *Store) Close() error {
 		s.stopListen()
 	}
 	if s.owns {
-		return s.db.Close()
+		if err := s.db.Close(); err != nil && !s.d.isCloseNoise(err) {
+			return err
+		}
 	}
 	return nil
 }

@@ -3,6 +3,8 @@ package pgqrs
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -242,6 +244,28 @@ func TestOpenAndNewErrors(t *testing.T) {
 	if strings.Contains(err.Error(), "s3cretpw") {
 		t.Errorf("error leaks the password: %v", err)
 	}
+	// A server on loopback that accepts and never answers: Open gives up at
+	// ctx's deadline, and says so.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			conn, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+		}
+	}()
+	ctx2, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	_, err = Open(ctx2, "postgres://app:s3cretpw@"+silent.Addr().String()+"/db?sslmode=disable")
+	if !errors.Is(err, ErrUnreachable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("open past its deadline = %v, want ErrUnreachable wrapping context.DeadlineExceeded", err)
+	}
 	_, err = Open(ctx, "http://127.0.0.1:1?authToken=tok3n-very-secret")
 	wantErr(t, err, ErrUnreachable)
 	if strings.Contains(err.Error(), "tok3n-very-secret") {
@@ -284,5 +308,23 @@ func TestDSNParsing(t *testing.T) {
 	}
 	if got := redactDSN("postgres://app:pw@db:5432/x?password=pw"); strings.Contains(got, "pw@") || strings.Contains(got, "password") {
 		t.Errorf("redactDSN leaks: %s", got)
+	}
+}
+
+func TestCloseIsClean(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) {
+			dsn, opts := backendDSN(t, b)
+			s, err := Open(t.Context(), dsn, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				t.Errorf("close: %v", err)
+			}
+			if err := s.Close(); err != nil {
+				t.Errorf("second close: %v", err)
+			}
+		})
 	}
 }

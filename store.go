@@ -52,6 +52,9 @@ type dialect struct {
 	isUnique     func(error) bool
 	isForeignKey func(error) bool
 	isBusy       func(error) bool // retryable: the statement did not apply
+	// isCloseNoise recognises errors from closing a pool that lost nothing
+	// (sqld drops WebSockets without answering the close handshake).
+	isCloseNoise func(error) bool
 
 	// notifyChannel and listen: Postgres LISTEN/NOTIFY wakeups (listen is nil
 	// where the backend has none; in-process wakeups work everywhere).

@@ -165,3 +165,50 @@ func ExampleConsumer_Dequeue() {
 	fmt.Printf("archived %d, delayed %d\n", mt.Archived, mt.Delayed)
 	// Output: archived 2, delayed 1
 }
+
+// ExampleConsumer_Run runs the poll loop: each message goes to the handler;
+// success archives it, an error retries it after a backoff and, after
+// MaxAttempts, dead-letters it.
+func ExampleConsumer_Run() {
+	ctx := context.Background()
+	s, err := pgqrs.Open(ctx, "sqlite::memory:")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Admin().Install(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := s.Admin().CreateQueue(ctx, "thumbnails"); err != nil {
+		log.Fatal(err)
+	}
+	p, _ := s.Producer(ctx, "thumbnails")
+	if _, err := p.EnqueueBatch(ctx, []any{"a.png", "b.png", "c.png"}); err != nil {
+		log.Fatal(err)
+	}
+
+	c, _ := s.Consumer(ctx, "thumbnails")
+	runCtx, stop := context.WithCancel(ctx)
+	handled := 0
+	err = c.Run(runCtx, func(ctx context.Context, m *pgqrs.Message) error {
+		var file string
+		if err := json.Unmarshal(m.Payload, &file); err != nil {
+			return err // retried later; dead-lettered after MaxAttempts
+		}
+		fmt.Println("resizing", file)
+		if handled++; handled == 3 {
+			stop() // Run finishes in-flight work, archives it and returns nil
+		}
+		return nil
+	}, &pgqrs.RunOptions{Concurrency: 1})
+	if err != nil {
+		log.Fatal(err)
+	}
+	m, _ := s.Admin().QueueMetrics(ctx, "thumbnails")
+	fmt.Println("archived:", m.Archived)
+	// Output:
+	// resizing a.png
+	// resizing b.png
+	// resizing c.png
+	// archived: 3
+}

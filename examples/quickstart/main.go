@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"sync/atomic"
 
 	"github.com/pgqrs/pgqrs-go"
 	_ "modernc.org/sqlite"
@@ -60,20 +61,19 @@ func run(ctx context.Context, dsn string) error {
 	if err != nil {
 		return err
 	}
-	defer c.Shutdown(ctx)           // releases anything still held
-	msgs, err := c.Dequeue(ctx, 10) // leased for 30s by default
-	if err != nil {
-		return err
-	}
-	for _, m := range msgs {
+	// Run calls the handler for each message until its context is cancelled:
+	// nil archives the message, an error retries it later with backoff.
+	runCtx, stop := context.WithCancel(ctx)
+	var sent atomic.Int64
+	return c.Run(runCtx, func(ctx context.Context, m *pgqrs.Message) error {
 		var e Email
 		if err := json.Unmarshal(m.Payload, &e); err != nil {
 			return err
 		}
 		fmt.Printf("sending %q to %s\n", e.Subject, e.To)
-		if err := c.Archive(ctx, m.ID); err != nil { // done: move to the archive
-			return err
+		if sent.Add(1) == int64(len(ids)) {
+			stop() // done for this demo; a service runs until shutdown
 		}
-	}
-	return nil
+		return nil
+	}, &pgqrs.RunOptions{Concurrency: 4})
 }

@@ -154,12 +154,13 @@ type runner struct {
 	single bool
 	bg     context.Context // outlives ctx: settle calls during shutdown
 
-	work     chan []*Message // claimed units waiting for a handler
-	acks     chan int64      // successes waiting to be archived together
-	stopOnce sync.Once
-	stop     chan struct{} // closed to stop claiming
-	hardStop chan struct{} // closed when handlers must give up
-	stopping atomic.Bool   // set before the claim loop drains work
+	work       chan []*Message // claimed units waiting for a handler
+	acks       chan int64      // successes waiting to be archived together
+	archiveNow chan struct{}   // closed when no handler will ack any more
+	stopOnce   sync.Once
+	stop       chan struct{} // closed to stop claiming
+	hardStop   chan struct{} // closed when handlers must give up
+	stopping   atomic.Bool   // set before the claim loop drains work
 
 	mu          sync.Mutex
 	outstanding int // claimed and not yet settled
@@ -185,11 +186,12 @@ func (c *Consumer) run(ctx context.Context, opts *RunOptions, single bool, handl
 	}
 	r := &runner{
 		c: c, o: o, handle: handle, single: single,
-		log:      o.Logger.With("queue", c.queue, "worker", c.name),
-		bg:       context.WithoutCancel(ctx),
-		stop:     make(chan struct{}),
-		hardStop: make(chan struct{}),
-		freed:    make(chan struct{}, 1),
+		log:        o.Logger.With("queue", c.queue, "worker", c.name),
+		bg:         context.WithoutCancel(ctx),
+		stop:       make(chan struct{}),
+		hardStop:   make(chan struct{}),
+		archiveNow: make(chan struct{}),
+		freed:      make(chan struct{}, 1),
 	}
 	// Claim one batch ahead of the handlers, so the next claim overlaps the
 	// archive of the last batch instead of waiting for it.
@@ -222,9 +224,17 @@ func (c *Consumer) run(ctx context.Context, opts *RunOptions, single bool, handl
 	r.drainWork()
 	close(r.work)
 	grace := time.AfterFunc(o.ShutdownTimeout, func() { close(r.hardStop) })
-	handlers.Wait()
+	finished := make(chan struct{})
+	go func() { handlers.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(o.ShutdownTimeout + abandonAfter):
+		// Handlers that ignore their cancelled context are abandoned: their
+		// messages return to the queue when their leases expire.
+		r.log.Error("pgqrs: handlers did not return after their context was cancelled; abandoning them")
+	}
 	grace.Stop()
-	close(r.acks)
+	close(r.archiveNow)
 	archiver.Wait()
 	r.unclaimLeftover()
 	close(beatDone)
@@ -481,34 +491,58 @@ func (r *runner) fail(msgs []*Message, herr error) {
 }
 
 // archive archives successes, coalescing those that arrive together into
-// one statement, until acks is closed.
+// one statement, until archiveNow is closed.
 func (r *runner) archive() {
-	for id := range r.acks {
-		batch := []int64{id}
+	for {
+		var batch []int64
+		select {
+		case id := <-r.acks:
+			batch = append(batch, id)
+		case <-r.archiveNow: // no handler will ack any more: flush and stop
+			for {
+				select {
+				case id := <-r.acks:
+					batch = append(batch, id)
+				default:
+					r.archiveBatch(batch)
+					return
+				}
+			}
+		}
 	more:
 		for len(batch) < r.c.s.cfg.maxBatch {
 			select {
-			case id, ok := <-r.acks:
-				if !ok {
-					break more
-				}
+			case id := <-r.acks:
 				batch = append(batch, id)
 			default:
 				break more
 			}
 		}
-		ok, err := r.c.ArchiveBatch(r.bg, batch)
+		r.archiveBatch(batch)
+	}
+}
+
+// archiveBatch archives successes, at most the batch limit per statement.
+func (r *runner) archiveBatch(batch []int64) {
+	for len(batch) > 0 {
+		n := min(len(batch), r.c.s.cfg.maxBatch)
+		ok, err := r.c.ArchiveBatch(r.bg, batch[:n])
 		if err != nil {
-			r.log.Error("pgqrs: archive failed; the messages will be delivered again", "ids", batch, "err", err)
+			r.log.Error("pgqrs: archive failed; the messages will be delivered again", "ids", batch[:n], "err", err)
 		}
 		for i, done := range ok {
 			if !done {
 				r.log.Warn("pgqrs: archive after lease loss; another consumer has the message", "id", batch[i])
 			}
 		}
-		r.settled(len(batch))
+		r.settled(n)
+		batch = batch[n:]
 	}
 }
+
+// abandonAfter is how long Run still waits, after the shutdown grace period
+// cancelled the handlers' contexts, for handlers that ignore them.
+const abandonAfter = 5 * time.Second
 
 // unclaimLeftover gives back messages claimed but never started.
 func (r *runner) unclaimLeftover() {

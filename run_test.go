@@ -438,3 +438,35 @@ func TestRunRejectsBadOptions(t *testing.T) {
 	}
 	wantErr(t, c.Run(t.Context(), nil, nil), ErrInvalidArgument)
 }
+
+// TestRunShutdownIsBounded: a handler that ignores its cancelled context is
+// abandoned after the grace period, and its message comes back later.
+func TestRunShutdownIsBounded(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		p, c := fixture(t, s, "stuck")
+		id := mustEnqueue(t, p, "never finishes")
+		started, unblock := make(chan struct{}), make(chan struct{})
+		defer close(unblock)
+		stop := runInBackground(t, c, func(ctx context.Context, m *Message) error {
+			close(started)
+			<-unblock // ignores ctx
+			return nil
+		}, &RunOptions{ShutdownTimeout: 100 * time.Millisecond, VisibilityTimeout: time.Second})
+		<-started
+		begin := time.Now()
+		if err := stop(); err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+		if took := time.Since(begin); took > 100*time.Millisecond+abandonAfter+5*time.Second {
+			t.Errorf("Run took %v to give up on a stuck handler", took)
+		}
+		c2, err := s.Consumer(t.Context(), "stuck")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := awaitDequeue(t, c2, 1, 20*time.Second)
+		if got[0].ID != id {
+			t.Errorf("got %d, want the abandoned message %d", got[0].ID, id)
+		}
+	})
+}

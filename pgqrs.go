@@ -29,9 +29,28 @@
 //		_ = c.Archive(ctx, m.ID)
 //	}
 //
+// # Running consumers
+//
+// Most services run [Consumer.Run], the poll loop: it claims in batches,
+// runs handlers with bounded concurrency, extends leases while a handler is
+// slow, archives successes, retries failures after an exponential backoff
+// and dead-letters a message after its last attempt, wakes as soon as a
+// message is enqueued (LISTEN/NOTIFY on Postgres, in-process on every
+// backend) with a bounded poll as fallback, and shuts down gracefully when
+// its context is cancelled:
+//
+//	err := c.Run(ctx, func(ctx context.Context, m *pgqrs.Message) error {
+//		return send(ctx, m.Payload) // nil archives; an error retries later
+//	}, &pgqrs.RunOptions{Concurrency: 8})
+//
+// Workers register in pgqrs_workers and heartbeat; [Admin] reports their
+// health, reclaims the messages of workers that died
+// ([Admin.ReclaimStale]), and manages dead letters.
+//
 // # Backends
 //
-// pgqrs imports no SQL driver; the application imports the one it uses:
+// pgqrs imports no SQL driver other than lib/pq, which it uses for LISTEN;
+// the application imports the one it uses:
 //
 //	import _ "github.com/lib/pq"                                // Postgres
 //	import _ "modernc.org/sqlite"                               // SQLite

@@ -3,6 +3,7 @@ package pgqrs
 import (
 	"io/fs"
 	"os"
+	"os/exec"
 	"reflect"
 	"strings"
 	"testing"
@@ -126,5 +127,18 @@ func TestReadmeQuickstartIsTheExample(t *testing.T) {
 	}
 	if !strings.Contains(string(readme), "```go\n"+string(main)+"```") {
 		t.Error("README.md's quick start differs from examples/quickstart/main.go; copy the file into the README")
+	}
+}
+
+// TestOpenWithoutDriver builds a program that imports no SQLite driver: Open
+// must say which import to add.
+func TestOpenWithoutDriver(t *testing.T) {
+	out, err := exec.Command("go", "run", "./testdata/nodriver").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go run: %v\n%s", err, out)
+	}
+	want := `true pgqrs: database driver not imported: no database/sql driver "sqlite" is registered for sqlite; add: import _ "modernc.org/sqlite"`
+	if got := strings.TrimSpace(string(out)); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }

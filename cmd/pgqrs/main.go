@@ -163,9 +163,8 @@ func (c *cli) main(ctx context.Context, args []string) int {
 	}
 	if c.store != nil {
 		// The command's work is committed or rolled back by now, so a failure
-		// to close the pool changes nothing the user asked for; and over
-		// ws:// it is routine (sqld drops the socket without answering the
-		// close handshake). The process exit closes what is left.
+		// to close the pool changes nothing the user asked for. The process
+		// exit closes what is left.
 		_ = c.store.Close()
 	}
 	if err == nil {

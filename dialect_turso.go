@@ -12,7 +12,9 @@ import (
 func newTursoDialect() *dialect {
 	d := newSQLiteDialect()
 	d.name = Turso
-	d.migrations = "turso"
+	// sqld is SQLite (3.45): the same schema, from the same files, so the two
+	// can never drift apart.
+	d.migrations = "sqlite"
 	// sqld can stall writes under load; a deadline turns a stall into an error.
 	d.callTimeout = 30 * time.Second
 	d.isUnique = func(err error) bool { return tursoErr(err, "UNIQUE constraint failed") }

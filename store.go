@@ -21,7 +21,7 @@ import (
 // dialect_*.go return complete values; no other code switches on the backend.
 type dialect struct {
 	name       Dialect
-	migrations string // directory under migrations/
+	migrations string // directory under migrations/ (Turso shares SQLite's)
 	queue      queueSQL
 	message    messageSQL
 	archive    archiveSQL

@@ -37,6 +37,10 @@ func (s *Store) Consumer(ctx context.Context, queue string, opts ...WorkerOption
 // no [VisibilityTimeout] is given.
 const DefaultVisibilityTimeout = 30 * time.Second
 
+// MinVisibilityTimeout is the shortest lease pgqrs accepts: leases are
+// stored with millisecond precision.
+const MinVisibilityTimeout = time.Millisecond
+
 // DequeueOption adjusts one Dequeue call.
 type DequeueOption interface {
 	applyDequeue(*dequeueConfig) error
@@ -72,17 +76,17 @@ func MaxAttempts(n int) DequeueOption {
 // Default [DefaultVisibilityTimeout].
 func VisibilityTimeout(d time.Duration) DequeueOption {
 	return dequeueOptionFunc(func(c *dequeueConfig) error {
-		if d <= 0 {
-			return fmt.Errorf("%w: visibility timeout must be positive, got %v", ErrInvalidArgument, d)
+		if d < MinVisibilityTimeout {
+			return fmt.Errorf("%w: visibility timeout must be at least %v, got %v", ErrInvalidArgument, MinVisibilityTimeout, d)
 		}
 		c.vt = d
 		return nil
 	})
 }
 
-// Dequeue claims up to n visible messages of the queue in one statement, in
-// the order they became visible (then by ID), and leases them to the consumer
-// for the visibility timeout. Each claim increments the message's read
+// Dequeue claims up to n visible messages of the queue in one statement, the
+// ones that became visible first (then by ID), and leases them to the
+// consumer for the visibility timeout; they are returned ordered by ID. Each claim increments the message's read
 // count. It returns an empty slice, not an error, when nothing is visible.
 // n must be between 1 and the store's batch limit.
 func (c *Consumer) Dequeue(ctx context.Context, n int, opts ...DequeueOption) ([]*Message, error) {
@@ -161,16 +165,15 @@ func (c *Consumer) dropExhausted(ctx context.Context, msgs []*Message, maxAttemp
 			failed = append(failed, m.ID)
 		}
 	}
+	// A failed dead-letter statement is not the caller's problem: those
+	// messages stay leased and the next claim after their lease dead-letters
+	// them. The ones kept are returned either way, so none hides.
 	if len(silent) > 0 {
 		reason := fmt.Sprintf("%d attempts ended without success (leases expired)", maxAttempts)
-		if _, err := c.settle(ctx, nil, "dead-letter", c.s.d.message.deadLetter, silent, reason); err != nil {
-			return nil, err
-		}
+		c.settle(ctx, nil, "dead-letter", c.s.d.message.deadLetter, silent, reason)
 	}
 	if len(failed) > 0 {
-		if _, err := c.settle(ctx, nil, "dead-letter", c.s.d.message.deadLetter, failed, nil); err != nil {
-			return nil, err
-		}
+		c.settle(ctx, nil, "dead-letter", c.s.d.message.deadLetter, failed, nil)
 	}
 	if keep == nil {
 		keep = []*Message{}
@@ -324,8 +327,8 @@ func (c *Consumer) ReleaseBatch(ctx context.Context, ids []int64, delay time.Dur
 // ExtendVisibility extends the consumer's lease on message id to d from now.
 // d must be positive. Errors are as for [Consumer.Archive].
 func (c *Consumer) ExtendVisibility(ctx context.Context, id int64, d time.Duration) error {
-	if d <= 0 {
-		return fmt.Errorf("%w: visibility extension must be positive, got %v", ErrInvalidArgument, d)
+	if d < MinVisibilityTimeout {
+		return fmt.Errorf("%w: visibility extension must be at least %v, got %v", ErrInvalidArgument, MinVisibilityTimeout, d)
 	}
 	return c.settleOne(ctx, nil, "extend visibility of", c.s.d.message.extend, id, c.s.d.secondsArg(d))
 }
@@ -334,8 +337,8 @@ func (c *Consumer) ExtendVisibility(ctx context.Context, id int64, d time.Durati
 // consumer holds to d from now, in one statement, and reports per ID whether
 // it was extended.
 func (c *Consumer) ExtendVisibilityBatch(ctx context.Context, ids []int64, d time.Duration) ([]bool, error) {
-	if d <= 0 {
-		return nil, fmt.Errorf("%w: visibility extension must be positive, got %v", ErrInvalidArgument, d)
+	if d < MinVisibilityTimeout {
+		return nil, fmt.Errorf("%w: visibility extension must be at least %v, got %v", ErrInvalidArgument, MinVisibilityTimeout, d)
 	}
 	return c.settle(ctx, nil, "extend visibility of", c.s.d.message.extend, ids, c.s.d.secondsArg(d))
 }
@@ -364,4 +367,20 @@ func (c *Consumer) Held(ctx context.Context) (int64, error) {
 		return q.QueryRowContext(ctx, c.s.d.message.countHeld, c.id).Scan(&n)
 	})
 	return n, err
+}
+
+// settleAll is settle for any number of IDs: one statement per batch-limit
+// chunk.
+func (c *Consumer) settleAll(ctx context.Context, op, stmt string, ids []int64, extra ...any) ([]bool, error) {
+	out := make([]bool, 0, len(ids))
+	for len(ids) > 0 {
+		n := min(len(ids), c.s.cfg.maxBatch)
+		ok, err := c.settle(ctx, nil, op, stmt, ids[:n], extra...)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, ok...)
+		ids = ids[n:]
+	}
+	return out, nil
 }

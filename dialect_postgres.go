@@ -246,6 +246,8 @@ CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
 		isUnique:       func(err error) bool { return sqlState(err) == "23505" },
 		isForeignKey:   func(err error) bool { return sqlState(err) == "23503" },
 		isCloseNoise:   func(error) bool { return false },
+		// 22P05: jsonb refuses \u0000; 22P02: text that is not JSON.
+		isBadJSON: func(err error) bool { s := sqlState(err); return s == "22P05" || s == "22P02" },
 		// Serialization failures and deadlocks roll the statement back.
 		isBusy:  func(err error) bool { s := sqlState(err); return s == "40001" || s == "40P01" },
 		qualify: func(s string) string { return s },

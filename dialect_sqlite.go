@@ -198,6 +198,7 @@ CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
 		},
 		isForeignKey: func(err error) bool { return sqliteCode(err) == 787 }, // SQLITE_CONSTRAINT_FOREIGNKEY
 		isCloseNoise: func(error) bool { return false },
+		isBadJSON:    func(error) bool { return false }, // payloads are validated before they are sent
 		isBusy: func(err error) bool {
 			c := sqliteCode(err) & 0xff
 			return c == 5 || c == 6 // SQLITE_BUSY, SQLITE_LOCKED

@@ -314,6 +314,7 @@ type Store struct {
 	notify     notifier // in-process wakeups of Run loops
 	listenDSN  string   // Postgres: DSN for the LISTEN connection
 	listenOnce sync.Once
+	listenMu   sync.Mutex // guards stopListen against a concurrent Close
 	stopListen func()
 	listening  atomic.Bool // the LISTEN connection is up
 }
@@ -537,9 +538,12 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.listenMu.Lock()
 	if s.stopListen != nil {
 		s.stopListen()
+		s.stopListen = nil
 	}
+	s.listenMu.Unlock()
 	if s.owns {
 		if err := s.db.Close(); err != nil && !s.d.isCloseNoise(err) {
 			return err

@@ -161,7 +161,14 @@ func TestBadInput(t *testing.T) {
 			}
 			wantErr(t, err, ErrInvalidPayload)
 		}
-		_, err := p.Enqueue(ctx, strings.Repeat("x", 1<<20))
+		// Valid JSON that Postgres' jsonb refuses is still a payload error.
+		_, err := p.Enqueue(ctx, json.RawMessage(`{"a":"\u0000"}`))
+		if s.Dialect() == Postgres {
+			wantErr(t, err, ErrInvalidPayload)
+		} else if err != nil {
+			t.Errorf("NUL escape on %s: %v", s.Dialect(), err)
+		}
+		_, err = p.Enqueue(ctx, strings.Repeat("x", 1<<20))
 		wantErr(t, err, ErrPayloadTooLarge)
 		_, err = p.Enqueue(ctx, "x", Delay(-time.Second))
 		wantErr(t, err, ErrInvalidArgument)
@@ -177,7 +184,7 @@ func TestBadInput(t *testing.T) {
 		wantErr(t, err, ErrInvalidArgument)
 		_, err = c.ArchiveBatch(ctx, make([]int64, 1001))
 		wantErr(t, err, ErrBatchTooLarge)
-		if m := metrics(t, s, "bad"); m.Pending != 0 {
+		if m := metrics(t, s, "bad"); m.Pending > 1 {
 			t.Errorf("bad input left %d messages", m.Pending)
 		}
 

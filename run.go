@@ -8,9 +8,11 @@ import (
 	"math/rand/v2"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // Handler processes one message. Returning nil archives the message.
@@ -42,7 +44,9 @@ type RunOptions struct {
 	VisibilityTimeout time.Duration
 	// PollInterval is the longest an idle loop waits before claiming again.
 	// New messages wake it sooner: at once when enqueued through the same
-	// Store, and by LISTEN/NOTIFY on Postgres. Default 1s.
+	// Store outside a transaction, and on Postgres, from any process, by
+	// LISTEN/NOTIFY when the enqueue commits. Delayed messages are found by
+	// the poll. Default 1s.
 	PollInterval time.Duration
 	// MaxAttempts is how many deliveries a message gets. A handler failure
 	// on the last one, or a claim past it (the earlier holders crashed),
@@ -90,6 +94,8 @@ func (o *RunOptions) withDefaults() (RunOptions, error) {
 		return r, fmt.Errorf("%w: concurrency, batch size and max attempts must not be negative", ErrInvalidArgument)
 	case r.VisibilityTimeout < 0, r.PollInterval < 0, r.HeartbeatInterval < 0, r.ShutdownTimeout < 0:
 		return r, fmt.Errorf("%w: durations must not be negative", ErrInvalidArgument)
+	case r.VisibilityTimeout != 0 && r.VisibilityTimeout < MinVisibilityTimeout:
+		return r, fmt.Errorf("%w: visibility timeout %v is below the minimum %v", ErrInvalidArgument, r.VisibilityTimeout, MinVisibilityTimeout)
 	}
 	r.Concurrency = cmpOr(r.Concurrency, 1)
 	r.BatchSize = cmpOr(r.BatchSize, 10)
@@ -163,11 +169,18 @@ type runner struct {
 	stopping   atomic.Bool   // set before the claim loop drains work
 
 	mu          sync.Mutex
-	outstanding int // claimed and not yet settled
-	leftover    []*Message
+	outstanding int              // claimed and not yet settled
+	held        map[int64]*lease // the same messages, by ID
+	leftover    []*Message       // claimed, never started, not yet given back
 	freed       chan struct{}
 
 	interrupted, stoppedOutside atomic.Bool
+}
+
+// lease is the runner's record of one claimed, unsettled message.
+type lease struct {
+	lost   bool               // an extension found another holder
+	cancel context.CancelFunc // set while a handler runs
 }
 
 func (c *Consumer) run(ctx context.Context, opts *RunOptions, single bool, handle func(context.Context, []*Message) error) error {
@@ -190,6 +203,7 @@ func (c *Consumer) run(ctx context.Context, opts *RunOptions, single bool, handl
 		bg:         context.WithoutCancel(ctx),
 		stop:       make(chan struct{}),
 		hardStop:   make(chan struct{}),
+		held:       map[int64]*lease{},
 		archiveNow: make(chan struct{}),
 		freed:      make(chan struct{}, 1),
 	}
@@ -208,6 +222,7 @@ func (c *Consumer) run(ctx context.Context, opts *RunOptions, single bool, handl
 	var beat sync.WaitGroup
 	beatDone := make(chan struct{})
 	beat.Go(func() { r.heartbeat(beatDone) })
+	beat.Go(func() { r.keepLeases(beatDone) })
 	var archiver sync.WaitGroup
 	archiver.Go(r.archive)
 	var handlers sync.WaitGroup
@@ -223,6 +238,7 @@ func (c *Consumer) run(ctx context.Context, opts *RunOptions, single bool, handl
 	r.stopping.Store(true)
 	r.drainWork()
 	close(r.work)
+	r.unclaimLeftover() // at once, not after the running handlers
 	grace := time.AfterFunc(o.ShutdownTimeout, func() { close(r.hardStop) })
 	finished := make(chan struct{})
 	go func() { handlers.Wait(); close(finished) }()
@@ -290,24 +306,38 @@ func (r *runner) claimLoop(ctx context.Context, limit int, wake <-chan struct{})
 		// The claim itself outlives ctx: a claim cut off mid-flight could
 		// lease messages nobody will process.
 		msgs, err := r.c.claim(r.bg, n, cfg)
+		if errors.Is(err, ErrClosed) {
+			r.log.Error("pgqrs: store closed; stopping")
+			return
+		}
 		if err != nil {
 			r.log.Error("pgqrs: claim failed", "err", err)
 			wait(nil, r.o.PollInterval)
 			continue
 		}
-		if len(msgs) > 0 {
-			r.mu.Lock()
-			r.outstanding += len(msgs)
-			r.mu.Unlock()
+		claimed := len(msgs)
+		// A message this loop still holds cannot come back to it while its
+		// lease is kept, but never hand one delivery to two handlers.
+		r.mu.Lock()
+		fresh := msgs[:0]
+		for _, m := range msgs {
+			if _, dup := r.held[m.ID]; !dup {
+				r.held[m.ID] = &lease{}
+				fresh = append(fresh, m)
+			}
+		}
+		r.outstanding += len(fresh)
+		r.mu.Unlock()
+		if len(fresh) > 0 {
 			if r.single {
-				for _, m := range msgs {
+				for _, m := range fresh {
 					r.work <- []*Message{m}
 				}
 			} else {
-				r.work <- msgs
+				r.work <- fresh
 			}
 		}
-		if len(msgs) < n {
+		if claimed < n {
 			r.log.Debug("pgqrs: idle")
 			wait(wake, r.o.PollInterval)
 		}
@@ -327,6 +357,8 @@ func (r *runner) heartbeat(done <-chan struct{}) {
 		}
 		err := r.c.Heartbeat(r.bg)
 		switch st := r.c.status.Load().(WorkerStatus); {
+		case errors.Is(err, ErrClosed):
+			r.requestStop()
 		case errors.Is(err, ErrWorkerStopped) || errors.Is(err, ErrWorkerNotFound):
 			r.log.Warn("pgqrs: worker stopped from outside; stopping", "err", err)
 			r.stoppedOutside.Store(true)
@@ -369,9 +401,16 @@ func (r *runner) drainWork() {
 	}
 }
 
-func (r *runner) settled(n int) {
+// settled forgets messages that were archived, released, dead-lettered or
+// given back, making room for more claims.
+func (r *runner) settled(ids []int64) {
 	r.mu.Lock()
-	r.outstanding -= n
+	for _, id := range ids {
+		if _, ok := r.held[id]; ok {
+			delete(r.held, id)
+			r.outstanding--
+		}
+	}
 	r.mu.Unlock()
 	select {
 	case r.freed <- struct{}{}:
@@ -387,63 +426,138 @@ func msgIDs(msgs []*Message) []int64 {
 	return out
 }
 
-// process runs the handler on one unit with lease extension, then settles it.
+// process runs the handler on one unit, then settles it. Its leases are
+// kept by keepLeases; a message whose lease was lost while it waited is
+// dropped without running the handler.
 func (r *runner) process(msgs []*Message) {
-	ids := msgIDs(msgs)
-	vt := r.o.VisibilityTimeout
-	// A message that waited in memory gets a fresh lease before it starts.
-	for _, m := range msgs {
-		if time.Until(m.VisibleAt) < vt/2 {
-			if _, err := r.c.ExtendVisibilityBatch(r.bg, ids, vt); err != nil {
-				r.log.Warn("pgqrs: lease refresh failed", "err", err)
-			}
-			break
-		}
-	}
 	hctx, cancel := context.WithCancel(r.bg)
 	defer cancel()
-	extended := make(chan struct{})
-	go func() {
-		defer close(extended)
-		t := time.NewTicker(vt / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-hctx.Done():
-				return
-			case <-r.hardStop:
-				r.log.Warn("pgqrs: shutdown grace period over; cancelling handler", "ids", ids)
-				cancel()
-				return
-			case <-t.C:
-			}
-			ok, err := r.c.ExtendVisibilityBatch(hctx, ids, vt)
-			if err != nil {
-				if hctx.Err() == nil {
-					r.log.Warn("pgqrs: lease extension failed", "ids", ids, "err", err)
-				}
-				continue
-			}
-			for i, held := range ok {
-				if !held {
-					r.log.Warn("pgqrs: lease lost; cancelling handler", "id", ids[i])
-					cancel()
-					return
-				}
-			}
+	var lost []int64
+	var keep []*Message
+	r.mu.Lock()
+	for _, m := range msgs {
+		l := r.held[m.ID]
+		if l == nil || l.lost {
+			lost = append(lost, m.ID)
+			continue
 		}
-	}()
-	err := r.call(hctx, msgs)
-	cancel()
-	<-extended
+		l.cancel = cancel
+		keep = append(keep, m)
+	}
+	r.mu.Unlock()
+	if len(lost) > 0 {
+		r.log.Warn("pgqrs: lease lost before the handler started; skipping", "ids", lost)
+		r.settled(lost)
+	}
+	if len(keep) == 0 {
+		return
+	}
+	ids := msgIDs(keep)
+	err := r.call(hctx, keep)
+	if err == nil && hctx.Err() != nil {
+		// The lease was lost, or the grace period ended, while the handler
+		// ran; an archive would fail the fence anyway.
+		err = fmt.Errorf("handler context cancelled: %w", hctx.Err())
+	}
+	r.mu.Lock()
+	for _, id := range ids {
+		if l := r.held[id]; l != nil {
+			l.cancel = nil
+		}
+	}
+	r.mu.Unlock()
 	if err == nil {
 		for _, id := range ids {
 			r.acks <- id
 		}
 		return
 	}
-	r.fail(msgs, err)
-	r.settled(len(msgs))
+	r.fail(keep, err)
+	r.settled(ids)
+}
+
+// keepLeases extends the lease of every claimed, unsettled message (waiting
+// or running) every third of the visibility timeout, in batch statements,
+// until done. A message another consumer now holds is marked lost and its
+// handler's context cancelled. When the shutdown grace period ends it
+// cancels every running handler.
+func (r *runner) keepLeases(done <-chan struct{}) {
+	vt := r.o.VisibilityTimeout
+	t := time.NewTicker(max(vt/3, time.Millisecond))
+	defer t.Stop()
+	hardStop := r.hardStop
+	for {
+		select {
+		case <-done:
+			return
+		case <-hardStop:
+			hardStop = nil
+			r.mu.Lock()
+			for _, l := range r.held {
+				if l.cancel != nil {
+					l.cancel()
+				}
+			}
+			r.mu.Unlock()
+			r.log.Warn("pgqrs: shutdown grace period over; cancelled running handlers")
+			continue
+		case <-t.C:
+		}
+		r.mu.Lock()
+		ids := make([]int64, 0, len(r.held))
+		for id, l := range r.held {
+			if !l.lost {
+				ids = append(ids, id)
+			}
+		}
+		r.mu.Unlock()
+		if len(ids) == 0 {
+			continue
+		}
+		ok, err := r.c.settleAll(r.bg, "extend visibility of", r.c.s.d.message.extend, ids, r.c.s.d.secondsArg(vt))
+		if err != nil {
+			r.log.Warn("pgqrs: lease extension failed", "err", err)
+			continue
+		}
+		r.mu.Lock()
+		for i, held := range ok {
+			if l := r.held[ids[i]]; !held && l != nil && !l.lost {
+				l.lost = true
+				r.log.Warn("pgqrs: lease lost; cancelling its handler", "id", ids[i])
+				if l.cancel != nil {
+					l.cancel()
+				}
+			}
+		}
+		r.mu.Unlock()
+	}
+}
+
+// errorText is err's text as every backend stores it: valid UTF-8 without
+// NUL bytes (Postgres rejects both), at most 4,000 bytes, cut on a rune
+// boundary.
+func errorText(err error) string {
+	text := strings.ToValidUTF8(strings.ReplaceAll(err.Error(), "\x00", ""), "\uFFFD")
+	if len(text) > 4000 {
+		cut := 4000
+		for cut > 0 && !utf8.RuneStart(text[cut]) {
+			cut--
+		}
+		text = text[:cut] + "…"
+	}
+	return text
+}
+
+// backoff is the retry delay after a failed attempt; a panicking or
+// negative user backoff counts as no delay.
+func (r *runner) backoff(attempt int) (d time.Duration) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error("pgqrs: Backoff panicked; retrying without delay", "panic", p)
+			d = 0
+		}
+	}()
+	return max(r.o.Backoff(attempt), 0)
 }
 
 // call runs the handler, turning a panic into an error.
@@ -460,10 +574,7 @@ func (r *runner) call(ctx context.Context, msgs []*Message) (err error) {
 // fail releases failed messages after their backoff, recording the error,
 // and dead-letters those that used their last attempt.
 func (r *runner) fail(msgs []*Message, herr error) {
-	text := herr.Error()
-	if len(text) > 4000 {
-		text = text[:4000] + "…"
-	}
+	text := errorText(herr)
 	byAttempt := map[int][]int64{}
 	var dead []int64
 	for _, m := range msgs {
@@ -483,7 +594,7 @@ func (r *runner) fail(msgs []*Message, herr error) {
 		}
 	}
 	for attempt, ids := range byAttempt {
-		delay := max(r.o.Backoff(attempt), 0)
+		delay := r.backoff(attempt)
 		if _, err := c.settle(r.bg, nil, "release", c.s.d.message.fail, ids, c.s.d.secondsArg(delay), text); err != nil {
 			r.log.Error("pgqrs: release after failure failed", "ids", ids, "err", err)
 		}
@@ -524,37 +635,42 @@ func (r *runner) archive() {
 
 // archiveBatch archives successes, at most the batch limit per statement.
 func (r *runner) archiveBatch(batch []int64) {
-	for len(batch) > 0 {
-		n := min(len(batch), r.c.s.cfg.maxBatch)
-		ok, err := r.c.ArchiveBatch(r.bg, batch[:n])
-		if err != nil {
-			r.log.Error("pgqrs: archive failed; the messages will be delivered again", "ids", batch[:n], "err", err)
-		}
-		for i, done := range ok {
-			if !done {
-				r.log.Warn("pgqrs: archive after lease loss; another consumer has the message", "id", batch[i])
-			}
-		}
-		r.settled(n)
-		batch = batch[n:]
+	if len(batch) == 0 {
+		return
 	}
+	ok, err := r.c.settleAll(r.bg, "archive", r.c.s.d.message.archive, batch)
+	if err != nil {
+		r.log.Error("pgqrs: archive failed; the messages will be delivered again", "ids", batch, "err", err)
+	}
+	for i, done := range ok {
+		if !done {
+			r.log.Warn("pgqrs: archive after lease loss; another consumer has the message", "id", batch[i])
+		}
+	}
+	r.settled(batch)
 }
 
 // abandonAfter is how long Run still waits, after the shutdown grace period
 // cancelled the handlers' contexts, for handlers that ignore them.
 const abandonAfter = 5 * time.Second
 
-// unclaimLeftover gives back messages claimed but never started.
+// unclaimLeftover gives back, visible at once and with their read counts
+// restored, the messages claimed but never started so far.
 func (r *runner) unclaimLeftover() {
-	if len(r.leftover) == 0 {
+	r.mu.Lock()
+	left := r.leftover
+	r.leftover = nil
+	r.mu.Unlock()
+	if len(left) == 0 {
 		return
 	}
-	ids := msgIDs(r.leftover)
+	ids := msgIDs(left)
 	ctx, cancel := context.WithTimeout(r.bg, 30*time.Second)
 	defer cancel()
-	if _, err := r.c.settle(ctx, nil, "give back", r.c.s.d.message.unclaim, ids); err != nil {
+	if _, err := r.c.settleAll(ctx, "give back", r.c.s.d.message.unclaim, ids); err != nil {
 		r.log.Error("pgqrs: giving back unstarted messages failed; they return when their leases expire", "ids", ids, "err", err)
 	}
+	r.settled(ids)
 }
 
 // notifier fans wakeups out to the Run loops of this process, per queue.
@@ -608,6 +724,11 @@ func (s *Store) startListener(log *slog.Logger) {
 		return
 	}
 	s.listenOnce.Do(func() {
+		s.listenMu.Lock()
+		defer s.listenMu.Unlock()
+		if s.closed.Load() {
+			return
+		}
 		s.stopListen = s.d.listen(s.listenDSN, s.d.notifyChannel,
 			func(payload string) {
 				if id, err := strconv.ParseInt(payload, 10, 64); err == nil {

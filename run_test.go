@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -244,11 +245,22 @@ func TestRunGracefulShutdown(t *testing.T) {
 		first := <-started
 		stopped := make(chan error, 1)
 		go func() { stopped <- stop() }()
-		// Run waits for the running handler…
+		// The four unstarted messages are given back at once, while the
+		// running handler still runs, unread…
+		c2, err := s.Consumer(t.Context(), "shutdown")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rest []*Message
+		await(t, 10*time.Second, "unstarted messages given back", func() bool {
+			rest = append(rest, mustDequeue(t, c2, 10)...)
+			return len(rest) == 4
+		})
+		// …and Run waits for that handler.
 		select {
 		case err := <-stopped:
 			t.Fatalf("Run returned (%v) before its running handler finished", err)
-		case <-time.After(200 * time.Millisecond):
+		default:
 		}
 		close(release)
 		if err := <-stopped; err != nil {
@@ -261,11 +273,6 @@ func TestRunGracefulShutdown(t *testing.T) {
 		if n, _ := s.Admin().CountArchived(t.Context(), "shutdown"); n != 1 {
 			t.Errorf("archived %d, want 1", n)
 		}
-		c2, err := s.Consumer(t.Context(), "shutdown")
-		if err != nil {
-			t.Fatal(err)
-		}
-		rest := mustDequeue(t, c2, 10)
 		if diff := cmp.Diff(want[1:], idsOf(rest)); diff != "" {
 			t.Errorf("given back (-want +got):\n%s", diff)
 		}
@@ -469,4 +476,123 @@ func TestRunShutdownIsBounded(t *testing.T) {
 			t.Errorf("got %d, want the abandoned message %d", got[0].ID, id)
 		}
 	})
+}
+
+// TestRunNeverRunsOneDeliveryTwice keeps claimed messages waiting in memory
+// for longer than their lease: the runner keeps their leases, so its own
+// next claim cannot take them again.
+func TestRunNeverRunsOneDeliveryTwice(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		p, c := fixture(t, s, "prefetch")
+		const total = 12
+		batch := make([]any, total)
+		for i := range batch {
+			batch[i] = i
+		}
+		if _, err := p.EnqueueBatch(t.Context(), batch); err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		calls := map[int64]int{}
+		var handled atomic.Int64
+		stop := runInBackground(t, c, func(ctx context.Context, m *Message) error {
+			mu.Lock()
+			calls[m.ID]++
+			mu.Unlock()
+			time.Sleep(120 * time.Millisecond) // slower than the lease allows for the queue behind it
+			handled.Add(1)
+			return nil
+		}, &RunOptions{Concurrency: 1, BatchSize: 3, VisibilityTimeout: 300 * time.Millisecond, PollInterval: 20 * time.Millisecond})
+		await(t, 30*time.Second, "all handled", func() bool { return handled.Load() >= total })
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for id, n := range calls {
+			if n != 1 {
+				t.Errorf("message %d handled %d times", id, n)
+			}
+		}
+		if n, _ := s.Admin().CountArchived(t.Context(), "prefetch"); n != total || len(calls) != total {
+			t.Errorf("archived %d, handled %d distinct; want %d", n, len(calls), total)
+		}
+	})
+}
+
+// TestRunGivesBackMoreThanABatch: the unstarted messages given back at
+// shutdown may outnumber the store's batch limit.
+func TestRunGivesBackMoreThanABatch(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		small, err := New(s.DB(), s.Dialect(), append(schemaOpt(s), WithMaxBatch(4))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, c := fixture(t, small, "giveback")
+		for range 2 {
+			if _, err := p.EnqueueBatch(t.Context(), []any{1, 2, 3, 4}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		started, release := make(chan struct{}, 8), make(chan struct{})
+		stop := runInBackground(t, c, func(ctx context.Context, m *Message) error {
+			started <- struct{}{}
+			<-release
+			return nil
+		}, &RunOptions{Concurrency: 1, BatchSize: 4})
+		<-started
+		await(t, 10*time.Second, "8 messages claimed", func() bool { return metrics(t, s, "giveback").Leased == 8 })
+		stopped := make(chan error, 1)
+		go func() { stopped <- stop() }()
+		await(t, 10*time.Second, "7 given back", func() bool { return metrics(t, s, "giveback").Visible == 7 })
+		close(release)
+		if err := <-stopped; err != nil {
+			t.Fatal(err)
+		}
+		c2, err := s.Consumer(t.Context(), "giveback")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range mustDequeue(t, c2, 10) {
+			if m.ReadCount != 1 {
+				t.Errorf("given-back message %d has read count %d after one claim, want 1", m.ID, m.ReadCount)
+			}
+		}
+	})
+}
+
+// TestRunStoresAnyErrorText: error texts with NUL bytes, invalid UTF-8 and
+// more than 4,000 bytes are stored (cleaned) on every backend.
+func TestRunStoresAnyErrorText(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		p, c := fixture(t, s, "errtext")
+		id := mustEnqueue(t, p, "x")
+		long := "nul\x00 bad\xff " + strings.Repeat("é", 3000)
+		runInBackground(t, c, func(ctx context.Context, m *Message) error {
+			return errors.New(long)
+		}, &RunOptions{MaxAttempts: 1})
+		var dead *ArchivedMessage
+		await(t, 20*time.Second, "dead letter", func() bool {
+			d, err := s.Admin().GetArchived(t.Context(), "errtext", id)
+			dead = d
+			return err == nil
+		})
+		if !utf8.ValidString(dead.LastError) || strings.Contains(dead.LastError, "\x00") ||
+			len(dead.LastError) > 4010 || !strings.HasPrefix(dead.LastError, "nul bad") {
+			t.Errorf("stored error text: %d bytes, valid UTF-8 %v: %.40q", len(dead.LastError), utf8.ValidString(dead.LastError), dead.LastError)
+		}
+	})
+}
+
+func TestTinyVisibilityTimeoutsAreRejected(t *testing.T) {
+	s := openBackend(t, "sqlite")
+	if err := s.Admin().Install(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	_, c := fixture(t, s, "tiny")
+	h := func(context.Context, *Message) error { return nil }
+	wantErr(t, c.Run(t.Context(), h, &RunOptions{VisibilityTimeout: 2}), ErrInvalidArgument)
+	_, err := c.Dequeue(t.Context(), 1, VisibilityTimeout(500*time.Microsecond))
+	wantErr(t, err, ErrInvalidArgument)
+	wantErr(t, c.ExtendVisibility(t.Context(), 1, time.Nanosecond), ErrInvalidArgument)
 }

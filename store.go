@@ -55,6 +55,9 @@ type dialect struct {
 	// isCloseNoise recognises errors from closing a pool that lost nothing
 	// (sqld drops WebSockets without answering the close handshake).
 	isCloseNoise func(error) bool
+	// isBadJSON recognises a payload the database refuses although
+	// encoding/json accepted it (Postgres jsonb rejects \u0000).
+	isBadJSON func(error) bool
 
 	// notifyChannel and listen: Postgres LISTEN/NOTIFY wakeups (listen is nil
 	// where the backend has none; in-process wakeups work everywhere).
@@ -192,23 +195,9 @@ func (s *Store) inTx(ctx context.Context, f func(ctx context.Context, q querier)
 		defer s.wmu.Unlock()
 	}
 	if !s.d.beginImmediate {
-		var tx *sql.Tx
-		if tx, err = s.db.BeginTx(ctx, nil); err != nil {
-			return s.translate(err)
-		}
-		defer func() {
-			if p := recover(); p != nil {
-				tx.Rollback()
-				panic(p)
-			}
-			if err != nil {
-				tx.Rollback()
-			}
-		}()
-		if err := f(ctx, tx); err != nil {
-			return s.translate(err)
-		}
-		return s.translate(tx.Commit())
+		// A deadlock or serialization failure rolled everything back; every
+		// f given to inTx can run again from the start.
+		return s.retryBusy(ctx, func() error { return s.dbTx(ctx, f) })
 	}
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
@@ -237,6 +226,27 @@ func (s *Store) inTx(ctx context.Context, f func(ctx context.Context, q querier)
 	return nil
 }
 
+// dbTx runs f in a sql.DB transaction, rolling back on error or panic.
+func (s *Store) dbTx(ctx context.Context, f func(ctx context.Context, q querier) error) (err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			tx.Rollback()
+			panic(p)
+		}
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	if err = f(ctx, tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
 // errUnique and errForeignKey mark translated driver errors so callers can
 // map them to the sentinel that fits their operation.
 var (
@@ -255,6 +265,8 @@ func (s *Store) translate(err error) error {
 		return fmt.Errorf("%w: %v", errUnique, err)
 	case s.d.isForeignKey(err):
 		return fmt.Errorf("%w: %v", errForeignKey, err)
+	case s.d.isBadJSON(err):
+		return fmt.Errorf("%w: %v", ErrInvalidPayload, err)
 	}
 	return err
 }

@@ -33,7 +33,7 @@ func TestDialectsDefineEveryStatement(t *testing.T) {
 			for name, f := range map[string]any{
 				"secondsArg": impl.secondsArg, "timeArg": impl.timeArg, "idsArg": impl.idsArg,
 				"isUnique": impl.isUnique, "isForeignKey": impl.isForeignKey, "isBusy": impl.isBusy, "qualify": impl.qualify,
-				"isCloseNoise": impl.isCloseNoise,
+				"isCloseNoise": impl.isCloseNoise, "isBadJSON": impl.isBadJSON,
 			} {
 				if reflect.ValueOf(f).IsNil() {
 					t.Errorf("%s: hook %s is nil", d, name)

@@ -37,6 +37,10 @@ func (s *Store) Consumer(ctx context.Context, queue string, opts ...WorkerOption
 // no [VisibilityTimeout] is given.
 const DefaultVisibilityTimeout = 30 * time.Second
 
+// DefaultMaxAttempts is how many deliveries a message gets before
+// [Consumer.Dequeue] and [Consumer.Run] dead-letter it.
+const DefaultMaxAttempts = 5
+
 // MinVisibilityTimeout is the shortest lease pgqrs accepts: leases are
 // stored with millisecond precision.
 const MinVisibilityTimeout = time.Millisecond
@@ -58,9 +62,9 @@ type dequeueConfig struct {
 // MaxAttempts makes Dequeue dead-letter, instead of returning, any message it
 // claims for more than the n-th time: one whose n allowed deliveries all
 // ended without an archive, for example because the consumers holding them
-// crashed. Dead letters keep their last error and can be replayed (see
-// [Admin.ReplayDeadLetters]). n must be at least 1. Default: no limit.
-// [Consumer.Run] applies its own MaxAttempts (default 5).
+// crashed or released them. Dead letters keep their last error and can be
+// replayed (see [Admin.ReplayDeadLetters]). n must be at least 1. Default
+// [DefaultMaxAttempts].
 func MaxAttempts(n int) DequeueOption {
 	return dequeueOptionFunc(func(c *dequeueConfig) error {
 		if n < 1 {
@@ -86,9 +90,11 @@ func VisibilityTimeout(d time.Duration) DequeueOption {
 
 // Dequeue claims up to n visible messages of the queue in one statement, the
 // ones that became visible first (then by ID), and leases them to the
-// consumer for the visibility timeout; they are returned ordered by ID. Each claim increments the message's read
-// count. It returns an empty slice, not an error, when nothing is visible.
-// n must be between 1 and the store's batch limit.
+// consumer for the visibility timeout; they are returned ordered by ID. Each
+// claim increments the message's read count; a message claimed past its
+// last attempt is dead-lettered instead of returned (see [MaxAttempts]). It
+// returns an empty slice, not an error, when nothing is visible. n must be
+// between 1 and the store's batch limit.
 func (c *Consumer) Dequeue(ctx context.Context, n int, opts ...DequeueOption) ([]*Message, error) {
 	if err := c.usable(); err != nil {
 		return nil, err
@@ -99,7 +105,7 @@ func (c *Consumer) Dequeue(ctx context.Context, n int, opts ...DequeueOption) ([
 	if n > c.s.cfg.maxBatch {
 		return nil, fmt.Errorf("dequeue from %q: %w: %d, limit %d", c.queue, ErrBatchTooLarge, n, c.s.cfg.maxBatch)
 	}
-	cfg := dequeueConfig{vt: DefaultVisibilityTimeout}
+	cfg := dequeueConfig{vt: DefaultVisibilityTimeout, maxAttempts: DefaultMaxAttempts}
 	for _, o := range opts {
 		if o == nil {
 			continue

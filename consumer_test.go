@@ -333,3 +333,29 @@ func TestConcurrentDrain(t *testing.T) {
 		})
 	}
 }
+
+// TestDequeueDeadLettersAfterDefaultMaxAttempts: the sixth claim of a
+// message that was never archived dead-letters it.
+func TestDequeueDeadLettersAfterDefaultMaxAttempts(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		p, c := fixture(t, s, "attempts")
+		id := mustEnqueue(t, p, "flaky")
+		for attempt := 1; attempt <= DefaultMaxAttempts; attempt++ {
+			got := mustDequeue(t, c, 1)
+			if len(got) != 1 || got[0].ReadCount != attempt {
+				t.Fatalf("attempt %d: got %+v", attempt, got)
+			}
+			if err := c.Release(ctx, id, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := mustDequeue(t, c, 1); len(got) != 0 {
+			t.Fatalf("delivered a %dth time: %+v", DefaultMaxAttempts+1, got)
+		}
+		d, err := s.Admin().GetArchived(ctx, "attempts", id)
+		if err != nil || !d.Dead || d.ReadCount != DefaultMaxAttempts+1 {
+			t.Errorf("dead letter = %+v, %v", d, err)
+		}
+	})
+}

@@ -237,6 +237,7 @@ CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
 			record:  `INSERT INTO pgqrs_schema_version (version, name) VALUES ($1, $2)`,
 		},
 		indexes:        []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_archive_queue"},
+		poolSize:       32,
 		installPrelude: []string{`SELECT pg_advisory_xact_lock(hashtext('pgqrs.install.' || current_schema()))`},
 		secondsArg:     func(d time.Duration) any { return d.Seconds() },
 		timeArg:        func(t time.Time) any { return t.UTC() },

@@ -187,6 +187,7 @@ CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
 		},
 		indexes: []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_archive_queue",
 			"pgqrs_messages_archive"},
+		poolSize:        8,
 		beginImmediate:  true,
 		serializeWrites: true,
 		secondsArg:      func(d time.Duration) any { return fmt.Sprintf("%+.3f seconds", d.Seconds()) },

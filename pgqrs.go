@@ -377,27 +377,19 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: open %s: %v", ErrInvalidDSN, redactDSN(dsn), err)
 	}
-	switch {
-	case d == SQLite && strings.Contains(source, ":memory:"):
-		db.SetMaxOpenConns(1)
-	case d == SQLite:
-		db.SetMaxOpenConns(8)
-		db.SetMaxIdleConns(8)
-	case d == Turso:
-		// Idle >= open, or the WebSocket transport redials constantly.
-		db.SetMaxOpenConns(8)
-		db.SetMaxIdleConns(8)
-	default:
-		db.SetMaxOpenConns(32)
-		db.SetMaxIdleConns(32)
-	}
 	s, err := New(db, d, opts...)
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
+	// Idle = open: the libSQL WebSocket transport redials otherwise.
+	db.SetMaxOpenConns(s.d.poolSize)
+	db.SetMaxIdleConns(s.d.poolSize)
+	if strings.Contains(source, ":memory:") {
+		db.SetMaxOpenConns(1) // each connection would see its own database
+	}
 	s.owns = true
-	if s.listenDSN == "" && d == Postgres {
+	if s.listenDSN == "" && s.d.listen != nil {
 		s.listenDSN = dsn
 	}
 	// libSQL's Ping does nothing: check with a real query under a deadline.

@@ -101,7 +101,7 @@ func (o *RunOptions) withDefaults() (RunOptions, error) {
 	r.BatchSize = cmpOr(r.BatchSize, 10)
 	r.VisibilityTimeout = cmpOr(r.VisibilityTimeout, DefaultVisibilityTimeout)
 	r.PollInterval = cmpOr(r.PollInterval, time.Second)
-	r.MaxAttempts = cmpOr(r.MaxAttempts, 5)
+	r.MaxAttempts = cmpOr(r.MaxAttempts, DefaultMaxAttempts)
 	r.HeartbeatInterval = cmpOr(r.HeartbeatInterval, DefaultHeartbeatInterval)
 	r.ShutdownTimeout = cmpOr(r.ShutdownTimeout, 30*time.Second)
 	if r.Backoff == nil {

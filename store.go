@@ -41,6 +41,8 @@ type dialect struct {
 	// serializeWrites makes a Store run its writes one at a time (single-writer
 	// databases).
 	serializeWrites bool
+	// poolSize is the connection limit Open sets.
+	poolSize int
 	// callTimeout bounds every statement when the caller's ctx has no deadline
 	// (0: none). Turso's server can stall; a deadline turns that into an error.
 	callTimeout time.Duration

@@ -53,7 +53,10 @@ ALTER TABLE pgqrs_messages SET (
 
 CREATE TABLE IF NOT EXISTS pgqrs_archive (
     id                 BIGINT PRIMARY KEY,
-    queue_id           BIGINT NOT NULL REFERENCES pgqrs_queues (id),
+    -- No foreign key: rows only arrive from pgqrs_messages (whose key is
+    -- checked), DeleteQueue removes them first, and a per-row check costs
+    -- every archive.
+    queue_id           BIGINT NOT NULL,
     payload            JSONB NOT NULL,
     enqueued_at        TIMESTAMPTZ NOT NULL,
     read_ct            INTEGER NOT NULL,

@@ -48,7 +48,10 @@ CREATE INDEX IF NOT EXISTS pgqrs_messages_claim ON pgqrs_messages (queue_id, vt,
 
 CREATE TABLE IF NOT EXISTS pgqrs_archive (
     id                 INTEGER PRIMARY KEY,
-    queue_id           INTEGER NOT NULL REFERENCES pgqrs_queues (id),
+    -- No foreign key: rows only arrive from pgqrs_messages (whose key is
+    -- checked), DeleteQueue removes them first, and a per-row check costs
+    -- every archive.
+    queue_id           INTEGER NOT NULL,
     payload            TEXT NOT NULL,
     enqueued_at        TEXT NOT NULL,
     read_ct            INTEGER NOT NULL,

@@ -102,6 +102,7 @@ type cmdFlags struct {
 	queue     string        // demo
 	messages  int           // demo
 	workers   int           // demo
+	bench     benchFlags    // bench
 }
 
 // command is one entry of the command table.
@@ -138,6 +139,7 @@ func commands() []command {
 		{name: "workers reclaim", summary: "stop stale consumers and release their messages", flags: staleFlags, run: (*cli).workersReclaim},
 		{name: "workers purge", summary: "delete long-stopped workers", flags: purgeWorkersFlags, run: (*cli).workersPurge},
 		{name: "demo", summary: "run producers and consumers on a demo queue, with retries and dead letters", flags: demoFlags, run: (*cli).demo, noTimeout: true},
+		{name: "bench", summary: "measure throughput and latency on one backend, against a raw-SQL floor", flags: benchFlagSet, run: (*cli).bench, noTimeout: true},
 	}
 }
 

@@ -1,0 +1,797 @@
+package main
+
+// pgqrs bench: throughput, latency and scaling of pgqrs on one backend,
+// against a raw-SQL floor (bench_floor.go), with optional SVG charts
+// (bench_svg.go). docs/benchmarks.md explains the scenarios and shows the
+// numbers of this project's machine type.
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pgqrs/pgqrs-go"
+)
+
+// The bench's fixed settings.
+const (
+	benchQueuePrefix  = "pgqrs-bench-"   // bench's queues are named pgqrs-bench-<pid>-<random>-<scenario>
+	benchFillChunk    = 1000             // messages per EnqueueBatch (and per floor insert) while prefilling
+	benchProgress     = 5 * time.Second  // how often a long run reports progress on stderr
+	benchMaxErrors    = 100              // a run gives up after this many failed statements in a row
+	benchEnqueueLimit = 5 * time.Second  // longest an enqueue variant runs (also bounded by --duration and --backlog)
+	benchSettle       = 10 * time.Second // how long latency waits for the last messages after the producer stops
+	benchRunDeadline  = time.Hour        // a single drain that takes longer than this fails
+	benchLatencyConc  = 4                // handlers of the latency scenario's Run consumer
+	benchLatencyBatch = 10               // its claim batch
+)
+
+// benchScenarios lists the scenarios in the order bench runs them.
+var benchScenarios = []string{"drain", "floor", "drain-run", "enqueue", "latency"}
+
+// benchFlags holds the flags of "pgqrs bench".
+type benchFlags struct {
+	backend     string
+	dsn         string
+	schema      string
+	scenarios   string
+	backlog     int
+	consumers   string
+	batch       string
+	concurrency string
+	duration    time.Duration
+	rate        float64
+	poll        time.Duration
+	svg         string
+}
+
+func benchFlagSet(c *cli, fs *flag.FlagSet) {
+	b := &c.f.bench
+	fs.StringVar(&b.backend, "backend", "", "sqlite, postgres or turso (default: the backend of --dsn, else sqlite in a temporary file)")
+	fs.StringVar(&b.dsn, "dsn", "", "database `DSN` (default: the global --dsn when it names --backend)")
+	fs.StringVar(&b.schema, "schema", "", "PostgreSQL schema `NAME` for the pgqrs and floor tables (default: the global --schema)")
+	fs.StringVar(&b.scenarios, "scenario", "all", "comma-separated scenarios: "+strings.Join(benchScenarios, ", ")+", or all")
+	fs.IntVar(&b.backlog, "backlog", 50000, "messages prefilled for each drain, floor and drain-run")
+	fs.StringVar(&b.consumers, "consumers", "1,2,4", "comma-separated consumer counts for drain and floor")
+	fs.StringVar(&b.batch, "batch", "1,10,50", "comma-separated claim batch sizes for drain, floor and drain-run")
+	fs.StringVar(&b.concurrency, "concurrency", "1,4,16", "comma-separated Run concurrencies for drain-run")
+	fs.DurationVar(&b.duration, "duration", 10*time.Second, "how long latency sends (per mode); also bounds each enqueue variant (at most 5s)")
+	fs.Float64Var(&b.rate, "rate", 100, "messages per second the latency scenario sends")
+	fs.DurationVar(&b.poll, "poll", 0, "RunOptions.PollInterval of the Run consumers (0: the library default, 1s)")
+	fs.StringVar(&b.svg, "svg", "", "write SVG charts into `DIR`")
+}
+
+// benchPercentiles are latency percentiles in milliseconds.
+type benchPercentiles struct {
+	P50 float64 `json:"p50"`
+	P95 float64 `json:"p95"`
+	P99 float64 `json:"p99"`
+}
+
+// benchMachine describes where a result was measured.
+type benchMachine struct {
+	CPUs      int    `json:"cpus"`
+	CPUModel  string `json:"cpu_model,omitempty"`
+	OS        string `json:"os"`
+	Arch      string `json:"arch"`
+	GoVersion string `json:"go_version"`
+	Database  string `json:"database"` // the server's or library's version string
+}
+
+// benchResult is one row of bench's output: one JSON line with --json.
+type benchResult struct {
+	Scenario    string            `json:"scenario"` // drain, floor, drain-run, enqueue, latency
+	Backend     string            `json:"backend"`  // sqlite, postgres, turso-http, turso-ws, turso-libsql
+	Mode        string            `json:"mode,omitempty"`
+	Consumers   int               `json:"consumers,omitempty"`
+	Concurrency int               `json:"concurrency,omitempty"`
+	Batch       int               `json:"batch"`
+	Backlog     int               `json:"backlog,omitempty"`
+	TargetRate  float64           `json:"target_rate,omitempty"`
+	PollMs      float64           `json:"poll_ms,omitempty"`
+	Messages    int64             `json:"messages"`
+	Seconds     float64           `json:"seconds"`
+	MsgsPerSec  float64           `json:"msgs_per_sec"`
+	FloorRatio  *float64          `json:"floor_ratio,omitempty"` // drain ÷ floor at the same consumers × batch
+	DequeueMs   *benchPercentiles `json:"dequeue_ms,omitempty"`
+	ArchiveMs   *benchPercentiles `json:"archive_ms,omitempty"`
+	LatencyMs   *benchPercentiles `json:"latency_ms,omitempty"` // latency: enqueue → handler start; enqueue: one call
+	EmptyPolls  int64             `json:"empty_polls"`
+	Errors      int64             `json:"errors"`
+	Machine     benchMachine      `json:"machine"`
+}
+
+// bencher runs the scenarios of one invocation.
+type bencher struct {
+	c        *cli
+	s        *pgqrs.Store
+	prefix   string // of this invocation's queue names, so concurrent benches never touch each other's
+	floorID  int64  // queue_id of this invocation's floor rows: the ID of its "floor" queue
+	dsn      string
+	schema   string
+	backend  string // result label: sqlite, postgres, turso-http, ...
+	machine  benchMachine
+	flags    benchFlags
+	progress io.Writer
+	results  []*benchResult
+	enc      *json.Encoder // --json: one line per result as it is made
+}
+
+// bench runs the selected scenarios and prints their results.
+func (c *cli) bench(ctx context.Context, _ []string) error {
+	f := c.f.bench
+	scen, err := benchParseScenarios(f.scenarios)
+	if err != nil {
+		return err
+	}
+	consumers, err := benchParseInts("--consumers", f.consumers)
+	if err != nil {
+		return err
+	}
+	batches, err := benchParseInts("--batch", f.batch)
+	if err != nil {
+		return err
+	}
+	concs, err := benchParseInts("--concurrency", f.concurrency)
+	if err != nil {
+		return err
+	}
+	if err := atLeastOne("--backlog", f.backlog); err != nil {
+		return err
+	}
+	if err := positive("--duration", f.duration); err != nil {
+		return err
+	}
+	if err := nonNegative("--poll", f.poll); err != nil {
+		return err
+	}
+	if !(f.rate > 0) || math.IsInf(f.rate, 0) {
+		return usagef("--rate must be a positive number, got %v", f.rate)
+	}
+	dsn, cleanup, err := c.benchDSN()
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	c.dsn = dsn
+	c.schema = cmp.Or(f.schema, c.schema)
+	s, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.Admin().Install(ctx); err != nil {
+		return err
+	}
+	b := &bencher{c: c, s: s, dsn: dsn, schema: c.schema, flags: f, progress: c.stderr, backend: benchLabel(s.Dialect(), dsn),
+		prefix: fmt.Sprintf("%s%d-%04x-", benchQueuePrefix, os.Getpid(), rand.N(1<<16))}
+	b.machine = benchMachineInfo(ctx, s)
+	if c.json {
+		b.enc = json.NewEncoder(c.stdout)
+	}
+	b.logf("%s (%s), %d CPUs, %s", b.backend, b.machine.Database, b.machine.CPUs, b.machine.GoVersion)
+	runErr := b.run(ctx, scen, consumers, batches, concs)
+	b.cleanup(context.WithoutCancel(ctx))
+	if !c.json && len(b.results) > 0 {
+		if err := benchTables(c.stdout, b.results); err != nil {
+			return err
+		}
+	}
+	if f.svg != "" && len(b.results) > 0 {
+		files, err := writeBenchSVGs(f.svg, b.backend, b.results)
+		if err != nil {
+			return errors.Join(runErr, err)
+		}
+		for _, name := range files {
+			b.logf("wrote %s", name)
+		}
+	}
+	return runErr
+}
+
+// run runs the scenarios in order; drain and floor alternate per consumers ×
+// batch so both see the same machine conditions.
+func (b *bencher) run(ctx context.Context, scen map[string]bool, consumers, batches, concs []int) error {
+	if scen["floor"] {
+		if err := b.floorSetup(ctx); err != nil {
+			return fmt.Errorf("floor tables: %w", err)
+		}
+	}
+	if scen["drain"] || scen["floor"] {
+		for _, batch := range batches {
+			for _, cons := range consumers {
+				var drain, floor *benchResult
+				var err error
+				if scen["drain"] {
+					if drain, err = b.drain(ctx, cons, batch); err != nil {
+						return fmt.Errorf("drain %d×%d: %w", cons, batch, err)
+					}
+				}
+				if scen["floor"] {
+					if floor, err = b.floor(ctx, cons, batch); err != nil {
+						return fmt.Errorf("floor %d×%d: %w", cons, batch, err)
+					}
+				}
+				if drain != nil && floor != nil && floor.MsgsPerSec > 0 {
+					r := drain.MsgsPerSec / floor.MsgsPerSec
+					drain.FloorRatio = &r
+				}
+				for _, r := range []*benchResult{drain, floor} {
+					if r != nil {
+						if err := b.emit(r); err != nil {
+							return err
+						}
+					}
+				}
+			}
+		}
+	}
+	if scen["drain-run"] {
+		for _, batch := range batches {
+			for _, conc := range concs {
+				r, err := b.drainRun(ctx, conc, batch)
+				if err != nil {
+					return fmt.Errorf("drain-run %d×%d: %w", conc, batch, err)
+				}
+				if err := b.emit(r); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if scen["enqueue"] {
+		for _, batch := range []int{1, 10, 100, 1000} {
+			r, err := b.enqueue(ctx, batch)
+			if err != nil {
+				return fmt.Errorf("enqueue batch %d: %w", batch, err)
+			}
+			if err := b.emit(r); err != nil {
+				return err
+			}
+		}
+	}
+	if scen["latency"] {
+		for _, mode := range []string{"wakeup", "poll"} {
+			r, err := b.latency(ctx, mode)
+			if err != nil {
+				return fmt.Errorf("latency (%s): %w", mode, err)
+			}
+			if err := b.emit(r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// emit records r and, with --json, prints it as one line.
+func (b *bencher) emit(r *benchResult) error {
+	b.results = append(b.results, r)
+	if b.enc != nil {
+		if err := b.enc.Encode(r); err != nil {
+			return fmt.Errorf("write JSON: %w", err)
+		}
+	}
+	return nil
+}
+
+func (b *bencher) logf(format string, args ...any) {
+	fmt.Fprintf(b.progress, "bench: "+format+"\n", args...)
+}
+
+func (b *bencher) result(scenario string) *benchResult {
+	return &benchResult{Scenario: scenario, Backend: b.backend, Machine: b.machine}
+}
+
+// queue returns this invocation's queue for suffix, created if missing and
+// emptied.
+func (b *bencher) queue(ctx context.Context, suffix string) (string, error) {
+	name := b.prefix + suffix
+	if _, err := b.s.Admin().CreateQueue(ctx, name); err != nil && !errors.Is(err, pgqrs.ErrQueueExists) {
+		return "", err
+	}
+	if _, err := b.s.Admin().PurgeQueue(ctx, name); err != nil {
+		return "", err
+	}
+	if err := b.vacuum(ctx, "pgqrs_messages"); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// vacuum vacuums a Postgres table: a purge leaves the previous run's rows
+// dead in the claim index until a vacuum, and every run should start from
+// the same state. Elsewhere it does nothing.
+func (b *bencher) vacuum(ctx context.Context, table string) error {
+	if b.s.Dialect() != pgqrs.Postgres {
+		return nil
+	}
+	if _, err := b.s.DB().ExecContext(ctx, "VACUUM "+b.pgTable(table)); err != nil {
+		return fmt.Errorf("vacuum %s: %w", table, err)
+	}
+	return nil
+}
+
+// cleanup purges and deletes this invocation's queues and floor rows, best
+// effort: the workers it registered are stopped by then.
+func (b *bencher) cleanup(ctx context.Context) {
+	b.floorCleanup(ctx)
+	a := b.s.Admin()
+	qs, err := a.ListQueues(ctx)
+	if err != nil {
+		return
+	}
+	for _, q := range qs {
+		if strings.HasPrefix(q.Name, b.prefix) {
+			_, _ = a.PurgeQueue(ctx, q.Name)
+			_ = a.DeleteQueue(ctx, q.Name)
+		}
+	}
+}
+
+// pgTable returns name qualified with the bench's Postgres schema, if any.
+func (b *bencher) pgTable(name string) string {
+	if b.schema == "" {
+		return name
+	}
+	return `"` + b.schema + `".` + name
+}
+
+// benchPayload is a small JSON job, as an application would enqueue.
+func benchPayload(i int) json.RawMessage {
+	return json.RawMessage(`{"id":` + strconv.Itoa(i) + `,"kind":"email","to":"user` + strconv.Itoa(i%1000) + `@example.com"}`)
+}
+
+// fill enqueues n messages on queue with EnqueueBatch.
+func (b *bencher) fill(ctx context.Context, queue string, n int) error {
+	p, err := b.s.Producer(ctx, queue)
+	if err != nil {
+		return err
+	}
+	defer p.Shutdown(context.WithoutCancel(ctx))
+	chunk := make([]any, 0, benchFillChunk)
+	for i := 0; i < n; {
+		chunk = chunk[:0]
+		for ; len(chunk) < benchFillChunk && i < n; i++ {
+			chunk = append(chunk, benchPayload(i))
+		}
+		if _, err := p.EnqueueBatch(ctx, chunk); err != nil {
+			return fmt.Errorf("prefill: %w", err)
+		}
+	}
+	return nil
+}
+
+// drainLoop is the body shared by drain and floor: consumers goroutines each
+// loop claim → archive until n messages are archived.
+type drainLoop struct {
+	n, consumers int
+	// claim returns the IDs of up to batch messages claimed by consumer i.
+	claim func(ctx context.Context, i int) ([]int64, error)
+	// archive archives ids for consumer i and returns how many it archived.
+	archive func(ctx context.Context, i int, ids []int64) (int, error)
+}
+
+// drainStats is what a drainLoop measured.
+type drainStats struct {
+	elapsed          time.Duration
+	done             int64
+	dequeue, archive []time.Duration
+	empty, errs      int64
+}
+
+func (b *bencher) runDrain(ctx context.Context, label string, l drainLoop) (drainStats, error) {
+	ctx, cancel := context.WithTimeout(ctx, benchRunDeadline)
+	defer cancel()
+	var (
+		done, empty, errs atomic.Int64
+		wg                sync.WaitGroup
+		mu                sync.Mutex
+		st                drainStats
+		failed            error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if failed == nil {
+			failed = err
+		}
+		mu.Unlock()
+		cancel()
+	}
+	stopProgress := b.progressTicker(label, &done, int64(l.n))
+	start := time.Now()
+	for i := range l.consumers {
+		wg.Go(func() {
+			var deq, arc []time.Duration
+			defer func() {
+				mu.Lock()
+				st.dequeue = append(st.dequeue, deq...)
+				st.archive = append(st.archive, arc...)
+				mu.Unlock()
+			}()
+			inARow := 0
+			failure := func(err error) bool {
+				errs.Add(1)
+				inARow++
+				if inARow >= benchMaxErrors || ctx.Err() != nil {
+					fail(fmt.Errorf("consumer %d: %d errors in a row, the last: %w", i, inARow, err))
+					return true
+				}
+				time.Sleep(10 * time.Millisecond)
+				return false
+			}
+			for done.Load() < int64(l.n) && ctx.Err() == nil {
+				t0 := time.Now()
+				ids, err := l.claim(ctx, i)
+				deq = append(deq, time.Since(t0))
+				if err != nil {
+					if failure(err) {
+						return
+					}
+					continue
+				}
+				if len(ids) == 0 {
+					empty.Add(1)
+					time.Sleep(time.Millisecond) // others hold the rest
+					continue
+				}
+				t1 := time.Now()
+				n, err := l.archive(ctx, i, ids)
+				arc = append(arc, time.Since(t1))
+				if err != nil {
+					if failure(err) {
+						return
+					}
+					continue // the lease expires and the messages come back
+				}
+				inARow = 0
+				if n != len(ids) {
+					errs.Add(int64(len(ids) - n))
+				}
+				done.Add(int64(n))
+			}
+		})
+	}
+	wg.Wait()
+	st.elapsed = time.Since(start)
+	stopProgress()
+	st.done, st.empty, st.errs = done.Load(), empty.Load(), errs.Load()
+	if failed != nil {
+		return st, failed
+	}
+	if st.done != int64(l.n) {
+		return st, fmt.Errorf("archived %d of %d messages", st.done, l.n)
+	}
+	return st, nil
+}
+
+// progressTicker reports done/total on stderr every benchProgress until the
+// returned func is called.
+func (b *bencher) progressTicker(label string, done *atomic.Int64, total int64) func() {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(benchProgress)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				b.logf("  %s: %d/%d", label, done.Load(), total)
+			}
+		}
+	})
+	return func() { close(stop); wg.Wait() }
+}
+
+func (st drainStats) fill(r *benchResult) {
+	r.Messages = st.done
+	r.Seconds = st.elapsed.Seconds()
+	r.MsgsPerSec = float64(st.done) / st.elapsed.Seconds()
+	r.DequeueMs = percentilesOf(st.dequeue)
+	r.ArchiveMs = percentilesOf(st.archive)
+	r.EmptyPolls = st.empty
+	r.Errors = st.errs
+}
+
+// drain prefills the queue and drains it with consumers Consumers, each
+// looping Dequeue(batch) → ArchiveBatch.
+func (b *bencher) drain(ctx context.Context, consumers, batch int) (*benchResult, error) {
+	n := b.flags.backlog
+	label := fmt.Sprintf("drain %d×%d", consumers, batch)
+	queue, err := b.queue(ctx, "drain")
+	if err != nil {
+		return nil, err
+	}
+	b.logf("%s: prefilling %d messages", label, n)
+	if err := b.fill(ctx, queue, n); err != nil {
+		return nil, err
+	}
+	cs := make([]*pgqrs.Consumer, consumers)
+	for i := range cs {
+		if cs[i], err = b.s.Consumer(ctx, queue); err != nil {
+			return nil, err
+		}
+		defer cs[i].Shutdown(context.WithoutCancel(ctx))
+	}
+	st, err := b.runDrain(ctx, label, drainLoop{
+		n: n, consumers: consumers,
+		claim: func(ctx context.Context, i int) ([]int64, error) {
+			msgs, err := cs[i].Dequeue(ctx, batch)
+			ids := make([]int64, len(msgs))
+			for j, m := range msgs {
+				ids[j] = m.ID
+			}
+			return ids, err
+		},
+		archive: func(ctx context.Context, i int, ids []int64) (int, error) {
+			ok, err := cs[i].ArchiveBatch(ctx, ids)
+			n := 0
+			for _, a := range ok {
+				if a {
+					n++
+				}
+			}
+			return n, err
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	r := b.result("drain")
+	r.Consumers, r.Batch, r.Backlog = consumers, batch, n
+	st.fill(r)
+	b.logf("%s: %d messages in %.2fs: %.0f msgs/s", label, st.done, st.elapsed.Seconds(), r.MsgsPerSec)
+	return r, nil
+}
+
+// drainRun prefills the queue and drains it through Consumer.Run with a
+// no-op handler.
+func (b *bencher) drainRun(ctx context.Context, conc, batch int) (*benchResult, error) {
+	n := b.flags.backlog
+	label := fmt.Sprintf("drain-run %d×%d", conc, batch)
+	queue, err := b.queue(ctx, "run")
+	if err != nil {
+		return nil, err
+	}
+	b.logf("%s: prefilling %d messages", label, n)
+	if err := b.fill(ctx, queue, n); err != nil {
+		return nil, err
+	}
+	c, err := b.s.Consumer(ctx, queue)
+	if err != nil {
+		return nil, err
+	}
+	var handled atomic.Int64
+	finished := make(chan struct{})
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopProgress := b.progressTicker(label, &handled, int64(n))
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Run(rctx, func(context.Context, *pgqrs.Message) error {
+			if handled.Add(1) == int64(n) {
+				close(finished)
+			}
+			return nil
+		}, &pgqrs.RunOptions{Concurrency: conc, BatchSize: batch, PollInterval: b.flags.poll})
+	}()
+	var runErr error
+	select {
+	case <-finished:
+		cancel()
+		runErr = <-done // Run returns after archiving the last successes
+	case runErr = <-done:
+		if runErr == nil {
+			runErr = ctx.Err()
+		}
+	case <-time.After(benchRunDeadline):
+		cancel()
+		<-done
+		runErr = fmt.Errorf("not drained within %v", benchRunDeadline)
+	}
+	elapsed := time.Since(start)
+	stopProgress()
+	if runErr != nil {
+		return nil, runErr
+	}
+	archived, err := b.s.Admin().CountArchived(ctx, queue)
+	if err != nil {
+		return nil, err
+	}
+	r := b.result("drain-run")
+	r.Concurrency, r.Batch, r.Backlog = conc, batch, n
+	r.PollMs = float64(b.flags.poll) / float64(time.Millisecond)
+	r.Messages, r.Seconds = archived, elapsed.Seconds()
+	r.MsgsPerSec = float64(archived) / elapsed.Seconds()
+	if archived != int64(n) {
+		r.Errors = int64(n) - archived
+	}
+	b.logf("%s: %d messages in %.2fs: %.0f msgs/s", label, archived, elapsed.Seconds(), r.MsgsPerSec)
+	return r, nil
+}
+
+// enqueue measures one producer enqueueing batches of the given size (1:
+// Enqueue, else EnqueueBatch) until --backlog messages are in or the time
+// limit passes.
+func (b *bencher) enqueue(ctx context.Context, batch int) (*benchResult, error) {
+	queue, err := b.queue(ctx, "enqueue")
+	if err != nil {
+		return nil, err
+	}
+	p, err := b.s.Producer(ctx, queue)
+	if err != nil {
+		return nil, err
+	}
+	defer p.Shutdown(context.WithoutCancel(ctx))
+	payloads := make([]any, batch)
+	for i := range payloads {
+		payloads[i] = benchPayload(i)
+	}
+	limit := min(b.flags.duration, benchEnqueueLimit)
+	var (
+		calls []time.Duration
+		sent  int
+		errs  int64
+	)
+	start := time.Now()
+	for sent < b.flags.backlog && (sent == 0 || time.Since(start) < limit) {
+		t0 := time.Now()
+		if batch == 1 {
+			_, err = p.Enqueue(ctx, payloads[0])
+		} else {
+			_, err = p.EnqueueBatch(ctx, payloads)
+		}
+		calls = append(calls, time.Since(t0))
+		if err != nil {
+			if errs++; errs >= benchMaxErrors || ctx.Err() != nil {
+				return nil, err
+			}
+			continue
+		}
+		sent += batch
+	}
+	elapsed := time.Since(start)
+	r := b.result("enqueue")
+	r.Mode = "single"
+	if batch > 1 {
+		r.Mode = "batch"
+	}
+	r.Batch = batch
+	r.Messages, r.Seconds = int64(sent), elapsed.Seconds()
+	r.MsgsPerSec = float64(sent) / elapsed.Seconds()
+	r.LatencyMs = percentilesOf(calls)
+	r.Errors = errs
+	b.logf("enqueue batch %d: %d messages in %.2fs: %.0f msgs/s", batch, sent, elapsed.Seconds(), r.MsgsPerSec)
+	if _, err := b.s.Admin().PurgeQueue(ctx, queue); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// latency sends --rate messages a second for --duration through one
+// producer to a Run consumer and measures enqueue → handler start.
+//
+// Mode "wakeup": the enqueue wakes the idle loop. On Postgres the producer
+// uses a second Store, so the wakeup is LISTEN/NOTIFY; elsewhere producer
+// and consumer share the Store and the wakeup is in-process. Mode "poll":
+// the consumer's Store is made with pgqrs.New without a LISTEN DSN and the
+// producer's is another Store, so only the poll finds messages.
+func (b *bencher) latency(ctx context.Context, mode string) (*benchResult, error) {
+	queue, err := b.queue(ctx, "latency")
+	if err != nil {
+		return nil, err
+	}
+	var opts []pgqrs.Option
+	if b.schema != "" {
+		opts = append(opts, pgqrs.WithSchema(b.schema))
+	}
+	cstore, pstore := b.s, b.s
+	switch {
+	case mode == "poll":
+		if cstore, err = pgqrs.New(b.s.DB(), b.s.Dialect(), opts...); err != nil {
+			return nil, err
+		}
+		defer cstore.Close()
+	case b.s.Dialect() == pgqrs.Postgres:
+		if pstore, err = pgqrs.Open(ctx, b.dsn, opts...); err != nil {
+			return nil, err
+		}
+		defer pstore.Close()
+	}
+	p, err := pstore.Producer(ctx, queue)
+	if err != nil {
+		return nil, err
+	}
+	defer p.Shutdown(context.WithoutCancel(ctx))
+	c, err := cstore.Consumer(ctx, queue)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		mu      sync.Mutex
+		lat     []time.Duration
+		handled atomic.Int64
+	)
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Run(rctx, func(_ context.Context, m *pgqrs.Message) error {
+			now := time.Now()
+			var sent struct {
+				T int64 `json:"t"`
+			}
+			if err := json.Unmarshal(m.Payload, &sent); err != nil {
+				return err
+			}
+			mu.Lock()
+			lat = append(lat, now.Sub(time.Unix(0, sent.T)))
+			mu.Unlock()
+			handled.Add(1)
+			return nil
+		}, &pgqrs.RunOptions{Concurrency: benchLatencyConc, BatchSize: benchLatencyBatch, PollInterval: b.flags.poll})
+	}()
+	time.Sleep(300 * time.Millisecond) // let the loop start, LISTEN and go idle
+	label := "latency " + mode
+	b.logf("%s: %.0f msgs/s for %v", label, b.flags.rate, b.flags.duration)
+	interval := time.Duration(float64(time.Second) / b.flags.rate)
+	var sent, errs int64
+	start := time.Now()
+	for i := 0; ; i++ {
+		next := start.Add(time.Duration(i) * interval)
+		if next.Sub(start) >= b.flags.duration {
+			break
+		}
+		if d := time.Until(next); d > 0 {
+			time.Sleep(d)
+		}
+		payload := json.RawMessage(`{"t":` + strconv.FormatInt(time.Now().UnixNano(), 10) + `}`)
+		if _, err := p.Enqueue(ctx, payload); err != nil {
+			if errs++; errs >= benchMaxErrors || ctx.Err() != nil {
+				return nil, err
+			}
+			continue
+		}
+		sent++
+	}
+	sendTime := time.Since(start)
+	wait := time.Now().Add(benchSettle + b.flags.poll + time.Second)
+	for handled.Load() < sent && time.Now().Before(wait) {
+		select {
+		case err := <-done:
+			return nil, fmt.Errorf("consumer stopped: %v", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		return nil, err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	r := b.result("latency")
+	r.Mode = mode
+	r.Concurrency, r.Batch = benchLatencyConc, benchLatencyBatch
+	r.TargetRate = b.flags.rate
+	r.PollMs = float64(b.flags.poll) / float64(time.Millisecond)
+	r.Messages, r.Seconds = int64(len(lat)), sendTime.Seconds()
+	r.MsgsPerSec = float64(len(lat)) / sendTime.Seconds()
+	r.LatencyMs = percentilesOf(lat)
+	r.Errors = errs + sent - int64(len(lat))
+	b.logf("%s: %d messages, %.0f msgs/s, p50 %.2f ms, p99 %.2f ms", label, len(lat), r.MsgsPerSec, r.LatencyMs.P50, r.LatencyMs.P99)
+	return r, nil
+}

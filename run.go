@@ -245,8 +245,8 @@ func (c *Consumer) run(ctx context.Context, opts *RunOptions, single bool, handl
 	select {
 	case <-finished:
 	case <-time.After(o.ShutdownTimeout + abandonAfter):
-		// Handlers that ignore their cancelled context are abandoned: their
-		// messages return to the queue when their leases expire.
+		// Handlers that ignore their cancelled context are abandoned: the
+		// final Shutdown releases their messages, which may then run again.
 		r.log.Error("pgqrs: handlers did not return after their context was cancelled; abandoning them")
 	}
 	grace.Stop()

@@ -60,7 +60,8 @@ type RunOptions struct {
 	// an admin interrupted or stopped it. Default [DefaultHeartbeatInterval].
 	HeartbeatInterval time.Duration
 	// ShutdownTimeout bounds how long in-flight handlers may run after ctx is
-	// cancelled; then their contexts are cancelled too. Default 30s.
+	// cancelled; then their contexts are cancelled too, and Run waits 5s
+	// more before it abandons handlers that ignore that. Default 30s.
 	ShutdownTimeout time.Duration
 	// Logger receives the loop's events (handler errors and panics with
 	// their stacks, lost leases, settle failures). Default: discard.

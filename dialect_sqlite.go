@@ -28,7 +28,8 @@ SELECT (SELECT count(*) FROM pgqrs_messages WHERE queue_id = q.id),
        (SELECT count(*) FROM pgqrs_archive WHERE queue_id = q.id AND dead),
        (SELECT count(*) FROM pgqrs_workers WHERE queue_id = q.id AND status <> 'stopped')
 FROM pgqrs_queues q WHERE q.id = ?1`,
-			purgeMessages:        `DELETE FROM pgqrs_messages WHERE queue_id = ?1`,
+			// A plain DELETE would archive the rows; 'gone' deletes them.
+			purgeMessages:        `UPDATE pgqrs_messages SET archive_as = 'gone' WHERE queue_id = ?1`,
 			purgeArchive:         `DELETE FROM pgqrs_archive WHERE queue_id = ?1`,
 			deleteStoppedWorkers: `DELETE FROM pgqrs_workers WHERE queue_id = ?1 AND status = 'stopped'`,
 		},
@@ -57,16 +58,18 @@ WHERE id IN (
     LIMIT ?2
 )
 RETURNING id, payload, read_ct, enqueued_at, vt, last_error`,
-			// The pgqrs_messages_archive trigger moves each updated row to
+			// The pgqrs_messages_archive trigger copies each deleted row to
 			// pgqrs_archive within this statement. Settle statements look rows
 			// up by primary key: the unary "+" on queue_id keeps SQLite from
 			// walking the queue's whole range of the claim index instead.
 			archive: `
-UPDATE pgqrs_messages SET archive_as = 'archived'
+DELETE FROM pgqrs_messages
 WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3
 RETURNING id`,
+			// Marked 'gone', the pgqrs_messages_leave trigger deletes the row
+			// without archiving it.
 			delete: `
-DELETE FROM pgqrs_messages
+UPDATE pgqrs_messages SET archive_as = 'gone'
 WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3
 RETURNING id`,
 			release: `
@@ -186,7 +189,7 @@ CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
 			record:  `INSERT INTO pgqrs_schema_version (version, name) VALUES (?1, ?2)`,
 		},
 		indexes: []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_archive_queue",
-			"pgqrs_messages_archive"},
+			"pgqrs_messages_archive", "pgqrs_messages_leave"},
 		poolSize:        8,
 		beginImmediate:  true,
 		serializeWrites: true,

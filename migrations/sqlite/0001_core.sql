@@ -38,8 +38,8 @@ CREATE TABLE IF NOT EXISTS pgqrs_messages (
     producer_worker_id INTEGER,
     consumer_worker_id INTEGER,
     last_error         TEXT,
-    -- Set by the archive statements; the trigger below moves the row.
-    archive_as         TEXT CHECK (archive_as IN ('archived', 'dead'))
+    -- Set to leave the table other than by archiving; see the triggers below.
+    archive_as         TEXT CHECK (archive_as IN ('dead', 'gone'))
 );
 
 -- The claim is WHERE queue_id = ? AND vt <= now ORDER BY vt, id LIMIT n: an
@@ -65,16 +65,25 @@ CREATE TABLE IF NOT EXISTS pgqrs_archive (
 
 CREATE INDEX IF NOT EXISTS pgqrs_archive_queue ON pgqrs_archive (queue_id, dead, id);
 
--- Archiving is one UPDATE ... SET archive_as = ... RETURNING id; this trigger
--- moves each such row to the archive inside that same statement, so a batch
--- archive is atomic and one round trip.
-CREATE TRIGGER IF NOT EXISTS pgqrs_messages_archive
+-- Leaving the live table goes through these two triggers, inside the
+-- statement that triggers them, so every batch operation stays one atomic
+-- statement and one round trip:
+-- * archive is a plain DELETE ... RETURNING id: the row moves to the archive;
+-- * dead-lettering sets archive_as = 'dead' and delete sets it to 'gone':
+--   the row is deleted at once, into the archive as a dead letter, or not.
+CREATE TRIGGER IF NOT EXISTS pgqrs_messages_leave
 AFTER UPDATE OF archive_as ON pgqrs_messages
 WHEN NEW.archive_as IS NOT NULL
 BEGIN
+    DELETE FROM pgqrs_messages WHERE id = NEW.id;
+END;
+
+CREATE TRIGGER IF NOT EXISTS pgqrs_messages_archive
+AFTER DELETE ON pgqrs_messages
+WHEN OLD.archive_as IS NULL OR OLD.archive_as = 'dead'
+BEGIN
     INSERT INTO pgqrs_archive (id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
                                producer_worker_id, consumer_worker_id, last_error, dead)
-    VALUES (NEW.id, NEW.queue_id, NEW.payload, NEW.enqueued_at, NEW.read_ct, NEW.dequeued_at,
-            NEW.producer_worker_id, NEW.consumer_worker_id, NEW.last_error, NEW.archive_as = 'dead');
-    DELETE FROM pgqrs_messages WHERE id = NEW.id;
+    VALUES (OLD.id, OLD.queue_id, OLD.payload, OLD.enqueued_at, OLD.read_ct, OLD.dequeued_at,
+            OLD.producer_worker_id, OLD.consumer_worker_id, OLD.last_error, OLD.archive_as IS 'dead');
 END;

@@ -47,12 +47,13 @@ SELECT ins.id FROM ins LEFT JOIN (
     SELECT pg_notify('pgqrs', $1::bigint::text) WHERE $5::timestamptz IS NULL AND $3::float8 = 0
 ) AS wake ON true`,
 			// One statement for the whole batch: the payloads arrive as one
-			// JSON array and are inserted in array order.
+			// JSON array of strings (each a payload's JSON text) and are
+			// inserted in array order.
 			enqueueBatch: `
 WITH ins AS (
     INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id)
-    SELECT $1::bigint, p.value, coalesce($5::timestamptz, now() + make_interval(secs => $3::float8)), $4::bigint
-    FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS p (value, ord)
+    SELECT $1::bigint, p.value::jsonb, coalesce($5::timestamptz, now() + make_interval(secs => $3::float8)), $4::bigint
+    FROM jsonb_array_elements_text($2::jsonb) WITH ORDINALITY AS p (value, ord)
     ORDER BY p.ord
     RETURNING id
 )

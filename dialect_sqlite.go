@@ -38,10 +38,11 @@ FROM pgqrs_queues q WHERE q.id = ?1`,
 INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id)
 VALUES (?1, ?2, coalesce(?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3)), ?4)
 RETURNING id`,
-			// "?2 -> p.key" is element p.key of the array as JSON text.
+			// ?2 is a JSON array of strings, each one payload's JSON text, so
+			// json_each hands back every payload exactly as sent.
 			enqueueBatch: `
 INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id)
-SELECT ?1, ?2 -> p.key, coalesce(?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3)), ?4
+SELECT ?1, p.value, coalesce(?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3)), ?4
 FROM json_each(?2) AS p
 ORDER BY p.key
 RETURNING id`,

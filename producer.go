@@ -200,19 +200,20 @@ func (p *Producer) enqueueBatch(ctx context.Context, tx *sql.Tx, payloads []any,
 	if err != nil {
 		return nil, fmt.Errorf("enqueue batch to %q: %w", p.queue, err)
 	}
-	array := make([]byte, 0, 64*len(payloads))
-	array = append(array, '[')
+	// The batch travels as one JSON array of strings, each a payload's JSON
+	// text, so every backend stores each payload as it would alone.
+	texts := make([]string, len(payloads))
 	for i, v := range payloads {
 		body, err := p.s.encode(v)
 		if err != nil {
 			return nil, fmt.Errorf("enqueue batch to %q: payload %d: %w", p.queue, i, err)
 		}
-		if i > 0 {
-			array = append(array, ',')
-		}
-		array = append(array, body...)
+		texts[i] = string(body)
 	}
-	array = append(array, ']')
+	array, err := json.Marshal(texts)
+	if err != nil {
+		return nil, fmt.Errorf("enqueue batch to %q: %w", p.queue, err)
+	}
 	var ids []int64
 	err = p.s.write(ctx, tx, func(ctx context.Context, q querier) error {
 		rows, err := q.QueryContext(ctx, p.s.d.message.enqueueBatch, p.queueID, string(array), delay, p.id, at)

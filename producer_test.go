@@ -335,3 +335,46 @@ func TestCloseIsClean(t *testing.T) {
 		})
 	}
 }
+
+// TestEnqueueBatchKeepsEveryPayload: scalars, big numbers, escapes and
+// nested values come back from a batch as they come back from single
+// enqueues.
+func TestEnqueueBatchKeepsEveryPayload(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		p, c := fixture(t, s, "shapes")
+		payloads := []any{
+			json.RawMessage(`12345678901234567890`), 1.5, -2e10, true, false, json.RawMessage(`null`),
+			"é \"quoted\" \\ back\nline \u2028", map[string]any{"n": json.Number("98765432109876543210"), "a": []int{1}},
+			[]any{}, map[string]any{},
+		}
+		if _, err := p.EnqueueBatch(t.Context(), payloads); err != nil {
+			t.Fatal(err)
+		}
+		singles := make([]int64, len(payloads))
+		for i, v := range payloads {
+			singles[i] = mustEnqueue(t, p, v)
+		}
+		msgs := mustDequeue(t, c, 100)
+		if len(msgs) != 2*len(payloads) {
+			t.Fatalf("got %d messages, want %d", len(msgs), 2*len(payloads))
+		}
+		decode := func(raw json.RawMessage) any {
+			d := json.NewDecoder(strings.NewReader(string(raw)))
+			d.UseNumber()
+			var v any
+			if err := d.Decode(&v); err != nil {
+				t.Fatalf("payload %s: %v", raw, err)
+			}
+			return v
+		}
+		for i := range payloads {
+			batch, single := decode(msgs[i].Payload), decode(msgs[len(payloads)+i].Payload)
+			if diff := cmp.Diff(single, batch); diff != "" {
+				t.Errorf("payload %d: batch differs from single (-single +batch):\n%s", i, diff)
+			}
+		}
+		if got := decode(msgs[0].Payload); got != json.Number("12345678901234567890") {
+			t.Errorf("big integer came back as %v", got)
+		}
+	})
+}

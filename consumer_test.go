@@ -128,8 +128,9 @@ func TestDequeueOrderAndBatch(t *testing.T) {
 func TestDelayedMessages(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		p, c := fixture(t, s, "later")
-		delayed := mustEnqueue(t, p, "in 300ms", Delay(300*time.Millisecond))
-		at := mustEnqueue(t, p, "at now+300ms", At(time.Now().Add(300*time.Millisecond)))
+		// Generous delays: the "not yet" check below must not race a slow machine.
+		delayed := mustEnqueue(t, p, "in 700ms", Delay(700*time.Millisecond))
+		at := mustEnqueue(t, p, "at now+700ms", At(time.Now().Add(700*time.Millisecond)))
 		farAway := mustEnqueue(t, p, "tomorrow", Delay(24*time.Hour))
 		start := time.Now()
 		if got := mustDequeue(t, c, 10); len(got) != 0 {
@@ -142,8 +143,8 @@ func TestDelayedMessages(t *testing.T) {
 		for len(got) < 2 {
 			got = append(got, idsOf(awaitDequeue(t, c, 10, 5*time.Second))...)
 		}
-		if waited := time.Since(start); waited < 250*time.Millisecond {
-			t.Errorf("delayed messages visible after %v, want >= 300ms", waited)
+		if waited := time.Since(start); waited < 600*time.Millisecond {
+			t.Errorf("delayed messages visible after %v, want >= 700ms", waited)
 		}
 		slices.Sort(got)
 		if diff := cmp.Diff([]int64{delayed, at}, got); diff != "" {
@@ -168,7 +169,7 @@ func TestVisibilityTimeoutRedeliversAndFences(t *testing.T) {
 			t.Fatal(err)
 		}
 		id := mustEnqueue(t, p, "work")
-		first := mustDequeue(t, a, 1, VisibilityTimeout(200*time.Millisecond))
+		first := mustDequeue(t, a, 1, VisibilityTimeout(700*time.Millisecond))
 		if len(first) != 1 || first[0].ReadCount != 1 {
 			t.Fatalf("first delivery = %+v", first)
 		}

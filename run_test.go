@@ -203,11 +203,11 @@ func TestRunExtendsLeaseOfSlowHandler(t *testing.T) {
 			close(started)
 			<-release
 			return ctx.Err() // fails if the lease was lost
-		}, &RunOptions{VisibilityTimeout: 300 * time.Millisecond})
+		}, &RunOptions{VisibilityTimeout: 500 * time.Millisecond})
 		<-started
-		// Four lease lengths pass while the handler works; nobody else may
+		// Three lease lengths pass while the handler works; nobody else may
 		// get the message meanwhile.
-		deadline := time.Now().Add(1200 * time.Millisecond)
+		deadline := time.Now().Add(1500 * time.Millisecond)
 		for time.Now().Before(deadline) {
 			if got := mustDequeue(t, other, 1); len(got) != 0 {
 				t.Fatalf("slow handler's message %d delivered to another consumer", got[0].ID)

@@ -220,7 +220,7 @@ func TestArchiveListing(t *testing.T) {
 		for i := range 5 {
 			want = append(want, mustEnqueue(t, p, i))
 		}
-		if _, err := c.ArchiveBatch(ctx, idsOf(mustDequeue(t, c, 5))); err != nil {
+		if _, err := c.ArchiveBatch(ctx, msgIDs(mustDequeue(t, c, 5))); err != nil {
 			t.Fatal(err)
 		}
 		a := s.Admin()
@@ -269,7 +269,7 @@ func TestDeadLetterAdministration(t *testing.T) {
 		mustDequeue(t, c, 3, VisibilityTimeout(100*time.Millisecond))
 		await(t, 10*time.Second, "leases to expire", func() bool { return metrics(t, s, "dlq").Visible == 3 })
 		if got := mustDequeue(t, c, 3, MaxAttempts(1)); len(got) != 0 {
-			t.Fatalf("exhausted messages delivered: %v", idsOf(got))
+			t.Fatalf("exhausted messages delivered: %v", msgIDs(got))
 		}
 		if n, err := a.CountDeadLetters(ctx, "dlq"); err != nil || n != 3 {
 			t.Fatalf("dead letters = %d, %v; want 3", n, err)
@@ -373,7 +373,7 @@ func TestReclaimStaleWorkers(t *testing.T) {
 		}
 		// Released at once, despite hour-long leases.
 		got := mustDequeue(t, live, 10)
-		if diff := cmp.Diff(idsOf(held), idsOf(got)); diff != "" {
+		if diff := cmp.Diff(msgIDs(held), msgIDs(got)); diff != "" {
 			t.Errorf("reclaimed messages (-want +got):\n%s", diff)
 		}
 		wantErr(t, stale.Archive(ctx, held[0].ID), ErrLeaseLost)

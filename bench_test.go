@@ -53,14 +53,6 @@ func benchQueue(b *testing.B, s *Store, prefix string) (string, *Producer) {
 	return name, p
 }
 
-func benchIDs(msgs []*Message) []int64 {
-	out := make([]int64, len(msgs))
-	for i, m := range msgs {
-		out[i] = m.ID
-	}
-	return out
-}
-
 func benchConsumer(b *testing.B, s *Store, queue string) *Consumer {
 	b.Helper()
 	c, err := s.Consumer(context.Background(), queue)
@@ -150,7 +142,7 @@ func BenchmarkClaimArchive(b *testing.B) {
 						if len(msgs) != batch {
 							b.Fatalf("op %d: claimed %d messages, want %d", i, len(msgs), batch)
 						}
-						ok, err := c.ArchiveBatch(ctx, benchIDs(msgs))
+						ok, err := c.ArchiveBatch(ctx, msgIDs(msgs))
 						if err != nil {
 							b.Fatal(err)
 						}
@@ -216,7 +208,7 @@ func drain(b *testing.B, s *Store, queue string, n, consumers, batch int) drainR
 					time.Sleep(time.Millisecond)
 					continue
 				}
-				ok, err := c.ArchiveBatch(ctx, benchIDs(msgs))
+				ok, err := c.ArchiveBatch(ctx, msgIDs(msgs))
 				if err != nil {
 					stopOnFail(err)
 					return

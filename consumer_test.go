@@ -42,7 +42,7 @@ func TestRoundTrip(t *testing.T) {
 			t.Errorf("lease ends in %v, want about the 30s default", lease)
 		}
 		if again := mustDequeue(t, c, 10); len(again) != 0 {
-			t.Fatalf("leased message delivered again: %v", idsOf(again))
+			t.Fatalf("leased message delivered again: %v", msgIDs(again))
 		}
 		if err := c.Archive(ctx, id); err != nil {
 			t.Fatalf("archive: %v", err)
@@ -98,20 +98,20 @@ func TestDequeueOrderAndBatch(t *testing.T) {
 		}
 		first := mustDequeue(t, c, 3)
 		rest := mustDequeue(t, c, 10)
-		if diff := cmp.Diff(want[:3], idsOf(first)); diff != "" {
+		if diff := cmp.Diff(want[:3], msgIDs(first)); diff != "" {
 			t.Errorf("first batch (-want +got):\n%s", diff)
 		}
-		if diff := cmp.Diff(want[3:], idsOf(rest)); diff != "" {
+		if diff := cmp.Diff(want[3:], msgIDs(rest)); diff != "" {
 			t.Errorf("second batch (-want +got):\n%s", diff)
 		}
-		ok, err := c.ArchiveBatch(t.Context(), append(idsOf(first), 999999))
+		ok, err := c.ArchiveBatch(t.Context(), append(msgIDs(first), 999999))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if diff := cmp.Diff([]bool{true, true, true, false}, ok); diff != "" {
 			t.Errorf("archive batch results (-want +got):\n%s", diff)
 		}
-		ok, err = c.DeleteBatch(t.Context(), idsOf(rest))
+		ok, err = c.DeleteBatch(t.Context(), msgIDs(rest))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -134,14 +134,14 @@ func TestDelayedMessages(t *testing.T) {
 		farAway := mustEnqueue(t, p, "tomorrow", Delay(24*time.Hour))
 		start := time.Now()
 		if got := mustDequeue(t, c, 10); len(got) != 0 {
-			t.Fatalf("delayed messages delivered early: %v", idsOf(got))
+			t.Fatalf("delayed messages delivered early: %v", msgIDs(got))
 		}
 		if m := metrics(t, s, "later"); m.Delayed != 3 || m.Visible != 0 || m.Pending != 3 {
 			t.Errorf("metrics = %+v, want 3 delayed, 0 visible", m)
 		}
 		var got []int64
 		for len(got) < 2 {
-			got = append(got, idsOf(awaitDequeue(t, c, 10, 5*time.Second))...)
+			got = append(got, msgIDs(awaitDequeue(t, c, 10, 5*time.Second))...)
 		}
 		if waited := time.Since(start); waited < 600*time.Millisecond {
 			t.Errorf("delayed messages visible after %v, want >= 700ms", waited)
@@ -155,7 +155,7 @@ func TestDelayedMessages(t *testing.T) {
 		}
 		past := mustEnqueue(t, p, "past", At(time.Now().Add(-time.Hour)))
 		if got := mustDequeue(t, c, 10); len(got) != 1 || got[0].ID != past {
-			t.Errorf("message at a past time not visible at once: %v", idsOf(got))
+			t.Errorf("message at a past time not visible at once: %v", msgIDs(got))
 		}
 	})
 }
@@ -174,7 +174,7 @@ func TestVisibilityTimeoutRedeliversAndFences(t *testing.T) {
 			t.Fatalf("first delivery = %+v", first)
 		}
 		if got := mustDequeue(t, b, 1); len(got) != 0 {
-			t.Fatalf("leased message claimed by a second consumer: %v", idsOf(got))
+			t.Fatalf("leased message claimed by a second consumer: %v", msgIDs(got))
 		}
 		second := awaitDequeue(t, b, 1, 5*time.Second)
 		if second[0].ID != id || second[0].ReadCount != 2 {
@@ -239,7 +239,7 @@ func TestReleaseAndExtend(t *testing.T) {
 		}
 		time.Sleep(400 * time.Millisecond) // past the original 200ms lease
 		if got := mustDequeue(t, c, 1); len(got) != 0 {
-			t.Fatalf("extended lease expired: %v", idsOf(got))
+			t.Fatalf("extended lease expired: %v", msgIDs(got))
 		}
 		wantErr(t, c.ExtendVisibility(ctx, id2, 0), ErrInvalidArgument)
 		wantErr(t, c.ExtendVisibility(ctx, 424242, time.Second), ErrMessageNotFound)
@@ -307,7 +307,7 @@ func TestConcurrentDrain(t *testing.T) {
 							seen[m.ID] = c.ID()
 						}
 						mu.Unlock()
-						ok, err := c.ArchiveBatch(ctx, idsOf(msgs))
+						ok, err := c.ArchiveBatch(ctx, msgIDs(msgs))
 						if err != nil {
 							errs <- err
 							return

@@ -140,7 +140,7 @@ func TestCrashRecovery(t *testing.T) {
 				again = append(again, awaitDequeue(t, c, 10, 20*time.Second)...)
 			}
 			slices.SortFunc(again, func(a, b *Message) int { return int(a.ID - b.ID) })
-			if diff := cmp.Diff(want, idsOf(again)); diff != "" {
+			if diff := cmp.Diff(want, msgIDs(again)); diff != "" {
 				t.Fatalf("redelivered after the crash (-want +got):\n%s", diff)
 			}
 			for _, m := range again {
@@ -175,7 +175,7 @@ func TestCrashRecovery(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := mustDequeue(t, c2, 10)
-			if diff := cmp.Diff(want, idsOf(got)); diff != "" {
+			if diff := cmp.Diff(want, msgIDs(got)); diff != "" {
 				t.Fatalf("reclaimed (-want +got):\n%s", diff)
 			}
 			if m := metrics(t, s, "crash"); m.Leased != 5 || m.Archived != 5 {

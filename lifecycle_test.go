@@ -76,7 +76,7 @@ func TestWorkerLifecycle(t *testing.T) {
 		}
 		got := mustDequeue(t, c2, 1)
 		if len(got) != 1 || got[0].ID != id {
-			t.Fatalf("message held by the stopped consumer not released: %v", idsOf(got))
+			t.Fatalf("message held by the stopped consumer not released: %v", msgIDs(got))
 		}
 
 		// A stopped worker's name is free again.

@@ -143,14 +143,6 @@ func mustDequeue(t *testing.T, c *Consumer, n int, opts ...DequeueOption) []*Mes
 	return msgs
 }
 
-func idsOf(msgs []*Message) []int64 {
-	out := make([]int64, len(msgs))
-	for i, m := range msgs {
-		out[i] = m.ID
-	}
-	return out
-}
-
 // awaitDequeue polls until the consumer claims at least one message or the
 // deadline passes.
 func awaitDequeue(t *testing.T, c *Consumer, n int, within time.Duration, opts ...DequeueOption) []*Message {

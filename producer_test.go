@@ -24,7 +24,7 @@ func TestEnqueueBatch(t *testing.T) {
 			t.Fatalf("batch IDs = %v, want 3 ascending", got)
 		}
 		msgs := mustDequeue(t, c, 10)
-		if diff := cmp.Diff(got, idsOf(msgs)); diff != "" {
+		if diff := cmp.Diff(got, msgIDs(msgs)); diff != "" {
 			t.Errorf("dequeued (-want +got):\n%s", diff)
 		}
 		var payloads []string
@@ -76,7 +76,7 @@ func TestEnqueueTx(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got := mustDequeue(t, c, 10); len(got) != 0 {
-			t.Fatalf("rolled-back messages exist: %v", idsOf(got))
+			t.Fatalf("rolled-back messages exist: %v", msgIDs(got))
 		}
 
 		tx, err = s.DB().BeginTx(ctx, nil)
@@ -92,7 +92,7 @@ func TestEnqueueTx(t *testing.T) {
 		}
 		got := mustDequeue(t, c, 10)
 		if len(got) != 1 || got[0].ID != id {
-			t.Fatalf("after commit dequeued %v, want [%d]", idsOf(got), id)
+			t.Fatalf("after commit dequeued %v, want [%d]", msgIDs(got), id)
 		}
 
 		// ArchiveTx: rolled back leaves the lease in place; committed archives.

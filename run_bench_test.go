@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,30 +16,15 @@ import (
 // benchBackends are the backends a benchmark runs on; PGQRS_BENCH_BACKENDS
 // (comma-separated) narrows them.
 func benchBackends() []string {
-	if v := os.Getenv("PGQRS_BENCH_BACKENDS"); v != "" {
-		var out []string
-		for _, b := range backends {
-			if slices.Contains(splitComma(v), b) {
-				out = append(out, b)
-			}
-		}
-		return out
+	v := os.Getenv("PGQRS_BENCH_BACKENDS")
+	if v == "" {
+		return backends
 	}
-	return backends
-}
-
-func splitComma(s string) []string {
 	var out []string
-	for len(s) > 0 {
-		i := 0
-		for i < len(s) && s[i] != ',' {
-			i++
+	for _, b := range backends {
+		if slices.Contains(strings.Split(v, ","), b) {
+			out = append(out, b)
 		}
-		out = append(out, s[:i])
-		if i == len(s) {
-			break
-		}
-		s = s[i+1:]
 	}
 	return out
 }
@@ -60,41 +46,28 @@ func BenchmarkRunLatency(b *testing.B) {
 	for _, backend := range benchBackends() {
 		for _, mode := range []string{"wakeup", "poll"} {
 			b.Run(backend+"/"+mode, func(b *testing.B) {
-				dsn, opts := backendDSN(b, backend)
 				ctx := context.Background()
-				s, err := Open(ctx, dsn, opts...)
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer s.Close()
-				if backend == "turso-http" || backend == "turso-ws" {
-					wipeTurso(b, s)
-				}
-				if err := s.Admin().Install(ctx); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := s.Admin().CreateQueue(ctx, "lat"); err != nil {
-					b.Fatal(err)
-				}
-				consumerStore, producerStore := s, s
+				s := benchStore(b, backend)
+				queue, p := benchQueue(b, s, "lat")
+				consumerStore := s
+				var err error
 				switch {
 				case mode == "poll":
-					consumerStore, err = New(s.DB(), s.Dialect(), opts...) // no LISTEN DSN
+					consumerStore, err = New(s.DB(), s.Dialect(), schemaOpt(s)...) // no LISTEN DSN
 					if err != nil {
 						b.Fatal(err)
 					}
-				case backend == "postgres":
-					producerStore, err = Open(ctx, dsn, opts...)
+				case backend == "postgres": // the producer uses another pool
+					other, err := Open(ctx, os.Getenv("PGQRS_TEST_POSTGRES_DSN"), schemaOpt(s)...)
 					if err != nil {
 						b.Fatal(err)
 					}
-					defer producerStore.Close()
+					defer other.Close()
+					if p, err = other.Producer(ctx, queue); err != nil {
+						b.Fatal(err)
+					}
 				}
-				p, err := producerStore.Producer(ctx, "lat")
-				if err != nil {
-					b.Fatal(err)
-				}
-				c, err := consumerStore.Consumer(ctx, "lat")
+				c, err := consumerStore.Consumer(ctx, queue)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -178,39 +151,10 @@ func BenchmarkRunDrain(b *testing.B) {
 func runDrainOnce(b *testing.B, backend string, total, conc, batch int) float64 {
 	b.StopTimer()
 	ctx := context.Background()
-	dsn, opts := backendDSN(b, backend)
-	s, err := Open(ctx, dsn, opts...)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	if backend == "turso-http" || backend == "turso-ws" {
-		wipeTurso(b, s)
-	}
-	if err := s.Admin().Install(ctx); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := s.Admin().CreateQueue(ctx, "drain"); err != nil {
-		b.Fatal(err)
-	}
-	p, err := s.Producer(ctx, "drain")
-	if err != nil {
-		b.Fatal(err)
-	}
-	chunk := make([]any, 1000)
-	for i := 0; i < total; i += len(chunk) {
-		n := min(len(chunk), total-i)
-		for j := range n {
-			chunk[j] = map[string]int{"id": i + j}
-		}
-		if _, err := p.EnqueueBatch(ctx, chunk[:n]); err != nil {
-			b.Fatal(err)
-		}
-	}
-	c, err := s.Consumer(ctx, "drain")
-	if err != nil {
-		b.Fatal(err)
-	}
+	s := benchStore(b, backend)
+	queue, p := benchQueue(b, s, "drain")
+	benchFill(b, p, total)
+	c := benchConsumer(b, s, queue)
 	var handled atomic.Int64
 	finished := make(chan struct{})
 	rctx, cancel := context.WithCancel(ctx)
@@ -236,7 +180,7 @@ func runDrainOnce(b *testing.B, backend string, total, conc, batch int) float64 
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
-	if n, err := s.Admin().CountArchived(ctx, "drain"); err != nil || n != int64(total) {
+	if n, err := s.Admin().CountArchived(ctx, queue); err != nil || n != int64(total) {
 		b.Fatalf("archived %d of %d: %v", n, total, err)
 	}
 	return float64(total) / elapsed.Seconds()

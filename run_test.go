@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -273,7 +274,7 @@ func TestRunGracefulShutdown(t *testing.T) {
 		if n, _ := s.Admin().CountArchived(t.Context(), "shutdown"); n != 1 {
 			t.Errorf("archived %d, want 1", n)
 		}
-		if diff := cmp.Diff(want[1:], idsOf(rest)); diff != "" {
+		if diff := cmp.Diff(want[1:], msgIDs(rest)); diff != "" {
 			t.Errorf("given back (-want +got):\n%s", diff)
 		}
 		for _, m := range rest {
@@ -338,8 +339,7 @@ func TestRunWakesOnEnqueue(t *testing.T) {
 		producerStore := s
 		if s.Dialect() == Postgres {
 			await(t, 10*time.Second, "LISTEN connection", func() bool { return s.listening.Load() })
-			dsn, _ := backendDSN(t, "postgres")
-			other, err := Open(t.Context(), dsn, WithSchema(s.d.schema))
+			other, err := Open(t.Context(), os.Getenv("PGQRS_TEST_POSTGRES_DSN"), schemaOpt(s)...)
 			if err != nil {
 				t.Fatal(err)
 			}

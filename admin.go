@@ -45,7 +45,8 @@ func (a *Admin) Verify(ctx context.Context) error {
 		return ok, err
 	}
 	allTables := true
-	for _, t := range []string{"pgqrs_schema_version", "pgqrs_queues", "pgqrs_workers", "pgqrs_messages", "pgqrs_archive"} {
+	for _, t := range []string{"pgqrs_schema_version", "pgqrs_queues", "pgqrs_workers", "pgqrs_messages", "pgqrs_archive",
+		"pgqrs_workflows", "pgqrs_runs", "pgqrs_steps"} {
 		ok, err := exists(s.d.admin.tableExists, t)
 		if err != nil {
 			return fmt.Errorf("verify: %w", err)

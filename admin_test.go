@@ -52,8 +52,8 @@ func TestInstallIsIdempotentAndConcurrent(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if st.SchemaVersion != 1 {
-				t.Errorf("schema version = %d, want 1", st.SchemaVersion)
+			if st.SchemaVersion != 2 {
+				t.Errorf("schema version = %d, want 2", st.SchemaVersion)
 			}
 		})
 	}
@@ -83,7 +83,7 @@ func TestVerifyReportsDamage(t *testing.T) {
 		if !errors.As(err, &se) || !errors.Is(err, ErrSchema) {
 			t.Fatalf("verify = %v, want a *SchemaError", err)
 		}
-		want := []string{"missing index or trigger pgqrs_messages_claim", "migration 0001_core.sql not applied"}
+		want := []string{"missing index or trigger pgqrs_messages_claim", "migration 0001_core.sql not applied", "migration 0002_workflows.sql not applied"}
 		if diff := cmp.Diff(want, se.Problems); diff != "" {
 			t.Errorf("problems (-want +got):\n%s", diff)
 		}

@@ -135,6 +135,11 @@ UPDATE pgqrs_messages
 SET vt = now(), consumer_worker_id = NULL, read_ct = greatest(read_ct - 1, 0)
 WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
 RETURNING id`,
+			reschedule: `
+UPDATE pgqrs_messages
+SET vt = now() + make_interval(secs => $4::float8), consumer_worker_id = NULL, read_ct = greatest(read_ct - 1, 0)
+WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
+RETURNING id`,
 			holder:      `SELECT consumer_worker_id FROM pgqrs_messages WHERE id = $1 AND queue_id = $2`,
 			countHeld:   `SELECT count(*) FROM pgqrs_messages WHERE consumer_worker_id = $1 AND vt > now()`,
 			releaseHeld: `UPDATE pgqrs_messages SET vt = now(), consumer_worker_id = NULL WHERE consumer_worker_id = $1`,
@@ -237,7 +242,95 @@ CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
 			applied: `SELECT version FROM pgqrs_schema_version ORDER BY version`,
 			record:  `INSERT INTO pgqrs_schema_version (version, name) VALUES ($1, $2)`,
 		},
-		indexes:        []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_archive_queue"},
+		workflow: workflowSQL{
+			byName:    `SELECT id, queue_id FROM pgqrs_workflows WHERE name = $1`,
+			insert:    `INSERT INTO pgqrs_workflows (name, queue_id) VALUES ($1, $2) RETURNING id`,
+			insertRun: `INSERT INTO pgqrs_runs (workflow_id, message_id, input) VALUES ($1, $2, $3) RETURNING id`,
+			runByMessage: `
+SELECT id, status, input, resume_at, started_at IS NOT NULL, now()
+FROM pgqrs_runs WHERE message_id = $1`,
+			// Whether a worker holds the run's message now: a cancel then waits
+			// for the run's next step boundary.
+			lock: `
+SELECT r.status, r.message_id,
+       EXISTS (SELECT 1 FROM pgqrs_messages m
+               WHERE m.id = r.message_id AND m.consumer_worker_id IS NOT NULL AND m.vt > now())
+FROM pgqrs_runs r WHERE r.id = $1 FOR UPDATE OF r`,
+			get:  pgRunSelect + ` WHERE r.id = $1`,
+			list: pgRunSelect + ` WHERE ($1 = '' OR w.name = $1) AND ($2 = '' OR r.status = $2) AND r.id < $3 ORDER BY r.id DESC LIMIT $4`,
+			start: `
+UPDATE pgqrs_runs
+SET status = 'RUNNING', started_at = coalesce(started_at, now()), resume_at = NULL, updated_at = now()
+WHERE id = $1 AND status IN ('QUEUED', 'PAUSED')
+RETURNING status`,
+			pause: `
+UPDATE pgqrs_runs SET status = 'PAUSED', resume_at = $2, updated_at = now()
+WHERE id = $1 AND status = 'RUNNING'
+RETURNING status`,
+			// A run asked to cancel ends cancelled whatever it was finishing with.
+			finish: `
+WITH u AS (
+    UPDATE pgqrs_runs
+    SET status = CASE WHEN status = 'CANCELLING' THEN 'CANCELLED' ELSE $2::text END,
+        output = CASE WHEN status = 'CANCELLING' THEN NULL ELSE $3::jsonb END,
+        error = CASE WHEN status = 'CANCELLING' THEN NULL ELSE $4::text END,
+        resume_at = NULL, finished_at = now(), updated_at = now()
+    WHERE id = $1 AND status IN ('QUEUED', 'RUNNING', 'PAUSED', 'CANCELLING')
+    RETURNING status
+)
+SELECT u.status FROM u LEFT JOIN (SELECT pg_notify('pgqrs', (-$1::bigint)::text)) AS wake ON true`,
+			setStatus: `
+WITH u AS (
+    UPDATE pgqrs_runs
+    SET status = $2::text, resume_at = NULL, updated_at = now(),
+        finished_at = CASE WHEN $2::text = 'CANCELLED' THEN now() ELSE finished_at END
+    WHERE id = $1
+    RETURNING status
+)
+SELECT u.status FROM u LEFT JOIN (SELECT pg_notify('pgqrs', (-$1::bigint)::text)) AS wake ON true`,
+			requeue: `
+UPDATE pgqrs_runs
+SET status = 'QUEUED', message_id = $2, output = NULL, error = NULL, resume_at = NULL,
+    finished_at = NULL, updated_at = now()
+WHERE id = $1 AND status = 'ERROR'`,
+			steps: `
+SELECT name, position, status, output, coalesce(error, ''), attempts, retry_at, updated_at
+FROM pgqrs_steps WHERE run_id = $1 ORDER BY position`,
+			// Steps are recorded only while the run may still take them; the
+			// run's status comes back so a requested cancel is seen at once.
+			stepDone: `
+INSERT INTO pgqrs_steps (run_id, name, position, status, output, attempts)
+SELECT r.id, $2::text, $3::integer, 'SUCCESS', $4::jsonb, $5::integer
+FROM pgqrs_runs r WHERE r.id = $1 AND r.status IN ('RUNNING', 'CANCELLING')
+ON CONFLICT (run_id, name) DO UPDATE
+SET status = 'SUCCESS', output = excluded.output, error = NULL, retry_at = NULL,
+    attempts = excluded.attempts, updated_at = now()
+RETURNING (SELECT status FROM pgqrs_runs WHERE id = $1)`,
+			stepFailed: `
+INSERT INTO pgqrs_steps (run_id, name, position, status, error, attempts, retry_at)
+SELECT r.id, $2::text, $3::integer, 'ERROR', $4::text, $5::integer, $6::timestamptz
+FROM pgqrs_runs r WHERE r.id = $1 AND r.status IN ('RUNNING', 'CANCELLING')
+ON CONFLICT (run_id, name) DO UPDATE
+SET status = 'ERROR', output = NULL, error = excluded.error, retry_at = excluded.retry_at,
+    attempts = excluded.attempts, updated_at = now()
+RETURNING (SELECT status FROM pgqrs_runs WHERE id = $1)`,
+			deleteFailedSteps: `DELETE FROM pgqrs_steps WHERE run_id = $1 AND status = 'ERROR'`,
+			// Make a waiting (delayed, unleased) message visible now.
+			wakeMessage: `UPDATE pgqrs_messages SET vt = now() WHERE id = $1 AND vt > now() AND consumer_worker_id IS NULL`,
+			listWorkflows: `
+SELECT w.name, w.created_at,
+       count(r.id) FILTER (WHERE r.status = 'QUEUED'),
+       count(r.id) FILTER (WHERE r.status = 'RUNNING'),
+       count(r.id) FILTER (WHERE r.status = 'PAUSED'),
+       count(r.id) FILTER (WHERE r.status = 'CANCELLING'),
+       count(r.id) FILTER (WHERE r.status = 'CANCELLED'),
+       count(r.id) FILTER (WHERE r.status = 'SUCCESS'),
+       count(r.id) FILTER (WHERE r.status = 'ERROR')
+FROM pgqrs_workflows w LEFT JOIN pgqrs_runs r ON r.workflow_id = w.id
+GROUP BY w.id, w.name, w.created_at ORDER BY w.name`,
+		},
+		indexes: []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_archive_queue",
+			"pgqrs_runs_message", "pgqrs_runs_workflow"},
 		poolSize:       32,
 		installPrelude: []string{`SELECT pg_advisory_xact_lock(hashtext('pgqrs.install.' || current_schema()))`},
 		secondsArg:     func(d time.Duration) any { return d.Seconds() },
@@ -257,6 +350,11 @@ CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
 	d.withSchema = func(schema string) *dialect { return pgInSchema(d, schema) }
 	return d
 }
+
+const pgRunSelect = `
+SELECT r.id, w.name, r.status, r.input, r.output, coalesce(r.error, ''), r.resume_at,
+       r.created_at, r.started_at, r.finished_at, r.updated_at
+FROM pgqrs_runs r JOIN pgqrs_workflows w ON w.id = r.workflow_id`
 
 const pgWorkerSelect = `
 SELECT w.id, w.name, coalesce(q.name, ''), w.role, w.status, w.started_at, w.heartbeat_at, w.stopped_at
@@ -278,7 +376,7 @@ FROM pgqrs_queues q`
 // pgTables are the relations whose names get a schema prefix under
 // WithSchema. Index names are left alone: Postgres creates an index in its
 // table's schema.
-var pgTableName = regexp.MustCompile(`\bpgqrs_(queues|workers|messages|archive|schema_version)\b`)
+var pgTableName = regexp.MustCompile(`\bpgqrs_(queues|workers|messages|archive|schema_version|workflows|runs|steps)\b`)
 
 // pgInSchema returns a copy of base whose statements name every pgqrs table
 // as "schema".table. schema was validated as a plain identifier by WithSchema,
@@ -288,7 +386,7 @@ func pgInSchema(base *dialect, schema string) *dialect {
 	prefix := `"` + schema + `".`
 	d.schema = schema
 	d.notifyChannel = "pgqrs:" + schema
-	for _, stmt := range []*string{&d.message.enqueue, &d.message.enqueueBatch} {
+	for _, stmt := range []*string{&d.message.enqueue, &d.message.enqueueBatch, &d.workflow.finish, &d.workflow.setStatus} {
 		*stmt = strings.ReplaceAll(*stmt, "pg_notify('pgqrs',", "pg_notify('"+d.notifyChannel+"',")
 	}
 	d.qualify = func(s string) string { return pgTableName.ReplaceAllString(s, prefix+"$0") }

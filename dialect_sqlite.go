@@ -97,6 +97,11 @@ UPDATE pgqrs_messages
 SET vt = ` + sqliteNow + `, consumer_worker_id = NULL, read_ct = max(read_ct - 1, 0)
 WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3
 RETURNING id`,
+			reschedule: `
+UPDATE pgqrs_messages
+SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4), consumer_worker_id = NULL, read_ct = max(read_ct - 1, 0)
+WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3
+RETURNING id`,
 			holder:      `SELECT consumer_worker_id FROM pgqrs_messages WHERE id = ?1 AND queue_id = ?2`,
 			countHeld:   `SELECT count(*) FROM pgqrs_messages WHERE consumer_worker_id = ?1 AND vt > ` + sqliteNow,
 			releaseHeld: `UPDATE pgqrs_messages SET vt = ` + sqliteNow + `, consumer_worker_id = NULL WHERE consumer_worker_id = ?1`,
@@ -189,8 +194,87 @@ CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
 			applied: `SELECT version FROM pgqrs_schema_version ORDER BY version`,
 			record:  `INSERT INTO pgqrs_schema_version (version, name) VALUES (?1, ?2)`,
 		},
+		// Single writer: a write transaction (BEGIN IMMEDIATE) already holds
+		// every row it reads, so nothing needs FOR UPDATE; nobody listens.
+		workflow: workflowSQL{
+			byName:    `SELECT id, queue_id FROM pgqrs_workflows WHERE name = ?1`,
+			insert:    `INSERT INTO pgqrs_workflows (name, queue_id) VALUES (?1, ?2) RETURNING id`,
+			insertRun: `INSERT INTO pgqrs_runs (workflow_id, message_id, input) VALUES (?1, ?2, ?3) RETURNING id`,
+			runByMessage: `
+SELECT id, status, input, resume_at, started_at IS NOT NULL, ` + sqliteNow + `
+FROM pgqrs_runs WHERE message_id = ?1`,
+			lock: `
+SELECT r.status, r.message_id,
+       EXISTS (SELECT 1 FROM pgqrs_messages m
+               WHERE m.id = r.message_id AND m.consumer_worker_id IS NOT NULL AND m.vt > ` + sqliteNow + `)
+FROM pgqrs_runs r WHERE r.id = ?1`,
+			get:  sqliteRunSelect + ` WHERE r.id = ?1`,
+			list: sqliteRunSelect + ` WHERE (?1 = '' OR w.name = ?1) AND (?2 = '' OR r.status = ?2) AND r.id < ?3 ORDER BY r.id DESC LIMIT ?4`,
+			start: `
+UPDATE pgqrs_runs
+SET status = 'RUNNING', started_at = coalesce(started_at, ` + sqliteNow + `), resume_at = NULL, updated_at = ` + sqliteNow + `
+WHERE id = ?1 AND status IN ('QUEUED', 'PAUSED')
+RETURNING status`,
+			pause: `
+UPDATE pgqrs_runs SET status = 'PAUSED', resume_at = ?2, updated_at = ` + sqliteNow + `
+WHERE id = ?1 AND status = 'RUNNING'
+RETURNING status`,
+			finish: `
+UPDATE pgqrs_runs
+SET status = CASE WHEN status = 'CANCELLING' THEN 'CANCELLED' ELSE ?2 END,
+    output = CASE WHEN status = 'CANCELLING' THEN NULL ELSE ?3 END,
+    error = CASE WHEN status = 'CANCELLING' THEN NULL ELSE ?4 END,
+    resume_at = NULL, finished_at = ` + sqliteNow + `, updated_at = ` + sqliteNow + `
+WHERE id = ?1 AND status IN ('QUEUED', 'RUNNING', 'PAUSED', 'CANCELLING')
+RETURNING status`,
+			setStatus: `
+UPDATE pgqrs_runs
+SET status = ?2, resume_at = NULL, updated_at = ` + sqliteNow + `,
+    finished_at = CASE WHEN ?2 = 'CANCELLED' THEN ` + sqliteNow + ` ELSE finished_at END
+WHERE id = ?1
+RETURNING status`,
+			requeue: `
+UPDATE pgqrs_runs
+SET status = 'QUEUED', message_id = ?2, output = NULL, error = NULL, resume_at = NULL,
+    finished_at = NULL, updated_at = ` + sqliteNow + `
+WHERE id = ?1 AND status = 'ERROR'`,
+			steps: `
+SELECT name, position, status, output, coalesce(error, ''), attempts, retry_at, updated_at
+FROM pgqrs_steps WHERE run_id = ?1 ORDER BY position`,
+			stepDone: `
+INSERT INTO pgqrs_steps (run_id, name, position, status, output, attempts)
+SELECT r.id, ?2, ?3, 'SUCCESS', ?4, ?5
+FROM pgqrs_runs r WHERE r.id = ?1 AND r.status IN ('RUNNING', 'CANCELLING')
+ON CONFLICT (run_id, name) DO UPDATE
+SET status = 'SUCCESS', output = excluded.output, error = NULL, retry_at = NULL,
+    attempts = excluded.attempts, updated_at = ` + sqliteNow + `
+RETURNING (SELECT status FROM pgqrs_runs WHERE id = ?1)`,
+			stepFailed: `
+INSERT INTO pgqrs_steps (run_id, name, position, status, error, attempts, retry_at)
+SELECT r.id, ?2, ?3, 'ERROR', ?4, ?5, ?6
+FROM pgqrs_runs r WHERE r.id = ?1 AND r.status IN ('RUNNING', 'CANCELLING')
+ON CONFLICT (run_id, name) DO UPDATE
+SET status = 'ERROR', output = NULL, error = excluded.error, retry_at = excluded.retry_at,
+    attempts = excluded.attempts, updated_at = ` + sqliteNow + `
+RETURNING (SELECT status FROM pgqrs_runs WHERE id = ?1)`,
+			deleteFailedSteps: `DELETE FROM pgqrs_steps WHERE run_id = ?1 AND status = 'ERROR'`,
+			wakeMessage: `
+UPDATE pgqrs_messages SET vt = ` + sqliteNow + `
+WHERE id = ?1 AND vt > ` + sqliteNow + ` AND consumer_worker_id IS NULL`,
+			listWorkflows: `
+SELECT w.name, w.created_at,
+       count(r.id) FILTER (WHERE r.status = 'QUEUED'),
+       count(r.id) FILTER (WHERE r.status = 'RUNNING'),
+       count(r.id) FILTER (WHERE r.status = 'PAUSED'),
+       count(r.id) FILTER (WHERE r.status = 'CANCELLING'),
+       count(r.id) FILTER (WHERE r.status = 'CANCELLED'),
+       count(r.id) FILTER (WHERE r.status = 'SUCCESS'),
+       count(r.id) FILTER (WHERE r.status = 'ERROR')
+FROM pgqrs_workflows w LEFT JOIN pgqrs_runs r ON r.workflow_id = w.id
+GROUP BY w.id, w.name, w.created_at ORDER BY w.name`,
+		},
 		indexes: []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_archive_queue",
-			"pgqrs_messages_archive", "pgqrs_messages_leave"},
+			"pgqrs_messages_archive", "pgqrs_messages_leave", "pgqrs_runs_message", "pgqrs_runs_workflow"},
 		poolSize:        8,
 		beginImmediate:  true,
 		serializeWrites: true,
@@ -211,6 +295,11 @@ CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
 		qualify: func(s string) string { return s },
 	}
 }
+
+const sqliteRunSelect = `
+SELECT r.id, w.name, r.status, r.input, r.output, coalesce(r.error, ''), r.resume_at,
+       r.created_at, r.started_at, r.finished_at, r.updated_at
+FROM pgqrs_runs r JOIN pgqrs_workflows w ON w.id = r.workflow_id`
 
 const sqliteWorkerSelect = `
 SELECT w.id, w.name, coalesce(q.name, ''), w.role, w.status, w.started_at, w.heartbeat_at, w.stopped_at

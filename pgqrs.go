@@ -75,6 +75,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Dialect names the SQL backend behind a [Store].
@@ -162,6 +164,28 @@ var (
 	ErrInterrupted = errors.New("pgqrs: worker interrupted")
 	// ErrInvalidTransition is wrapped by [*TransitionError].
 	ErrInvalidTransition = errors.New("pgqrs: invalid worker state transition")
+	// ErrWorkflowNotFound is returned by [Workflow.Trigger] and
+	// [Workflow.TriggerTx] for a workflow never registered
+	// ([Workflow.Register], [Workflow.Serve]), and by [Admin.ListRuns] for an
+	// unknown workflow name.
+	ErrWorkflowNotFound = errors.New("pgqrs: workflow not registered")
+	// ErrRunNotFound is returned for a run ID that does not exist.
+	ErrRunNotFound = errors.New("pgqrs: run not found")
+	// ErrRunFinished is returned by [Store.CancelRun] and [Store.ResumeRun]
+	// for a run that already ended (SUCCESS, ERROR or CANCELLED).
+	ErrRunFinished = errors.New("pgqrs: run already finished")
+	// ErrRunState is returned when a run is not in a state the operation
+	// needs: [Store.ResumeRun] of a run that is not paused, [Admin.RetryRun]
+	// of one that did not fail.
+	ErrRunState = errors.New("pgqrs: run is not in a state that allows this")
+	// ErrRunCancelled is returned by [Step] and [Sleep] once the run was
+	// cancelled, and by [Workflow.Result] for a cancelled run.
+	ErrRunCancelled = errors.New("pgqrs: run cancelled")
+	// ErrRunFailed is wrapped by [*RunError], the failure of a finished run.
+	ErrRunFailed = errors.New("pgqrs: run failed")
+	// ErrDuplicateStep is returned by [Step] and [Sleep] for a step name the
+	// run already used in this execution.
+	ErrDuplicateStep = errors.New("pgqrs: duplicate step name")
 	// ErrSchema is wrapped by [*SchemaError], returned by [Admin.Verify].
 	ErrSchema = errors.New("pgqrs: schema check failed")
 )
@@ -317,6 +341,8 @@ type Store struct {
 	listenMu   sync.Mutex // guards stopListen against a concurrent Close
 	stopListen func()
 	listening  atomic.Bool // the LISTEN connection is up
+
+	workflows sync.Map // workflow name → workflowRef, once registered
 }
 
 // New returns a Store on db, which must be an open pool for the backend d.
@@ -567,14 +593,16 @@ func validateIdent(name string) error {
 	return nil
 }
 
-// validateName checks queue and worker names: 1 to 128 characters from
-// letters, digits and "_-.:@/".
+// validateName checks queue, worker and workflow names: 1 to 128
+// characters, each a letter or digit of any script, a combining mark, or one
+// of "_-.:@/". Names are always bound as parameters, never spliced into SQL;
+// the rule keeps them printable and unambiguous on a command line.
 func validateName(kind, name string) error {
-	if name == "" || len(name) > 128 {
-		return fmt.Errorf("%w: %s name %q must be 1 to 128 characters", ErrInvalidName, kind, name)
+	if name == "" || utf8.RuneCountInString(name) > 128 || !utf8.ValidString(name) {
+		return fmt.Errorf("%w: %s name %q must be 1 to 128 characters of valid UTF-8", ErrInvalidName, kind, name)
 	}
 	for _, r := range name {
-		ok := (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') || strings.ContainsRune("_-.:@/", r)
+		ok := unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r) || strings.ContainsRune("_-.:@/", r)
 		if !ok {
 			return fmt.Errorf("%w: %s name %q: use letters, digits and _-.:@/ only", ErrInvalidName, kind, name)
 		}

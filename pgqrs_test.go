@@ -86,7 +86,7 @@ func backendDSN(t testing.TB, backend string) (string, []Option) {
 // wipeTurso drops pgqrs's tables: sqld serves one database to every test.
 func wipeTurso(t testing.TB, s *Store) {
 	t.Helper()
-	for _, table := range []string{"pgqrs_archive", "pgqrs_messages", "pgqrs_workers", "pgqrs_queues", "pgqrs_schema_version"} {
+	for _, table := range []string{"pgqrs_steps", "pgqrs_runs", "pgqrs_workflows", "pgqrs_archive", "pgqrs_messages", "pgqrs_workers", "pgqrs_queues", "pgqrs_schema_version"} {
 		if _, err := s.DB().Exec("DROP TABLE IF EXISTS " + table); err != nil {
 			t.Fatalf("wipe %s: %v", table, err)
 		}

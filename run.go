@@ -473,6 +473,16 @@ func (r *runner) process(msgs []*Message) {
 		}
 		return
 	}
+	var later *rescheduleError
+	if errors.As(err, &later) {
+		// A workflow run waits for a timer: give the message back for then,
+		// without counting this delivery as an attempt.
+		if _, err := r.c.settle(r.bg, nil, "reschedule", r.c.s.d.message.reschedule, ids, r.c.s.d.secondsArg(later.delay)); err != nil {
+			r.log.Error("pgqrs: reschedule failed; the message returns when its lease expires", "ids", ids, "err", err)
+		}
+		r.settled(ids)
+		return
+	}
 	r.fail(keep, err)
 	r.settled(ids)
 }

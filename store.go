@@ -28,6 +28,7 @@ type dialect struct {
 	worker     workerSQL
 	admin      adminSQL
 	version    versionSQL
+	workflow   workflowSQL
 
 	// indexes are the indexes (and triggers) Verify expects.
 	indexes []string
@@ -84,6 +85,7 @@ type messageSQL struct {
 	fail                                                                                             string // release after a delay, recording the error
 	deadLetter                                                                                       string // archive as dead, recording the error
 	unclaim                                                                                          string // give back a claimed message the handler never saw: visible now, read count restored
+	reschedule                                                                                       string // give back after a delay, read count restored (a workflow run waiting for a timer)
 }
 
 type archiveSQL struct {
@@ -99,6 +101,16 @@ type adminSQL struct {
 
 	moveToDLQ, replayInsert, replayDelete, purgeDead             string
 	workerHealth, stopStaleWorkers, releaseWorkers, purgeWorkers string
+}
+
+// workflowSQL: workflows, their runs and the runs' steps. Statements that
+// finish or cancel a run announce it (NOTIFY on Postgres) to result waiters.
+type workflowSQL struct {
+	byName, insert                                 string // workflows
+	insertRun, runByMessage, lock, get, list       string // runs
+	start, pause, finish, setStatus, requeue       string // run transitions
+	steps, stepDone, stepFailed, deleteFailedSteps string // steps
+	wakeMessage, listWorkflows                     string
 }
 
 type versionSQL struct {

@@ -1,0 +1,48 @@
+-- Durable workflows: a workflow owns a queue of the same name; each run is
+-- started by one message of that queue; each completed (or failed) step of a
+-- run is one row, keyed by the step's name.
+
+CREATE TABLE IF NOT EXISTS pgqrs_workflows (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    name       TEXT NOT NULL UNIQUE,
+    queue_id   INTEGER NOT NULL UNIQUE REFERENCES pgqrs_queues (id),
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+
+CREATE TABLE IF NOT EXISTS pgqrs_runs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    workflow_id INTEGER NOT NULL REFERENCES pgqrs_workflows (id),
+    -- The message that drives the run (a retried run gets a new one). No
+    -- foreign key: the message moves to pgqrs_archive when the run ends.
+    message_id  INTEGER NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'QUEUED'
+                CHECK (status IN ('QUEUED', 'RUNNING', 'PAUSED', 'CANCELLING', 'CANCELLED', 'SUCCESS', 'ERROR')),
+    input       TEXT NOT NULL,
+    output      TEXT,
+    error       TEXT,
+    -- PAUSED: when the run resumes by itself (NULL: only when resumed).
+    resume_at   TEXT,
+    created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    started_at  TEXT,
+    finished_at TEXT,
+    updated_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+
+CREATE UNIQUE INDEX IF NOT EXISTS pgqrs_runs_message ON pgqrs_runs (message_id);
+CREATE INDEX IF NOT EXISTS pgqrs_runs_workflow ON pgqrs_runs (workflow_id, status, id);
+
+CREATE TABLE IF NOT EXISTS pgqrs_steps (
+    run_id     INTEGER NOT NULL REFERENCES pgqrs_runs (id) ON DELETE CASCADE,
+    name       TEXT NOT NULL,
+    -- The order in which the run reached its steps.
+    position   INTEGER NOT NULL,
+    -- SUCCESS: output is the step's result. ERROR: the last attempt failed, and
+    -- retry_at is when the next attempt may run (NULL: no more attempts).
+    status     TEXT NOT NULL CHECK (status IN ('SUCCESS', 'ERROR')),
+    output     TEXT,
+    error      TEXT,
+    attempts   INTEGER NOT NULL,
+    retry_at   TEXT,
+    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    PRIMARY KEY (run_id, name)
+) WITHOUT ROWID;

@@ -1,0 +1,517 @@
+package pgqrs
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+)
+
+// RunInfo is a workflow run as stored.
+type RunInfo struct {
+	ID       int64
+	Workflow string
+	Status   RunStatus
+	Input    json.RawMessage
+	Output   json.RawMessage // SUCCESS only
+	Error    string          // ERROR only: what failed the run
+	// ResumeAt is when a PAUSED run continues by itself (zero: only when
+	// resumed).
+	ResumeAt   time.Time
+	CreatedAt  time.Time
+	StartedAt  time.Time // zero until a worker started the run
+	FinishedAt time.Time // zero until the run ended
+	UpdatedAt  time.Time
+	// Steps are the run's recorded steps in the order the run reached them
+	// (filled by [Store.RunStatus] and [Store.WaitRun], not by lists).
+	Steps []StepInfo
+}
+
+// StepStatus is the recorded outcome of a step.
+type StepStatus string
+
+// A step is recorded when it completes (SUCCESS, with its result; a [Sleep]
+// records its wake-up time) and when an attempt fails (ERROR, with the
+// error and, while retries remain, the time of the next attempt).
+const (
+	StepSucceeded StepStatus = "SUCCESS"
+	StepFailed    StepStatus = "ERROR"
+)
+
+// StepInfo is one recorded step of a run.
+type StepInfo struct {
+	Name     string
+	Position int // 0 for the first step the run reached, and so on
+	Status   StepStatus
+	Output   json.RawMessage
+	Error    string
+	Attempts int
+	// RetryAt is when a failed step runs again (zero: it will not).
+	RetryAt   time.Time
+	UpdatedAt time.Time
+}
+
+// WorkflowInfo is a registered workflow and how many runs it has per status.
+type WorkflowInfo struct {
+	Name      string
+	CreatedAt time.Time
+	Runs      map[RunStatus]int64
+}
+
+// workflowRef is what triggering a workflow needs to know about it.
+type workflowRef struct{ id, queueID int64 }
+
+// registerWorkflow creates the workflow and its queue unless they exist.
+func (s *Store) registerWorkflow(ctx context.Context, name string) (workflowRef, error) {
+	if ref, ok := s.workflows.Load(name); ok {
+		return ref.(workflowRef), nil
+	}
+	var ref workflowRef
+	register := func() error {
+		return s.inTx(ctx, func(ctx context.Context, q querier) error {
+			err := q.QueryRowContext(ctx, s.d.workflow.byName, name).Scan(&ref.id, &ref.queueID)
+			if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			if err := q.QueryRowContext(ctx, s.d.queue.insert, name).Scan(&ref.queueID, new(string), new(dbTime)); err != nil {
+				return err
+			}
+			return q.QueryRowContext(ctx, s.d.workflow.insert, name, ref.queueID).Scan(&ref.id)
+		})
+	}
+	err := register()
+	if errors.Is(err, errUnique) {
+		// Another process registered it at the same moment, or the name
+		// belongs to a plain queue: look again.
+		err = register()
+		if errors.Is(err, errUnique) {
+			err = fmt.Errorf("%w: a queue named %q exists and is not a workflow's", ErrQueueExists, name)
+		}
+	}
+	if err != nil {
+		return ref, fmt.Errorf("register workflow %q: %w", name, err)
+	}
+	s.workflows.Store(name, ref)
+	return ref, nil
+}
+
+// lookupWorkflow finds a registered workflow, through tx when given.
+func (s *Store) lookupWorkflow(ctx context.Context, tx *sql.Tx, name string) (workflowRef, error) {
+	if ref, ok := s.workflows.Load(name); ok {
+		return ref.(workflowRef), nil
+	}
+	var ref workflowRef
+	err := s.read(ctx, func(ctx context.Context, q querier) error {
+		if tx != nil {
+			q = tx
+		}
+		return q.QueryRowContext(ctx, s.d.workflow.byName, name).Scan(&ref.id, &ref.queueID)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return ref, fmt.Errorf("%w: %q", ErrWorkflowNotFound, name)
+	}
+	if err != nil {
+		return ref, err
+	}
+	if tx == nil {
+		s.workflows.Store(name, ref)
+	}
+	return ref, nil
+}
+
+// triggerRun enqueues a run's message and records the run, atomically.
+func (s *Store) triggerRun(ctx context.Context, tx *sql.Tx, name string, input json.RawMessage, opts []EnqueueOption) (int64, error) {
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	body, err := s.encode(input)
+	if err != nil {
+		return 0, fmt.Errorf("trigger %q: %w", name, err)
+	}
+	delay, at, now, err := s.visibility(opts)
+	if err != nil {
+		return 0, fmt.Errorf("trigger %q: %w", name, err)
+	}
+	ref, err := s.lookupWorkflow(ctx, tx, name)
+	if err != nil {
+		return 0, fmt.Errorf("trigger %q: %w", name, err)
+	}
+	var id int64
+	insert := func(ctx context.Context, q querier) error {
+		var msgID int64
+		if err := q.QueryRowContext(ctx, s.d.message.enqueue, ref.queueID, string(body), delay, nil, at).Scan(&msgID); err != nil {
+			return err
+		}
+		return q.QueryRowContext(ctx, s.d.workflow.insertRun, ref.id, msgID, string(body)).Scan(&id)
+	}
+	if tx != nil {
+		err = s.write(ctx, tx, insert)
+	} else {
+		err = s.inTx(ctx, insert)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("trigger %q: %w", name, err)
+	}
+	if tx == nil && now {
+		s.wake(ref.queueID)
+	}
+	return id, nil
+}
+
+// runStatus reads a run's stored status.
+func (s *Store) runStatus(ctx context.Context, id int64) (RunStatus, error) {
+	info, err := s.getRun(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	return info.Status, nil
+}
+
+func (s *Store) getRun(ctx context.Context, id int64) (*RunInfo, error) {
+	var info *RunInfo
+	err := s.read(ctx, func(ctx context.Context, q querier) (err error) {
+		info, err = scanRun(q.QueryRowContext(ctx, s.d.workflow.get, id))
+		return err
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("run %d: %w", id, ErrRunNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("run %d: %w", id, err)
+	}
+	return info, nil
+}
+
+func scanRun(sc interface{ Scan(...any) error }) (*RunInfo, error) {
+	var r RunInfo
+	var input, output []byte
+	var resume, created, started, finished, updated dbTime
+	if err := sc.Scan(&r.ID, &r.Workflow, &r.Status, &input, &output, &r.Error, &resume,
+		&created, &started, &finished, &updated); err != nil {
+		return nil, err
+	}
+	r.Input, r.ResumeAt, r.CreatedAt, r.StartedAt, r.FinishedAt, r.UpdatedAt =
+		input, resume.t, created.t, started.t, finished.t, updated.t
+	if output != nil {
+		r.Output = output
+	}
+	return &r, nil
+}
+
+// runSteps reads a run's recorded steps in order.
+func (s *Store) runSteps(ctx context.Context, id int64) ([]StepInfo, error) {
+	var steps []StepInfo
+	err := s.read(ctx, func(ctx context.Context, q querier) error {
+		rows, err := q.QueryContext(ctx, s.d.workflow.steps, id)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		steps = steps[:0]
+		for rows.Next() {
+			var st StepInfo
+			var output []byte
+			var retry, updated dbTime
+			if err := rows.Scan(&st.Name, &st.Position, &st.Status, &output, &st.Error, &st.Attempts, &retry, &updated); err != nil {
+				return err
+			}
+			if output != nil {
+				st.Output = output
+			}
+			st.RetryAt, st.UpdatedAt = retry.t, updated.t
+			steps = append(steps, st)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("steps of run %d: %w", id, err)
+	}
+	return steps, nil
+}
+
+// RunStatus returns run id as stored now, with its steps, without waiting.
+// It returns [ErrRunNotFound] for an unknown ID.
+func (s *Store) RunStatus(ctx context.Context, id int64) (*RunInfo, error) {
+	info, err := s.getRun(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if info.Steps, err = s.runSteps(ctx, id); err != nil {
+		return nil, err
+	}
+	return info, nil
+}
+
+// WaitRun waits until run id has finished (SUCCESS, ERROR or CANCELLED) and
+// returns it as [Store.RunStatus] does, or returns ctx's error. A run
+// finished by a worker of this Store wakes it at once; on Postgres, so does
+// one finished by any process (LISTEN/NOTIFY, when the Store has a DSN to
+// listen with); otherwise it checks again at growing intervals up to a
+// second.
+func (s *Store) WaitRun(ctx context.Context, id int64) (*RunInfo, error) {
+	wake, unsubscribe := s.subscribe(-id)
+	defer unsubscribe()
+	s.startListener(slog.New(slog.DiscardHandler))
+	poll := 10 * time.Millisecond
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		info, err := s.getRun(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if info.Status.Finished() {
+			if info.Steps, err = s.runSteps(ctx, id); err != nil {
+				return nil, err
+			}
+			return info, nil
+		}
+		t.Reset(poll)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for run %d: %w", id, ctx.Err())
+		case <-wake:
+		case <-t.C:
+			poll = min(2*poll, time.Second)
+		}
+	}
+}
+
+// CancelRun asks run id to stop. A run no worker is executing (queued,
+// paused, sleeping or waiting for a retry) is CANCELLED at once; a running
+// one becomes CANCELLING and then CANCELLED at its next step boundary: the
+// step in progress finishes, no further step starts. CancelRun returns the
+// status it left the run in, [ErrRunFinished] for a run that already ended
+// and [ErrRunNotFound] for an unknown ID. Cancelling twice is harmless.
+func (s *Store) CancelRun(ctx context.Context, id int64) (RunStatus, error) {
+	var to RunStatus
+	err := s.inTx(ctx, func(ctx context.Context, q querier) error {
+		status, msgID, executing, err := s.lockRun(ctx, q, id)
+		if err != nil {
+			return err
+		}
+		switch {
+		case status.Finished():
+			return fmt.Errorf("%w: it is %s", ErrRunFinished, status)
+		case status == RunCancelling:
+			to = status
+			return nil
+		case executing:
+			to = RunCancelling
+		default:
+			to = RunCancelled
+		}
+		if err := q.QueryRowContext(ctx, s.d.workflow.setStatus, id, string(to)).Scan(new(string)); err != nil {
+			return err
+		}
+		if to == RunCancelled {
+			// Let a worker archive the message now rather than when it was due.
+			_, err = q.ExecContext(ctx, s.d.workflow.wakeMessage, msgID)
+		}
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("cancel run %d: %w", id, err)
+	}
+	if to == RunCancelled {
+		s.wake(-id)
+	}
+	return to, nil
+}
+
+// ResumeRun continues a PAUSED run now, whatever time it was paused until.
+// It returns [ErrRunState] for a run that is not paused, [ErrRunFinished]
+// for one that ended and [ErrRunNotFound] for an unknown ID.
+func (s *Store) ResumeRun(ctx context.Context, id int64) error {
+	err := s.inTx(ctx, func(ctx context.Context, q querier) error {
+		status, msgID, _, err := s.lockRun(ctx, q, id)
+		switch {
+		case err != nil:
+			return err
+		case status.Finished():
+			return fmt.Errorf("%w: it is %s", ErrRunFinished, status)
+		case status != RunPaused:
+			return fmt.Errorf("%w: resume needs a PAUSED run; it is %s", ErrRunState, status)
+		}
+		if err := q.QueryRowContext(ctx, s.d.workflow.setStatus, id, string(RunRunning)).Scan(new(string)); err != nil {
+			return err
+		}
+		_, err = q.ExecContext(ctx, s.d.workflow.wakeMessage, msgID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("resume run %d: %w", id, err)
+	}
+	if ref, ok := s.workflowOfRun(ctx, id); ok {
+		s.wake(ref.queueID)
+	}
+	return nil
+}
+
+// workflowOfRun finds the workflow of a run, for in-process wakeups.
+func (s *Store) workflowOfRun(ctx context.Context, id int64) (workflowRef, bool) {
+	info, err := s.getRun(ctx, id)
+	if err != nil {
+		return workflowRef{}, false
+	}
+	ref, err := s.lookupWorkflow(ctx, nil, info.Workflow)
+	return ref, err == nil
+}
+
+// lockRun reads a run's status and message inside a write transaction,
+// locking the row where the backend has row locks, and whether a worker
+// holds its message now.
+func (s *Store) lockRun(ctx context.Context, q querier, id int64) (status RunStatus, msgID int64, executing bool, err error) {
+	err = q.QueryRowContext(ctx, s.d.workflow.lock, id).Scan(&status, &msgID, &executing)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = ErrRunNotFound
+	}
+	return status, msgID, executing, err
+}
+
+// RetryRun runs a failed run again from its first failed step: steps that
+// completed keep their results and are not run again; failed steps start
+// over with fresh attempts. The run is QUEUED with a new message. It returns
+// [ErrRunState] unless the run's status is ERROR, and [ErrRunNotFound] for an
+// unknown ID.
+func (a *Admin) RetryRun(ctx context.Context, id int64) error {
+	s := a.s
+	var queueID int64
+	err := s.inTx(ctx, func(ctx context.Context, q querier) error {
+		status, _, _, err := s.lockRun(ctx, q, id)
+		if err != nil {
+			return err
+		}
+		if status != RunFailed {
+			return fmt.Errorf("%w: retry needs a run in ERROR; it is %s", ErrRunState, status)
+		}
+		info, err := scanRun(q.QueryRowContext(ctx, s.d.workflow.get, id))
+		if err != nil {
+			return err
+		}
+		var ref workflowRef
+		if err := q.QueryRowContext(ctx, s.d.workflow.byName, info.Workflow).Scan(&ref.id, &ref.queueID); err != nil {
+			return err
+		}
+		queueID = ref.queueID
+		var msgID int64
+		if err := q.QueryRowContext(ctx, s.d.message.enqueue, ref.queueID, string(info.Input),
+			s.d.secondsArg(0), nil, nil).Scan(&msgID); err != nil {
+			return err
+		}
+		if _, err := q.ExecContext(ctx, s.d.workflow.deleteFailedSteps, id); err != nil {
+			return err
+		}
+		_, err = q.ExecContext(ctx, s.d.workflow.requeue, id, msgID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("retry run %d: %w", id, err)
+	}
+	s.wake(queueID)
+	return nil
+}
+
+// ListWorkflows returns every registered workflow with its run counts, by
+// name.
+func (a *Admin) ListWorkflows(ctx context.Context) ([]WorkflowInfo, error) {
+	s := a.s
+	var out []WorkflowInfo
+	err := s.read(ctx, func(ctx context.Context, q querier) error {
+		rows, err := q.QueryContext(ctx, s.d.workflow.listWorkflows)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		out = out[:0]
+		order := []RunStatus{RunQueued, RunRunning, RunPaused, RunCancelling, RunCancelled, RunSucceeded, RunFailed}
+		for rows.Next() {
+			w := WorkflowInfo{Runs: map[RunStatus]int64{}}
+			var created dbTime
+			counts := make([]int64, len(order))
+			dest := []any{&w.Name, &created}
+			for i := range counts {
+				dest = append(dest, &counts[i])
+			}
+			if err := rows.Scan(dest...); err != nil {
+				return err
+			}
+			w.CreatedAt = created.t
+			for i, st := range order {
+				w.Runs[st] = counts[i]
+			}
+			out = append(out, w)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list workflows: %w", err)
+	}
+	if out == nil {
+		out = []WorkflowInfo{}
+	}
+	return out, nil
+}
+
+// RunFilter selects runs for [Admin.ListRuns]; the zero value selects all.
+type RunFilter struct {
+	Workflow string    // only this workflow's runs
+	Status   RunStatus // only runs in this status
+	// Before pages backwards: only runs with a smaller ID (0: from the
+	// newest).
+	Before int64
+	// Limit is the page size; 0 means 100.
+	Limit int
+}
+
+// ListRuns returns runs, newest first, without their steps. A workflow name
+// that is not registered returns [ErrWorkflowNotFound].
+func (a *Admin) ListRuns(ctx context.Context, f RunFilter) ([]RunInfo, error) {
+	s := a.s
+	if f.Limit < 0 || f.Before < 0 {
+		return nil, fmt.Errorf("%w: negative limit or cursor", ErrInvalidArgument)
+	}
+	switch f.Status {
+	case "", RunQueued, RunRunning, RunPaused, RunCancelling, RunCancelled, RunSucceeded, RunFailed:
+	default:
+		return nil, fmt.Errorf("%w: unknown run status %q", ErrInvalidArgument, f.Status)
+	}
+	if f.Workflow != "" {
+		if _, err := s.lookupWorkflow(ctx, nil, f.Workflow); err != nil {
+			return nil, fmt.Errorf("list runs: %w", err)
+		}
+	}
+	limit := cmpOr(f.Limit, 100)
+	before := f.Before
+	if before == 0 {
+		before = math.MaxInt64
+	}
+	var out []RunInfo
+	err := s.read(ctx, func(ctx context.Context, q querier) error {
+		rows, err := q.QueryContext(ctx, s.d.workflow.list, f.Workflow, string(f.Status), before, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		out = out[:0]
+		for rows.Next() {
+			r, err := scanRun(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, *r)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	if out == nil {
+		out = []RunInfo{}
+	}
+	return out, nil
+}

@@ -249,13 +249,11 @@ CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
 			runByMessage: `
 SELECT id, status, input, resume_at, started_at IS NOT NULL, now()
 FROM pgqrs_runs WHERE message_id = $1`,
-			// Whether a worker holds the run's message now: a cancel then waits
-			// for the run's next step boundary.
-			lock: `
-SELECT r.status, r.message_id,
-       EXISTS (SELECT 1 FROM pgqrs_messages m
-               WHERE m.id = r.message_id AND m.consumer_worker_id IS NOT NULL AND m.vt > now())
-FROM pgqrs_runs r WHERE r.id = $1 FOR UPDATE OF r`,
+			lock: `SELECT status, message_id FROM pgqrs_runs WHERE id = $1 FOR UPDATE`,
+			// Whether a worker holds the run's message now. The row lock waits
+			// for a give-back in flight, so the answer is the committed one.
+			lockMessage: `
+SELECT consumer_worker_id IS NOT NULL AND vt > now() FROM pgqrs_messages WHERE id = $1 FOR UPDATE`,
 			get:  pgRunSelect + ` WHERE r.id = $1`,
 			list: pgRunSelect + ` WHERE ($1 = '' OR w.name = $1) AND ($2 = '' OR r.status = $2) AND r.id < $3 ORDER BY r.id DESC LIMIT $4`,
 			start: `

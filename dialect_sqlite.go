@@ -203,11 +203,9 @@ CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
 			runByMessage: `
 SELECT id, status, input, resume_at, started_at IS NOT NULL, ` + sqliteNow + `
 FROM pgqrs_runs WHERE message_id = ?1`,
-			lock: `
-SELECT r.status, r.message_id,
-       EXISTS (SELECT 1 FROM pgqrs_messages m
-               WHERE m.id = r.message_id AND m.consumer_worker_id IS NOT NULL AND m.vt > ` + sqliteNow + `)
-FROM pgqrs_runs r WHERE r.id = ?1`,
+			lock: `SELECT status, message_id FROM pgqrs_runs WHERE id = ?1`,
+			lockMessage: `
+SELECT consumer_worker_id IS NOT NULL AND vt > ` + sqliteNow + ` FROM pgqrs_messages WHERE id = ?1`,
 			get:  sqliteRunSelect + ` WHERE r.id = ?1`,
 			list: sqliteRunSelect + ` WHERE (?1 = '' OR w.name = ?1) AND (?2 = '' OR r.status = ?2) AND r.id < ?3 ORDER BY r.id DESC LIMIT ?4`,
 			start: `

@@ -479,6 +479,8 @@ func (r *runner) process(msgs []*Message) {
 		// without counting this delivery as an attempt.
 		if _, err := r.c.settle(r.bg, nil, "reschedule", r.c.s.d.message.reschedule, ids, r.c.s.d.secondsArg(later.delay)); err != nil {
 			r.log.Error("pgqrs: reschedule failed; the message returns when its lease expires", "ids", ids, "err", err)
+		} else if later.after != nil {
+			later.after(r.bg)
 		}
 		r.settled(ids)
 		return

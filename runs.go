@@ -366,9 +366,16 @@ func (s *Store) workflowOfRun(ctx context.Context, id int64) (workflowRef, bool)
 // locking the row where the backend has row locks, and whether a worker
 // holds its message now.
 func (s *Store) lockRun(ctx context.Context, q querier, id int64) (status RunStatus, msgID int64, executing bool, err error) {
-	err = q.QueryRowContext(ctx, s.d.workflow.lock, id).Scan(&status, &msgID, &executing)
+	err = q.QueryRowContext(ctx, s.d.workflow.lock, id).Scan(&status, &msgID)
 	if errors.Is(err, sql.ErrNoRows) {
-		err = ErrRunNotFound
+		return "", 0, false, ErrRunNotFound
+	}
+	if err != nil {
+		return "", 0, false, err
+	}
+	err = q.QueryRowContext(ctx, s.d.workflow.lockMessage, msgID).Scan(&executing)
+	if errors.Is(err, sql.ErrNoRows) { // archived: nobody holds it
+		err = nil
 	}
 	return status, msgID, executing, err
 }

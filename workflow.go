@@ -369,8 +369,11 @@ func (r *Run) now() time.Time { return time.Now().Add(r.offset) }
 var errSuspended = errors.New("pgqrs: run suspended until a timer; return this error")
 
 // rescheduleError tells Run to give the message back, visible after delay,
-// without counting the delivery as an attempt.
-type rescheduleError struct{ delay time.Duration }
+// without counting the delivery as an attempt, and then to call after.
+type rescheduleError struct {
+	delay time.Duration
+	after func(ctx context.Context)
+}
 
 func (e *rescheduleError) Error() string { return fmt.Sprintf("run continues in %v", e.delay) }
 
@@ -700,6 +703,20 @@ func (e *engine) execute(ctx context.Context, c *Consumer, m *Message) error {
 	run.mu.Lock()
 	suspend, cancelled := run.suspend, run.cancelled
 	run.mu.Unlock()
+	if suspend != nil {
+		// A cancel that came while this delivery held the message left the
+		// run CANCELLING; once the message is given back, bring it forward
+		// so the cancel completes now, not when the run was due.
+		suspend.after = func(ctx context.Context) {
+			if st, err := e.s.runStatus(ctx, run.id); err == nil && (st == RunCancelling || st == RunCancelled) {
+				e.s.write(ctx, nil, func(ctx context.Context, q querier) error {
+					_, err := q.ExecContext(ctx, e.s.d.workflow.wakeMessage, m.ID)
+					return err
+				})
+				e.s.wake(c.queueID)
+			}
+		}
+	}
 	var rec *recordError
 	var pause *pauseError
 	switch {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -147,5 +148,589 @@ func TestWorkflowRunsStepsAndRecordsThem(t *testing.T) {
 			m := metrics(t, s, "checkout")
 			return m.Archived == 1 && m.Pending == 0 && m.Leased == 0
 		})
+	})
+}
+
+// fastRetry retries quickly so tests need not wait for the default backoff.
+func fastRetry(n int, d time.Duration) RetryPolicy {
+	return RetryPolicy{MaxRetries: n, Backoff: func(int) time.Duration { return d }}
+}
+
+func TestWorkflowRetriesTransientFailures(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		var attempts atomic.Int64
+		var firstFailed = make(chan struct{})
+		var once sync.Once
+		wf := NewWorkflow("flaky", func(ctx context.Context, run *Run, in int) (int, error) {
+			return Step(ctx, run, "call", func(context.Context) (int, error) {
+				if n := attempts.Add(1); n <= 2 {
+					once.Do(func() { close(firstFailed) })
+					return 0, Transient(fmt.Errorf("attempt %d: service unavailable", n))
+				}
+				return in * 2, nil
+			})
+		}).WithRetry(fastRetry(3, 300*time.Millisecond))
+		if err := wf.Register(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		id, err := wf.Trigger(ctx, s, 21)
+		if err != nil {
+			t.Fatal(err)
+		}
+		serveInBackground(t, s, wf, fastPoll)
+		<-firstFailed
+		// The retry is scheduled in the store: the run's message is not
+		// visible, nor held by a worker, until the retry time.
+		await(t, 5*time.Second, "the failed attempt to be recorded", func() bool {
+			st := runStatus(t, s, id)
+			return len(st.Steps) == 1 && st.Steps[0].Status == StepFailed
+		})
+		got, err := waitResult(t, s, wf, id)
+		if err != nil || got != 42 {
+			t.Fatalf("result = %d, %v; want 42", got, err)
+		}
+		info := runStatus(t, s, id)
+		want := []stepSummary{{"call", StepSucceeded, "42", 3}}
+		if diff := cmp.Diff(want, summarize(info.Steps)); diff != "" {
+			t.Errorf("steps (-want +got):\n%s", diff)
+		}
+		// Waiting for a retry used no delivery attempts.
+		await(t, 10*time.Second, "archive", func() bool { return metrics(t, s, "flaky").Archived == 1 })
+		archived, err := s.Admin().ListArchived(ctx, "flaky", ArchivePage{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(archived) != 1 || archived[0].ReadCount != 1 {
+			t.Errorf("archived trigger = %+v, want read count 1", archived)
+		}
+	})
+}
+
+func TestWorkflowRetryIsScheduledNotHot(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		var attempts atomic.Int64
+		wf := NewWorkflow("later", func(ctx context.Context, run *Run, _ struct{}) (string, error) {
+			return Step(ctx, run, "call", func(context.Context) (string, error) {
+				attempts.Add(1)
+				return "", Transient(errors.New("try again in an hour"))
+			})
+		}).WithRetry(fastRetry(3, time.Hour))
+		if err := wf.Register(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		id, err := wf.Trigger(ctx, s, struct{}{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := serveInBackground(t, s, wf, fastPoll)
+		await(t, 10*time.Second, "the first attempt to fail", func() bool {
+			st := runStatus(t, s, id)
+			return len(st.Steps) == 1 && st.Steps[0].Status == StepFailed
+		})
+		await(t, 10*time.Second, "the message to be given back", func() bool {
+			m := metrics(t, s, "later")
+			return m.Delayed == 1 && m.Leased == 0 && m.Visible == 0
+		})
+		st := runStatus(t, s, id)
+		if st.Status != RunRunning {
+			t.Errorf("status while waiting = %s, want RUNNING", st.Status)
+		}
+		if wait := time.Until(st.Steps[0].RetryAt); wait < 50*time.Minute || wait > 61*time.Minute {
+			t.Errorf("retry at %v, %v from now; want about an hour", st.Steps[0].RetryAt, wait)
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		// Nobody can claim it before the retry time.
+		c, err := s.Consumer(ctx, "later")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := mustDequeue(t, c, 10); len(got) != 0 {
+			t.Errorf("claimed %d messages of a run waiting for its retry", len(got))
+		}
+		if attempts.Load() != 1 {
+			t.Errorf("attempts = %d, want 1", attempts.Load())
+		}
+	})
+}
+
+func TestWorkflowFailures(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		var calls sync.Map // step name → *atomic.Int64
+		count := func(name string) int64 {
+			v, _ := calls.LoadOrStore(name, new(atomic.Int64))
+			return v.(*atomic.Int64).Add(1)
+		}
+		wf := NewWorkflow("failing", func(ctx context.Context, run *Run, mode string) (string, error) {
+			return Step(ctx, run, mode, func(context.Context) (string, error) {
+				count(mode)
+				switch mode {
+				case "exhausted":
+					return "", Transient(errors.New("still down"))
+				case "permanent":
+					return "", errors.New("bad request")
+				case "permanent-marked":
+					return "", Permanent(errors.New("bad request"))
+				case "panic":
+					panic("step exploded")
+				}
+				return "", fmt.Errorf("unknown mode %q", mode)
+			}, StepRetry(RetryPolicy{MaxRetries: 2, Backoff: func(int) time.Duration { return 10 * time.Millisecond },
+				RetryAllErrors: mode == "permanent-marked"}))
+		})
+		if err := wf.Register(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		serveInBackground(t, s, wf, fastPoll)
+		cases := []struct {
+			mode     string
+			attempts int
+			text     string
+		}{
+			{"exhausted", 3, "still down"},
+			{"permanent", 1, "bad request"},
+			{"permanent-marked", 1, "bad request"},
+			{"panic", 1, "step exploded"},
+		}
+		for _, tc := range cases {
+			id, err := wf.Trigger(ctx, s, tc.mode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = waitResult(t, s, wf, id)
+			var re *RunError
+			if !errors.As(err, &re) || !errors.Is(err, ErrRunFailed) || !strings.Contains(re.Message, tc.text) {
+				t.Errorf("%s: result error = %v, want a *RunError mentioning %q", tc.mode, err, tc.text)
+			}
+			info := runStatus(t, s, id)
+			if info.Status != RunFailed || len(info.Steps) != 1 || info.Steps[0].Attempts != tc.attempts ||
+				info.Steps[0].Status != StepFailed || !info.Steps[0].RetryAt.IsZero() {
+				t.Errorf("%s: run = %+v, steps %+v; want ERROR after %d attempts", tc.mode, info, info.Steps, tc.attempts)
+			}
+			v, _ := calls.Load(tc.mode)
+			if got := v.(*atomic.Int64).Load(); got != int64(tc.attempts) {
+				t.Errorf("%s: step ran %d times, want %d", tc.mode, got, tc.attempts)
+			}
+		}
+	})
+}
+
+func TestWorkflowSleepSurvivesWorkerRestart(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		const nap = 1500 * time.Millisecond
+		var before, after atomic.Int64
+		wf := NewWorkflow("napper", func(ctx context.Context, run *Run, _ struct{}) (time.Time, error) {
+			if _, err := Step(ctx, run, "before", func(context.Context) (bool, error) { before.Add(1); return true, nil }); err != nil {
+				return time.Time{}, err
+			}
+			if err := Sleep(ctx, run, "nap", nap); err != nil {
+				return time.Time{}, err
+			}
+			return Step(ctx, run, "after", func(context.Context) (time.Time, error) { after.Add(1); return time.Now(), nil })
+		})
+		if err := wf.Register(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		id, err := wf.Trigger(ctx, s, struct{}{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := serveInBackground(t, s, wf, fastPoll)
+		await(t, 10*time.Second, "the run to go to sleep", func() bool {
+			m := metrics(t, s, "napper")
+			return len(runStatus(t, s, id).Steps) == 2 && m.Delayed == 1 && m.Leased == 0
+		})
+		// A sleeping run holds no worker: the worker stops at once.
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		if after.Load() != 0 {
+			t.Fatal("the step after the sleep ran before the sleep ended")
+		}
+		serveInBackground(t, s, wf, fastPoll)
+		woke, err := waitResult(t, s, wf, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if woke.Sub(start) < nap {
+			t.Errorf("the run continued %v after it started, before its %v sleep ended", woke.Sub(start), nap)
+		}
+		if before.Load() != 1 || after.Load() != 1 {
+			t.Errorf("steps ran before=%d after=%d times, want 1 each", before.Load(), after.Load())
+		}
+		steps := runStatus(t, s, id).Steps
+		if len(steps) != 3 || steps[1].Name != "nap" || steps[1].Status != StepSucceeded {
+			t.Errorf("steps = %+v", steps)
+		}
+	})
+}
+
+func TestWorkflowPauseAndResume(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		var approvals atomic.Int64
+		wf := NewWorkflow("approval", func(ctx context.Context, run *Run, until time.Time) (string, error) {
+			return Step(ctx, run, "approve", func(context.Context) (string, error) {
+				if approvals.Add(1) == 1 {
+					return "", Pause(until) // wait for a human, or for a time
+				}
+				return "approved", nil
+			})
+		})
+		if err := wf.Register(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		serveInBackground(t, s, wf, fastPoll)
+
+		// Paused until resumed.
+		id, err := wf.Trigger(ctx, s, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		await(t, 10*time.Second, "the run to pause", func() bool { return runStatus(t, s, id).Status == RunPaused })
+		await(t, 10*time.Second, "the message to be given back", func() bool {
+			m := metrics(t, s, "approval")
+			return m.Delayed == 1 && m.Leased == 0
+		})
+		if info := runStatus(t, s, id); !info.ResumeAt.IsZero() || len(info.Steps) != 0 {
+			t.Errorf("paused run = %+v, want no resume time and no recorded step", info)
+		}
+		wantErr(t, s.ResumeRun(ctx, 999999), ErrRunNotFound)
+		if err := s.ResumeRun(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := waitResult(t, s, wf, id); err != nil || got != "approved" {
+			t.Fatalf("result = %q, %v", got, err)
+		}
+		wantErr(t, s.ResumeRun(ctx, id), ErrRunFinished)
+
+		// Paused until a time: it continues by itself.
+		approvals.Store(0)
+		id, err = wf.Trigger(ctx, s, time.Now().Add(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		await(t, 10*time.Second, "the run to pause", func() bool { return runStatus(t, s, id).Status == RunPaused })
+		if info := runStatus(t, s, id); info.ResumeAt.IsZero() {
+			t.Errorf("paused run has no resume time: %+v", info)
+		}
+		if got, err := waitResult(t, s, wf, id); err != nil || got != "approved" {
+			t.Fatalf("result = %q, %v", got, err)
+		}
+		if approvals.Load() != 2 {
+			t.Errorf("the paused step ran %d times, want 2", approvals.Load())
+		}
+	})
+}
+
+func TestWorkflowCancellation(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		var first, second atomic.Int64
+		inFirst := make(chan int64, 10)
+		release := make(chan struct{})
+		wf := NewWorkflow("cancellable", func(ctx context.Context, run *Run, mode string) (string, error) {
+			if _, err := Step(ctx, run, "first", func(context.Context) (int, error) {
+				first.Add(1)
+				if mode == "block" {
+					inFirst <- run.ID()
+					<-release
+				}
+				return 1, nil
+			}); err != nil {
+				return "", err
+			}
+			if mode == "sleep" {
+				if err := Sleep(ctx, run, "wait", time.Hour); err != nil {
+					return "", err
+				}
+			}
+			return Step(ctx, run, "second", func(context.Context) (string, error) {
+				second.Add(1)
+				return "done", nil
+			})
+		})
+		if err := wf.Register(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+
+		// Before it starts: cancelled at once, and no step ever runs.
+		queued, err := wf.Trigger(ctx, s, "plain")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, err := s.CancelRun(ctx, queued); err != nil || st != RunCancelled {
+			t.Fatalf("cancel a queued run = %s, %v; want CANCELLED", st, err)
+		}
+		if st, err := s.CancelRun(ctx, queued); err == nil {
+			t.Errorf("second cancel = %s, want an error", st)
+		} else {
+			wantErr(t, err, ErrRunFinished)
+		}
+		serveInBackground(t, s, wf, fastPoll)
+		_, err = waitResult(t, s, wf, queued)
+		wantErr(t, err, ErrRunCancelled)
+		await(t, 10*time.Second, "the cancelled run's message to be archived", func() bool {
+			return metrics(t, s, "cancellable").Archived == 1
+		})
+		if first.Load() != 0 {
+			t.Errorf("a run cancelled before it started ran a step")
+		}
+
+		// Between steps (asleep, no worker): cancelled at once.
+		sleeping, err := wf.Trigger(ctx, s, "sleep")
+		if err != nil {
+			t.Fatal(err)
+		}
+		await(t, 10*time.Second, "the run to sleep", func() bool {
+			m := metrics(t, s, "cancellable")
+			return len(runStatus(t, s, sleeping).Steps) == 2 && m.Delayed == 1 && m.Leased == 0
+		})
+		if st, err := s.CancelRun(ctx, sleeping); err != nil || st != RunCancelled {
+			t.Fatalf("cancel a sleeping run = %s, %v; want CANCELLED", st, err)
+		}
+		_, err = waitResult(t, s, wf, sleeping)
+		wantErr(t, err, ErrRunCancelled)
+		await(t, 10*time.Second, "the sleeping run's message to be archived", func() bool {
+			return metrics(t, s, "cancellable").Archived == 2
+		})
+
+		// During a step: the step finishes, the next one never starts.
+		running, err := wf.Trigger(ctx, s, "block")
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-inFirst
+		if st, err := s.CancelRun(ctx, running); err != nil || st != RunCancelling {
+			t.Fatalf("cancel a running run = %s, %v; want CANCELLING", st, err)
+		}
+		if st := runStatus(t, s, running).Status; st != RunCancelling {
+			t.Errorf("status = %s, want CANCELLING", st)
+		}
+		close(release)
+		_, err = waitResult(t, s, wf, running)
+		wantErr(t, err, ErrRunCancelled)
+		info := runStatus(t, s, running)
+		if len(info.Steps) != 1 || info.Steps[0].Name != "first" || info.Steps[0].Status != StepSucceeded {
+			t.Errorf("steps of the run cancelled during its first step = %+v", info.Steps)
+		}
+		if second.Load() != 0 {
+			t.Errorf("a step started after the run was cancelled")
+		}
+		if first.Load() != 2 {
+			t.Errorf("first step ran %d times, want 2 (sleep and block runs)", first.Load())
+		}
+		_, err = s.CancelRun(ctx, 987654)
+		wantErr(t, err, ErrRunNotFound)
+	})
+}
+
+func TestWorkflowRejectsDuplicateStepNames(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		wf := NewWorkflow("dupes", func(ctx context.Context, run *Run, _ struct{}) (int, error) {
+			if _, err := Step(ctx, run, "same", func(context.Context) (int, error) { return 1, nil }); err != nil {
+				return 0, err
+			}
+			return Step(ctx, run, "same", func(context.Context) (int, error) { return 2, nil })
+		})
+		if err := wf.Register(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		id, err := wf.Trigger(ctx, s, struct{}{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		serveInBackground(t, s, wf, fastPoll)
+		_, err = waitResult(t, s, wf, id)
+		var re *RunError
+		if !errors.As(err, &re) || !strings.Contains(re.Message, "duplicate step name") {
+			t.Errorf("result = %v, want a failure naming the duplicate step", err)
+		}
+	})
+}
+
+func TestWorkflowUnicodeNameAndNoInput(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		wf := NewWorkflow("архив-文件-é", func(ctx context.Context, run *Run, _ struct{}) (string, error) {
+			return Step(ctx, run, "名前 with spaces", func(context.Context) (string, error) { return "ünïcödé ✓", nil })
+		})
+		if err := wf.Register(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		id, err := wf.Trigger(ctx, s, struct{}{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		serveInBackground(t, s, wf, fastPoll)
+		if got, err := waitResult(t, s, wf, id); err != nil || got != "ünïcödé ✓" {
+			t.Fatalf("result = %q, %v", got, err)
+		}
+		wfs, err := s.Admin().ListWorkflows(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(wfs) != 1 || wfs[0].Name != "архив-文件-é" || wfs[0].Runs[RunSucceeded] != 1 {
+			t.Errorf("workflows = %+v", wfs)
+		}
+
+		// A workflow whose input is nothing at all.
+		bare := NewWorkflow("bare", func(ctx context.Context, run *Run, in any) (bool, error) {
+			return in == nil, nil
+		})
+		if err := bare.Register(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		id, err = bare.Trigger(ctx, s, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		serveInBackground(t, s, bare, fastPoll)
+		if got, err := waitResult(t, s, bare, id); err != nil || !got {
+			t.Fatalf("no-input result = %v, %v", got, err)
+		}
+	})
+}
+
+func TestWorkflowBadInput(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		ok := func(ctx context.Context, run *Run, in int) (int, error) { return in, nil }
+		wf := NewWorkflow("unregistered", ok)
+		_, err := wf.Trigger(ctx, s, 1)
+		wantErr(t, err, ErrWorkflowNotFound)
+		wantErr(t, NewWorkflow("bad name", ok).Register(ctx, s), ErrInvalidName)
+		wantErr(t, NewWorkflow[int, int]("nil", nil).Register(ctx, s), ErrInvalidArgument)
+		if _, err := s.Admin().CreateQueue(ctx, "plain"); err != nil {
+			t.Fatal(err)
+		}
+		wantErr(t, NewWorkflow("plain", ok).Register(ctx, s), ErrQueueExists)
+		_, err = s.RunStatus(ctx, 424242)
+		wantErr(t, err, ErrRunNotFound)
+		_, err = s.Admin().ListRuns(ctx, RunFilter{Status: "DONE"})
+		wantErr(t, err, ErrInvalidArgument)
+		_, err = s.Admin().ListRuns(ctx, RunFilter{Workflow: "nope"})
+		wantErr(t, err, ErrWorkflowNotFound)
+
+		if err := wf.Register(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		_, err = wf.Trigger(ctx, s, 1, Delay(-time.Second))
+		wantErr(t, err, ErrInvalidArgument)
+		_, err = NewWorkflow("unregistered", func(ctx context.Context, run *Run, in chan int) (int, error) { return 0, nil }).
+			Trigger(ctx, s, make(chan int))
+		wantErr(t, err, ErrInvalidPayload)
+		_, err = wf.TriggerTx(ctx, s, nil, 1)
+		wantErr(t, err, ErrInvalidArgument)
+		bad := NewWorkflow("unregistered", func(ctx context.Context, run *Run, in string) (int, error) {
+			_, err := Step(ctx, run, "", func(context.Context) (int, error) { return 0, nil })
+			return 0, err
+		})
+		_, err = bad.Trigger(ctx, s, strings.Repeat("x", 2<<20))
+		wantErr(t, err, ErrPayloadTooLarge)
+		if err := Sleep(ctx, nil, "x", -time.Second); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("negative sleep = %v", err)
+		}
+	})
+}
+
+func TestWorkflowTriggerTx(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		wf := NewWorkflow("in-tx", func(ctx context.Context, run *Run, in int) (int, error) { return in + 1, nil })
+		if err := wf.Register(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		tx, err := s.DB().BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rolledBack, err := wf.TriggerTx(ctx, s, tx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Rollback(); err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.RunStatus(ctx, rolledBack)
+		wantErr(t, err, ErrRunNotFound)
+
+		tx, err = s.DB().BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := wf.TriggerTx(ctx, s, tx, 41)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		serveInBackground(t, s, wf, fastPoll)
+		if got, err := waitResult(t, s, wf, id); err != nil || got != 42 {
+			t.Fatalf("result = %d, %v", got, err)
+		}
+		if m := metrics(t, s, "in-tx"); m.Pending+m.Leased+m.Archived != 1 {
+			t.Errorf("metrics = %+v, want exactly one message (the committed trigger)", m)
+		}
+	})
+}
+
+func TestWorkflowRetryRunFromFailedStep(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		var firstCalls, secondCalls atomic.Int64
+		var broken atomic.Bool
+		broken.Store(true)
+		wf := NewWorkflow("repairable", func(ctx context.Context, run *Run, _ struct{}) (string, error) {
+			a, err := Step(ctx, run, "first", func(context.Context) (string, error) { firstCalls.Add(1); return "a", nil })
+			if err != nil {
+				return "", err
+			}
+			return Step(ctx, run, "second", func(context.Context) (string, error) {
+				secondCalls.Add(1)
+				if broken.Load() {
+					return "", errors.New("broken dependency")
+				}
+				return a + "b", nil
+			})
+		})
+		if err := wf.Register(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		id, err := wf.Trigger(ctx, s, struct{}{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		serveInBackground(t, s, wf, fastPoll)
+		_, err = waitResult(t, s, wf, id)
+		wantErr(t, err, ErrRunFailed)
+		runs, err := s.Admin().ListRuns(ctx, RunFilter{Workflow: "repairable", Status: RunFailed})
+		if err != nil || len(runs) != 1 || runs[0].ID != id {
+			t.Fatalf("failed runs = %+v, %v", runs, err)
+		}
+		wantErr(t, func() error { _, err := s.CancelRun(ctx, id); return err }(), ErrRunFinished)
+
+		broken.Store(false)
+		if err := s.Admin().RetryRun(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := waitResult(t, s, wf, id); err != nil || got != "ab" {
+			t.Fatalf("result after retry = %q, %v", got, err)
+		}
+		if firstCalls.Load() != 1 || secondCalls.Load() != 2 {
+			t.Errorf("first ran %d times (want 1), second %d (want 2)", firstCalls.Load(), secondCalls.Load())
+		}
+		wantErr(t, s.Admin().RetryRun(ctx, id), ErrRunState)
+		if runs, err := s.Admin().ListRuns(ctx, RunFilter{Status: RunFailed}); err != nil || len(runs) != 0 {
+			t.Errorf("failed runs after the retry = %+v, %v", runs, err)
+		}
 	})
 }

@@ -53,6 +53,13 @@ func startAndKill(t *testing.T, dsn, schema string, vt time.Duration, n int) []i
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1", "-test.timeout=5m")
 	cmd.Env = append(os.Environ(), "PGQRS_CRASH_DSN="+dsn, "PGQRS_CRASH_SCHEMA="+schema, "PGQRS_CRASH_VT="+vt.String())
+	return startChild(t, cmd, n)
+}
+
+// startChild starts cmd, waits until it printed "STARTED <id>" n times,
+// kills it with SIGKILL and returns the IDs, sorted.
+func startChild(t *testing.T, cmd *exec.Cmd, n int) []int64 {
+	t.Helper()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -180,6 +187,123 @@ func TestCrashRecovery(t *testing.T) {
 			}
 			if m := metrics(t, s, "crash"); m.Leased != 5 || m.Archived != 5 {
 				t.Errorf("metrics = %+v; want nothing lost", m)
+			}
+		})
+	}
+}
+
+// crashFlow is the workflow of TestWorkflowCrashRecovery: step "charge"
+// records its side effect in a table (so it is counted across processes);
+// step "ship" hangs in the child, which is killed there, and completes in
+// the parent.
+func crashFlow(s *Store, table string, hang bool) *Workflow[int, string] {
+	return NewWorkflow("crashflow", func(ctx context.Context, run *Run, amount int) (string, error) {
+		ref, err := Step(ctx, run, "charge", func(ctx context.Context) (string, error) {
+			_, err := s.DB().ExecContext(ctx, "INSERT INTO "+table+" (run_id, step) VALUES ("+
+				strconv.FormatInt(run.ID(), 10)+", 'charge')")
+			return fmt.Sprintf("ch_%d", amount), err
+		})
+		if err != nil {
+			return "", err
+		}
+		return Step(ctx, run, "ship", func(ctx context.Context) (string, error) {
+			if hang {
+				fmt.Printf("STARTED %d\n", run.ID())
+				select {} // hang until killed
+			}
+			return ref + "/shipped", nil
+		})
+	})
+}
+
+// TestWorkflowCrashChild is the process TestWorkflowCrashRecovery kills.
+func TestWorkflowCrashChild(t *testing.T) {
+	dsn := os.Getenv("PGQRS_WFCRASH_DSN")
+	if dsn == "" {
+		t.Skip("the child process of TestWorkflowCrashRecovery")
+	}
+	var opts []Option
+	if schema := os.Getenv("PGQRS_CRASH_SCHEMA"); schema != "" {
+		opts = append(opts, WithSchema(schema))
+	}
+	ctx := context.Background()
+	s, err := Open(ctx, dsn, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = crashFlow(s, os.Getenv("PGQRS_WFCRASH_TABLE"), true).Serve(ctx, s,
+		&RunOptions{Concurrency: 3, VisibilityTimeout: time.Second, HeartbeatInterval: 100 * time.Millisecond})
+	t.Fatalf("Serve returned %v; it should have been killed", err)
+}
+
+// TestWorkflowCrashRecovery kills a workflow worker process after the first
+// step of its runs completed: a new worker finishes the runs, the first
+// step's side effect happened exactly once per run, and the results are
+// right.
+func TestWorkflowCrashRecovery(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) {
+			ctx := t.Context()
+			dsn, opts := backendDSN(t, b)
+			s, err := Open(ctx, dsn, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if strings.HasPrefix(b, "turso") {
+				wipeTurso(t, s)
+			}
+			if err := s.Admin().Install(ctx); err != nil {
+				t.Fatal(err)
+			}
+			table := s.d.relation("test_effects")
+			if _, err := s.DB().ExecContext(ctx, "CREATE TABLE IF NOT EXISTS "+table+" (run_id BIGINT NOT NULL, step TEXT NOT NULL)"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.DB().ExecContext(ctx, "DELETE FROM "+table); err != nil {
+				t.Fatal(err)
+			}
+			wf := crashFlow(s, table, false)
+			if err := wf.Register(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+			var runs []int64
+			for amount := range 3 {
+				id, err := wf.Trigger(ctx, s, 100+amount)
+				if err != nil {
+					t.Fatal(err)
+				}
+				runs = append(runs, id)
+			}
+
+			// The child completes "charge" for all three runs and is killed
+			// inside "ship".
+			cmd := exec.Command(os.Args[0], "-test.run=^TestWorkflowCrashChild$", "-test.count=1", "-test.timeout=5m")
+			cmd.Env = append(os.Environ(), "PGQRS_WFCRASH_DSN="+dsn, "PGQRS_CRASH_SCHEMA="+s.d.schema, "PGQRS_WFCRASH_TABLE="+table)
+			started := startChild(t, cmd, 3)
+			if diff := cmp.Diff(runs, started); diff != "" {
+				t.Fatalf("child reached the second step of (-want +got):\n%s", diff)
+			}
+			for _, id := range runs {
+				info := runStatus(t, s, id)
+				if info.Status != RunRunning || len(info.Steps) != 1 || info.Steps[0].Name != "charge" {
+					t.Fatalf("run %d after the crash = %+v, steps %+v", id, info, info.Steps)
+				}
+			}
+
+			serveInBackground(t, s, wf, fastPoll)
+			for i, id := range runs {
+				got, err := waitResult(t, s, wf, id)
+				if want := fmt.Sprintf("ch_%d/shipped", 100+i); err != nil || got != want {
+					t.Errorf("run %d = %q, %v; want %q", id, got, err, want)
+				}
+			}
+			var charges, distinct int
+			if err := s.DB().QueryRowContext(ctx, "SELECT count(*), count(DISTINCT run_id) FROM "+table).Scan(&charges, &distinct); err != nil {
+				t.Fatal(err)
+			}
+			if charges != 3 || distinct != 3 {
+				t.Errorf("charge side effects: %d for %d runs, want exactly one per run (3)", charges, distinct)
 			}
 		})
 	}

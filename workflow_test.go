@@ -734,3 +734,94 @@ func TestWorkflowRetryRunFromFailedStep(t *testing.T) {
 		}
 	})
 }
+
+// TestWorkflowConcurrentWorkers runs 200 three-step runs through 4 workers,
+// each with its own Store (its own pool, as separate processes would have):
+// every run completes, and every step body runs exactly once.
+func TestWorkflowConcurrentWorkers(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) {
+			const runs, workers = 200, 4
+			ctx := t.Context()
+			dsn, opts := backendDSN(t, b)
+			stores := make([]*Store, workers)
+			for i := range stores {
+				s, err := Open(ctx, dsn, opts...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.Close() })
+				stores[i] = s
+			}
+			if strings.HasPrefix(b, "turso") {
+				wipeTurso(t, stores[0])
+			}
+			if err := stores[0].Admin().Install(ctx); err != nil {
+				t.Fatal(err)
+			}
+			var executions sync.Map // "run/step" → *atomic.Int64
+			var byWorker [workers]atomic.Int64
+			step := func(ctx context.Context, run *Run, name string, v int) (int, error) {
+				return Step(ctx, run, name, func(context.Context) (int, error) {
+					n, _ := executions.LoadOrStore(fmt.Sprintf("%d/%s", run.ID(), name), new(atomic.Int64))
+					n.(*atomic.Int64).Add(1)
+					return v + 1, nil
+				})
+			}
+			flow := func(worker int) *Workflow[int, int] {
+				return NewWorkflow("fanout", func(ctx context.Context, run *Run, in int) (int, error) {
+					v, err := step(ctx, run, "one", in)
+					if err != nil {
+						return 0, err
+					}
+					if v, err = step(ctx, run, "two", v); err != nil {
+						return 0, err
+					}
+					if v, err = step(ctx, run, "three", v); err == nil {
+						byWorker[worker].Add(1)
+					}
+					return v, err
+				})
+			}
+			if err := flow(0).Register(ctx, stores[0]); err != nil {
+				t.Fatal(err)
+			}
+			ids := make([]int64, runs)
+			for i := range ids {
+				id, err := flow(0).Trigger(ctx, stores[i%workers], i*10)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids[i] = id
+			}
+			for w := range workers {
+				serveInBackground(t, stores[w], flow(w), &RunOptions{Concurrency: 8, PollInterval: 50 * time.Millisecond})
+			}
+			for i, id := range ids {
+				got, err := waitResult(t, stores[i%workers], flow(0), id)
+				if err != nil || got != i*10+3 {
+					t.Fatalf("run %d = %d, %v; want %d", id, got, err, i*10+3)
+				}
+			}
+			var total int64
+			executions.Range(func(key, n any) bool {
+				total++
+				if c := n.(*atomic.Int64).Load(); c != 1 {
+					t.Errorf("step %s ran %d times", key, c)
+				}
+				return true
+			})
+			if total != 3*runs {
+				t.Errorf("%d step executions recorded, want %d", total, 3*runs)
+			}
+			var finished int64
+			for w := range workers {
+				finished += byWorker[w].Load()
+			}
+			if finished != runs {
+				t.Errorf("runs finished by workers: %d, want %d", finished, runs)
+			}
+			t.Logf("runs per worker: %d %d %d %d", byWorker[0].Load(), byWorker[1].Load(), byWorker[2].Load(), byWorker[3].Load())
+		})
+	}
+}

@@ -1,5 +1,5 @@
-// Command pgqrs administers and inspects pgqrs queues on PostgreSQL, SQLite
-// and Turso/libSQL, and runs a self-contained demo.
+// Command pgqrs administers and inspects pgqrs queues and workflow runs on
+// PostgreSQL, SQLite and Turso/libSQL, and runs a self-contained demo.
 //
 // Usage:
 //
@@ -93,12 +93,14 @@ type cmdFlags struct {
 	batch     int           // recv
 	vt        time.Duration // recv
 	archive   bool          // recv
-	limit     int           // archive list, dlq list
-	before    int64         // archive list, dlq list
+	limit     int           // archive list, dlq list, workflow runs
+	before    int64         // archive list, dlq list, workflow runs
 	all       bool          // dlq replay
 	live      bool          // workers list
 	stale     time.Duration // workers health, workers reclaim
 	olderThan time.Duration // workers purge
+	workflow  string        // workflow runs
+	status    string        // workflow runs
 	queue     string        // demo
 	messages  int           // demo
 	workers   int           // demo
@@ -138,6 +140,12 @@ func commands() []command {
 		{name: "workers health", args: "[QUEUE]", summary: "count workers by state, and stale consumers", maxArgs: 1, flags: staleFlags, run: (*cli).workersHealth},
 		{name: "workers reclaim", summary: "stop stale consumers and release their messages", flags: staleFlags, run: (*cli).workersReclaim},
 		{name: "workers purge", summary: "delete long-stopped workers", flags: purgeWorkersFlags, run: (*cli).workersPurge},
+		{name: "workflow list", summary: "list registered workflows with their run counts per status", run: (*cli).workflowList},
+		{name: "workflow runs", summary: "list workflow runs, newest first", flags: runsFlags, run: (*cli).workflowRuns},
+		{name: "workflow show", args: "RUN_ID", summary: "show a run with its input, result and steps", minArgs: 1, maxArgs: 1, run: (*cli).workflowShow},
+		{name: "workflow cancel", args: "RUN_ID", summary: "cancel a run; a running one stops at its next step", minArgs: 1, maxArgs: 1, run: (*cli).workflowCancel},
+		{name: "workflow resume", args: "RUN_ID", summary: "continue a paused run now", minArgs: 1, maxArgs: 1, run: (*cli).workflowResume},
+		{name: "workflow retry", args: "RUN_ID", summary: "run a failed run again from its failed step", minArgs: 1, maxArgs: 1, run: (*cli).workflowRetry},
 		{name: "demo", summary: "run producers and consumers on a demo queue, with retries and dead letters", flags: demoFlags, run: (*cli).demo, noTimeout: true},
 		{name: "bench", summary: "measure throughput and latency on one backend, against a raw-SQL floor", flags: benchFlagSet, run: (*cli).bench, noTimeout: true},
 	}

@@ -186,27 +186,33 @@ func timeCell(t time.Time) string {
 
 // payloadCell renders a payload compactly on one line, cut to a readable
 // width.
-func payloadCell(p json.RawMessage) string {
-	const width = 60
+func payloadCell(p json.RawMessage) string { return jsonCell(p, 60) }
+
+// jsonCell renders JSON compactly on one line, cut to width runes; "-"
+// when there is none.
+func jsonCell(p json.RawMessage, width int) string {
 	var b bytes.Buffer
-	s := string(p)
-	if json.Compact(&b, p) == nil {
-		s = b.String()
+	if json.Compact(&b, p) != nil {
+		return clip(string(p), width) // not JSON: at least one line
 	}
-	if utf8.RuneCountInString(s) <= width {
-		return s
-	}
-	r := []rune(s)
-	return string(r[:width-1]) + "…"
+	return cut(b.String(), width)
 }
 
 // errorCell renders a last error on one line, cut to a readable width.
-func errorCell(s string) string {
-	const width = 50
+func errorCell(s string) string { return clip(s, 50) }
+
+// clip renders text on one line, its runs of white space made single
+// spaces, cut to width runes; "-" when empty.
+func clip(s string, width int) string {
 	s = strings.Join(strings.Fields(s), " ")
 	if s == "" {
 		return "-"
 	}
+	return cut(s, width)
+}
+
+// cut shortens s to width runes, the last one "…" when it had to cut.
+func cut(s string, width int) string {
 	if utf8.RuneCountInString(s) <= width {
 		return s
 	}

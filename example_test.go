@@ -212,3 +212,80 @@ func ExampleConsumer_Run() {
 	// resizing c.png
 	// archived: 3
 }
+
+// ExampleWorkflow defines a workflow of two steps, triggers a run, serves it
+// and prints its typed result. Each step's result is stored when the step
+// completes; after a crash the run starts over and the completed steps
+// return their stored results instead of running again.
+func ExampleWorkflow() {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "pgqrs-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	s, err := pgqrs.Open(ctx, "sqlite:"+filepath.Join(dir, "app.db"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Admin().Install(ctx); err != nil {
+		log.Fatal(err)
+	}
+
+	type order struct {
+		Item string `json:"item"`
+		Qty  int    `json:"qty"`
+	}
+	type receipt struct {
+		Total int    `json:"total"`
+		Note  string `json:"note"`
+	}
+	checkout := pgqrs.NewWorkflow("checkout", func(ctx context.Context, run *pgqrs.Run, o order) (receipt, error) {
+		price, err := pgqrs.Step(ctx, run, "price", func(ctx context.Context) (int, error) {
+			return 7, nil // a call to a pricing service
+		})
+		if err != nil {
+			return receipt{}, err
+		}
+		id, err := pgqrs.Step(ctx, run, "charge", func(ctx context.Context) (string, error) {
+			return fmt.Sprintf("ch_%d", price*o.Qty), nil // a call to a payment service
+		})
+		if err != nil {
+			return receipt{}, err
+		}
+		return receipt{Total: price * o.Qty, Note: id}, nil
+	})
+	if err := checkout.Register(ctx, s); err != nil { // idempotent; creates the queue "checkout"
+		log.Fatal(err)
+	}
+	id, err := checkout.Trigger(ctx, s, order{Item: "pear", Qty: 3})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	serveCtx, stop := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- checkout.Serve(serveCtx, s, &pgqrs.RunOptions{Concurrency: 4}) }()
+
+	r, err := checkout.Result(ctx, s, id) // waits for the run to finish
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("total %d, %s\n", r.Total, r.Note)
+	info, err := s.RunStatus(ctx, id)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, st := range info.Steps {
+		fmt.Printf("step %s: %s %s\n", st.Name, st.Status, st.Output)
+	}
+	stop()
+	if err := <-served; err != nil { // nil: a clean shutdown
+		log.Fatal(err)
+	}
+	// Output:
+	// total 21, ch_21
+	// step price: SUCCESS 7
+	// step charge: SUCCESS "ch_21"
+}

@@ -16,6 +16,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,6 +57,7 @@ type benchFlags struct {
 	rate        float64
 	poll        time.Duration
 	svg         string
+	cpuprofile  string
 }
 
 func benchFlagSet(c *cli, fs *flag.FlagSet) {
@@ -71,6 +74,7 @@ func benchFlagSet(c *cli, fs *flag.FlagSet) {
 	fs.Float64Var(&b.rate, "rate", 100, "messages per second the latency scenario sends")
 	fs.DurationVar(&b.poll, "poll", 0, "RunOptions.PollInterval of the Run consumers (0: the library default, 1s)")
 	fs.StringVar(&b.svg, "svg", "", "write SVG charts into `DIR`")
+	fs.StringVar(&b.cpuprofile, "cpuprofile", "", "write a CPU profile of each drain and floor loop (not its prefill) into `DIR`, one file per row")
 }
 
 // benchPercentiles are latency percentiles in milliseconds.
@@ -99,6 +103,7 @@ type benchResult struct {
 	Concurrency int               `json:"concurrency,omitempty"`
 	Batch       int               `json:"batch"`
 	Backlog     int               `json:"backlog,omitempty"`
+	FillSeconds float64           `json:"fill_seconds,omitempty"` // drain, floor, drain-run: how long the prefill took
 	TargetRate  float64           `json:"target_rate,omitempty"`
 	PollMs      float64           `json:"poll_ms,omitempty"`
 	Messages    int64             `json:"messages"`
@@ -409,6 +414,10 @@ func (b *bencher) runDrain(ctx context.Context, label string, l drainLoop) (drai
 		mu.Unlock()
 		cancel()
 	}
+	stopProfile, err := b.startProfile(label)
+	if err != nil {
+		return drainStats{}, err
+	}
 	stopProgress := b.progressTicker(label, &done, int64(l.n))
 	start := time.Now()
 	for i := range l.consumers {
@@ -466,6 +475,9 @@ func (b *bencher) runDrain(ctx context.Context, label string, l drainLoop) (drai
 	wg.Wait()
 	st.elapsed = time.Since(start)
 	stopProgress()
+	if err := stopProfile(); err != nil {
+		return st, err
+	}
 	st.done, st.empty, st.errs = done.Load(), empty.Load(), errs.Load()
 	if failed != nil {
 		return st, failed
@@ -474,6 +486,31 @@ func (b *bencher) runDrain(ctx context.Context, label string, l drainLoop) (drai
 		return st, fmt.Errorf("archived %d of %d messages", st.done, l.n)
 	}
 	return st, nil
+}
+
+// startProfile starts a CPU profile of one drain loop when --cpuprofile is
+// set, into DIR/<label>.pprof ("drain 1×50" → drain-1x50.pprof); the returned
+// func stops it.
+func (b *bencher) startProfile(label string) (stop func() error, err error) {
+	if b.flags.cpuprofile == "" {
+		return func() error { return nil }, nil
+	}
+	if err := os.MkdirAll(b.flags.cpuprofile, 0o755); err != nil {
+		return nil, err
+	}
+	name := strings.NewReplacer(" ", "-", "×", "x").Replace(label) + ".pprof"
+	f, err := os.Create(filepath.Join(b.flags.cpuprofile, name))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
 }
 
 // progressTicker reports done/total on stderr every benchProgress until the
@@ -516,9 +553,12 @@ func (b *bencher) drain(ctx context.Context, consumers, batch int) (*benchResult
 		return nil, err
 	}
 	b.logf("%s: prefilling %d messages", label, n)
+	fillStart := time.Now()
 	if err := b.fill(ctx, queue, n); err != nil {
 		return nil, err
 	}
+	fillTime := time.Since(fillStart)
+	b.logf("%s: prefilled in %.2fs (%.0f msgs/s)", label, fillTime.Seconds(), float64(n)/fillTime.Seconds())
 	cs := make([]*pgqrs.Consumer, consumers)
 	for i := range cs {
 		if cs[i], err = b.s.Consumer(ctx, queue); err != nil {
@@ -552,6 +592,7 @@ func (b *bencher) drain(ctx context.Context, consumers, batch int) (*benchResult
 	}
 	r := b.result("drain")
 	r.Consumers, r.Batch, r.Backlog = consumers, batch, n
+	r.FillSeconds = fillTime.Seconds()
 	st.fill(r)
 	b.logf("%s: %d messages in %.2fs: %.0f msgs/s", label, st.done, st.elapsed.Seconds(), r.MsgsPerSec)
 	return r, nil
@@ -567,9 +608,11 @@ func (b *bencher) drainRun(ctx context.Context, conc, batch int) (*benchResult, 
 		return nil, err
 	}
 	b.logf("%s: prefilling %d messages", label, n)
+	fillStart := time.Now()
 	if err := b.fill(ctx, queue, n); err != nil {
 		return nil, err
 	}
+	fillTime := time.Since(fillStart)
 	c, err := b.s.Consumer(ctx, queue)
 	if err != nil {
 		return nil, err
@@ -614,6 +657,7 @@ func (b *bencher) drainRun(ctx context.Context, conc, batch int) (*benchResult, 
 	}
 	r := b.result("drain-run")
 	r.Concurrency, r.Batch, r.Backlog = conc, batch, n
+	r.FillSeconds = fillTime.Seconds()
 	r.PollMs = float64(b.flags.poll) / float64(time.Millisecond)
 	r.Messages, r.Seconds = archived, elapsed.Seconds()
 	r.MsgsPerSec = float64(archived) / elapsed.Seconds()

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/lib/pq"
 
@@ -188,6 +189,7 @@ func (b *bencher) floor(ctx context.Context, consumers, batch int) (*benchResult
 		return nil, err
 	}
 	b.logf("%s: prefilling %d messages", label, n)
+	fillStart := time.Now()
 	for i := 0; i < n; i += benchFillChunk {
 		chunk := make([]json.RawMessage, 0, benchFillChunk)
 		for j := i; j < min(n, i+benchFillChunk); j++ {
@@ -206,6 +208,7 @@ func (b *bencher) floor(ctx context.Context, consumers, batch int) (*benchResult
 			return nil, err
 		}
 	}
+	fillTime := time.Since(fillStart)
 	var wmu sync.Mutex
 	lock := func() func() {
 		if !q.serialize {
@@ -249,6 +252,7 @@ func (b *bencher) floor(ctx context.Context, consumers, batch int) (*benchResult
 	}
 	r := b.result("floor")
 	r.Consumers, r.Batch, r.Backlog = consumers, batch, n
+	r.FillSeconds = fillTime.Seconds()
 	st.fill(r)
 	b.logf("%s: %d messages in %.2fs: %.0f msgs/s", label, st.done, st.elapsed.Seconds(), r.MsgsPerSec)
 	return r, nil

@@ -187,7 +187,8 @@ func (a *Admin) ListQueues(ctx context.Context) ([]*Queue, error) {
 // processed messages and its stopped workers. It refuses with
 // [ErrQueueInUse], changing nothing, while the queue has live messages, dead
 // letters or live workers; purge or replay them and shut the workers down
-// first. It returns [ErrQueueNotFound] for an unknown name.
+// first. A workflow's queue is always in use. It returns [ErrQueueNotFound]
+// for an unknown name.
 func (a *Admin) DeleteQueue(ctx context.Context, name string) error {
 	q, err := a.GetQueue(ctx, name)
 	if err != nil {
@@ -195,6 +196,9 @@ func (a *Admin) DeleteQueue(ctx context.Context, name string) error {
 	}
 	s := a.s
 	err = s.inTx(ctx, func(ctx context.Context, db querier) error {
+		if err := s.notAWorkflowQueue(ctx, db, q.ID); err != nil {
+			return err
+		}
 		var live, dead, workers int64
 		if err := db.QueryRowContext(ctx, s.d.queue.usage, q.ID).Scan(&live, &dead, &workers); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
@@ -221,8 +225,23 @@ func (a *Admin) DeleteQueue(ctx context.Context, name string) error {
 	return nil
 }
 
+// notAWorkflowQueue refuses with [ErrQueueInUse] when a workflow owns the
+// queue: its messages drive the workflow's runs.
+func (s *Store) notAWorkflowQueue(ctx context.Context, q querier, queueID int64) error {
+	var wf string
+	err := q.QueryRowContext(ctx, s.d.workflow.byQueue, queueID).Scan(&wf)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return err
+	}
+	return fmt.Errorf("%w: the queue belongs to workflow %q and its messages drive its runs", ErrQueueInUse, wf)
+}
+
 // PurgeQueue deletes every message of the queue: live, archived and dead
-// letters, in one transaction, and returns how many it deleted. Consumers
+// letters, in one transaction, and returns how many it deleted. A workflow's
+// queue returns [ErrQueueInUse]. Consumers
 // holding leases on purged messages get [ErrMessageNotFound] when they settle.
 func (a *Admin) PurgeQueue(ctx context.Context, name string) (int64, error) {
 	q, err := a.GetQueue(ctx, name)
@@ -231,6 +250,9 @@ func (a *Admin) PurgeQueue(ctx context.Context, name string) (int64, error) {
 	}
 	var total int64
 	err = a.s.inTx(ctx, func(ctx context.Context, db querier) error {
+		if err := a.s.notAWorkflowQueue(ctx, db, q.ID); err != nil {
+			return err
+		}
 		total = 0
 		for _, stmt := range []string{a.s.d.queue.purgeMessages, a.s.d.queue.purgeArchive} {
 			res, err := db.ExecContext(ctx, stmt, q.ID)

@@ -244,6 +244,7 @@ CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
 		},
 		workflow: workflowSQL{
 			byName:    `SELECT id, queue_id FROM pgqrs_workflows WHERE name = $1`,
+			byQueue:   `SELECT name FROM pgqrs_workflows WHERE queue_id = $1`,
 			insert:    `INSERT INTO pgqrs_workflows (name, queue_id) VALUES ($1, $2) RETURNING id`,
 			insertRun: `INSERT INTO pgqrs_runs (workflow_id, message_id, input) VALUES ($1, $2, $3) RETURNING id`,
 			runByMessage: `
@@ -255,15 +256,18 @@ FROM pgqrs_runs WHERE message_id = $1`,
 			lockMessage: `
 SELECT consumer_worker_id IS NOT NULL AND vt > now() FROM pgqrs_messages WHERE id = $1 FOR UPDATE`,
 			get:  pgRunSelect + ` WHERE r.id = $1`,
-			list: pgRunSelect + ` WHERE ($1 = '' OR w.name = $1) AND ($2 = '' OR r.status = $2) AND r.id < $3 ORDER BY r.id DESC LIMIT $4`,
+			list: pgRunSelect + ` WHERE ($1 = '' OR r.name = $1) AND ($2 = '' OR r.status = $2) AND r.id < $3 ORDER BY r.id DESC LIMIT $4`,
+			// A paused run continues (a queued one is marked RUNNING by its
+			// first recorded step).
 			start: `
 UPDATE pgqrs_runs
 SET status = 'RUNNING', started_at = coalesce(started_at, now()), resume_at = NULL, updated_at = now()
-WHERE id = $1 AND status IN ('QUEUED', 'PAUSED')
+WHERE id = $1 AND status = 'PAUSED'
 RETURNING status`,
 			pause: `
-UPDATE pgqrs_runs SET status = 'PAUSED', resume_at = $2, updated_at = now()
-WHERE id = $1 AND status = 'RUNNING'
+UPDATE pgqrs_runs
+SET status = 'PAUSED', resume_at = $2, started_at = coalesce(started_at, now()), updated_at = now()
+WHERE id = $1 AND status IN ('QUEUED', 'RUNNING')
 RETURNING status`,
 			// A run asked to cancel ends cancelled whatever it was finishing with.
 			finish: `
@@ -295,23 +299,45 @@ WHERE id = $1 AND status = 'ERROR'`,
 SELECT name, position, status, output, coalesce(error, ''), attempts, retry_at, updated_at
 FROM pgqrs_steps WHERE run_id = $1 ORDER BY position`,
 			// Steps are recorded only while the run may still take them; the
-			// run's status comes back so a requested cancel is seen at once.
+			// first recorded step marks a QUEUED run RUNNING. A recorded success
+			// is never overwritten (the first result wins if a run ever ran
+			// twice at once); a failed attempt is. The run's status comes back
+			// so a requested cancel is seen at once; no row means nothing was
+			// recorded.
 			stepDone: `
-INSERT INTO pgqrs_steps (run_id, name, position, status, output, attempts)
-SELECT r.id, $2::text, $3::integer, 'SUCCESS', $4::jsonb, $5::integer
-FROM pgqrs_runs r WHERE r.id = $1 AND r.status IN ('RUNNING', 'CANCELLING')
-ON CONFLICT (run_id, name) DO UPDATE
-SET status = 'SUCCESS', output = excluded.output, error = NULL, retry_at = NULL,
-    attempts = excluded.attempts, updated_at = now()
-RETURNING (SELECT status FROM pgqrs_runs WHERE id = $1)`,
+WITH r AS (
+    UPDATE pgqrs_runs
+    SET status = CASE WHEN status = 'QUEUED' THEN 'RUNNING' ELSE status END,
+        started_at = coalesce(started_at, now()), updated_at = now()
+    WHERE id = $1 AND status IN ('QUEUED', 'RUNNING', 'CANCELLING')
+    RETURNING id, status
+), s AS (
+    INSERT INTO pgqrs_steps (run_id, name, position, status, output, attempts)
+    SELECT r.id, $2::text, $3::integer, 'SUCCESS', $4::jsonb, $5::integer FROM r
+    ON CONFLICT (run_id, name) DO UPDATE
+    SET status = 'SUCCESS', output = excluded.output, error = NULL, retry_at = NULL,
+        attempts = excluded.attempts, updated_at = now()
+    WHERE pgqrs_steps.status = 'ERROR'
+    RETURNING run_id
+)
+SELECT r.status FROM r JOIN s ON true`,
 			stepFailed: `
-INSERT INTO pgqrs_steps (run_id, name, position, status, error, attempts, retry_at)
-SELECT r.id, $2::text, $3::integer, 'ERROR', $4::text, $5::integer, $6::timestamptz
-FROM pgqrs_runs r WHERE r.id = $1 AND r.status IN ('RUNNING', 'CANCELLING')
-ON CONFLICT (run_id, name) DO UPDATE
-SET status = 'ERROR', output = NULL, error = excluded.error, retry_at = excluded.retry_at,
-    attempts = excluded.attempts, updated_at = now()
-RETURNING (SELECT status FROM pgqrs_runs WHERE id = $1)`,
+WITH r AS (
+    UPDATE pgqrs_runs
+    SET status = CASE WHEN status = 'QUEUED' THEN 'RUNNING' ELSE status END,
+        started_at = coalesce(started_at, now()), updated_at = now()
+    WHERE id = $1 AND status IN ('QUEUED', 'RUNNING', 'CANCELLING')
+    RETURNING id, status
+), s AS (
+    INSERT INTO pgqrs_steps (run_id, name, position, status, error, attempts, retry_at)
+    SELECT r.id, $2::text, $3::integer, 'ERROR', $4::text, $5::integer, $6::timestamptz FROM r
+    ON CONFLICT (run_id, name) DO UPDATE
+    SET status = 'ERROR', output = NULL, error = excluded.error, retry_at = excluded.retry_at,
+        attempts = excluded.attempts, updated_at = now()
+    WHERE pgqrs_steps.status = 'ERROR'
+    RETURNING run_id
+)
+SELECT r.status FROM r JOIN s ON true`,
 			deleteFailedSteps: `DELETE FROM pgqrs_steps WHERE run_id = $1 AND status = 'ERROR'`,
 			// Make a waiting (delayed, unleased) message visible now.
 			wakeMessage: `UPDATE pgqrs_messages SET vt = now() WHERE id = $1 AND vt > now() AND consumer_worker_id IS NULL`,
@@ -349,10 +375,20 @@ GROUP BY w.id, w.name, w.created_at ORDER BY w.name`,
 	return d
 }
 
+// pgRunSelect reports a QUEUED run whose message a worker holds as RUNNING,
+// started when it was claimed: a run is marked RUNNING in the store only
+// with its first recorded step, which saves a commit per run.
 const pgRunSelect = `
-SELECT r.id, w.name, r.status, r.input, r.output, coalesce(r.error, ''), r.resume_at,
-       r.created_at, r.started_at, r.finished_at, r.updated_at
-FROM pgqrs_runs r JOIN pgqrs_workflows w ON w.id = r.workflow_id`
+SELECT * FROM (
+    SELECT r.id, w.name,
+           CASE WHEN r.status = 'QUEUED' AND m.consumer_worker_id IS NOT NULL AND m.vt > now()
+                THEN 'RUNNING' ELSE r.status END AS status,
+           r.input, r.output, coalesce(r.error, '') AS error, r.resume_at, r.created_at,
+           coalesce(r.started_at, CASE WHEN m.consumer_worker_id IS NOT NULL AND m.vt > now() THEN m.dequeued_at END) AS started_at,
+           r.finished_at, r.updated_at
+    FROM pgqrs_runs r JOIN pgqrs_workflows w ON w.id = r.workflow_id
+    LEFT JOIN pgqrs_messages m ON m.id = r.message_id
+) AS r`
 
 const pgWorkerSelect = `
 SELECT w.id, w.name, coalesce(q.name, ''), w.role, w.status, w.started_at, w.heartbeat_at, w.stopped_at

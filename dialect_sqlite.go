@@ -198,6 +198,7 @@ CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
 		// every row it reads, so nothing needs FOR UPDATE; nobody listens.
 		workflow: workflowSQL{
 			byName:    `SELECT id, queue_id FROM pgqrs_workflows WHERE name = ?1`,
+			byQueue:   `SELECT name FROM pgqrs_workflows WHERE queue_id = ?1`,
 			insert:    `INSERT INTO pgqrs_workflows (name, queue_id) VALUES (?1, ?2) RETURNING id`,
 			insertRun: `INSERT INTO pgqrs_runs (workflow_id, message_id, input) VALUES (?1, ?2, ?3) RETURNING id`,
 			runByMessage: `
@@ -207,15 +208,16 @@ FROM pgqrs_runs WHERE message_id = ?1`,
 			lockMessage: `
 SELECT consumer_worker_id IS NOT NULL AND vt > ` + sqliteNow + ` FROM pgqrs_messages WHERE id = ?1`,
 			get:  sqliteRunSelect + ` WHERE r.id = ?1`,
-			list: sqliteRunSelect + ` WHERE (?1 = '' OR w.name = ?1) AND (?2 = '' OR r.status = ?2) AND r.id < ?3 ORDER BY r.id DESC LIMIT ?4`,
+			list: sqliteRunSelect + ` WHERE (?1 = '' OR r.name = ?1) AND (?2 = '' OR r.status = ?2) AND r.id < ?3 ORDER BY r.id DESC LIMIT ?4`,
 			start: `
 UPDATE pgqrs_runs
 SET status = 'RUNNING', started_at = coalesce(started_at, ` + sqliteNow + `), resume_at = NULL, updated_at = ` + sqliteNow + `
-WHERE id = ?1 AND status IN ('QUEUED', 'PAUSED')
+WHERE id = ?1 AND status = 'PAUSED'
 RETURNING status`,
 			pause: `
-UPDATE pgqrs_runs SET status = 'PAUSED', resume_at = ?2, updated_at = ` + sqliteNow + `
-WHERE id = ?1 AND status = 'RUNNING'
+UPDATE pgqrs_runs
+SET status = 'PAUSED', resume_at = ?2, started_at = coalesce(started_at, ` + sqliteNow + `), updated_at = ` + sqliteNow + `
+WHERE id = ?1 AND status IN ('QUEUED', 'RUNNING')
 RETURNING status`,
 			finish: `
 UPDATE pgqrs_runs
@@ -239,21 +241,24 @@ WHERE id = ?1 AND status = 'ERROR'`,
 			steps: `
 SELECT name, position, status, output, coalesce(error, ''), attempts, retry_at, updated_at
 FROM pgqrs_steps WHERE run_id = ?1 ORDER BY position`,
+			// The pgqrs_steps_start trigger marks a QUEUED run RUNNING.
 			stepDone: `
 INSERT INTO pgqrs_steps (run_id, name, position, status, output, attempts)
 SELECT r.id, ?2, ?3, 'SUCCESS', ?4, ?5
-FROM pgqrs_runs r WHERE r.id = ?1 AND r.status IN ('RUNNING', 'CANCELLING')
+FROM pgqrs_runs r WHERE r.id = ?1 AND r.status IN ('QUEUED', 'RUNNING', 'CANCELLING')
 ON CONFLICT (run_id, name) DO UPDATE
 SET status = 'SUCCESS', output = excluded.output, error = NULL, retry_at = NULL,
     attempts = excluded.attempts, updated_at = ` + sqliteNow + `
+WHERE pgqrs_steps.status = 'ERROR'
 RETURNING (SELECT status FROM pgqrs_runs WHERE id = ?1)`,
 			stepFailed: `
 INSERT INTO pgqrs_steps (run_id, name, position, status, error, attempts, retry_at)
 SELECT r.id, ?2, ?3, 'ERROR', ?4, ?5, ?6
-FROM pgqrs_runs r WHERE r.id = ?1 AND r.status IN ('RUNNING', 'CANCELLING')
+FROM pgqrs_runs r WHERE r.id = ?1 AND r.status IN ('QUEUED', 'RUNNING', 'CANCELLING')
 ON CONFLICT (run_id, name) DO UPDATE
 SET status = 'ERROR', output = NULL, error = excluded.error, retry_at = excluded.retry_at,
     attempts = excluded.attempts, updated_at = ` + sqliteNow + `
+WHERE pgqrs_steps.status = 'ERROR'
 RETURNING (SELECT status FROM pgqrs_runs WHERE id = ?1)`,
 			deleteFailedSteps: `DELETE FROM pgqrs_steps WHERE run_id = ?1 AND status = 'ERROR'`,
 			wakeMessage: `
@@ -272,7 +277,7 @@ FROM pgqrs_workflows w LEFT JOIN pgqrs_runs r ON r.workflow_id = w.id
 GROUP BY w.id, w.name, w.created_at ORDER BY w.name`,
 		},
 		indexes: []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_archive_queue",
-			"pgqrs_messages_archive", "pgqrs_messages_leave", "pgqrs_runs_message", "pgqrs_runs_workflow"},
+			"pgqrs_messages_archive", "pgqrs_messages_leave", "pgqrs_runs_message", "pgqrs_runs_workflow", "pgqrs_steps_start"},
 		poolSize:        8,
 		beginImmediate:  true,
 		serializeWrites: true,
@@ -294,10 +299,18 @@ GROUP BY w.id, w.name, w.created_at ORDER BY w.name`,
 	}
 }
 
+// sqliteRunSelect: see pgRunSelect.
 const sqliteRunSelect = `
-SELECT r.id, w.name, r.status, r.input, r.output, coalesce(r.error, ''), r.resume_at,
-       r.created_at, r.started_at, r.finished_at, r.updated_at
-FROM pgqrs_runs r JOIN pgqrs_workflows w ON w.id = r.workflow_id`
+SELECT * FROM (
+    SELECT r.id, w.name,
+           CASE WHEN r.status = 'QUEUED' AND m.consumer_worker_id IS NOT NULL AND m.vt > ` + sqliteNow + `
+                THEN 'RUNNING' ELSE r.status END AS status,
+           r.input, r.output, coalesce(r.error, '') AS error, r.resume_at, r.created_at,
+           coalesce(r.started_at, CASE WHEN m.consumer_worker_id IS NOT NULL AND m.vt > ` + sqliteNow + ` THEN m.dequeued_at END) AS started_at,
+           r.finished_at, r.updated_at
+    FROM pgqrs_runs r JOIN pgqrs_workflows w ON w.id = r.workflow_id
+    LEFT JOIN pgqrs_messages m ON m.id = r.message_id
+) AS r`
 
 const sqliteWorkerSelect = `
 SELECT w.id, w.name, coalesce(q.name, ''), w.role, w.status, w.started_at, w.heartbeat_at, w.stopped_at

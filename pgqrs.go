@@ -183,6 +183,10 @@ var (
 	ErrRunCancelled = errors.New("pgqrs: run cancelled")
 	// ErrRunFailed is wrapped by [*RunError], the failure of a finished run.
 	ErrRunFailed = errors.New("pgqrs: run failed")
+	// ErrSuspended is returned by [Step] and [Sleep] once the run waits: for
+	// a step's retry, a sleep's end, or a pause. The workflow function must
+	// return it (wrapped or not); the run continues on a later delivery.
+	ErrSuspended = errors.New("pgqrs: run suspended until later; return this error")
 	// ErrDuplicateStep is returned by [Step] and [Sleep] for a step name the
 	// run already used in this execution.
 	ErrDuplicateStep = errors.New("pgqrs: duplicate step name")

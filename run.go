@@ -479,8 +479,15 @@ func (r *runner) process(msgs []*Message) {
 		// without counting this delivery as an attempt.
 		if _, err := r.c.settle(r.bg, nil, "reschedule", r.c.s.d.message.reschedule, ids, r.c.s.d.secondsArg(later.delay)); err != nil {
 			r.log.Error("pgqrs: reschedule failed; the message returns when its lease expires", "ids", ids, "err", err)
-		} else if later.after != nil {
-			later.after(r.bg)
+		} else {
+			if later.after != nil {
+				later.after(r.bg)
+			}
+			// A short wait ends sooner than the next poll would notice.
+			if later.delay > 0 && later.delay < time.Minute {
+				s, queueID := r.c.s, r.c.queueID
+				time.AfterFunc(later.delay, func() { s.wake(queueID) })
+			}
 		}
 		r.settled(ids)
 		return

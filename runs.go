@@ -487,6 +487,9 @@ func (a *Admin) ListRuns(ctx context.Context, f RunFilter) ([]RunInfo, error) {
 	default:
 		return nil, fmt.Errorf("%w: unknown run status %q", ErrInvalidArgument, f.Status)
 	}
+	if f.Limit > s.cfg.maxBatch {
+		return nil, fmt.Errorf("list runs: %w: limit %d, at most %d", ErrBatchTooLarge, f.Limit, s.cfg.maxBatch)
+	}
 	if f.Workflow != "" {
 		if _, err := s.lookupWorkflow(ctx, nil, f.Workflow); err != nil {
 			return nil, fmt.Errorf("list runs: %w", err)

@@ -106,7 +106,7 @@ type adminSQL struct {
 // workflowSQL: workflows, their runs and the runs' steps. Statements that
 // finish or cancel a run announce it (NOTIFY on Postgres) to result waiters.
 type workflowSQL struct {
-	byName, insert                                        string // workflows
+	byName, byQueue, insert                               string // workflows
 	insertRun, runByMessage, lock, lockMessage, get, list string // runs
 	start, pause, finish, setStatus, requeue              string // run transitions
 	steps, stepDone, stepFailed, deleteFailedSteps        string // steps

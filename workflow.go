@@ -100,7 +100,7 @@ func (w *Workflow[In, Out]) Trigger(ctx context.Context, s *Store, in In, opts .
 
 // TriggerTx is like [Workflow.Trigger] but inside tx: the run exists only if
 // tx commits. Committing or rolling back tx is the caller's job.
-func (w *Workflow[In, Out]) TriggerTx(ctx context.Context, s *Store, tx *sql.Tx, in In, opts ...EnqueueOption) (int64, error) {
+func (w *Workflow[In, Out]) TriggerTx(ctx context.Context, tx *sql.Tx, s *Store, in In, opts ...EnqueueOption) (int64, error) {
 	if err := needTx(tx); err != nil {
 		return 0, err
 	}
@@ -177,12 +177,15 @@ func (w *Workflow[In, Out]) call(ctx context.Context, run *Run, input json.RawMe
 // unknown ID [ErrRunNotFound]; a run of another workflow [ErrInvalidArgument].
 func (w *Workflow[In, Out]) Result(ctx context.Context, s *Store, id int64) (Out, error) {
 	var out Out
-	info, err := s.WaitRun(ctx, id)
+	info, err := s.getRun(ctx, id)
 	if err != nil {
 		return out, err
 	}
 	if info.Workflow != w.name {
 		return out, fmt.Errorf("%w: run %d belongs to workflow %q, not %q", ErrInvalidArgument, id, info.Workflow, w.name)
+	}
+	if info, err = s.WaitRun(ctx, id); err != nil {
+		return out, err
 	}
 	switch info.Status {
 	case RunFailed:
@@ -266,8 +269,8 @@ type permanentError struct{ err error }
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
-// Permanent marks err as not worth retrying even under a policy with
-// RetryAllErrors. Permanent(nil) is nil.
+// Permanent marks err as not worth retrying, whatever the policy and even
+// if it wraps a [TransientError]. Permanent(nil) is nil.
 func Permanent(err error) error {
 	if err == nil {
 		return nil
@@ -352,6 +355,18 @@ type Run struct {
 	next      int                  // position of the next step reached
 	suspend   *rescheduleError     // the run waits for a timer
 	cancelled bool
+	// pending is the last completed step while its record waits to be
+	// written with the run's next write: before the next step's body runs,
+	// or with the run's end. A crash before then runs it again, as it would
+	// a step cut off mid-body; no other step started meanwhile.
+	pending *pendingStep
+}
+
+type pendingStep struct {
+	name     string
+	position int
+	output   json.RawMessage
+	attempts int
 }
 
 // ID returns the run's ID.
@@ -363,16 +378,12 @@ func (r *Run) Workflow() string { return r.workflow }
 // now is the database's clock, estimated from the local one.
 func (r *Run) now() time.Time { return time.Now().Add(r.offset) }
 
-// errSuspended is what Step and Sleep return once the run waits for a timer:
-// the workflow function should return it (wrapped or not), and whatever it
-// returns, the run continues later.
-var errSuspended = errors.New("pgqrs: run suspended until a timer; return this error")
-
 // rescheduleError tells Run to give the message back, visible after delay,
 // without counting the delivery as an attempt, and then to call after.
 type rescheduleError struct {
-	delay time.Duration
-	after func(ctx context.Context)
+	delay  time.Duration
+	paused bool // the run is PAUSED, not waiting for a timer
+	after  func(ctx context.Context)
 }
 
 func (e *rescheduleError) Error() string { return fmt.Sprintf("run continues in %v", e.delay) }
@@ -387,7 +398,7 @@ func (r *Run) suspendUntil(t time.Time) error {
 		d = max(t.Sub(r.now()), 0)
 	}
 	r.suspend = &rescheduleError{delay: d}
-	return errSuspended
+	return ErrSuspended
 }
 
 // recordError marks a failure to record a step's outcome: the delivery is
@@ -463,6 +474,9 @@ func Sleep(ctx context.Context, run *Run, name string, d time.Duration) error {
 	if err := json.Unmarshal(out, &wake); err != nil {
 		return fmt.Errorf("sleep %q: decode recorded wake-up time: %w", name, err)
 	}
+	if err := run.flush(ctx); err != nil { // the wake-up time must be durable first
+		return err
+	}
 	run.mu.Lock()
 	defer run.mu.Unlock()
 	if run.now().Before(wake) {
@@ -489,7 +503,7 @@ func (r *Run) step(ctx context.Context, name string, opts []StepOption, body fun
 	switch {
 	case r.suspend != nil:
 		r.mu.Unlock()
-		return nil, errSuspended
+		return nil, ErrSuspended
 	case r.cancelled:
 		r.mu.Unlock()
 		return nil, fmt.Errorf("run %d: %w", r.id, ErrRunCancelled)
@@ -520,10 +534,16 @@ func (r *Run) step(ctx context.Context, name string, opts []StepOption, body fun
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := r.flush(ctx); err != nil {
+		return nil, err
+	}
 
 	out, err := callStep(ctx, body)
 	if err == nil {
-		return out, r.record(ctx, name, r.e.s.d.workflow.stepDone, pos, string(out), attempts)
+		r.mu.Lock()
+		r.pending = &pendingStep{name: name, position: pos, output: out, attempts: attempts}
+		r.mu.Unlock()
+		return out, nil
 	}
 	if ctx.Err() != nil {
 		// Cut off (lease lost, shutdown): not the step's failure.
@@ -540,7 +560,7 @@ func (r *Run) step(ctx context.Context, name string, opts []StepOption, body fun
 	var transient *TransientError
 	var permanent *permanentError
 	isTransient := errors.As(err, &transient)
-	retry := (isTransient || (policy.RetryAllErrors && !errors.As(err, &permanent))) && attempts <= policy.retries()
+	retry := !errors.As(err, &permanent) && (isTransient || policy.RetryAllErrors) && attempts <= policy.retries()
 	var retryAt any // NULL: no more attempts
 	var at time.Time
 	if retry {
@@ -579,6 +599,20 @@ func callStep(ctx context.Context, body func(context.Context) (json.RawMessage, 
 	return body(ctx)
 }
 
+// flush writes the pending step's record, if any. A run that stopped
+// taking steps meanwhile (cancelled) returns an error wrapping
+// [ErrRunCancelled].
+func (r *Run) flush(ctx context.Context) error {
+	r.mu.Lock()
+	p := r.pending
+	r.pending = nil
+	r.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return r.record(ctx, p.name, r.e.s.d.workflow.stepDone, p.position, string(p.output), p.attempts)
+}
+
 // record writes a step's outcome (stepDone or stepFailed, whose arguments
 // follow the run and step name) if the run may still take steps, and stops
 // the run when it was cancelled meanwhile.
@@ -589,16 +623,7 @@ func (r *Run) record(ctx context.Context, name, stmt string, args ...any) error 
 		return q.QueryRowContext(ctx, stmt, append([]any{r.id, name}, args...)...).Scan(&status)
 	})
 	if errors.Is(err, sql.ErrNoRows) {
-		// The run stopped taking steps: cancelled at once, or failed by
-		// another delivery that found this one abandoned.
-		st, err := s.runStatus(ctx, r.id)
-		if err != nil {
-			return &recordError{fmt.Errorf("step %q of run %d: %w", name, r.id, err)}
-		}
-		if st == RunCancelled || st == RunCancelling {
-			return r.cancel(ctx)
-		}
-		return &recordError{fmt.Errorf("step %q of run %d: the run is %s", name, r.id, st)}
+		return r.notRecorded(ctx, name)
 	}
 	if err != nil {
 		return &recordError{fmt.Errorf("record step %q of run %d: %w", name, r.id, err)}
@@ -609,9 +634,28 @@ func (r *Run) record(ctx context.Context, name, stmt string, args ...any) error 
 	return nil
 }
 
+// notRecorded explains a step record that wrote nothing: the run stopped
+// taking steps (cancelled at once, or failed by a delivery that found this
+// one abandoned), or another execution of the run recorded the step's
+// success first, which then stands.
+func (r *Run) notRecorded(ctx context.Context, name string) error {
+	s := r.e.s
+	st, err := s.runStatus(ctx, r.id)
+	if err != nil {
+		return &recordError{fmt.Errorf("step %q of run %d: %w", name, r.id, err)}
+	}
+	switch st {
+	case RunCancelled, RunCancelling:
+		return r.cancel(ctx)
+	case RunRunning, RunQueued:
+		return &recordError{fmt.Errorf("step %q of run %d: recorded by another execution of the run (a lease was lost); this one stops", name, r.id)}
+	}
+	return &recordError{fmt.Errorf("step %q of run %d: the run is %s", name, r.id, st)}
+}
+
 // cancel ends a run asked to cancel, at a step boundary.
 func (r *Run) cancel(ctx context.Context) error {
-	if err := r.e.finish(ctx, r.id, RunCancelled, nil, nil); err != nil {
+	if err := r.e.finish(ctx, r.id, nil, RunCancelled, nil, nil); err != nil {
 		return &recordError{err}
 	}
 	r.mu.Lock()
@@ -638,7 +682,9 @@ func (r *Run) pause(ctx context.Context, until time.Time) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.suspendUntil(until)
+	err = r.suspendUntil(until)
+	r.suspend.paused = true
+	return err
 }
 
 // engine executes the runs of one workflow for Serve.
@@ -662,21 +708,22 @@ func (e *engine) execute(ctx context.Context, c *Consumer, m *Message) error {
 	}
 	if m.ReadCount > e.maxDeliveries {
 		msg := fmt.Sprintf("abandoned: %d deliveries ended without the run finishing or suspending (crashed or lost workers)", e.maxDeliveries)
-		return e.finish(ctx, run.id, RunFailed, nil, &msg)
+		return e.finish(ctx, run.id, nil, RunFailed, nil, &msg)
 	}
 	for range 3 {
 		switch loaded.status {
 		case RunSucceeded, RunFailed, RunCancelled:
 			return nil // finished before its message was archived
 		case RunCancelling:
-			return e.finish(ctx, run.id, RunCancelled, nil, nil)
+			return e.finish(ctx, run.id, nil, RunCancelled, nil, nil)
 		case RunPaused:
 			if loaded.resumeAt.IsZero() || run.now().Before(loaded.resumeAt) {
 				run.suspendUntil(loaded.resumeAt)
+				run.suspend.paused = true
 				return run.suspend
 			}
 		}
-		if loaded.status == RunRunning {
+		if loaded.status == RunRunning || loaded.status == RunQueued {
 			break
 		}
 		var st RunStatus
@@ -695,20 +742,22 @@ func (e *engine) execute(ctx context.Context, c *Consumer, m *Message) error {
 			return err
 		}
 	}
-	if loaded.status != RunRunning {
+	if loaded.status != RunRunning && loaded.status != RunQueued {
 		return fmt.Errorf("run %d: status kept changing", run.id)
 	}
 
 	out, err := e.callWorkflow(ctx, run, loaded.input)
 	run.mu.Lock()
-	suspend, cancelled := run.suspend, run.cancelled
+	suspend, cancelled, pending := run.suspend, run.cancelled, run.pending
 	run.mu.Unlock()
 	if suspend != nil {
-		// A cancel that came while this delivery held the message left the
-		// run CANCELLING; once the message is given back, bring it forward
-		// so the cancel completes now, not when the run was due.
+		// A cancel (or a resume of a pause) that came while this delivery
+		// held the message could not make it visible; once it is given back,
+		// bring it forward so the run continues or ends now, not when due.
+		paused := suspend.paused
 		suspend.after = func(ctx context.Context) {
-			if st, err := e.s.runStatus(ctx, run.id); err == nil && (st == RunCancelling || st == RunCancelled) {
+			st, err := e.s.runStatus(ctx, run.id)
+			if err == nil && (st == RunCancelling || st == RunCancelled || (paused && st != RunPaused)) {
 				e.s.write(ctx, nil, func(ctx context.Context, q querier) error {
 					_, err := q.ExecContext(ctx, e.s.d.workflow.wakeMessage, m.ID)
 					return err
@@ -721,24 +770,30 @@ func (e *engine) execute(ctx context.Context, c *Consumer, m *Message) error {
 	var pause *pauseError
 	switch {
 	case suspend != nil:
+		if err := run.flush(ctx); err != nil {
+			return handled(err)
+		}
 		return suspend
 	case cancelled:
 		return nil
-	case errors.As(err, &rec):
-		return err
 	case ctx.Err() != nil:
 		// Lease lost or shutdown: give the run back without using an attempt.
 		return &rescheduleError{}
+	case errors.As(err, &rec):
+		return err
 	case errors.As(err, &pause):
-		if err := run.pause(ctx, pause.until); !errors.Is(err, errSuspended) {
+		if err := run.flush(ctx); err != nil {
+			return handled(err)
+		}
+		if err := run.pause(ctx, pause.until); !errors.Is(err, ErrSuspended) {
 			return handled(err)
 		}
 		return run.suspend
 	case err != nil:
 		text := errorText(err)
-		return e.finish(ctx, run.id, RunFailed, nil, &text)
+		return e.finish(ctx, run.id, pending, RunFailed, nil, &text)
 	}
-	return e.finish(ctx, run.id, RunSucceeded, out, nil)
+	return e.finish(ctx, run.id, pending, RunSucceeded, out, nil)
 }
 
 // handled maps what a run's own bookkeeping returned to the handler's
@@ -799,18 +854,35 @@ func (e *engine) load(ctx context.Context, msgID int64) (*Run, *loadedRun, error
 }
 
 // finish ends run id with status (a cancel request turns any end into
-// CANCELLED), output or error text, and wakes its waiters. A run that had
-// already ended is left alone.
-func (e *engine) finish(ctx context.Context, id int64, status RunStatus, output json.RawMessage, errText *string) error {
+// CANCELLED), output or error text, and wakes its waiters; a pending step is
+// recorded in the same transaction. A run that had already ended is left
+// alone.
+func (e *engine) finish(ctx context.Context, id int64, pending *pendingStep, status RunStatus, output json.RawMessage, errText *string) error {
 	var out any
 	if output != nil {
 		out = string(output)
 	}
-	var st RunStatus
-	err := e.s.write(ctx, nil, func(ctx context.Context, q querier) error {
-		return q.QueryRowContext(ctx, e.s.d.workflow.finish, id, string(status), out, errText).Scan(&st)
-	})
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	end := func(ctx context.Context, q querier) error {
+		err := q.QueryRowContext(ctx, e.s.d.workflow.finish, id, string(status), out, errText).Scan(new(string))
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil // already ended
+		}
+		return err
+	}
+	var err error
+	if pending == nil {
+		err = e.s.write(ctx, nil, end)
+	} else {
+		err = e.s.inTx(ctx, func(ctx context.Context, q querier) error {
+			err := q.QueryRowContext(ctx, e.s.d.workflow.stepDone, id, pending.name, pending.position,
+				string(pending.output), pending.attempts).Scan(new(string))
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			return end(ctx, q)
+		})
+	}
+	if err != nil {
 		return fmt.Errorf("finish run %d: %w", id, err)
 	}
 	e.s.wake(-id)

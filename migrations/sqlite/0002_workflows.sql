@@ -46,3 +46,14 @@ CREATE TABLE IF NOT EXISTS pgqrs_steps (
     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     PRIMARY KEY (run_id, name)
 ) WITHOUT ROWID;
+
+-- The first step a run records marks it RUNNING (Postgres does this in the
+-- recording statement itself).
+CREATE TRIGGER IF NOT EXISTS pgqrs_steps_start AFTER INSERT ON pgqrs_steps
+BEGIN
+    UPDATE pgqrs_runs
+    SET status = 'RUNNING',
+        started_at = coalesce(started_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+    WHERE id = NEW.run_id AND status = 'QUEUED';
+END;

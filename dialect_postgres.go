@@ -269,14 +269,25 @@ UPDATE pgqrs_runs
 SET status = 'PAUSED', resume_at = $2, started_at = coalesce(started_at, now()), updated_at = now()
 WHERE id = $1 AND status IN ('QUEUED', 'RUNNING')
 RETURNING status`,
-			// A run asked to cancel ends cancelled whatever it was finishing with.
+			// The run's end, with its last completed step ($5, NULL for none)
+			// recorded in the same statement; a run asked to cancel ends
+			// cancelled whatever it was finishing with.
 			finish: `
-WITH u AS (
+WITH step AS (
+    INSERT INTO pgqrs_steps (run_id, name, position, status, output, attempts)
+    SELECT r.id, $5::text, $6::integer, 'SUCCESS', $7::jsonb, $8::integer
+    FROM pgqrs_runs r
+    WHERE r.id = $1 AND $5::text IS NOT NULL AND r.status IN ('QUEUED', 'RUNNING', 'CANCELLING')
+    ON CONFLICT (run_id, name) DO UPDATE
+    SET status = 'SUCCESS', output = excluded.output, error = NULL, retry_at = NULL,
+        attempts = excluded.attempts, updated_at = now()
+    WHERE pgqrs_steps.status = 'ERROR'
+), u AS (
     UPDATE pgqrs_runs
     SET status = CASE WHEN status = 'CANCELLING' THEN 'CANCELLED' ELSE $2::text END,
         output = CASE WHEN status = 'CANCELLING' THEN NULL ELSE $3::jsonb END,
         error = CASE WHEN status = 'CANCELLING' THEN NULL ELSE $4::text END,
-        resume_at = NULL, finished_at = now(), updated_at = now()
+        resume_at = NULL, started_at = coalesce(started_at, now()), finished_at = now(), updated_at = now()
     WHERE id = $1 AND status IN ('QUEUED', 'RUNNING', 'PAUSED', 'CANCELLING')
     RETURNING status
 )

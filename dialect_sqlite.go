@@ -219,14 +219,11 @@ UPDATE pgqrs_runs
 SET status = 'PAUSED', resume_at = ?2, started_at = coalesce(started_at, ` + sqliteNow + `), updated_at = ` + sqliteNow + `
 WHERE id = ?1 AND status IN ('QUEUED', 'RUNNING')
 RETURNING status`,
+			// The pgqrs_run_ends_insert trigger records the last completed
+			// step (?5, NULL for none) and ends the run, as one statement.
 			finish: `
-UPDATE pgqrs_runs
-SET status = CASE WHEN status = 'CANCELLING' THEN 'CANCELLED' ELSE ?2 END,
-    output = CASE WHEN status = 'CANCELLING' THEN NULL ELSE ?3 END,
-    error = CASE WHEN status = 'CANCELLING' THEN NULL ELSE ?4 END,
-    resume_at = NULL, finished_at = ` + sqliteNow + `, updated_at = ` + sqliteNow + `
-WHERE id = ?1 AND status IN ('QUEUED', 'RUNNING', 'PAUSED', 'CANCELLING')
-RETURNING status`,
+INSERT INTO pgqrs_run_ends (run_id, status, output, error, step_name, step_position, step_output, step_attempts)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)`,
 			setStatus: `
 UPDATE pgqrs_runs
 SET status = ?2, resume_at = NULL, updated_at = ` + sqliteNow + `,
@@ -277,7 +274,7 @@ FROM pgqrs_workflows w LEFT JOIN pgqrs_runs r ON r.workflow_id = w.id
 GROUP BY w.id, w.name, w.created_at ORDER BY w.name`,
 		},
 		indexes: []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_archive_queue",
-			"pgqrs_messages_archive", "pgqrs_messages_leave", "pgqrs_runs_message", "pgqrs_runs_workflow", "pgqrs_steps_start"},
+			"pgqrs_messages_archive", "pgqrs_messages_leave", "pgqrs_runs_message", "pgqrs_runs_workflow", "pgqrs_steps_start", "pgqrs_run_ends_insert"},
 		poolSize:        8,
 		beginImmediate:  true,
 		serializeWrites: true,

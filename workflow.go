@@ -854,34 +854,21 @@ func (e *engine) load(ctx context.Context, msgID int64) (*Run, *loadedRun, error
 }
 
 // finish ends run id with status (a cancel request turns any end into
-// CANCELLED), output or error text, and wakes its waiters; a pending step is
-// recorded in the same transaction. A run that had already ended is left
+// CANCELLED), output or error text, recording a pending step in the same
+// statement, and wakes its waiters. A run that had already ended is left
 // alone.
 func (e *engine) finish(ctx context.Context, id int64, pending *pendingStep, status RunStatus, output json.RawMessage, errText *string) error {
-	var out any
+	args := []any{id, string(status), nil, errText, nil, 0, nil, 0}
 	if output != nil {
-		out = string(output)
+		args[2] = string(output)
 	}
-	end := func(ctx context.Context, q querier) error {
-		err := q.QueryRowContext(ctx, e.s.d.workflow.finish, id, string(status), out, errText).Scan(new(string))
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil // already ended
-		}
+	if p := pending; p != nil {
+		args[4], args[5], args[6], args[7] = p.name, p.position, string(p.output), p.attempts
+	}
+	err := e.s.write(ctx, nil, func(ctx context.Context, q querier) error {
+		_, err := q.ExecContext(ctx, e.s.d.workflow.finish, args...)
 		return err
-	}
-	var err error
-	if pending == nil {
-		err = e.s.write(ctx, nil, end)
-	} else {
-		err = e.s.inTx(ctx, func(ctx context.Context, q querier) error {
-			err := q.QueryRowContext(ctx, e.s.d.workflow.stepDone, id, pending.name, pending.position,
-				string(pending.output), pending.attempts).Scan(new(string))
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return err
-			}
-			return end(ctx, q)
-		})
-	}
+	})
 	if err != nil {
 		return fmt.Errorf("finish run %d: %w", id, err)
 	}

@@ -57,3 +57,33 @@ BEGIN
         updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
     WHERE id = NEW.run_id AND status = 'QUEUED';
 END;
+
+-- A run's end, with its last completed step, as one statement (what a
+-- writable CTE does on Postgres): INSERT INTO pgqrs_run_ends runs this
+-- trigger, which records the step (step_name NULL: none) if the run may
+-- still take steps, then ends the run. A run asked to cancel ends cancelled.
+CREATE VIEW IF NOT EXISTS pgqrs_run_ends AS
+SELECT id AS run_id, status, output, error, '' AS step_name, 0 AS step_position,
+       NULL AS step_output, 0 AS step_attempts
+FROM pgqrs_runs WHERE 0;
+
+CREATE TRIGGER IF NOT EXISTS pgqrs_run_ends_insert INSTEAD OF INSERT ON pgqrs_run_ends
+BEGIN
+    INSERT INTO pgqrs_steps (run_id, name, position, status, output, attempts)
+    SELECT r.id, NEW.step_name, NEW.step_position, 'SUCCESS', NEW.step_output, NEW.step_attempts
+    FROM pgqrs_runs r
+    WHERE r.id = NEW.run_id AND NEW.step_name IS NOT NULL AND r.status IN ('QUEUED', 'RUNNING', 'CANCELLING')
+    ON CONFLICT (run_id, name) DO UPDATE
+    SET status = 'SUCCESS', output = excluded.output, error = NULL, retry_at = NULL,
+        attempts = excluded.attempts, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+    WHERE pgqrs_steps.status = 'ERROR';
+    UPDATE pgqrs_runs
+    SET status = CASE WHEN status = 'CANCELLING' THEN 'CANCELLED' ELSE NEW.status END,
+        output = CASE WHEN status = 'CANCELLING' THEN NULL ELSE NEW.output END,
+        error = CASE WHEN status = 'CANCELLING' THEN NULL ELSE NEW.error END,
+        resume_at = NULL,
+        started_at = coalesce(started_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
+        updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+    WHERE id = NEW.run_id AND status IN ('QUEUED', 'RUNNING', 'PAUSED', 'CANCELLING');
+END;

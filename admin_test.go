@@ -203,7 +203,7 @@ func TestMetricsFollowEachStep(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := SystemStats{Queues: 1, LiveMessages: 2, Archived: 1, LiveWorkers: 2, Workers: 2, SchemaVersion: 1}
+		want := SystemStats{Queues: 1, LiveMessages: 2, Archived: 1, LiveWorkers: 2, Workers: 2, SchemaVersion: 2}
 		if diff := cmp.Diff(want, st); diff != "" {
 			t.Errorf("system stats (-want +got):\n%s", diff)
 		}

@@ -222,7 +222,7 @@ func (c *Consumer) settleOne(ctx context.Context, tx *sql.Tx, op, stmt string, i
 	if err != nil || ok[0] {
 		return err
 	}
-	var q querier = c.s.db
+	var q querier = c.s.pool
 	if tx != nil {
 		q = tx
 	}

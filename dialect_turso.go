@@ -15,6 +15,9 @@ func newTursoDialect() *dialect {
 	// sqld is SQLite (3.45): the same schema, from the same files, so the two
 	// can never drift apart.
 	d.migrations = "sqlite"
+	// The server parses every statement anyway, and a prepared statement
+	// would tie itself to HTTP streams that expire.
+	d.prepare = false
 	// sqld can stall writes under load; a deadline turns a stall into an error.
 	d.callTimeout = 30 * time.Second
 	d.isUnique = func(err error) bool { return tursoErr(err, "UNIQUE constraint failed") }

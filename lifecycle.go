@@ -218,7 +218,7 @@ func (w *worker) Interrupt(ctx context.Context) error {
 
 // Status reads the worker's current state from the database.
 func (w *worker) Status(ctx context.Context) (WorkerStatus, error) {
-	st, err := w.s.workerStatus(ctx, w.s.db, w.id)
+	st, err := w.s.workerStatus(ctx, w.s.pool, w.id)
 	if err != nil {
 		return "", fmt.Errorf("status of worker %q: %w", w.name, err)
 	}
@@ -270,7 +270,7 @@ func (w *worker) transition(ctx context.Context, q querier, to WorkerStatus, fro
 		err = w.s.translate(run(ctx, q))
 	} else {
 		err = w.s.write(ctx, nil, run)
-		q = w.s.db
+		q = w.s.pool
 	}
 	if err != nil {
 		return fmt.Errorf("worker %q to %s: %w", w.name, to, err)

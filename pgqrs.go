@@ -333,6 +333,7 @@ func WithMaxBatch(n int) Option {
 // concurrent use. Make one per database and share it.
 type Store struct {
 	db     *sql.DB
+	pool   *stmtCache // db, running statements prepared once per connection
 	d      *dialect
 	cfg    config
 	owns   bool // Close closes db
@@ -378,7 +379,7 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 		}
 		impl = impl.withSchema(cfg.schema)
 	}
-	return &Store{db: db, d: impl, cfg: cfg, listenDSN: cfg.listenDSN}, nil
+	return &Store{db: db, pool: &stmtCache{db: db, off: !impl.prepare}, d: impl, cfg: cfg, listenDSN: cfg.listenDSN}, nil
 }
 
 // Open opens a pool for dsn, configures it for pgqrs and checks with a real
@@ -566,6 +567,7 @@ func (s *Store) Close() error {
 		s.stopListen = nil
 	}
 	s.listenMu.Unlock()
+	s.pool.close()
 	if s.owns {
 		if err := s.db.Close(); err != nil && !s.d.isCloseNoise(err) {
 			return err

@@ -1,6 +1,7 @@
-// Package pgqrs is a durable message queue on database/sql.
+// Package pgqrs is a durable message queue and workflow engine on
+// database/sql.
 //
-// It keeps queues, messages and workers in ordinary tables of the
+// It keeps queues, messages, workers and workflow runs in ordinary tables of the
 // application's own PostgreSQL, SQLite or Turso (libSQL) database, so
 // enqueueing can share a transaction with the application's writes (see
 // [Producer.EnqueueTx]) and there is no broker to run.
@@ -46,6 +47,30 @@
 // Workers register in pgqrs_workers and heartbeat; [Admin] reports their
 // health, reclaims the messages of workers that died
 // ([Admin.ReclaimStale]), and manages dead letters.
+//
+// # Workflows
+//
+// A [Workflow] is a named Go function of typed input and output whose
+// [Step]s are persisted: after a crash or a suspension the run starts over
+// and completed steps return their recorded results instead of running
+// again. Steps retry by a [RetryPolicy] with the retry scheduled in the store,
+// [Sleep] waits durably, a step can [Pause] its run, and runs can be
+// cancelled ([Store.CancelRun]), awaited ([Workflow.Result]) and retried
+// ([Admin.RetryRun]). Each workflow owns a queue of its name; [Workflow.Serve]
+// runs its runs on [Consumer.Run]:
+//
+//	var greet = pgqrs.NewWorkflow("greet", func(ctx context.Context, run *pgqrs.Run, name string) (string, error) {
+//		return pgqrs.Step(ctx, run, "hello", func(ctx context.Context) (string, error) {
+//			return "hello, " + name, nil
+//		})
+//	})
+//
+//	greet.Register(ctx, s)
+//	go greet.Serve(ctx, s, &pgqrs.RunOptions{Concurrency: 8})
+//	id, err := greet.Trigger(ctx, s, "ada")
+//	out, err := greet.Result(ctx, s, id)
+//
+// See docs/workflows.md for the guarantees, stated exactly.
 //
 // # Backends
 //

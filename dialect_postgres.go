@@ -289,9 +289,13 @@ WITH step AS (
         error = CASE WHEN status = 'CANCELLING' THEN NULL ELSE $4::text END,
         resume_at = NULL, started_at = coalesce(started_at, now()), finished_at = now(), updated_at = now()
     WHERE id = $1 AND status IN ('QUEUED', 'RUNNING', 'PAUSED', 'CANCELLING')
-    RETURNING status
+    RETURNING status, waited
 )
-SELECT u.status FROM u LEFT JOIN (SELECT pg_notify('pgqrs', (-$1::bigint)::text)) AS wake ON true`,
+SELECT u.status FROM u
+LEFT JOIN LATERAL (SELECT pg_notify('pgqrs', (-$1::bigint)::text) WHERE u.waited) AS wake ON true`,
+			// A NOTIFY makes every committing transaction that sent one wait
+			// for the others: a run's end announces itself only to waiters.
+			markWaited: `UPDATE pgqrs_runs SET waited = true WHERE id = $1 AND NOT waited`,
 			setStatus: `
 WITH u AS (
     UPDATE pgqrs_runs

@@ -224,6 +224,7 @@ RETURNING status`,
 			finish: `
 INSERT INTO pgqrs_run_ends (run_id, status, output, error, step_name, step_position, step_output, step_attempts)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)`,
+			markWaited: `UPDATE pgqrs_runs SET waited = 1 WHERE id = ?1 AND NOT waited`,
 			setStatus: `
 UPDATE pgqrs_runs
 SET status = ?2, resume_at = NULL, updated_at = ` + sqliteNow + `,

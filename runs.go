@@ -259,6 +259,7 @@ func (s *Store) WaitRun(ctx context.Context, id int64) (*RunInfo, error) {
 	poll := 10 * time.Millisecond
 	t := time.NewTimer(0)
 	defer t.Stop()
+	marked := s.d.listen == nil // no other process would hear an announcement
 	for {
 		info, err := s.getRun(ctx, id)
 		if err != nil {
@@ -269,6 +270,18 @@ func (s *Store) WaitRun(ctx context.Context, id int64) (*RunInfo, error) {
 				return nil, err
 			}
 			return info, nil
+		}
+		if !marked {
+			// Ask for the end to be announced, then look again: an end
+			// recorded before the mark was not announced.
+			if err := s.write(ctx, nil, func(ctx context.Context, q querier) error {
+				_, err := q.ExecContext(ctx, s.d.workflow.markWaited, id)
+				return err
+			}); err != nil {
+				return nil, fmt.Errorf("wait for run %d: %w", id, err)
+			}
+			marked = true
+			continue
 		}
 		t.Reset(poll)
 		select {

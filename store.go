@@ -112,7 +112,7 @@ type adminSQL struct {
 type workflowSQL struct {
 	byName, byQueue, insert                               string // workflows
 	insertRun, runByMessage, lock, lockMessage, get, list string // runs
-	start, pause, finish, setStatus, requeue              string // run transitions
+	start, pause, finish, markWaited, setStatus, requeue  string // run transitions
 	steps, stepDone, stepFailed, deleteFailedSteps        string // steps
 	wakeMessage, listWorkflows                            string
 }

@@ -22,6 +22,9 @@ CREATE TABLE IF NOT EXISTS pgqrs_runs (
     error       TEXT,
     -- PAUSED: when the run resumes by itself (NULL: only when resumed).
     resume_at   TIMESTAMPTZ,
+    -- Someone waits for the run's end (Store.WaitRun): only then does the end
+    -- send a NOTIFY, which serialises commits.
+    waited      BOOLEAN NOT NULL DEFAULT false,
     created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
     started_at  TIMESTAMPTZ,
     finished_at TIMESTAMPTZ,

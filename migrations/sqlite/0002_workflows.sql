@@ -22,6 +22,9 @@ CREATE TABLE IF NOT EXISTS pgqrs_runs (
     error       TEXT,
     -- PAUSED: when the run resumes by itself (NULL: only when resumed).
     resume_at   TEXT,
+    -- Someone waits for the run's end (Store.WaitRun); used where ends are
+    -- announced across processes (Postgres).
+    waited      INTEGER NOT NULL DEFAULT 0,
     created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     started_at  TEXT,
     finished_at TEXT,

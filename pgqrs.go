@@ -372,7 +372,8 @@ type Store struct {
 	stopListen func()
 	listening  atomic.Bool // the LISTEN connection is up
 
-	workflows sync.Map // workflow name → workflowRef, once registered
+	workflows sync.Map      // workflow name → workflowRef, once registered
+	waitPoll  time.Duration // WaitRun's fixed poll (0: 10ms doubling to 1s); tests set an hour
 }
 
 // New returns a Store on db, which must be an open pool for the backend d.

@@ -256,10 +256,11 @@ func (s *Store) WaitRun(ctx context.Context, id int64) (*RunInfo, error) {
 	wake, unsubscribe := s.subscribe(-id)
 	defer unsubscribe()
 	s.startListener(slog.New(slog.DiscardHandler))
-	poll := 10 * time.Millisecond
+	poll := cmpOr(s.waitPoll, 10*time.Millisecond)
 	t := time.NewTimer(0)
 	defer t.Stop()
 	marked := s.d.listen == nil // no other process would hear an announcement
+	var markDone chan error
 	for {
 		info, err := s.getRun(ctx, id)
 		if err != nil {
@@ -272,24 +273,34 @@ func (s *Store) WaitRun(ctx context.Context, id int64) (*RunInfo, error) {
 			return info, nil
 		}
 		if !marked {
-			// Ask for the end to be announced, then look again: an end
-			// recorded before the mark was not announced.
-			if err := s.write(ctx, nil, func(ctx context.Context, q querier) error {
-				_, err := q.ExecContext(ctx, s.d.workflow.markWaited, id)
-				return err
-			}); err != nil {
-				return nil, fmt.Errorf("wait for run %d: %w", id, err)
-			}
+			// Ask for the end to be announced to other processes, in the
+			// background: a worker of this Store wakes us anyway. When the
+			// mark is in, look again: an end recorded before it was not
+			// announced.
 			marked = true
-			continue
+			markDone = make(chan error, 1)
+			go func() {
+				markDone <- s.write(ctx, nil, func(ctx context.Context, q querier) error {
+					_, err := q.ExecContext(ctx, s.d.workflow.markWaited, id)
+					return err
+				})
+			}()
 		}
 		t.Reset(poll)
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("wait for run %d: %w", id, ctx.Err())
 		case <-wake:
+		case err := <-markDone:
+			markDone = nil
+			if err != nil && ctx.Err() == nil {
+				return nil, fmt.Errorf("wait for run %d: %w", id, err)
+			}
 		case <-t.C:
 			poll = min(2*poll, time.Second)
+			if s.waitPoll > 0 {
+				poll = s.waitPoll
+			}
 		}
 	}
 }

@@ -840,3 +840,60 @@ func TestWorkflowConcurrentWorkers(t *testing.T) {
 		})
 	}
 }
+
+// TestWorkflowResultWakesAcrossProcesses: on Postgres a waiter in another
+// Store (another pool and LISTEN connection, as in another process) is woken
+// by the run's end through NOTIFY; its poll is an hour, so nothing else
+// could wake it in time.
+func TestWorkflowResultWakesAcrossProcesses(t *testing.T) {
+	ctx := t.Context()
+	dsn, opts := backendDSN(t, "postgres")
+	worker, err := Open(ctx, dsn, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer worker.Close()
+	if err := worker.Admin().Install(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waiter, err := Open(ctx, dsn, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer waiter.Close()
+	waiter.waitPoll = time.Hour
+	release := make(chan struct{})
+	wf := NewWorkflow("announced", func(ctx context.Context, run *Run, in int) (int, error) {
+		return Step(ctx, run, "wait", func(context.Context) (int, error) { <-release; return in, nil })
+	})
+	if err := wf.Register(ctx, worker); err != nil {
+		t.Fatal(err)
+	}
+	id, err := wf.Trigger(ctx, worker, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveInBackground(t, worker, wf, fastPoll)
+	done := make(chan error, 1)
+	go func() {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		_, err := wf.Result(wctx, waiter, id)
+		done <- err
+	}()
+	// Let the waiter ask for an announcement; it then polls hourly.
+	await(t, 10*time.Second, "the waiter to ask for an announcement", func() bool {
+		var waited bool
+		err := worker.DB().QueryRowContext(ctx, worker.d.qualify("SELECT waited FROM pgqrs_runs WHERE id = $1"), id).Scan(&waited)
+		return err == nil && waited
+	})
+	close(release)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("result: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the waiter was not woken by the run's end")
+	}
+}

@@ -199,6 +199,9 @@ CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
 		workflow: workflowSQL{
 			byName:    `SELECT id, queue_id FROM pgqrs_workflows WHERE name = ?1`,
 			byQueue:   `SELECT name FROM pgqrs_workflows WHERE queue_id = ?1`,
+			unfinished: `SELECT count(*) FROM pgqrs_runs WHERE workflow_id = ?1 AND status NOT IN ('SUCCESS', 'ERROR', 'CANCELLED')`,
+			deleteRuns: `DELETE FROM pgqrs_runs WHERE workflow_id = ?1`,
+			deleteByID: `DELETE FROM pgqrs_workflows WHERE id = ?1`,
 			insert:    `INSERT INTO pgqrs_workflows (name, queue_id) VALUES (?1, ?2) RETURNING id`,
 			insertRun: `INSERT INTO pgqrs_runs (workflow_id, message_id, input) VALUES (?1, ?2, ?3) RETURNING id`,
 			runByMessage: `

@@ -447,6 +447,55 @@ func (a *Admin) RetryRun(ctx context.Context, id int64) error {
 	return nil
 }
 
+// DeleteWorkflow deletes the workflow called name with all its runs, their
+// steps, and its queue with its archive. It refuses with [ErrQueueInUse],
+// changing nothing, while a run has not finished or the queue has live
+// messages, dead letters or live workers. It returns [ErrWorkflowNotFound]
+// for an unknown name.
+func (a *Admin) DeleteWorkflow(ctx context.Context, name string) error {
+	s := a.s
+	err := s.inTx(ctx, func(ctx context.Context, q querier) error {
+		var ref workflowRef
+		if err := q.QueryRowContext(ctx, s.d.workflow.byName, name).Scan(&ref.id, &ref.queueID); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return ErrWorkflowNotFound
+			}
+			return err
+		}
+		var unfinished, live, dead, workers int64
+		if err := q.QueryRowContext(ctx, s.d.workflow.unfinished, ref.id).Scan(&unfinished); err != nil {
+			return err
+		}
+		if err := q.QueryRowContext(ctx, s.d.queue.usage, ref.queueID).Scan(&live, &dead, &workers); err != nil {
+			return err
+		}
+		if unfinished+live+dead+workers > 0 {
+			return fmt.Errorf("%w: %d unfinished runs, %d live messages, %d dead letters, %d live workers",
+				ErrQueueInUse, unfinished, live, dead, workers)
+		}
+		for _, step := range []struct {
+			stmt string
+			id   int64
+		}{
+			{s.d.workflow.deleteRuns, ref.id}, {s.d.workflow.deleteByID, ref.id},
+			{s.d.queue.purgeArchive, ref.queueID}, {s.d.queue.deleteStoppedWorkers, ref.queueID}, {s.d.queue.deleteByID, ref.queueID},
+		} {
+			if _, err := q.ExecContext(ctx, step.stmt, step.id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, errForeignKey) {
+		err = fmt.Errorf("%w: new runs, messages or workers arrived", ErrQueueInUse)
+	}
+	if err != nil {
+		return fmt.Errorf("delete workflow %q: %w", name, err)
+	}
+	s.workflows.Delete(name)
+	return nil
+}
+
 // ListWorkflows returns every registered workflow with its run counts, by
 // name.
 func (a *Admin) ListWorkflows(ctx context.Context) ([]WorkflowInfo, error) {

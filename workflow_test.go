@@ -718,7 +718,7 @@ func TestWorkflowRetryRunFromFailedStep(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		serveInBackground(t, s, wf, fastPoll)
+		stop := serveInBackground(t, s, wf, fastPoll)
 		_, err = waitResult(t, s, wf, id)
 		wantErr(t, err, ErrRunFailed)
 		runs, err := s.Admin().ListRuns(ctx, RunFilter{Workflow: "repairable", Status: RunFailed})
@@ -738,6 +738,25 @@ func TestWorkflowRetryRunFromFailedStep(t *testing.T) {
 			t.Errorf("first ran %d times (want 1), second %d (want 2)", firstCalls.Load(), secondCalls.Load())
 		}
 		wantErr(t, s.Admin().RetryRun(ctx, id), ErrRunState)
+		// A workflow is deleted with its runs and queue once nothing is live.
+		wantErr(t, s.Admin().DeleteWorkflow(ctx, "nope"), ErrWorkflowNotFound)
+		wantErr(t, s.Admin().DeleteWorkflow(ctx, "repairable"), ErrQueueInUse) // its worker is live
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		await(t, 10*time.Second, "the last run's message to be archived", func() bool {
+			return metrics(t, s, "repairable").Pending == 0
+		})
+		if err := s.Admin().DeleteWorkflow(ctx, "repairable"); err != nil {
+			t.Fatalf("delete workflow: %v", err)
+		}
+		_, err = s.RunStatus(ctx, id)
+		wantErr(t, err, ErrRunNotFound)
+		_, err = s.Admin().GetQueue(ctx, "repairable")
+		wantErr(t, err, ErrQueueNotFound)
+		if err := wf.Register(ctx, s); err != nil { // and can be registered afresh
+			t.Fatal(err)
+		}
 		if runs, err := s.Admin().ListRuns(ctx, RunFilter{Status: RunFailed}); err != nil || len(runs) != 0 {
 			t.Errorf("failed runs after the retry = %+v, %v", runs, err)
 		}

@@ -338,6 +338,26 @@ func (c *cli) workflowRetry(ctx context.Context, args []string) error {
 	return c.printRunStatus(ctx, s, id, "retrying run %d from its failed step (%s); completed steps keep their results\n")
 }
 
+// workflowDelete deletes a workflow whose runs have all finished, with its
+// runs and queue.
+func (c *cli) workflowDelete(ctx context.Context, args []string) error {
+	s, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.Admin().DeleteWorkflow(ctx, args[0]); err != nil {
+		if errors.Is(err, pgqrs.ErrQueueInUse) {
+			return fmt.Errorf("%w (cancel or finish its runs and stop its workers first)", err)
+		}
+		return err
+	}
+	if c.json {
+		return printJSON(c.stdout, map[string]string{"deleted": args[0]})
+	}
+	_, err = fmt.Fprintf(c.stdout, "deleted workflow %q with its runs and queue\n", args[0])
+	return err
+}
+
 // printRunStatus prints run id's status after a change: {"id", "status"}
 // with --json, else text formatted with the ID and the status. The status
 // is read afresh, so a worker may already have moved the run on.

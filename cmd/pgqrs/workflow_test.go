@@ -363,7 +363,7 @@ func TestWorkflowCommands(t *testing.T) {
 		b.fails(1, "retry needs a run in ERROR; it is QUEUED", "workflow", "retry", itoa(failID))
 
 		before := reserved.Load()
-		serve(t, s, wf)
+		stop = serve(t, s, wf)
 		waitStatus(t, s, pauseID, pgqrs.RunSucceeded)
 		waitStatus(t, s, failID, pgqrs.RunSucceeded)
 		if n := reserved.Load() - before; n != 0 {
@@ -393,6 +393,18 @@ func TestWorkflowCommands(t *testing.T) {
 		for _, cmd := range []string{"show", "cancel", "resume", "retry"} {
 			b.fails(1, "run 999999: run not found", "workflow", cmd, "999999")
 		}
+
+		// Delete: refused while a worker is live, then gone with its runs.
+		b.fails(1, "queue in use", "workflow", "delete", "orders")
+		b.fails(1, "workflow not registered", "workflow", "delete", "nope")
+		stop()
+		if out := b.ok("workflow", "delete", "orders"); !strings.Contains(out, `deleted workflow "orders"`) {
+			t.Errorf("workflow delete: %q", out)
+		}
+		if out := b.ok("--json", "workflow", "list"); strings.TrimSpace(out) != "[]" {
+			t.Errorf("workflow list after delete: %q, want []", out)
+		}
+		b.fails(1, "run "+itoa(okID)+": run not found", "workflow", "show", itoa(okID))
 	})
 }
 
@@ -404,7 +416,7 @@ func TestWorkflowUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"workflow"}, "workflow: missing subcommand: want one of list, runs, show, cancel, resume, retry"},
+		{[]string{"workflow"}, "workflow: missing subcommand: want one of list, runs, show, cancel, resume, retry, delete"},
 		{[]string{"workflow", "frob"}, `workflow: unknown subcommand "frob"`},
 		{[]string{"workflow", "show"}, "workflow show: missing argument: want RUN_ID"},
 		{[]string{"workflow", "show", "1", "2"}, `workflow show: unexpected argument "2"`},

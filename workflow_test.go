@@ -916,3 +916,57 @@ func TestWorkflowResultWakesAcrossProcesses(t *testing.T) {
 		t.Fatal("the waiter was not woken by the run's end")
 	}
 }
+
+func TestWorkflowRedeliveryOfEndedOrAbandonedRuns(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		var calls atomic.Int64
+		wf := NewWorkflow("redelivered", func(ctx context.Context, run *Run, in int) (int, error) {
+			return Step(ctx, run, "count", func(context.Context) (int, error) { calls.Add(1); return in, nil })
+		})
+		if err := wf.Register(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		// 1. A run that ended but whose message was never archived (the
+		// worker died in between) is archived without running again.
+		ended, err := wf.Trigger(ctx, s, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.DB().ExecContext(ctx, s.d.qualify(`UPDATE pgqrs_runs SET status = 'SUCCESS', output = '1' WHERE id = `+fmt.Sprint(ended))); err != nil {
+			t.Fatal(err)
+		}
+		// 2. A run whose deliveries kept ending without an outcome (its
+		// workers died) is failed as abandoned.
+		abandoned, err := wf.Trigger(ctx, s, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := s.Consumer(ctx, "redelivered")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 { // two deliveries whose leases expire unanswered
+			awaitDequeue(t, c, 10, 10*time.Second, VisibilityTimeout(50*time.Millisecond), MaxAttempts(100))
+		}
+		if err := c.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		serveInBackground(t, s, wf, &RunOptions{PollInterval: 50 * time.Millisecond, MaxAttempts: 2})
+		_, err = waitResult(t, s, wf, abandoned)
+		var re *RunError
+		if !errors.As(err, &re) || !strings.Contains(re.Message, "abandoned") {
+			t.Errorf("abandoned run: %v, want a failure saying it was abandoned", err)
+		}
+		if got, err := waitResult(t, s, wf, ended); err != nil || got != 1 {
+			t.Errorf("ended run = %d, %v", got, err)
+		}
+		await(t, 10*time.Second, "both messages to be archived", func() bool {
+			m := metrics(t, s, "redelivered")
+			return m.Archived == 2 && m.Pending+m.Leased == 0
+		})
+		if calls.Load() != 0 {
+			t.Errorf("step ran %d times; neither run should have run it", calls.Load())
+		}
+	})
+}

@@ -1,0 +1,491 @@
+package pgqrs
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+)
+
+// This file is a run's side of a workflow: the Run handle, Step, Sleep and
+// Pause, retry policies and step errors. workflow.go defines workflows and
+// executes their runs; runs.go inspects and steers runs.
+
+// RetryPolicy says how often and when a failed step runs again. A retry is
+// scheduled in the store: the run's message becomes visible again at the
+// retry time, so a waiting run holds no worker, and it does not count
+// towards the run's delivery limit.
+type RetryPolicy struct {
+	// MaxRetries is how many times a failed step runs again: 0 means the
+	// default, 3; a negative value means never.
+	MaxRetries int
+	// Backoff is the delay before retry n (1-based). Default:
+	// ExponentialBackoff(time.Second, time.Minute), which doubles from 1 s
+	// up to 60 s with jitter. A [TransientError] may ask for its own delay.
+	Backoff func(retry int) time.Duration
+	// RetryAllErrors retries every error except those marked [Permanent].
+	// By default only errors marked [Transient] are retried; any other
+	// error fails the run at once.
+	RetryAllErrors bool
+}
+
+// DefaultRetryPolicy is the policy of a workflow without [Workflow.WithRetry]:
+// errors marked [Transient] are retried 3 times, 1 s to 60 s apart.
+var DefaultRetryPolicy = RetryPolicy{MaxRetries: 3}
+
+func (p RetryPolicy) retries() int {
+	switch {
+	case p.MaxRetries < 0:
+		return 0
+	case p.MaxRetries == 0:
+		return 3
+	}
+	return p.MaxRetries
+}
+
+func (p RetryPolicy) delay(retry int) (d time.Duration) {
+	if p.Backoff == nil {
+		return ExponentialBackoff(time.Second, time.Minute)(retry)
+	}
+	defer func() {
+		if recover() != nil {
+			d = time.Second
+		}
+	}()
+	return max(p.Backoff(retry), 0)
+}
+
+// TransientError marks a step error worth retrying; see [Transient].
+type TransientError struct {
+	Err error
+	// RetryAfter, if positive, replaces the policy's backoff for this retry.
+	RetryAfter time.Duration
+}
+
+func (e *TransientError) Error() string { return "transient: " + e.Err.Error() }
+
+// Unwrap returns the marked error.
+func (e *TransientError) Unwrap() error { return e.Err }
+
+// Transient marks err as worth retrying under the step's [RetryPolicy].
+// Transient(nil) is nil.
+func Transient(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &TransientError{Err: err}
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as not worth retrying, whatever the policy and even
+// if it wraps a [TransientError]. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+// pauseError is a step's request to pause its run.
+type pauseError struct{ until time.Time }
+
+func (e *pauseError) Error() string {
+	if e.until.IsZero() {
+		return "pause until resumed"
+	}
+	return "pause until " + e.until.UTC().Format(time.RFC3339)
+}
+
+// Pause returns the error a step returns to pause its run: the run becomes
+// PAUSED, holds no worker, and continues at until, or when
+// [Store.ResumeRun] resumes it (until zero: only then). The step that
+// paused did not complete; it runs again when the run continues. A workflow
+// function may return it too; the run then starts over from its first step,
+// replaying completed ones.
+func Pause(until time.Time) error { return &pauseError{until: until} }
+
+// StepError is a step's final failure: not retryable, or out of retries.
+type StepError struct {
+	Step     string
+	Attempts int
+	Err      error
+}
+
+func (e *StepError) Error() string {
+	return fmt.Sprintf("step %q failed after %d attempt(s): %v", e.Step, e.Attempts, e.Err)
+}
+
+// Unwrap returns the step's error (after a restart, an error carrying the
+// recorded text).
+func (e *StepError) Unwrap() error { return e.Err }
+
+// StepOption adjusts one [Step].
+type StepOption interface{ applyStep(*stepConfig) }
+
+type stepConfig struct{ retry *RetryPolicy }
+
+type stepOptionFunc func(*stepConfig)
+
+func (f stepOptionFunc) applyStep(c *stepConfig) { f(c) }
+
+// StepRetry makes the step retry by p instead of its workflow's policy.
+func StepRetry(p RetryPolicy) StepOption {
+	return stepOptionFunc(func(c *stepConfig) { c.retry = &p })
+}
+
+// Run is one execution of a workflow run, handed to the workflow function.
+// Pass it to [Step] and [Sleep]; its methods are safe for concurrent use,
+// but steps of one run must be called one after another, in a deterministic
+// order.
+type Run struct {
+	id       int64
+	workflow string
+	e        *engine
+	offset   time.Duration // database clock minus local clock
+
+	mu        sync.Mutex
+	steps     map[string]*StepInfo // recorded by earlier executions
+	seen      map[string]bool      // reached in this execution
+	next      int                  // position of the next step reached
+	suspend   *rescheduleError     // the run waits for a timer
+	cancelled bool
+	// pending is the last completed step while its record waits to be
+	// written with the run's next write: before the next step's body runs,
+	// or with the run's end. A crash before then runs it again, as it would
+	// a step cut off mid-body; no other step started meanwhile.
+	pending *pendingStep
+}
+
+type pendingStep struct {
+	name     string
+	position int
+	output   json.RawMessage
+	attempts int
+}
+
+// ID returns the run's ID.
+func (r *Run) ID() int64 { return r.id }
+
+// Workflow returns the name of the run's workflow.
+func (r *Run) Workflow() string { return r.workflow }
+
+// now is the database's clock, estimated from the local one.
+func (r *Run) now() time.Time { return time.Now().Add(r.offset) }
+
+// rescheduleError tells Run to give the message back, visible after delay,
+// without counting the delivery as an attempt, and then to call after.
+type rescheduleError struct {
+	delay  time.Duration
+	paused bool // the run is PAUSED, not waiting for a timer
+	after  func(ctx context.Context)
+}
+
+func (e *rescheduleError) Error() string { return fmt.Sprintf("run continues in %v", e.delay) }
+
+// forever stands for "until resumed": a pause without end.
+const forever = 100 * 365 * 24 * time.Hour
+
+// suspendUntil records that the run must wait until t (zero: forever).
+func (r *Run) suspendUntil(t time.Time) error {
+	d := forever
+	if !t.IsZero() {
+		d = max(t.Sub(r.now()), 0)
+	}
+	r.suspend = &rescheduleError{delay: d}
+	return ErrSuspended
+}
+
+// recordError marks a failure to record a step's outcome: the delivery is
+// retried, the run is not failed.
+type recordError struct{ err error }
+
+func (e *recordError) Error() string { return e.err.Error() }
+func (e *recordError) Unwrap() error { return e.err }
+
+// Step runs fn as the step name of run and returns its result, persisted as
+// JSON together with the step's completion. If the step completed in an
+// earlier execution of the run, Step returns the recorded result without
+// calling fn; the result is always the recorded JSON decoded into T, so a
+// replay returns exactly what the first execution did.
+//
+// fn runs at least once per completion: a process that dies while fn runs,
+// or before its result is recorded, runs it again on the next delivery.
+// Make its side effects idempotent where that matters.
+//
+// An error from fn that is retryable under the step's [RetryPolicy] (marked
+// [Transient], or any error not marked [Permanent] when RetryAllErrors is
+// set) schedules a retry and suspends the run; Step then returns an error
+// the workflow function must return. Any other error, or the last retry's,
+// is recorded and returned as a [*StepError]; returned from the workflow
+// function, it fails the run. A step returning [Pause] pauses the run. A
+// name used twice in one run returns [ErrDuplicateStep]; a run cancelled
+// meanwhile returns [ErrRunCancelled] after fn finished.
+func Step[T any](ctx context.Context, run *Run, name string, fn func(ctx context.Context) (T, error), opts ...StepOption) (T, error) {
+	var zero T
+	if fn == nil {
+		return zero, fmt.Errorf("%w: step %q without a function", ErrInvalidArgument, name)
+	}
+	out, err := run.step(ctx, name, opts, func(ctx context.Context) (json.RawMessage, error) {
+		v, err := fn(ctx)
+		if err != nil {
+			return nil, err
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, Permanent(fmt.Errorf("encode result: %w", err))
+		}
+		return b, nil
+	})
+	if err != nil {
+		return zero, err
+	}
+	var v T
+	if err := json.Unmarshal(out, &v); err != nil {
+		return zero, fmt.Errorf("step %q: decode recorded result: %w", name, err)
+	}
+	return v, nil
+}
+
+// Sleep suspends run for d, durably: the run holds no worker while it
+// sleeps, and continues after d even if every process restarted meanwhile.
+// The wake-up time is recorded as the step name when the run first reaches
+// it. Sleep returns nil once the time has passed; before that, an error the
+// workflow function must return.
+func Sleep(ctx context.Context, run *Run, name string, d time.Duration) error {
+	if err := nonNegative("sleep", d); err != nil {
+		return err
+	}
+	if run == nil {
+		return fmt.Errorf("%w: nil *Run", ErrInvalidArgument)
+	}
+	var wake time.Time
+	out, err := run.step(ctx, name, nil, func(context.Context) (json.RawMessage, error) {
+		return json.Marshal(run.now().Add(d).UTC())
+	})
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(out, &wake); err != nil {
+		return fmt.Errorf("sleep %q: decode recorded wake-up time: %w", name, err)
+	}
+	if err := run.flush(ctx); err != nil { // the wake-up time must be durable first
+		return err
+	}
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	if run.now().Before(wake) {
+		return run.suspendUntil(wake)
+	}
+	return nil
+}
+
+// step is Step without types: replay, run, record.
+func (r *Run) step(ctx context.Context, name string, opts []StepOption, body func(context.Context) (json.RawMessage, error)) (json.RawMessage, error) {
+	if r == nil {
+		return nil, fmt.Errorf("%w: nil *Run", ErrInvalidArgument)
+	}
+	if err := validateStepName(name); err != nil {
+		return nil, err
+	}
+	cfg := stepConfig{}
+	for _, o := range opts {
+		if o != nil {
+			o.applyStep(&cfg)
+		}
+	}
+	r.mu.Lock()
+	switch {
+	case r.suspend != nil:
+		r.mu.Unlock()
+		return nil, ErrSuspended
+	case r.cancelled:
+		r.mu.Unlock()
+		return nil, fmt.Errorf("run %d: %w", r.id, ErrRunCancelled)
+	case r.seen[name]:
+		r.mu.Unlock()
+		return nil, fmt.Errorf("run %d: %w: %q", r.id, ErrDuplicateStep, name)
+	}
+	r.seen[name] = true
+	pos := r.next
+	r.next++
+	rec := r.steps[name]
+	attempts := 1
+	if rec != nil {
+		switch {
+		case rec.Status == StepSucceeded:
+			r.mu.Unlock()
+			return rec.Output, nil
+		case rec.RetryAt.IsZero():
+			r.mu.Unlock()
+			return nil, &StepError{Step: name, Attempts: rec.Attempts, Err: errors.New(rec.Error)}
+		case r.now().Before(rec.RetryAt):
+			defer r.mu.Unlock()
+			return nil, r.suspendUntil(rec.RetryAt)
+		}
+		attempts = rec.Attempts + 1
+	}
+	r.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := r.flush(ctx); err != nil {
+		return nil, err
+	}
+
+	out, err := callStep(ctx, body)
+	if err == nil {
+		r.mu.Lock()
+		r.pending = &pendingStep{name: name, position: pos, output: out, attempts: attempts}
+		r.mu.Unlock()
+		return out, nil
+	}
+	if ctx.Err() != nil {
+		// Cut off (lease lost, shutdown): not the step's failure.
+		return nil, fmt.Errorf("step %q: %w", name, ctx.Err())
+	}
+	var pause *pauseError
+	if errors.As(err, &pause) {
+		return nil, r.pause(ctx, pause.until)
+	}
+	policy := r.e.retry
+	if cfg.retry != nil {
+		policy = *cfg.retry
+	}
+	var transient *TransientError
+	var permanent *permanentError
+	isTransient := errors.As(err, &transient)
+	retry := !errors.As(err, &permanent) && (isTransient || policy.RetryAllErrors) && attempts <= policy.retries()
+	var retryAt any // NULL: no more attempts
+	var at time.Time
+	if retry {
+		d := policy.delay(attempts)
+		if isTransient && transient.RetryAfter > 0 {
+			d = transient.RetryAfter
+		}
+		at = r.now().Add(d)
+		retryAt = r.e.s.d.timeArg(at)
+	}
+	if rerr := r.record(ctx, name, r.e.s.d.workflow.stepFailed, pos, errorText(err), attempts, retryAt); rerr != nil {
+		return nil, rerr
+	}
+	if retry {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return nil, r.suspendUntil(at)
+	}
+	return nil, &StepError{Step: name, Attempts: attempts, Err: err}
+}
+
+func validateStepName(name string) error {
+	if name == "" || len(name) > 1000 {
+		return fmt.Errorf("%w: step name %q must be 1 to 1000 bytes", ErrInvalidArgument, name)
+	}
+	return nil
+}
+
+// callStep runs a step's body, turning a panic into a permanent error.
+func callStep(ctx context.Context, body func(context.Context) (json.RawMessage, error)) (out json.RawMessage, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = Permanent(fmt.Errorf("panic: %v\n%s", p, debug.Stack()))
+		}
+	}()
+	return body(ctx)
+}
+
+// flush writes the pending step's record, if any. A run that stopped
+// taking steps meanwhile (cancelled) returns an error wrapping
+// [ErrRunCancelled].
+func (r *Run) flush(ctx context.Context) error {
+	r.mu.Lock()
+	p := r.pending
+	r.pending = nil
+	r.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return r.record(ctx, p.name, r.e.s.d.workflow.stepDone, p.position, string(p.output), p.attempts)
+}
+
+// record writes a step's outcome (stepDone or stepFailed, whose arguments
+// follow the run and step name) if the run may still take steps, and stops
+// the run when it was cancelled meanwhile.
+func (r *Run) record(ctx context.Context, name, stmt string, args ...any) error {
+	s := r.e.s
+	var status RunStatus
+	err := s.write(ctx, nil, func(ctx context.Context, q querier) error {
+		return q.QueryRowContext(ctx, stmt, append([]any{r.id, name}, args...)...).Scan(&status)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return r.notRecorded(ctx, name)
+	}
+	if err != nil {
+		return &recordError{fmt.Errorf("record step %q of run %d: %w", name, r.id, err)}
+	}
+	if status == RunCancelling {
+		return r.cancel(ctx)
+	}
+	return nil
+}
+
+// notRecorded explains a step record that wrote nothing: the run stopped
+// taking steps (cancelled at once, or failed by a delivery that found this
+// one abandoned), or another execution of the run recorded the step's
+// success first, which then stands.
+func (r *Run) notRecorded(ctx context.Context, name string) error {
+	s := r.e.s
+	st, err := s.runStatus(ctx, r.id)
+	if err != nil {
+		return &recordError{fmt.Errorf("step %q of run %d: %w", name, r.id, err)}
+	}
+	switch st {
+	case RunCancelled, RunCancelling:
+		return r.cancel(ctx)
+	case RunRunning, RunQueued:
+		return &recordError{fmt.Errorf("step %q of run %d: recorded by another execution of the run (a lease was lost); this one stops", name, r.id)}
+	}
+	return &recordError{fmt.Errorf("step %q of run %d: the run is %s", name, r.id, st)}
+}
+
+// cancel ends a run asked to cancel, at a step boundary.
+func (r *Run) cancel(ctx context.Context) error {
+	if err := r.e.finish(ctx, r.id, nil, RunCancelled, nil, nil); err != nil {
+		return &recordError{err}
+	}
+	r.mu.Lock()
+	r.cancelled = true
+	r.mu.Unlock()
+	return fmt.Errorf("run %d: %w", r.id, ErrRunCancelled)
+}
+
+// pause pauses the run until t (zero: until resumed).
+func (r *Run) pause(ctx context.Context, until time.Time) error {
+	var resume any
+	if !until.IsZero() {
+		resume = r.e.s.d.timeArg(until)
+	}
+	var status RunStatus
+	err := r.e.s.write(ctx, nil, func(ctx context.Context, q querier) error {
+		return q.QueryRowContext(ctx, r.e.s.d.workflow.pause, r.id, resume).Scan(&status)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return r.cancel(ctx) // only a cancel request moves a running run
+	}
+	if err != nil {
+		return &recordError{fmt.Errorf("pause run %d: %w", r.id, err)}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	err = r.suspendUntil(until)
+	r.suspend.paused = true
+	return err
+}
+

@@ -243,13 +243,13 @@ CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
 			record:  `INSERT INTO pgqrs_schema_version (version, name) VALUES ($1, $2)`,
 		},
 		workflow: workflowSQL{
-			byName:    `SELECT id, queue_id FROM pgqrs_workflows WHERE name = $1`,
-			byQueue:   `SELECT name FROM pgqrs_workflows WHERE queue_id = $1`,
+			byName:     `SELECT id, queue_id FROM pgqrs_workflows WHERE name = $1`,
+			byQueue:    `SELECT name FROM pgqrs_workflows WHERE queue_id = $1`,
 			unfinished: `SELECT count(*) FROM pgqrs_runs WHERE workflow_id = $1 AND status NOT IN ('SUCCESS', 'ERROR', 'CANCELLED')`,
 			deleteRuns: `DELETE FROM pgqrs_runs WHERE workflow_id = $1`,
 			deleteByID: `DELETE FROM pgqrs_workflows WHERE id = $1`,
-			insert:    `INSERT INTO pgqrs_workflows (name, queue_id) VALUES ($1, $2) RETURNING id`,
-			insertRun: `INSERT INTO pgqrs_runs (workflow_id, message_id, input) VALUES ($1, $2, $3) RETURNING id`,
+			insert:     `INSERT INTO pgqrs_workflows (name, queue_id) VALUES ($1, $2) RETURNING id`,
+			insertRun:  `INSERT INTO pgqrs_runs (workflow_id, message_id, input) VALUES ($1, $2, $3) RETURNING id`,
 			runByMessage: `
 SELECT id, status, input, resume_at, started_at IS NOT NULL, now()
 FROM pgqrs_runs WHERE message_id = $1`,

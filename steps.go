@@ -488,4 +488,3 @@ func (r *Run) pause(ctx context.Context, until time.Time) error {
 	r.suspend.paused = true
 	return err
 }
-

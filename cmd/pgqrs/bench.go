@@ -58,6 +58,7 @@ type benchFlags struct {
 	poll        time.Duration
 	svg         string
 	cpuprofile  string
+	from        string
 }
 
 func benchFlagSet(c *cli, fs *flag.FlagSet) {
@@ -74,6 +75,7 @@ func benchFlagSet(c *cli, fs *flag.FlagSet) {
 	fs.Float64Var(&b.rate, "rate", 100, "messages per second the latency scenario sends")
 	fs.DurationVar(&b.poll, "poll", 0, "RunOptions.PollInterval of the Run consumers (0: the library default, 1s)")
 	fs.StringVar(&b.svg, "svg", "", "write SVG charts into `DIR`")
+	fs.StringVar(&b.from, "from", "", "with --svg: draw the charts from `FILE`, the --json output of earlier runs (any backends), instead of running anything")
 	fs.StringVar(&b.cpuprofile, "cpuprofile", "", "write a CPU profile of each drain and floor loop (not its prefill) into `DIR`, one file per row")
 }
 
@@ -137,6 +139,9 @@ type bencher struct {
 // bench runs the selected scenarios and prints their results.
 func (c *cli) bench(ctx context.Context, _ []string) error {
 	f := c.f.bench
+	if f.from != "" {
+		return c.benchChartsFrom(f.from, f.svg)
+	}
 	scen, err := benchParseScenarios(f.scenarios)
 	if err != nil {
 		return err
@@ -203,6 +208,52 @@ func (c *cli) bench(ctx context.Context, _ []string) error {
 		}
 	}
 	return runErr
+}
+
+// benchChartsFrom draws the charts of every backend found in file, JSON
+// lines written by earlier runs with --json (several runs may be
+// concatenated, for example the best row of repeated runs), into dir.
+func (c *cli) benchChartsFrom(file, dir string) error {
+	if dir == "" {
+		return usagef("--from needs --svg DIR")
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	byBackend := map[string][]*benchResult{}
+	var backends []string
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	for {
+		r := &benchResult{}
+		err := dec.Decode(r)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", file, err)
+		}
+		if r.Backend == "" || r.Scenario == "" {
+			return fmt.Errorf("%s: a line without scenario and backend is not bench output", file)
+		}
+		if byBackend[r.Backend] == nil {
+			backends = append(backends, r.Backend)
+		}
+		byBackend[r.Backend] = append(byBackend[r.Backend], r)
+	}
+	if len(backends) == 0 {
+		return fmt.Errorf("%s: no results", file)
+	}
+	for _, backend := range backends {
+		files, err := writeBenchSVGs(dir, backend, byBackend[backend])
+		if err != nil {
+			return err
+		}
+		for _, name := range files {
+			fmt.Fprintf(c.stderr, "bench: wrote %s\n", name)
+		}
+	}
+	return nil
 }
 
 // run runs the scenarios in order; drain and floor alternate per consumers ×

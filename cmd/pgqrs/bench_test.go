@@ -45,6 +45,17 @@ func TestBenchSmoke(t *testing.T) {
 			}
 			checkBenchJSON(t, r.stdout, name)
 			checkBenchSVGs(t, svgDir, name)
+
+			// The same charts drawn again from the JSON lines.
+			results := filepath.Join(t.TempDir(), "results.jsonl")
+			if err := os.WriteFile(results, []byte(r.stdout), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			fromDir := t.TempDir()
+			if r := runBin(t, "", "", nil, "bench", "--from", results, "--svg", fromDir); r.code != 0 {
+				t.Fatalf("pgqrs bench --from: exit %d, stderr:\n%s", r.code, r.stderr)
+			}
+			checkBenchSVGs(t, fromDir, name)
 		})
 	}
 }

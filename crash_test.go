@@ -103,6 +103,25 @@ func startChild(t *testing.T, cmd *exec.Cmd, n int) []int64 {
 	return ids
 }
 
+// crashStore opens an installed store on backend, returning the DSN a child
+// process opens it with (and s.d.schema, its schema).
+func crashStore(t *testing.T, backend string) (string, *Store) {
+	t.Helper()
+	dsn, opts := backendDSN(t, backend)
+	s, err := Open(t.Context(), dsn, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if strings.HasPrefix(backend, "turso") {
+		wipeTurso(t, s)
+	}
+	if err := s.Admin().Install(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return dsn, s
+}
+
 // TestCrashRecovery kills a consumer process in the middle of its handlers
 // and checks that nothing is lost: its messages come back when their leases
 // expire, or at once when an admin reclaims the dead worker.
@@ -110,18 +129,7 @@ func TestCrashRecovery(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b, func(t *testing.T) {
 			ctx := t.Context()
-			dsn, opts := backendDSN(t, b)
-			s, err := Open(ctx, dsn, opts...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			if strings.HasPrefix(b, "turso") {
-				wipeTurso(t, s)
-			}
-			if err := s.Admin().Install(ctx); err != nil {
-				t.Fatal(err)
-			}
+			dsn, s := crashStore(t, b)
 			if _, err := s.Admin().CreateQueue(ctx, "crash"); err != nil {
 				t.Fatal(err)
 			}
@@ -244,18 +252,7 @@ func TestWorkflowCrashRecovery(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b, func(t *testing.T) {
 			ctx := t.Context()
-			dsn, opts := backendDSN(t, b)
-			s, err := Open(ctx, dsn, opts...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			if strings.HasPrefix(b, "turso") {
-				wipeTurso(t, s)
-			}
-			if err := s.Admin().Install(ctx); err != nil {
-				t.Fatal(err)
-			}
+			dsn, s := crashStore(t, b)
 			table := s.d.relation("test_effects")
 			if _, err := s.DB().ExecContext(ctx, "CREATE TABLE IF NOT EXISTS "+table+" (run_id BIGINT NOT NULL, step TEXT NOT NULL)"); err != nil {
 				t.Fatal(err)

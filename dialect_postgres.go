@@ -322,14 +322,7 @@ FROM pgqrs_steps WHERE run_id = $1 ORDER BY position`,
 			// twice at once); a failed attempt is. The run's status comes back
 			// so a requested cancel is seen at once; no row means nothing was
 			// recorded.
-			stepDone: `
-WITH r AS (
-    UPDATE pgqrs_runs
-    SET status = CASE WHEN status = 'QUEUED' THEN 'RUNNING' ELSE status END,
-        started_at = coalesce(started_at, now()), updated_at = now()
-    WHERE id = $1 AND status IN ('QUEUED', 'RUNNING', 'CANCELLING')
-    RETURNING id, status
-), s AS (
+			stepDone: pgStepRecord + `
     INSERT INTO pgqrs_steps (run_id, name, position, status, output, attempts)
     SELECT r.id, $2::text, $3::integer, 'SUCCESS', $4::jsonb, $5::integer FROM r
     ON CONFLICT (run_id, name) DO UPDATE
@@ -339,14 +332,7 @@ WITH r AS (
     RETURNING run_id
 )
 SELECT r.status FROM r JOIN s ON true`,
-			stepFailed: `
-WITH r AS (
-    UPDATE pgqrs_runs
-    SET status = CASE WHEN status = 'QUEUED' THEN 'RUNNING' ELSE status END,
-        started_at = coalesce(started_at, now()), updated_at = now()
-    WHERE id = $1 AND status IN ('QUEUED', 'RUNNING', 'CANCELLING')
-    RETURNING id, status
-), s AS (
+			stepFailed: pgStepRecord + `
     INSERT INTO pgqrs_steps (run_id, name, position, status, error, attempts, retry_at)
     SELECT r.id, $2::text, $3::integer, 'ERROR', $4::text, $5::integer, $6::timestamptz FROM r
     ON CONFLICT (run_id, name) DO UPDATE
@@ -358,18 +344,8 @@ WITH r AS (
 SELECT r.status FROM r JOIN s ON true`,
 			deleteFailedSteps: `DELETE FROM pgqrs_steps WHERE run_id = $1 AND status = 'ERROR'`,
 			// Make a waiting (delayed, unleased) message visible now.
-			wakeMessage: `UPDATE pgqrs_messages SET vt = now() WHERE id = $1 AND vt > now() AND consumer_worker_id IS NULL`,
-			listWorkflows: `
-SELECT w.name, w.created_at,
-       count(r.id) FILTER (WHERE r.status = 'QUEUED'),
-       count(r.id) FILTER (WHERE r.status = 'RUNNING'),
-       count(r.id) FILTER (WHERE r.status = 'PAUSED'),
-       count(r.id) FILTER (WHERE r.status = 'CANCELLING'),
-       count(r.id) FILTER (WHERE r.status = 'CANCELLED'),
-       count(r.id) FILTER (WHERE r.status = 'SUCCESS'),
-       count(r.id) FILTER (WHERE r.status = 'ERROR')
-FROM pgqrs_workflows w LEFT JOIN pgqrs_runs r ON r.workflow_id = w.id
-GROUP BY w.id, w.name, w.created_at ORDER BY w.name`,
+			wakeMessage:   `UPDATE pgqrs_messages SET vt = now() WHERE id = $1 AND vt > now() AND consumer_worker_id IS NULL`,
+			listWorkflows: listWorkflowsSQL,
 		},
 		indexes: []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_archive_queue",
 			"pgqrs_runs_message", "pgqrs_runs_workflow"},
@@ -393,6 +369,17 @@ GROUP BY w.id, w.name, w.created_at ORDER BY w.name`,
 	d.withSchema = func(schema string) *dialect { return pgInSchema(d, schema) }
 	return d
 }
+
+// pgStepRecord starts the step-recording statements: the run, if it may
+// still take steps, marked RUNNING; the step row follows in CTE "s".
+const pgStepRecord = `
+WITH r AS (
+    UPDATE pgqrs_runs
+    SET status = CASE WHEN status = 'QUEUED' THEN 'RUNNING' ELSE status END,
+        started_at = coalesce(started_at, now()), updated_at = now()
+    WHERE id = $1 AND status IN ('QUEUED', 'RUNNING', 'CANCELLING')
+    RETURNING id, status
+), s AS (`
 
 // pgRunSelect reports a QUEUED run whose message a worker holds as RUNNING,
 // started when it was claimed: a run is marked RUNNING in the store only

@@ -265,17 +265,7 @@ RETURNING (SELECT status FROM pgqrs_runs WHERE id = ?1)`,
 			wakeMessage: `
 UPDATE pgqrs_messages SET vt = ` + sqliteNow + `
 WHERE id = ?1 AND vt > ` + sqliteNow + ` AND consumer_worker_id IS NULL`,
-			listWorkflows: `
-SELECT w.name, w.created_at,
-       count(r.id) FILTER (WHERE r.status = 'QUEUED'),
-       count(r.id) FILTER (WHERE r.status = 'RUNNING'),
-       count(r.id) FILTER (WHERE r.status = 'PAUSED'),
-       count(r.id) FILTER (WHERE r.status = 'CANCELLING'),
-       count(r.id) FILTER (WHERE r.status = 'CANCELLED'),
-       count(r.id) FILTER (WHERE r.status = 'SUCCESS'),
-       count(r.id) FILTER (WHERE r.status = 'ERROR')
-FROM pgqrs_workflows w LEFT JOIN pgqrs_runs r ON r.workflow_id = w.id
-GROUP BY w.id, w.name, w.created_at ORDER BY w.name`,
+			listWorkflows: listWorkflowsSQL,
 		},
 		indexes: []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_archive_queue",
 			"pgqrs_messages_archive", "pgqrs_messages_leave", "pgqrs_runs_message", "pgqrs_runs_workflow", "pgqrs_steps_start", "pgqrs_run_ends_insert"},

@@ -20,9 +20,16 @@ import (
 // returns Run's error.
 func runInBackground(t *testing.T, c *Consumer, h Handler, o *RunOptions) (stop func() error) {
 	t.Helper()
+	return inBackground(t, func(ctx context.Context) error { return c.Run(ctx, h, o) })
+}
+
+// inBackground starts run (a Run or Serve loop) and returns a function that
+// cancels its context and returns its error; the test's cleanup calls it too.
+func inBackground(t *testing.T, run func(ctx context.Context) error) (stop func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx, h, o) }()
+	go func() { done <- run(ctx) }()
 	var once sync.Once
 	var err error
 	stop = func() error {
@@ -31,7 +38,7 @@ func runInBackground(t *testing.T, c *Consumer, h Handler, o *RunOptions) (stop 
 			select {
 			case err = <-done:
 			case <-time.After(60 * time.Second):
-				err = errors.New("Run did not return within 60s of cancel")
+				err = errors.New("the loop did not return within 60s of cancel")
 			}
 		})
 		return err

@@ -117,6 +117,19 @@ type workflowSQL struct {
 	wakeMessage, listWorkflows                                  string
 }
 
+// listWorkflowsSQL is the same on every backend.
+const listWorkflowsSQL = `
+SELECT w.name, w.created_at,
+       count(r.id) FILTER (WHERE r.status = 'QUEUED'),
+       count(r.id) FILTER (WHERE r.status = 'RUNNING'),
+       count(r.id) FILTER (WHERE r.status = 'PAUSED'),
+       count(r.id) FILTER (WHERE r.status = 'CANCELLING'),
+       count(r.id) FILTER (WHERE r.status = 'CANCELLED'),
+       count(r.id) FILTER (WHERE r.status = 'SUCCESS'),
+       count(r.id) FILTER (WHERE r.status = 'ERROR')
+FROM pgqrs_workflows w LEFT JOIN pgqrs_runs r ON r.workflow_id = w.id
+GROUP BY w.id, w.name, w.created_at ORDER BY w.name`
+
 type versionSQL struct {
 	createTable, applied, record string
 }

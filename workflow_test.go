@@ -17,24 +17,7 @@ import (
 // and returns Serve's error.
 func serveInBackground[In, Out any](t *testing.T, s *Store, wf *Workflow[In, Out], o *RunOptions) (stop func() error) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- wf.Serve(ctx, s, o) }()
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case err = <-done:
-			case <-time.After(60 * time.Second):
-				err = errors.New("Serve did not return within 60s of cancel")
-			}
-		})
-		return err
-	}
-	t.Cleanup(func() { stop() })
-	return stop
+	return inBackground(t, func(ctx context.Context) error { return wf.Serve(ctx, s, o) })
 }
 
 // fastPoll keeps workflow tests quick: runs that wait for a timer come back

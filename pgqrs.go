@@ -189,10 +189,10 @@ var (
 	ErrInterrupted = errors.New("pgqrs: worker interrupted")
 	// ErrInvalidTransition is wrapped by [*TransitionError].
 	ErrInvalidTransition = errors.New("pgqrs: invalid worker state transition")
-	// ErrWorkflowNotFound is returned by [Workflow.Trigger] and
-	// [Workflow.TriggerTx] for a workflow never registered
-	// ([Workflow.Register], [Workflow.Serve]), and by [Admin.ListRuns] for an
-	// unknown workflow name.
+	// ErrWorkflowNotFound is returned by [Workflow.TriggerTx] for a workflow
+	// never registered ([Workflow.Register], [Workflow.Serve],
+	// [Workflow.Trigger] register it), and by [Admin.ListRuns] and
+	// [Admin.DeleteWorkflow] for an unknown workflow name.
 	ErrWorkflowNotFound = errors.New("pgqrs: workflow not registered")
 	// ErrRunNotFound is returned for a run ID that does not exist.
 	ErrRunNotFound = errors.New("pgqrs: run not found")

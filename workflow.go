@@ -90,15 +90,17 @@ func (w *Workflow[In, Out]) Register(ctx context.Context, s *Store) error {
 
 // Trigger starts a run of the workflow with input in and returns the run's
 // ID. The run starts when a worker ([Workflow.Serve]) picks it up; [Delay]
-// and [At] postpone that. The workflow must be registered
-// ([ErrWorkflowNotFound] otherwise); input that does not encode as JSON, or
-// is too large, returns [ErrInvalidPayload] or [ErrPayloadTooLarge].
+// and [At] postpone that. Trigger registers the workflow if this Store has
+// not seen it registered yet. Input that does not encode as JSON, or is too
+// large, returns [ErrInvalidPayload] or [ErrPayloadTooLarge].
 func (w *Workflow[In, Out]) Trigger(ctx context.Context, s *Store, in In, opts ...EnqueueOption) (int64, error) {
 	return w.trigger(ctx, s, nil, in, opts)
 }
 
 // TriggerTx is like [Workflow.Trigger] but inside tx: the run exists only if
-// tx commits. Committing or rolling back tx is the caller's job.
+// tx commits. Committing or rolling back tx is the caller's job. It does not
+// register the workflow: register it first ([Workflow.Register]), or it
+// returns [ErrWorkflowNotFound].
 func (w *Workflow[In, Out]) TriggerTx(ctx context.Context, tx *sql.Tx, s *Store, in In, opts ...EnqueueOption) (int64, error) {
 	if err := needTx(tx); err != nil {
 		return 0, err
@@ -113,6 +115,11 @@ func (w *Workflow[In, Out]) trigger(ctx context.Context, s *Store, tx *sql.Tx, i
 	b, err := json.Marshal(in)
 	if err != nil {
 		return 0, fmt.Errorf("trigger %q: %w: %v", w.name, ErrInvalidPayload, err)
+	}
+	if tx == nil {
+		if _, err := s.registerWorkflow(ctx, w.name); err != nil {
+			return 0, err
+		}
 	}
 	return s.triggerRun(ctx, tx, w.name, b, opts)
 }

@@ -590,8 +590,13 @@ func TestWorkflowBadInput(t *testing.T) {
 		ctx := t.Context()
 		ok := func(ctx context.Context, run *Run, in int) (int, error) { return in, nil }
 		wf := NewWorkflow("unregistered", ok)
-		_, err := wf.Trigger(ctx, s, 1)
+		tx, err := s.DB().BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = wf.TriggerTx(ctx, tx, s, 1)
 		wantErr(t, err, ErrWorkflowNotFound)
+		tx.Rollback()
 		wantErr(t, NewWorkflow("bad name", ok).Register(ctx, s), ErrInvalidName)
 		wantErr(t, NewWorkflow[int, int]("nil", nil).Register(ctx, s), ErrInvalidArgument)
 		if _, err := s.Admin().CreateQueue(ctx, "plain"); err != nil {

@@ -415,6 +415,10 @@ func (d *dbTime) Scan(v any) error {
 }
 
 func (d *dbTime) parse(s string) error {
+	if t, ok := parseTextTime(s); ok {
+		d.t = t
+		return nil
+	}
 	t, err := time.Parse(textTimeLayout, s)
 	if err != nil {
 		if t, err = time.Parse(time.RFC3339Nano, s); err != nil {
@@ -423,6 +427,37 @@ func (d *dbTime) parse(s string) error {
 	}
 	d.t = t.UTC()
 	return nil
+}
+
+// parseTextTime parses exactly textTimeLayout, the format pgqrs writes,
+// without time.Parse's interpretation of the layout (a claim scans two
+// times per message). Anything else is left to time.Parse.
+func parseTextTime(s string) (time.Time, bool) {
+	if len(s) != len(textTimeLayout) || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
+		s[13] != ':' || s[16] != ':' || s[19] != '.' || s[23] != 'Z' {
+		return time.Time{}, false
+	}
+	ok := true
+	num := func(i, j int) int {
+		n := 0
+		for _, c := range []byte(s[i:j]) {
+			if c < '0' || c > '9' {
+				ok = false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n
+	}
+	y, mo, d := num(0, 4), num(5, 7), num(8, 10)
+	h, mi, sec, ms := num(11, 13), num(14, 16), num(17, 19), num(20, 23)
+	if !ok || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	t := time.Date(y, time.Month(mo), d, h, mi, sec, ms*int(time.Millisecond), time.UTC)
+	if t.Day() != d { // 2024-02-30: time.Parse reports it
+		return time.Time{}, false
+	}
+	return t, true
 }
 
 func formatTextTime(t time.Time) string { return t.UTC().Format(textTimeLayout) }

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -140,5 +141,19 @@ func TestOpenWithoutDriver(t *testing.T) {
 	want := `true pgqrs: database driver not imported: no database/sql driver "sqlite" is registered for sqlite; add: import _ "modernc.org/sqlite"`
 	if got := strings.TrimSpace(string(out)); got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
+
+func TestParseTextTimeMatchesTimeParse(t *testing.T) {
+	for _, s := range []string{
+		"2024-02-29T23:59:59.999Z", "1970-01-01T00:00:00.000Z", "2026-11-26T01:02:03.004Z",
+		"2023-02-29T00:00:00.000Z", "2024-13-01T00:00:00.000Z", "2024-01-01T24:00:00.000Z",
+		"2024-01-01 00:00:00.000Z", "2024-01-01T00:00:00.00xZ", "2024-01-01T00:00:00Z", "",
+	} {
+		want, err := time.Parse(textTimeLayout, s)
+		got, ok := parseTextTime(s)
+		if ok != (err == nil) || ok && !got.Equal(want) {
+			t.Errorf("parseTextTime(%q) = %v, %v; time.Parse: %v, %v", s, got, ok, want, err)
+		}
 	}
 }

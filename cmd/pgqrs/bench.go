@@ -41,7 +41,7 @@ const (
 )
 
 // benchScenarios lists the scenarios in the order bench runs them.
-var benchScenarios = []string{"drain", "floor", "drain-run", "enqueue", "latency"}
+var benchScenarios = []string{"drain", "floor", "drain-run", "enqueue", "latency", "workflow"}
 
 // benchFlags holds the flags of "pgqrs bench".
 type benchFlags struct {
@@ -53,6 +53,8 @@ type benchFlags struct {
 	consumers   string
 	batch       string
 	concurrency string
+	runs        int
+	wfConc      string
 	duration    time.Duration
 	rate        float64
 	poll        time.Duration
@@ -71,6 +73,8 @@ func benchFlagSet(c *cli, fs *flag.FlagSet) {
 	fs.StringVar(&b.consumers, "consumers", "1,2,4", "comma-separated consumer counts for drain and floor")
 	fs.StringVar(&b.batch, "batch", "1,10,50", "comma-separated claim batch sizes for drain, floor and drain-run")
 	fs.StringVar(&b.concurrency, "concurrency", "1,4,16", "comma-separated Run concurrencies for drain-run")
+	fs.IntVar(&b.runs, "runs", 2000, "runs triggered for each workflow drain")
+	fs.StringVar(&b.wfConc, "workflow-concurrency", "1,8,32", "comma-separated Serve concurrencies for the workflow scenario")
 	fs.DurationVar(&b.duration, "duration", 10*time.Second, "how long latency sends (per mode); also bounds each enqueue variant (at most 5s)")
 	fs.Float64Var(&b.rate, "rate", 100, "messages per second the latency scenario sends")
 	fs.DurationVar(&b.poll, "poll", 0, "RunOptions.PollInterval of the Run consumers (0: the library default, 1s)")
@@ -134,6 +138,8 @@ type bencher struct {
 	progress io.Writer
 	results  []*benchResult
 	enc      *json.Encoder // --json: one line per result as it is made
+
+	workflows []string // created by the workflow scenario, deleted at the end
 }
 
 // bench runs the selected scenarios and prints their results.
@@ -156,6 +162,13 @@ func (c *cli) bench(ctx context.Context, _ []string) error {
 	}
 	concs, err := benchParseInts("--concurrency", f.concurrency)
 	if err != nil {
+		return err
+	}
+	wfConcs, err := benchParseInts("--workflow-concurrency", f.wfConc)
+	if err != nil {
+		return err
+	}
+	if err := atLeastOne("--runs", f.runs); err != nil {
 		return err
 	}
 	if err := atLeastOne("--backlog", f.backlog); err != nil {
@@ -192,6 +205,9 @@ func (c *cli) bench(ctx context.Context, _ []string) error {
 	}
 	b.logf("%s (%s), %d CPUs, %s", b.backend, b.machine.Database, b.machine.CPUs, b.machine.GoVersion)
 	runErr := b.run(ctx, scen, consumers, batches, concs)
+	if runErr == nil && scen["workflow"] {
+		runErr = b.runWorkflows(ctx, wfConcs)
+	}
 	b.cleanup(context.WithoutCancel(ctx))
 	if !c.json && len(b.results) > 0 {
 		if err := benchTables(c.stdout, b.results); err != nil {
@@ -383,6 +399,7 @@ func (b *bencher) vacuum(ctx context.Context, table string) error {
 // effort: the workers it registered are stopped by then.
 func (b *bencher) cleanup(ctx context.Context) {
 	b.floorCleanup(ctx)
+	b.deleteWorkflows(ctx)
 	a := b.s.Admin()
 	qs, err := a.ListQueues(ctx)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -209,6 +210,18 @@ func (b *bencher) floor(ctx context.Context, consumers, batch int) (*benchResult
 		}
 	}
 	fillTime := time.Since(fillStart)
+	// Prepared where pgqrs prepares its statements (not on Turso), so the
+	// ratio compares like with like.
+	claimSQL, archiveSQL := stmtRunner{db: db, query: q.claim}, stmtRunner{db: db, query: q.archive}
+	if !strings.HasPrefix(b.backend, "turso") {
+		for _, r := range []*stmtRunner{&claimSQL, &archiveSQL} {
+			var err error
+			if r.st, err = db.PrepareContext(ctx, r.query); err != nil {
+				return nil, err
+			}
+			defer r.st.Close()
+		}
+	}
 	var wmu sync.Mutex
 	lock := func() func() {
 		if !q.serialize {
@@ -221,7 +234,7 @@ func (b *bencher) floor(ctx context.Context, consumers, batch int) (*benchResult
 		n: n, consumers: consumers,
 		claim: func(ctx context.Context, i int) ([]int64, error) {
 			defer lock()()
-			rows, err := db.QueryContext(ctx, q.claim, b.floorID, batch, i+1)
+			rows, err := claimSQL.QueryContext(ctx, b.floorID, batch, i+1)
 			if err != nil {
 				return nil, err
 			}
@@ -239,7 +252,7 @@ func (b *bencher) floor(ctx context.Context, consumers, batch int) (*benchResult
 		},
 		archive: func(ctx context.Context, i int, ids []int64) (int, error) {
 			defer lock()()
-			res, err := db.ExecContext(ctx, q.archive, q.ids(ids), i+1)
+			res, err := archiveSQL.ExecContext(ctx, q.ids(ids), i+1)
 			if err != nil {
 				return 0, err
 			}
@@ -256,4 +269,25 @@ func (b *bencher) floor(ctx context.Context, consumers, batch int) (*benchResult
 	st.fill(r)
 	b.logf("%s: %d messages in %.2fs: %.0f msgs/s", label, st.done, st.elapsed.Seconds(), r.MsgsPerSec)
 	return r, nil
+}
+
+// stmtRunner runs query as a prepared statement when st is set.
+type stmtRunner struct {
+	db    *sql.DB
+	query string
+	st    *sql.Stmt
+}
+
+func (r stmtRunner) QueryContext(ctx context.Context, args ...any) (*sql.Rows, error) {
+	if r.st != nil {
+		return r.st.QueryContext(ctx, args...)
+	}
+	return r.db.QueryContext(ctx, r.query, args...)
+}
+
+func (r stmtRunner) ExecContext(ctx context.Context, args ...any) (sql.Result, error) {
+	if r.st != nil {
+		return r.st.ExecContext(ctx, args...)
+	}
+	return r.db.ExecContext(ctx, r.query, args...)
 }

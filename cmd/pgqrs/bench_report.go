@@ -213,6 +213,16 @@ func benchTables(w io.Writer, rs []*benchResult) error {
 			return err
 		}
 	}
+	if d := pick("workflow"); len(d) > 0 {
+		section()
+		t := newTable(w, "SCENARIO", "BACKEND", "MODE", "CONCURRENCY", "RUNS", "TIME", "RUNS/S", "TRIGGER→RESULT MS p50/p95/p99")
+		for _, r := range d {
+			t.row(r.Scenario, r.Backend, r.Mode, num(r.Concurrency), num(r.Messages), secs(r.Seconds), rate(r.MsgsPerSec), pct(r.LatencyMs))
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+	}
 	if d := pick("latency"); len(d) > 0 {
 		section()
 		t := newTable(w, "SCENARIO", "BACKEND", "MODE", "TARGET/S", "ACHIEVED/S", "MESSAGES", "ENQUEUE→HANDLER MS p50/p95/p99", "ERRORS")

@@ -38,7 +38,8 @@ func TestBenchSmoke(t *testing.T) {
 			svgDir := t.TempDir()
 			args := append(slices.Clone(global), "--json", "bench", "--scenario", "all",
 				"--backlog", "200", "--consumers", "1,2", "--batch", "1,10", "--concurrency", "2",
-				"--duration", "300ms", "--rate", "50", "--poll", "50ms", "--svg", svgDir)
+				"--duration", "300ms", "--rate", "50", "--poll", "50ms", "--svg", svgDir,
+				"--runs", "20", "--workflow-concurrency", "1,4")
 			r := runBin(t, "", "", nil, args...)
 			if r.code != 0 {
 				t.Fatalf("pgqrs %s: exit %d, stderr:\n%s", strings.Join(args, " "), r.code, r.stderr)
@@ -81,6 +82,7 @@ func checkBenchJSON(t *testing.T, out, backend string) {
 				GoVersion string `json:"go_version"`
 				Database  string `json:"database"`
 			} `json:"machine"`
+			Mode      string            `json:"mode"`
 			DequeueMs *benchPercentiles `json:"dequeue_ms"`
 			LatencyMs *benchPercentiles `json:"latency_ms"`
 		}
@@ -112,6 +114,10 @@ func checkBenchJSON(t *testing.T, out, backend string) {
 			if r.DequeueMs == nil {
 				t.Errorf("floor row without dequeue latency")
 			}
+		case "workflow":
+			if r.Mode == "latency" && r.LatencyMs == nil {
+				t.Errorf("workflow latency row without latency")
+			}
 		case "latency", "enqueue":
 			if r.LatencyMs == nil {
 				t.Errorf("%s row without latency", *r.Scenario)
@@ -119,7 +125,7 @@ func checkBenchJSON(t *testing.T, out, backend string) {
 		}
 		count[*r.Scenario]++
 	}
-	want := map[string]int{"drain": 4, "floor": 4, "drain-run": 2, "enqueue": 4, "latency": 2}
+	want := map[string]int{"drain": 4, "floor": 4, "drain-run": 2, "enqueue": 4, "latency": 2, "workflow": 3}
 	for scen, n := range want {
 		if count[scen] != n {
 			t.Errorf("%d %s rows, want %d", count[scen], scen, n)

@@ -116,12 +116,23 @@ func (w *Workflow[In, Out]) trigger(ctx context.Context, s *Store, tx *sql.Tx, i
 	if err != nil {
 		return 0, fmt.Errorf("trigger %q: %w: %v", w.name, ErrInvalidPayload, err)
 	}
-	if tx == nil {
+	if tx != nil {
+		return s.triggerRun(ctx, tx, w.name, b, opts)
+	}
+	if _, err := s.registerWorkflow(ctx, w.name); err != nil {
+		return 0, err
+	}
+	id, err := s.triggerRun(ctx, nil, w.name, b, opts)
+	if errors.Is(err, errForeignKey) {
+		// Deleted (Admin.DeleteWorkflow) since this Store cached it: register
+		// it afresh and try once more.
+		s.workflows.Delete(w.name)
 		if _, err := s.registerWorkflow(ctx, w.name); err != nil {
 			return 0, err
 		}
+		id, err = s.triggerRun(ctx, nil, w.name, b, opts)
 	}
-	return s.triggerRun(ctx, tx, w.name, b, opts)
+	return id, err
 }
 
 // Serve runs the workflow's triggered runs until ctx is cancelled, as

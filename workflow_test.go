@@ -729,6 +729,13 @@ func TestWorkflowRetryRunFromFailedStep(t *testing.T) {
 		// A workflow is deleted with its runs and queue once nothing is live.
 		wantErr(t, s.Admin().DeleteWorkflow(ctx, "nope"), ErrWorkflowNotFound)
 		wantErr(t, s.Admin().DeleteWorkflow(ctx, "repairable"), ErrQueueInUse) // its worker is live
+		other, err := New(s.DB(), s.Dialect(), schemaOpt(s)...) // caches the workflow
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := wf.Register(ctx, other); err != nil {
+			t.Fatal(err)
+		}
 		if err := stop(); err != nil {
 			t.Fatal(err)
 		}
@@ -744,6 +751,23 @@ func TestWorkflowRetryRunFromFailedStep(t *testing.T) {
 		wantErr(t, err, ErrQueueNotFound)
 		if err := wf.Register(ctx, s); err != nil { // and can be registered afresh
 			t.Fatal(err)
+		}
+		// A Store that cached the workflow before it was deleted and
+		// registered afresh triggers it all the same.
+		if err := s.Admin().DeleteWorkflow(ctx, "repairable"); err != nil {
+			t.Fatal(err)
+		}
+		if err := wf.Register(ctx, other); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := wf.Trigger(ctx, other, struct{}{}); err != nil {
+			t.Fatalf("trigger through a stale cache: %v", err)
+		}
+		if err := s.Admin().DeleteWorkflow(ctx, "repairable"); !errors.Is(err, ErrQueueInUse) {
+			t.Fatalf("delete with a queued run = %v, want ErrQueueInUse", err)
+		}
+		if _, err := s.Admin().PurgeQueue(ctx, "repairable"); !errors.Is(err, ErrQueueInUse) {
+			t.Fatalf("purge = %v", err)
 		}
 		if runs, err := s.Admin().ListRuns(ctx, RunFilter{Status: RunFailed}); err != nil || len(runs) != 0 {
 			t.Errorf("failed runs after the retry = %+v, %v", runs, err)

@@ -274,7 +274,9 @@ WHERE id = $1 AND status IN ('QUEUED', 'RUNNING')
 RETURNING status`,
 			// The run's end, with its last completed step ($5, NULL for none)
 			// recorded in the same statement; a run asked to cancel ends
-			// cancelled whatever it was finishing with.
+			// cancelled whatever it was finishing with. If another execution
+			// recorded that step first, this one's end is not recorded: the
+			// other execution goes on from the step's recorded result.
 			finish: `
 WITH step AS (
     INSERT INTO pgqrs_steps (run_id, name, position, status, output, attempts)
@@ -285,6 +287,7 @@ WITH step AS (
     SET status = 'SUCCESS', output = excluded.output, error = NULL, retry_at = NULL,
         attempts = excluded.attempts, updated_at = now()
     WHERE pgqrs_steps.status = 'ERROR'
+    RETURNING 1
 ), u AS (
     UPDATE pgqrs_runs
     SET status = CASE WHEN status = 'CANCELLING' THEN 'CANCELLED' ELSE $2::text END,
@@ -292,6 +295,7 @@ WITH step AS (
         error = CASE WHEN status = 'CANCELLING' THEN NULL ELSE $4::text END,
         resume_at = NULL, started_at = coalesce(started_at, now()), finished_at = now(), updated_at = now()
     WHERE id = $1 AND status IN ('QUEUED', 'RUNNING', 'PAUSED', 'CANCELLING')
+      AND ($5::text IS NULL OR EXISTS (SELECT 1 FROM step))
     RETURNING status, waited
 )
 SELECT u.status FROM u

@@ -296,6 +296,7 @@ type config struct {
 	schema          string
 	maxPayloadBytes int
 	maxBatch        int
+	unprepared      bool
 }
 
 func defaultConfig() config {
@@ -354,6 +355,22 @@ func WithMaxBatch(n int) Option {
 	})
 }
 
+// WithPreparedStatements(false) makes the Store send every statement as
+// text instead of preparing it once per connection. Prepared statements are
+// the default on PostgreSQL and SQLite (never on Turso): the database parses
+// each statement once, and lib/pq saves a round trip per call. Turn them off
+// when the pool goes through a pooler that does not keep prepared
+// statements (PgBouncer in transaction mode before 1.21), or when something
+// else runs DISCARD ALL / DEALLOCATE ALL on its connections.
+// [Store.Close] releases the prepared statements; a Store on a borrowed
+// pool should be closed when no longer needed.
+func WithPreparedStatements(on bool) Option {
+	return optionFunc(func(c *config) error {
+		c.unprepared = !on
+		return nil
+	})
+}
+
 // Store is a handle on pgqrs's tables in one database. It is safe for
 // concurrent use. Make one per database and share it.
 type Store struct {
@@ -405,7 +422,7 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 		}
 		impl = impl.withSchema(cfg.schema)
 	}
-	return &Store{db: db, pool: &stmtCache{db: db, off: !impl.prepare}, d: impl, cfg: cfg, listenDSN: cfg.listenDSN}, nil
+	return &Store{db: db, pool: &stmtCache{db: db, off: !impl.prepare || cfg.unprepared}, d: impl, cfg: cfg, listenDSN: cfg.listenDSN}, nil
 }
 
 // Open opens a pool for dsn, configures it for pgqrs and checks with a real
@@ -580,8 +597,9 @@ func redactErr(err error, dsn string) string {
 	return msg
 }
 
-// Close marks the Store closed, so later calls return [ErrClosed], and closes
-// the pool if [Open] made it. A pool passed to [New] stays open. Close does
+// Close marks the Store closed, so later calls return [ErrClosed], releases
+// its prepared statements, and closes the pool if [Open] made it. A pool
+// passed to [New] stays open. Close does
 // not stop workers; shut them down first.
 func (s *Store) Close() error {
 	if s.closed.Swap(true) {

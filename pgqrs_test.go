@@ -86,6 +86,9 @@ func backendDSN(t testing.TB, backend string) (string, []Option) {
 // wipeTurso drops pgqrs's tables: sqld serves one database to every test.
 func wipeTurso(t testing.TB, s *Store) {
 	t.Helper()
+	if _, err := s.DB().Exec("DROP VIEW IF EXISTS pgqrs_run_ends"); err != nil {
+		t.Fatalf("wipe pgqrs_run_ends: %v", err)
+	}
 	for _, table := range []string{"pgqrs_steps", "pgqrs_runs", "pgqrs_workflows", "pgqrs_archive", "pgqrs_messages", "pgqrs_workers", "pgqrs_queues", "pgqrs_schema_version"} {
 		if _, err := s.DB().Exec("DROP TABLE IF EXISTS " + table); err != nil {
 			t.Fatalf("wipe %s: %v", table, err)

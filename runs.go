@@ -259,7 +259,7 @@ func (s *Store) WaitRun(ctx context.Context, id int64) (*RunInfo, error) {
 	poll := cmpOr(s.waitPoll, 10*time.Millisecond)
 	t := time.NewTimer(0)
 	defer t.Stop()
-	marked := s.d.listen == nil // no other process would hear an announcement
+	marked := s.d.listen == nil || s.listenDSN == "" // this Store would not hear an announcement
 	var markDone chan error
 	for {
 		info, err := s.getRun(ctx, id)

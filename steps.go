@@ -1,14 +1,17 @@
 package pgqrs
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // This file is a run's side of a workflow: the Run handle, Step, Sleep and
@@ -66,7 +69,12 @@ type TransientError struct {
 	RetryAfter time.Duration
 }
 
-func (e *TransientError) Error() string { return "transient: " + e.Err.Error() }
+func (e *TransientError) Error() string {
+	if e.Err == nil {
+		return "transient error"
+	}
+	return "transient: " + e.Err.Error()
+}
 
 // Unwrap returns the marked error.
 func (e *TransientError) Unwrap() error { return e.Err }
@@ -190,14 +198,17 @@ type rescheduleError struct {
 
 func (e *rescheduleError) Error() string { return fmt.Sprintf("run continues in %v", e.delay) }
 
-// forever stands for "until resumed": a pause without end.
-const forever = 100 * 365 * 24 * time.Hour
+// maxSuspend bounds how long a suspended run's message stays hidden: a
+// longer wait (or a pause until resumed) is given back again when it comes
+// up, so a cancel or resume that could not bring the message forward
+// (the database was unreachable at that moment) takes effect within it.
+const maxSuspend = time.Hour
 
-// suspendUntil records that the run must wait until t (zero: forever).
+// suspendUntil records that the run must wait until t (zero: until resumed).
 func (r *Run) suspendUntil(t time.Time) error {
-	d := forever
+	d := maxSuspend
 	if !t.IsZero() {
-		d = max(t.Sub(r.now()), 0)
+		d = min(max(t.Sub(r.now()), 0), maxSuspend)
 	}
 	r.suspend = &rescheduleError{delay: d}
 	return ErrSuspended
@@ -226,8 +237,10 @@ func (e *recordError) Unwrap() error { return e.err }
 // the workflow function must return. Any other error, or the last retry's,
 // is recorded and returned as a [*StepError]; returned from the workflow
 // function, it fails the run. A step returning [Pause] pauses the run. A
-// name used twice in one run returns [ErrDuplicateStep]; a run cancelled
-// meanwhile returns [ErrRunCancelled] after fn finished.
+// name used twice in one run returns [ErrDuplicateStep]. Once the run is
+// cancelled, the next Step returns [ErrRunCancelled] without calling its fn
+// (a cancel seen when the last step's result is recorded ends the run
+// CANCELLED instead).
 func Step[T any](ctx context.Context, run *Run, name string, fn func(ctx context.Context) (T, error), opts ...StepOption) (T, error) {
 	var zero T
 	if fn == nil {
@@ -241,6 +254,9 @@ func Step[T any](ctx context.Context, run *Run, name string, fn func(ctx context
 		b, err := json.Marshal(v)
 		if err != nil {
 			return nil, Permanent(fmt.Errorf("encode result: %w", err))
+		}
+		if err := storableJSON(b); err != nil {
+			return nil, Permanent(fmt.Errorf("result: %w", err))
 		}
 		return b, nil
 	})
@@ -385,10 +401,31 @@ func (r *Run) step(ctx context.Context, name string, opts []StepOption, body fun
 }
 
 func validateStepName(name string) error {
-	if name == "" || len(name) > 1000 {
-		return fmt.Errorf("%w: step name %q must be 1 to 1000 bytes", ErrInvalidArgument, name)
+	if name == "" || len(name) > 1000 || !utf8.ValidString(name) || strings.ContainsRune(name, 0) {
+		return fmt.Errorf("%w: step name %q must be 1 to 1000 bytes of UTF-8 without NUL", ErrInvalidArgument, name)
 	}
 	return nil
+}
+
+// storableJSON refuses JSON that one of the backends cannot store: a string
+// with a NUL character (\u0000), which Postgres jsonb rejects. Every backend
+// refuses it, so a workflow behaves the same everywhere.
+func storableJSON(b []byte) error {
+	for i := 0; ; {
+		j := bytes.Index(b[i:], []byte(`\u0000`))
+		if j < 0 {
+			return nil
+		}
+		j += i
+		slashes := 0 // an escaped backslash before "u0000" is not a NUL
+		for k := j - 1; k >= 0 && b[k] == '\\'; k-- {
+			slashes++
+		}
+		if slashes%2 == 0 {
+			return fmt.Errorf("%w: a string holds a NUL character, which Postgres cannot store", ErrInvalidPayload)
+		}
+		i = j + 1
+	}
 }
 
 // callStep runs a step's body, turning a panic into a permanent error.

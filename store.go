@@ -151,10 +151,11 @@ var _, _, _ querier = (*sql.DB)(nil), (*sql.Tx)(nil), (*sql.Conn)(nil)
 // statement that fails to prepare (its tables are not installed yet) runs
 // unprepared and is tried again next time.
 type stmtCache struct {
-	db    *sql.DB
-	off   bool // run everything unprepared
-	mu    sync.Mutex
-	stmts map[string]*sql.Stmt
+	db     *sql.DB
+	off    bool // run everything unprepared
+	mu     sync.Mutex
+	stmts  map[string]*sql.Stmt
+	closed bool
 }
 
 func (c *stmtCache) stmt(ctx context.Context, query string) *sql.Stmt {
@@ -162,9 +163,9 @@ func (c *stmtCache) stmt(ctx context.Context, query string) *sql.Stmt {
 		return nil
 	}
 	c.mu.Lock()
-	st := c.stmts[query]
+	st, closed := c.stmts[query], c.closed
 	c.mu.Unlock()
-	if st != nil {
+	if st != nil || closed {
 		return st
 	}
 	st, err := c.db.PrepareContext(ctx, query)
@@ -173,6 +174,10 @@ func (c *stmtCache) stmt(ctx context.Context, query string) *sql.Stmt {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed { // closed meanwhile: keep nothing
+		st.Close()
+		return nil
+	}
 	if c.stmts == nil {
 		c.stmts = map[string]*sql.Stmt{}
 	}
@@ -213,6 +218,7 @@ func (c *stmtCache) close() {
 		st.Close()
 	}
 	c.stmts = nil
+	c.closed = true
 }
 
 // check returns ErrClosed after Close.

@@ -1,10 +1,12 @@
 package pgqrs
 
 import (
+	"database/sql"
 	"io/fs"
 	"os"
 	"os/exec"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -154,6 +156,49 @@ func TestParseTextTimeMatchesTimeParse(t *testing.T) {
 		got, ok := parseTextTime(s)
 		if ok != (err == nil) || ok && !got.Equal(want) {
 			t.Errorf("parseTextTime(%q) = %v, %v; time.Parse: %v, %v", s, got, ok, want, err)
+		}
+	}
+}
+
+// TestPreparedStatementsAreReleased: on Postgres a Store prepares its
+// statements on the pool's connections, Close releases them, and
+// WithPreparedStatements(false) prepares none (for poolers that do not keep
+// prepared statements).
+func TestPreparedStatementsAreReleased(t *testing.T) {
+	dsn, opts := backendDSN(t, "postgres")
+	ctx := t.Context()
+	db, err := sql.Open("postgres", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1) // one session, so pg_prepared_statements sees them all
+	prepared := func() int {
+		var n int
+		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM pg_prepared_statements").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, on := range []bool{true, false} {
+		s, err := New(db, Postgres, append(slices.Clone(opts), WithPreparedStatements(on))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Admin().Install(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Admin().ListQueues(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if n := prepared(); (n > 0) != on {
+			t.Errorf("prepared statements on=%v: %d prepared", on, n)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if n := prepared(); n != 0 {
+			t.Errorf("after Close: %d statements still prepared", n)
 		}
 	}
 }

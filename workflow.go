@@ -116,6 +116,9 @@ func (w *Workflow[In, Out]) trigger(ctx context.Context, s *Store, tx *sql.Tx, i
 	if err != nil {
 		return 0, fmt.Errorf("trigger %q: %w: %v", w.name, ErrInvalidPayload, err)
 	}
+	if err := storableJSON(b); err != nil {
+		return 0, fmt.Errorf("trigger %q: input: %w", w.name, err)
+	}
 	if tx != nil {
 		return s.triggerRun(ctx, tx, w.name, b, opts)
 	}
@@ -182,6 +185,9 @@ func (w *Workflow[In, Out]) call(ctx context.Context, run *Run, input json.RawMe
 		return nil, err
 	}
 	b, err := json.Marshal(out)
+	if err == nil {
+		err = storableJSON(b)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("encode output of workflow %q: %w", w.name, err)
 	}
@@ -246,6 +252,12 @@ type engine struct {
 // outcome could not be recorded.
 func (e *engine) execute(ctx context.Context, c *Consumer, m *Message) error {
 	run, loaded, err := e.load(ctx, m.ID)
+	if errors.Is(err, errNoRun) {
+		// A run retried with RetryRun moved to a new message, leaving this
+		// one (its worker died before archiving it); or the message was
+		// never a trigger. Nothing to run: archive it, where it stays visible.
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -263,6 +275,7 @@ func (e *engine) execute(ctx context.Context, c *Consumer, m *Message) error {
 			if loaded.resumeAt.IsZero() || run.now().Before(loaded.resumeAt) {
 				run.suspendUntil(loaded.resumeAt)
 				run.suspend.paused = true
+				e.bringForward(run.suspend, c, m.ID, run.id)
 				return run.suspend
 			}
 		}
@@ -294,20 +307,7 @@ func (e *engine) execute(ctx context.Context, c *Consumer, m *Message) error {
 	suspend, cancelled, pending := run.suspend, run.cancelled, run.pending
 	run.mu.Unlock()
 	if suspend != nil {
-		// A cancel (or a resume of a pause) that came while this delivery
-		// held the message could not make it visible; once it is given back,
-		// bring it forward so the run continues or ends now, not when due.
-		paused := suspend.paused
-		suspend.after = func(ctx context.Context) {
-			st, err := e.s.runStatus(ctx, run.id)
-			if err == nil && (st == RunCancelling || st == RunCancelled || (paused && st != RunPaused)) {
-				e.s.write(ctx, nil, func(ctx context.Context, q querier) error {
-					_, err := q.ExecContext(ctx, e.s.d.workflow.wakeMessage, m.ID)
-					return err
-				})
-				e.s.wake(c.queueID)
-			}
-		}
+		e.bringForward(suspend, c, m.ID, run.id)
 	}
 	var rec *recordError
 	var pause *pauseError
@@ -334,9 +334,39 @@ func (e *engine) execute(ctx context.Context, c *Consumer, m *Message) error {
 		return run.suspend
 	case err != nil:
 		text := errorText(err)
-		return e.finish(ctx, run.id, pending, RunFailed, nil, &text)
+		err = e.finish(ctx, run.id, pending, RunFailed, nil, &text)
+	default:
+		err = e.finish(ctx, run.id, pending, RunSucceeded, out, nil)
 	}
-	return e.finish(ctx, run.id, pending, RunSucceeded, out, nil)
+	if err != nil || pending == nil || m.ReadCount <= 1 {
+		return err
+	}
+	// An earlier delivery of this run may still be executing (its lease
+	// expired without it noticing) and may have recorded the last step
+	// first; then this end was not recorded. Give the run back at once:
+	// the next delivery replays the recorded step and ends the run.
+	if st, err := e.s.runStatus(ctx, run.id); err != nil || !st.Finished() {
+		return &rescheduleError{}
+	}
+	return nil
+}
+
+// bringForward arranges for a suspended run's message to be made visible
+// again as soon as it is given back if a cancel (or a resume of a pause)
+// came while this delivery held it: neither could move a held message. A
+// failure here is healed by the suspension's bound (maxSuspend).
+func (e *engine) bringForward(suspend *rescheduleError, c *Consumer, msgID, runID int64) {
+	paused := suspend.paused
+	suspend.after = func(ctx context.Context) {
+		st, err := e.s.runStatus(ctx, runID)
+		if err == nil && (st == RunCancelling || st == RunCancelled || (paused && st != RunPaused)) {
+			e.s.write(ctx, nil, func(ctx context.Context, q querier) error {
+				_, err := q.ExecContext(ctx, e.s.d.workflow.wakeMessage, msgID)
+				return err
+			})
+			e.s.wake(c.queueID)
+		}
+	}
 }
 
 // handled maps what a run's own bookkeeping returned to the handler's
@@ -358,6 +388,9 @@ func (e *engine) callWorkflow(ctx context.Context, run *Run, input json.RawMessa
 	return e.call(ctx, run, input)
 }
 
+// errNoRun: the message drives no run.
+var errNoRun = errors.New("the message starts no run")
+
 // loadedRun is a run's state as a delivery finds it.
 type loadedRun struct {
 	status   RunStatus
@@ -377,7 +410,7 @@ func (e *engine) load(ctx context.Context, msgID int64) (*Run, *loadedRun, error
 		return q.QueryRowContext(ctx, e.s.d.workflow.runByMessage, msgID).Scan(&run.id, &l.status, &input, &resume, &started, &dbNow)
 	})
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil, fmt.Errorf("message %d of workflow %q starts no run", msgID, e.name)
+		return nil, nil, errNoRun
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("load run of message %d: %w", msgID, err)

@@ -729,7 +729,7 @@ func TestWorkflowRetryRunFromFailedStep(t *testing.T) {
 		// A workflow is deleted with its runs and queue once nothing is live.
 		wantErr(t, s.Admin().DeleteWorkflow(ctx, "nope"), ErrWorkflowNotFound)
 		wantErr(t, s.Admin().DeleteWorkflow(ctx, "repairable"), ErrQueueInUse) // its worker is live
-		other, err := New(s.DB(), s.Dialect(), schemaOpt(s)...) // caches the workflow
+		other, err := New(s.DB(), s.Dialect(), schemaOpt(s)...)                // caches the workflow
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -964,6 +964,13 @@ func TestWorkflowRedeliveryOfEndedOrAbandonedRuns(t *testing.T) {
 		if err := c.Shutdown(ctx); err != nil {
 			t.Fatal(err)
 		}
+		// 3. A message that drives no run (a run retried with RetryRun moved
+		// to a new message) is archived, not retried.
+		p, err := s.Producer(ctx, "redelivered")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustEnqueue(t, p, map[string]string{"not": "a run"})
 		serveInBackground(t, s, wf, &RunOptions{PollInterval: 50 * time.Millisecond, MaxAttempts: 2})
 		_, err = waitResult(t, s, wf, abandoned)
 		var re *RunError
@@ -973,12 +980,91 @@ func TestWorkflowRedeliveryOfEndedOrAbandonedRuns(t *testing.T) {
 		if got, err := waitResult(t, s, wf, ended); err != nil || got != 1 {
 			t.Errorf("ended run = %d, %v", got, err)
 		}
-		await(t, 10*time.Second, "both messages to be archived", func() bool {
+		await(t, 10*time.Second, "all three messages to be archived", func() bool {
 			m := metrics(t, s, "redelivered")
-			return m.Archived == 2 && m.Pending+m.Leased == 0
+			return m.Archived == 3 && m.Pending+m.Leased+m.Dead == 0
 		})
 		if calls.Load() != 0 {
 			t.Errorf("step ran %d times; neither run should have run it", calls.Load())
 		}
+	})
+}
+
+// TestWorkflowEndYieldsToAnEarlierRecord: an earlier execution of the run
+// (its lease expired, it did not notice) recorded the last step first; this
+// execution's end is not recorded, the run is given back, and the next
+// delivery ends it from the recorded result without running the step again.
+func TestWorkflowEndYieldsToAnEarlierRecord(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		var calls atomic.Int64
+		wf := NewWorkflow("overlap", func(ctx context.Context, run *Run, _ struct{}) (string, error) {
+			return Step(ctx, run, "s", func(ctx context.Context) (string, error) {
+				calls.Add(1)
+				// The other execution records its result while this one runs.
+				_, err := s.DB().ExecContext(ctx, s.d.qualify(fmt.Sprintf(
+					`INSERT INTO pgqrs_steps (run_id, name, position, status, output, attempts) VALUES (%d, 's', 0, 'SUCCESS', '"theirs"', 1)`, run.ID())))
+				if err == nil { // as its record would have
+					_, err = s.DB().ExecContext(ctx, s.d.qualify(fmt.Sprintf(
+						`UPDATE pgqrs_runs SET status = 'RUNNING', started_at = updated_at WHERE id = %d`, run.ID())))
+				}
+				return "mine", err
+			})
+		})
+		if err := wf.Register(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		id, err := wf.Trigger(ctx, s, struct{}{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := s.Consumer(ctx, "overlap") // the earlier delivery, whose lease expires
+		if err != nil {
+			t.Fatal(err)
+		}
+		awaitDequeue(t, c, 1, 10*time.Second, VisibilityTimeout(50*time.Millisecond))
+		serveInBackground(t, s, wf, fastPoll)
+		if got, err := waitResult(t, s, wf, id); err != nil || got != "theirs" {
+			t.Fatalf("result = %q, %v; want the first recorded result", got, err)
+		}
+		if calls.Load() != 1 {
+			t.Errorf("step ran %d times, want 1", calls.Load())
+		}
+	})
+}
+
+func TestWorkflowRefusesUnstorableJSON(t *testing.T) {
+	for _, tc := range []struct {
+		json string
+		ok   bool
+	}{
+		{`"a\u0000b"`, false}, {`{"k":["\u0000"]}`, false}, {`"\\u0000"`, true}, {`"\\\u0000"`, false}, {`"plain"`, true},
+	} {
+		if err := storableJSON([]byte(tc.json)); (err == nil) != tc.ok {
+			t.Errorf("storableJSON(%s) = %v, want ok=%v", tc.json, err, tc.ok)
+		}
+	}
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		var calls atomic.Int64
+		wf := NewWorkflow("nul", func(ctx context.Context, run *Run, _ struct{}) (string, error) {
+			return Step(ctx, run, "s", func(context.Context) (string, error) { calls.Add(1); return "a\x00b", nil })
+		})
+		id, err := wf.Trigger(ctx, s, struct{}{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		serveInBackground(t, s, wf, fastPoll)
+		_, err = waitResult(t, s, wf, id)
+		var re *RunError
+		if !errors.As(err, &re) || !strings.Contains(re.Message, "NUL") {
+			t.Errorf("result = %v, want a failure naming the NUL character", err)
+		}
+		if calls.Load() != 1 {
+			t.Errorf("step ran %d times, want 1 (not retried)", calls.Load())
+		}
+		in := NewWorkflow("nul-in", func(ctx context.Context, run *Run, s string) (string, error) { return s, nil })
+		_, err = in.Trigger(ctx, s, "x\x00y")
+		wantErr(t, err, ErrInvalidPayload)
 	})
 }

@@ -153,6 +153,9 @@ func wipeTurso(t *testing.T, dsn string) {
 		t.Fatalf("open sqld: %v", err)
 	}
 	defer db.Close()
+	if _, err := db.Exec("DROP VIEW IF EXISTS pgqrs_run_ends"); err != nil {
+		t.Fatalf("wipe pgqrs_run_ends: %v", err)
+	}
 	for _, table := range []string{"pgqrs_steps", "pgqrs_runs", "pgqrs_workflows", "pgqrs_archive", "pgqrs_messages", "pgqrs_workers", "pgqrs_queues", "pgqrs_schema_version"} {
 		if _, err := db.ExecContext(t.Context(), "DROP TABLE IF EXISTS "+table); err != nil {
 			t.Fatalf("wipe %s: %v", table, err)

@@ -64,7 +64,8 @@ END;
 -- A run's end, with its last completed step, as one statement (what a
 -- writable CTE does on Postgres): INSERT INTO pgqrs_run_ends runs this
 -- trigger, which records the step (step_name NULL: none) if the run may
--- still take steps, then ends the run. A run asked to cancel ends cancelled.
+-- still take steps, then ends the run unless another execution recorded
+-- that step first. A run asked to cancel ends cancelled.
 CREATE VIEW IF NOT EXISTS pgqrs_run_ends AS
 SELECT id AS run_id, status, output, error, '' AS step_name, 0 AS step_position,
        NULL AS step_output, 0 AS step_attempts
@@ -88,5 +89,9 @@ BEGIN
         started_at = coalesce(started_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
         finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
         updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-    WHERE id = NEW.run_id AND status IN ('QUEUED', 'RUNNING', 'PAUSED', 'CANCELLING');
+    WHERE id = NEW.run_id AND status IN ('QUEUED', 'RUNNING', 'PAUSED', 'CANCELLING')
+      -- Not if another execution recorded the step first: it goes on from there.
+      AND (NEW.step_name IS NULL OR EXISTS (
+          SELECT 1 FROM pgqrs_steps s
+          WHERE s.run_id = NEW.run_id AND s.name = NEW.step_name AND s.output IS NEW.step_output));
 END;

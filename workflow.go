@@ -331,6 +331,7 @@ func (e *engine) execute(ctx context.Context, c *Consumer, m *Message) error {
 		if err := run.pause(ctx, pause.until); !errors.Is(err, ErrSuspended) {
 			return handled(err)
 		}
+		e.bringForward(run.suspend, c, m.ID, run.id)
 		return run.suspend
 	case err != nil:
 		text := errorText(err)

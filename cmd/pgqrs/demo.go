@@ -194,33 +194,40 @@ func (c *cli) demo(ctx context.Context, _ []string) (err error) {
 		return fmt.Errorf("demo ended with unfinished messages: %d pending, %d leased, %d archived + %d dead of %d",
 			m.Pending, m.Leased, m.Archived, m.Dead, total)
 	}
+	if !c.json {
+		c.say("done in %.1fs: %d archived (%d of them on a retry), %d dead-lettered; %d failed attempts in all\n\n",
+			elapsed.Seconds(), m.Archived, st.okAfterFail.Load(), m.Dead, st.failed.Load())
+		if err := c.printDemoMetrics(m); err != nil {
+			return err
+		}
+	}
+	wf, err := c.demoWorkflowPart(ctx, s)
+	if err != nil {
+		return fmt.Errorf("workflow demo: %w", err)
+	}
 	if c.json {
 		return printJSON(c.stdout, demoJSON{
 			Queue: queue, Messages: total, Consumers: c.f.workers, ElapsedSeconds: elapsed.Seconds(),
 			Archived: m.Archived, Dead: m.Dead, FailedAttempts: st.failed.Load(),
-			SucceededAfterRetry: st.okAfterFail.Load(), Metrics: newMetricsJSON(m),
+			SucceededAfterRetry: st.okAfterFail.Load(), Metrics: newMetricsJSON(m), Workflow: wf,
 		})
 	}
-	c.say("done in %.1fs: %d archived (%d of them on a retry), %d dead-lettered; %d failed attempts in all\n\n",
-		elapsed.Seconds(), m.Archived, st.okAfterFail.Load(), m.Dead, st.failed.Load())
-	if err := c.printDemoMetrics(m); err != nil {
-		return err
-	}
-	c.demoHints(queue, s.Dialect())
+	c.demoHints(queue, s.Dialect(), wf.LastRunID)
 	return nil
 }
 
 // demoJSON is what demo prints with --json.
 type demoJSON struct {
-	Queue               string      `json:"queue"`
-	Messages            int64       `json:"messages"`
-	Consumers           int         `json:"consumers"`
-	ElapsedSeconds      float64     `json:"elapsed_seconds"`
-	Archived            int64       `json:"archived"`
-	Dead                int64       `json:"dead"`
-	FailedAttempts      int64       `json:"failed_attempts"`
-	SucceededAfterRetry int64       `json:"succeeded_after_retry"`
-	Metrics             metricsJSON `json:"metrics"`
+	Queue               string              `json:"queue"`
+	Messages            int64               `json:"messages"`
+	Consumers           int                 `json:"consumers"`
+	ElapsedSeconds      float64             `json:"elapsed_seconds"`
+	Archived            int64               `json:"archived"`
+	Dead                int64               `json:"dead"`
+	FailedAttempts      int64               `json:"failed_attempts"`
+	SucceededAfterRetry int64               `json:"succeeded_after_retry"`
+	Metrics             metricsJSON         `json:"metrics"`
+	Workflow            *demoWorkflowResult `json:"workflow"`
 }
 
 // startConsumers starts c.f.workers consumers running Consumer.Run until
@@ -369,7 +376,7 @@ func (c *cli) printDemoMetrics(m pgqrs.QueueMetrics) error {
 
 // demoHints prints what to try after the demo. It never prints the DSN,
 // which may hold a password.
-func (c *cli) demoHints(queue string, d pgqrs.Dialect) {
+func (c *cli) demoHints(queue string, d pgqrs.Dialect, lastRun int64) {
 	c.say("\nNext, try:\n")
 	if c.dsn != defaultDSN {
 		c.say("  (give these the same --dsn, or export %s)\n", dsnEnv)
@@ -380,6 +387,8 @@ func (c *cli) demoHints(queue string, d pgqrs.Dialect) {
 	t.row("  pgqrs metrics", "message counts of every queue")
 	t.row("  pgqrs workers list "+queue, "the demo's producer and consumers, now stopped")
 	t.row("  pgqrs --json recv "+queue, "nothing left to claim: an empty array")
+	t.row("  pgqrs workflow list", "the demo's workflow and its runs per status")
+	t.row(fmt.Sprintf("  pgqrs workflow show %d", lastRun), "one run with its recorded steps")
 	t.flush()
 	if d == pgqrs.SQLite {
 		c.say("\nThe same demo on PostgreSQL, or on Turso/libSQL (sqld):\n")

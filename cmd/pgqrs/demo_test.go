@@ -30,6 +30,8 @@ func TestDemo(t *testing.T) {
 		"pgqrs dlq list demo",
 		"pgqrs metrics",
 		"--dsn 'postgres://",
+		"200 of 200 runs succeeded, 20 after a step retry",
+		"pgqrs workflow show",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)

@@ -247,6 +247,10 @@ CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
 			byQueue:    `SELECT name FROM pgqrs_workflows WHERE queue_id = $1`,
 			unfinished: `SELECT count(*) FROM pgqrs_runs WHERE workflow_id = $1 AND status NOT IN ('SUCCESS', 'ERROR', 'CANCELLED')`,
 			deleteRuns: `DELETE FROM pgqrs_runs WHERE workflow_id = $1`,
+			// Finished runs that ended before $2 (their steps go with them).
+			purgeRuns: `
+DELETE FROM pgqrs_runs
+WHERE workflow_id = $1 AND status IN ('SUCCESS', 'ERROR', 'CANCELLED') AND finished_at < $2`,
 			deleteByID: `DELETE FROM pgqrs_workflows WHERE id = $1`,
 			insert:     `INSERT INTO pgqrs_workflows (name, queue_id) VALUES ($1, $2) RETURNING id`,
 			insertRun:  `INSERT INTO pgqrs_runs (workflow_id, message_id, input) VALUES ($1, $2, $3) RETURNING id`,

@@ -496,6 +496,35 @@ func (a *Admin) DeleteWorkflow(ctx context.Context, name string) error {
 	return nil
 }
 
+// PurgeRuns deletes the workflow's runs that finished (SUCCESS, ERROR or
+// CANCELLED) before the given time, with their steps, and returns how many
+// it deleted; runs keep accumulating otherwise. Their messages are in the
+// queue's archive, trimmed separately. It returns [ErrWorkflowNotFound] for
+// an unknown name.
+func (a *Admin) PurgeRuns(ctx context.Context, workflow string, finishedBefore time.Time) (int64, error) {
+	s := a.s
+	if finishedBefore.IsZero() {
+		return 0, fmt.Errorf("%w: purge runs needs a time", ErrInvalidArgument)
+	}
+	ref, err := s.lookupWorkflow(ctx, nil, workflow)
+	if err != nil {
+		return 0, fmt.Errorf("purge runs: %w", err)
+	}
+	var n int64
+	err = s.write(ctx, nil, func(ctx context.Context, q querier) error {
+		res, err := q.ExecContext(ctx, s.d.workflow.purgeRuns, ref.id, s.d.timeArg(finishedBefore))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("purge runs of %q: %w", workflow, err)
+	}
+	return n, nil
+}
+
 // ListWorkflows returns every registered workflow with its run counts, by
 // name.
 func (a *Admin) ListWorkflows(ctx context.Context) ([]WorkflowInfo, error) {

@@ -110,11 +110,11 @@ type adminSQL struct {
 // workflowSQL: workflows, their runs and the runs' steps. Statements that
 // finish or cancel a run announce it (NOTIFY on Postgres) to result waiters.
 type workflowSQL struct {
-	byName, byQueue, insert, unfinished, deleteRuns, deleteByID string // workflows
-	insertRun, runByMessage, lock, lockMessage, get, list       string // runs
-	start, pause, finish, markWaited, setStatus, requeue        string // run transitions
-	steps, stepDone, stepFailed, deleteFailedSteps              string // steps
-	wakeMessage, listWorkflows                                  string
+	byName, byQueue, insert, unfinished, deleteRuns, purgeRuns, deleteByID string // workflows
+	insertRun, runByMessage, lock, lockMessage, get, list                  string // runs
+	start, pause, finish, markWaited, setStatus, requeue                   string // run transitions
+	steps, stepDone, stepFailed, deleteFailedSteps                         string // steps
+	wakeMessage, listWorkflows                                             string
 }
 
 // listWorkflowsSQL is the same on every backend.

@@ -582,6 +582,11 @@ func TestWorkflowUnicodeNameAndNoInput(t *testing.T) {
 		if got, err := waitResult(t, s, bare, id); err != nil || !got {
 			t.Fatalf("no-input result = %v, %v", got, err)
 		}
+		if n, err := s.Admin().PurgeRuns(ctx, "bare", time.Now().Add(time.Minute)); err != nil || n != 1 {
+			t.Errorf("purge finished runs = %d, %v; want 1", n, err)
+		}
+		_, err = s.RunStatus(ctx, id)
+		wantErr(t, err, ErrRunNotFound)
 	})
 }
 
@@ -726,6 +731,14 @@ func TestWorkflowRetryRunFromFailedStep(t *testing.T) {
 			t.Errorf("first ran %d times (want 1), second %d (want 2)", firstCalls.Load(), secondCalls.Load())
 		}
 		wantErr(t, s.Admin().RetryRun(ctx, id), ErrRunState)
+		// Retention: finished runs older than a time go, with their steps.
+		if n, err := s.Admin().PurgeRuns(ctx, "repairable", time.Now().Add(-time.Hour)); err != nil || n != 0 {
+			t.Errorf("purge runs finished over an hour ago = %d, %v; want 0", n, err)
+		}
+		_, err = s.Admin().PurgeRuns(ctx, "nope", time.Now())
+		wantErr(t, err, ErrWorkflowNotFound)
+		_, err = s.Admin().PurgeRuns(ctx, "repairable", time.Time{})
+		wantErr(t, err, ErrInvalidArgument)
 		// A workflow is deleted with its runs and queue once nothing is live.
 		wantErr(t, s.Admin().DeleteWorkflow(ctx, "nope"), ErrWorkflowNotFound)
 		wantErr(t, s.Admin().DeleteWorkflow(ctx, "repairable"), ErrQueueInUse) // its worker is live

@@ -36,10 +36,6 @@ type RetryPolicy struct {
 	RetryAllErrors bool
 }
 
-// DefaultRetryPolicy is the policy of a workflow without [Workflow.WithRetry]:
-// errors marked [Transient] are retried 3 times, 1 s to 60 s apart.
-var DefaultRetryPolicy = RetryPolicy{MaxRetries: 3}
-
 func (p RetryPolicy) retries() int {
 	switch {
 	case p.MaxRetries < 0:

@@ -62,7 +62,8 @@ func NewWorkflow[In, Out any](name string, fn func(ctx context.Context, run *Run
 func (w *Workflow[In, Out]) Name() string { return w.name }
 
 // WithRetry returns a copy of w whose steps retry by p unless a step sets its
-// own policy with [StepRetry]. The default is [DefaultRetryPolicy].
+// own policy with [StepRetry]. The default is the zero RetryPolicy: errors
+// marked [Transient] are retried 3 times, 1 s to 60 s apart.
 func (w *Workflow[In, Out]) WithRetry(p RetryPolicy) *Workflow[In, Out] {
 	c := *w
 	c.retry = p

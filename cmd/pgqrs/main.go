@@ -98,7 +98,7 @@ type cmdFlags struct {
 	all       bool          // dlq replay
 	live      bool          // workers list
 	stale     time.Duration // workers health, workers reclaim
-	olderThan time.Duration // workers purge
+	olderThan time.Duration // workers purge, workflow purge
 	workflow  string        // workflow runs
 	status    string        // workflow runs
 	queue     string        // demo
@@ -146,6 +146,7 @@ func commands() []command {
 		{name: "workflow cancel", args: "RUN_ID", summary: "cancel a run; a running one stops at its next step", minArgs: 1, maxArgs: 1, run: (*cli).workflowCancel},
 		{name: "workflow resume", args: "RUN_ID", summary: "continue a paused run now", minArgs: 1, maxArgs: 1, run: (*cli).workflowResume},
 		{name: "workflow retry", args: "RUN_ID", summary: "run a failed run again from its failed step", minArgs: 1, maxArgs: 1, run: (*cli).workflowRetry},
+		{name: "workflow purge", args: "NAME", summary: "delete a workflow's runs that finished long ago, with their steps", flags: purgeRunsFlags, minArgs: 1, maxArgs: 1, run: (*cli).workflowPurge},
 		{name: "workflow delete", args: "NAME", summary: "delete a workflow whose runs have all finished, with its runs and queue", minArgs: 1, maxArgs: 1, run: (*cli).workflowDelete},
 		{name: "demo", summary: "run producers and consumers on a demo queue, with retries and dead letters", flags: demoFlags, run: (*cli).demo, noTimeout: true},
 		{name: "bench", summary: "measure throughput and latency on one backend, against a raw-SQL floor", flags: benchFlagSet, run: (*cli).bench, noTimeout: true},

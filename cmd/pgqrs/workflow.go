@@ -30,6 +30,10 @@ func runsFlags(c *cli, fs *flag.FlagSet) {
 	fs.Int64Var(&c.f.before, "before", 0, "only runs with an ID below this one (for paging; 0: from the newest)")
 }
 
+func purgeRunsFlags(c *cli, fs *flag.FlagSet) {
+	fs.DurationVar(&c.f.olderThan, "older-than", 7*24*time.Hour, "delete runs that finished longer ago than this")
+}
+
 // workflowJSON is a registered workflow with its run counts.
 type workflowJSON struct {
 	Name      string        `json:"name"`
@@ -355,6 +359,26 @@ func (c *cli) workflowDelete(ctx context.Context, args []string) error {
 		return printJSON(c.stdout, map[string]string{"deleted": args[0]})
 	}
 	_, err = fmt.Fprintf(c.stdout, "deleted workflow %q with its runs and queue\n", args[0])
+	return err
+}
+
+// workflowPurge deletes a workflow's runs that finished long enough ago.
+func (c *cli) workflowPurge(ctx context.Context, args []string) error {
+	if err := nonNegative("--older-than", c.f.olderThan); err != nil {
+		return err
+	}
+	s, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	n, err := s.Admin().PurgeRuns(ctx, args[0], time.Now().Add(-c.f.olderThan))
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return printJSON(c.stdout, map[string]int64{"purged": n})
+	}
+	_, err = fmt.Fprintf(c.stdout, "deleted %d finished runs of %q\n", n, args[0])
 	return err
 }
 

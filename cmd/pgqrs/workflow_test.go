@@ -394,6 +394,15 @@ func TestWorkflowCommands(t *testing.T) {
 			b.fails(1, "run 999999: run not found", "workflow", cmd, "999999")
 		}
 
+		// Purge: nothing finished a day ago; everything finished by now.
+		var purged map[string]int64
+		b.json(&purged, "workflow", "purge", "orders", "--older-than", "24h")
+		if purged["purged"] != 0 {
+			t.Errorf("workflow purge --older-than 24h: %v, want 0", purged)
+		}
+		b.fails(1, "workflow not registered", "workflow", "purge", "nope")
+		b.fails(2, "--older-than must not be negative", "workflow", "purge", "orders", "--older-than", "-1h")
+
 		// Delete: refused while a worker is live, then gone with its runs.
 		b.fails(1, "queue in use", "workflow", "delete", "orders")
 		b.fails(1, "workflow not registered", "workflow", "delete", "nope")
@@ -408,6 +417,32 @@ func TestWorkflowCommands(t *testing.T) {
 	})
 }
 
+func TestWorkflowPurgeCommand(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		s := b.store()
+		ctx := t.Context()
+		wf := pgqrs.NewWorkflow("tidy", func(ctx context.Context, r *pgqrs.Run, in int) (int, error) { return in, nil })
+		if err := wf.Register(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		stop := serve(t, s, wf)
+		for i := range 3 {
+			id, err := wf.Trigger(ctx, s, i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitStatus(t, s, id, pgqrs.RunSucceeded)
+		}
+		stop()
+		if out := b.ok("workflow", "purge", "tidy", "--older-than", "0s"); !strings.Contains(out, `deleted 3 finished runs of "tidy"`) {
+			t.Errorf("workflow purge: %q", out)
+		}
+		if out := b.ok("--json", "workflow", "runs", "--workflow", "tidy"); strings.TrimSpace(out) != "[]" {
+			t.Errorf("runs after purge: %q", out)
+		}
+	})
+}
+
 // TestWorkflowUsageErrors checks the workflow commands' command-line
 // mistakes: exit 2 before the database is touched.
 func TestWorkflowUsageErrors(t *testing.T) {
@@ -416,7 +451,7 @@ func TestWorkflowUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"workflow"}, "workflow: missing subcommand: want one of list, runs, show, cancel, resume, retry, delete"},
+		{[]string{"workflow"}, "workflow: missing subcommand: want one of list, runs, show, cancel, resume, retry, purge, delete"},
 		{[]string{"workflow", "frob"}, `workflow: unknown subcommand "frob"`},
 		{[]string{"workflow", "show"}, "workflow show: missing argument: want RUN_ID"},
 		{[]string{"workflow", "show", "1", "2"}, `workflow show: unexpected argument "2"`},

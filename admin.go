@@ -199,28 +199,35 @@ func (a *Admin) DeleteQueue(ctx context.Context, name string) error {
 		if err := s.notAWorkflowQueue(ctx, db, q.ID); err != nil {
 			return err
 		}
-		var live, dead, workers int64
-		if err := db.QueryRowContext(ctx, s.d.queue.usage, q.ID).Scan(&live, &dead, &workers); err != nil {
-			if errors.Is(err, sql.ErrNoRows) {
-				return ErrQueueNotFound
-			}
-			return err
-		}
-		if live+dead+workers > 0 {
-			return fmt.Errorf("%w: %d live messages, %d dead letters, %d live workers", ErrQueueInUse, live, dead, workers)
-		}
-		for _, stmt := range []string{s.d.queue.purgeArchive, s.d.queue.deleteStoppedWorkers, s.d.queue.deleteByID} {
-			if _, err := db.ExecContext(ctx, stmt, q.ID); err != nil {
-				return err
-			}
-		}
-		return nil
+		return s.dropQueue(ctx, db, q.ID)
 	})
 	if errors.Is(err, errForeignKey) {
 		err = fmt.Errorf("%w: new messages or workers arrived", ErrQueueInUse)
 	}
 	if err != nil {
 		return fmt.Errorf("delete queue %q: %w", name, err)
+	}
+	return nil
+}
+
+// dropQueue deletes queue queueID with its archive and stopped workers,
+// inside the caller's transaction, refusing with [ErrQueueInUse] while it has
+// live messages, dead letters or live workers.
+func (s *Store) dropQueue(ctx context.Context, q querier, queueID int64) error {
+	var live, dead, workers int64
+	if err := q.QueryRowContext(ctx, s.d.queue.usage, queueID).Scan(&live, &dead, &workers); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrQueueNotFound
+		}
+		return err
+	}
+	if live+dead+workers > 0 {
+		return fmt.Errorf("%w: %d live messages, %d dead letters, %d live workers", ErrQueueInUse, live, dead, workers)
+	}
+	for _, stmt := range []string{s.d.queue.purgeArchive, s.d.queue.deleteStoppedWorkers, s.d.queue.deleteByID} {
+		if _, err := q.ExecContext(ctx, stmt, queueID); err != nil {
+			return err
+		}
 	}
 	return nil
 }

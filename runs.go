@@ -462,29 +462,19 @@ func (a *Admin) DeleteWorkflow(ctx context.Context, name string) error {
 			}
 			return err
 		}
-		var unfinished, live, dead, workers int64
+		var unfinished int64
 		if err := q.QueryRowContext(ctx, s.d.workflow.unfinished, ref.id).Scan(&unfinished); err != nil {
 			return err
 		}
-		if err := q.QueryRowContext(ctx, s.d.queue.usage, ref.queueID).Scan(&live, &dead, &workers); err != nil {
-			return err
+		if unfinished > 0 {
+			return fmt.Errorf("%w: %d unfinished runs", ErrQueueInUse, unfinished)
 		}
-		if unfinished+live+dead+workers > 0 {
-			return fmt.Errorf("%w: %d unfinished runs, %d live messages, %d dead letters, %d live workers",
-				ErrQueueInUse, unfinished, live, dead, workers)
-		}
-		for _, step := range []struct {
-			stmt string
-			id   int64
-		}{
-			{s.d.workflow.deleteRuns, ref.id}, {s.d.workflow.deleteByID, ref.id},
-			{s.d.queue.purgeArchive, ref.queueID}, {s.d.queue.deleteStoppedWorkers, ref.queueID}, {s.d.queue.deleteByID, ref.queueID},
-		} {
-			if _, err := q.ExecContext(ctx, step.stmt, step.id); err != nil {
+		for _, stmt := range []string{s.d.workflow.deleteRuns, s.d.workflow.deleteByID} {
+			if _, err := q.ExecContext(ctx, stmt, ref.id); err != nil {
 				return err
 			}
 		}
-		return nil
+		return s.dropQueue(ctx, q, ref.queueID) // in use: the whole transaction rolls back
 	})
 	if errors.Is(err, errForeignKey) {
 		err = fmt.Errorf("%w: new runs, messages or workers arrived", ErrQueueInUse)

@@ -389,6 +389,7 @@ type Store struct {
 	stopListen func()
 	listening  atomic.Bool // the LISTEN connection is up
 
+	hooks     *testHooks    // nil outside tests
 	workflows sync.Map      // workflow name → workflowRef, once registered
 	waitPoll  time.Duration // WaitRun's fixed poll (0: 10ms doubling to 1s); tests set an hour
 }

@@ -161,27 +161,49 @@ type runner struct {
 	single bool
 	bg     context.Context // outlives ctx: settle calls during shutdown
 
-	work       chan []*Message // claimed units waiting for a handler
-	acks       chan int64      // successes waiting to be archived together
-	archiveNow chan struct{}   // closed when no handler will ack any more
+	work       chan []*lease // claimed units waiting for a handler
+	acks       chan *lease   // successes waiting to be archived together
+	archiveNow chan struct{} // closed when no handler will ack any more
 	stopOnce   sync.Once
 	stop       chan struct{} // closed to stop claiming
 	hardStop   chan struct{} // closed when handlers must give up
 	stopping   atomic.Bool   // set before the claim loop drains work
 
-	mu          sync.Mutex
-	outstanding int              // claimed and not yet settled
-	held        map[int64]*lease // the same messages, by ID
-	leftover    []*Message       // claimed, never started, not yet given back
-	freed       chan struct{}
+	mu       sync.Mutex
+	held     map[int64]*lease // claimed and not yet settled, by message ID
+	leftover []*lease         // claimed, never started, not yet given back
+	freed    chan struct{}
 
 	interrupted, stoppedOutside atomic.Bool
 }
 
-// lease is the runner's record of one claimed, unsettled message.
+// lease is the runner's record of one delivery: one claim of a message,
+// from the claim until the loop forgets it. A message given back and claimed
+// again is a new delivery with a new lease, even while the loop still holds
+// the old one; only the current lease of an ID (held[ID]) may settle it.
+// Fields other than m are guarded by runner.mu.
 type lease struct {
-	lost   bool               // an extension found another holder
+	m      *Message
+	lost   bool               // an extension found the message held by another consumer, or by none
+	gone   bool               // the message no longer exists: settled outside the loop (by its handler's ArchiveTx, ...) or purged
+	done   bool               // a settle statement for this delivery was sent: a claim of its ID is a new delivery
 	cancel context.CancelFunc // set while a handler runs
+}
+
+func leaseIDs(ls []*lease) []int64 {
+	out := make([]int64, len(ls))
+	for i, l := range ls {
+		out[i] = l.m.ID
+	}
+	return out
+}
+
+func leaseMessages(ls []*lease) []*Message {
+	out := make([]*Message, len(ls))
+	for i, l := range ls {
+		out[i] = l.m
+	}
+	return out
 }
 
 func (c *Consumer) run(ctx context.Context, opts *RunOptions, single bool, handle func(context.Context, []*Message) error) error {
@@ -214,8 +236,8 @@ func (c *Consumer) run(ctx context.Context, opts *RunOptions, single bool, handl
 	if !single {
 		limit = (o.Concurrency + 1) * o.BatchSize
 	}
-	r.work = make(chan []*Message, limit)
-	r.acks = make(chan int64, limit)
+	r.work = make(chan []*lease, limit)
+	r.acks = make(chan *lease, limit)
 	wake, unsubscribe := c.s.subscribe(c.queueID)
 	defer unsubscribe()
 	c.s.startListener(r.log)
@@ -297,7 +319,7 @@ func (r *runner) claimLoop(ctx context.Context, limit int, wake <-chan struct{})
 		default:
 		}
 		r.mu.Lock()
-		free := limit - r.outstanding
+		free := limit - len(r.held)
 		r.mu.Unlock()
 		if free <= 0 {
 			wait(r.freed, time.Hour)
@@ -317,22 +339,12 @@ func (r *runner) claimLoop(ctx context.Context, limit int, wake <-chan struct{})
 			continue
 		}
 		claimed := len(msgs)
-		// A message this loop still holds cannot come back to it while its
-		// lease is kept, but never hand one delivery to two handlers.
-		r.mu.Lock()
-		fresh := msgs[:0]
-		for _, m := range msgs {
-			if _, dup := r.held[m.ID]; !dup {
-				r.held[m.ID] = &lease{}
-				fresh = append(fresh, m)
-			}
-		}
-		r.outstanding += len(fresh)
-		r.mu.Unlock()
+		fresh := r.track(msgs)
+		r.c.s.hooks.tracked(msgIDs(msgs))
 		if len(fresh) > 0 {
 			if r.single {
-				for _, m := range fresh {
-					r.work <- []*Message{m}
+				for _, l := range fresh {
+					r.work <- []*lease{l}
 				}
 			} else {
 				r.work <- fresh
@@ -343,6 +355,30 @@ func (r *runner) claimLoop(ctx context.Context, limit int, wake <-chan struct{})
 			wait(wake, r.o.PollInterval)
 		}
 	}
+}
+
+// track records claimed messages as held and returns their leases. A claim
+// returns an ID the loop still holds in two cases. If the old delivery is
+// being settled (given back after a failure or for a workflow's timer, and
+// claimed again before the loop forgot it), or its lease was lost to another
+// consumer that then gave it back, the claim is a new delivery and replaces
+// the old lease. If the old delivery is still running with its lease kept
+// (its lease ran out while an extension failed, and this loop claimed it
+// again), the claim only renewed that lease: one delivery never goes to two
+// handlers.
+func (r *runner) track(msgs []*Message) []*lease {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fresh := make([]*lease, 0, len(msgs))
+	for _, m := range msgs {
+		if old := r.held[m.ID]; old != nil && !old.done && !old.lost && !old.gone {
+			continue
+		}
+		l := &lease{m: m}
+		r.held[m.ID] = l
+		fresh = append(fresh, l)
+	}
+	return fresh
 }
 
 // heartbeat beats every HeartbeatInterval until done, and requests a stop
@@ -402,14 +438,15 @@ func (r *runner) drainWork() {
 	}
 }
 
-// settled forgets messages that were archived, released, dead-lettered or
-// given back, making room for more claims.
-func (r *runner) settled(ids []int64) {
+// settled forgets deliveries that were archived, released, dead-lettered,
+// given back or lost, making room for more claims. A lease already replaced
+// by a newer delivery of the same message is not the current one and
+// changes nothing.
+func (r *runner) settled(ls []*lease) {
 	r.mu.Lock()
-	for _, id := range ids {
-		if _, ok := r.held[id]; ok {
-			delete(r.held, id)
-			r.outstanding--
+	for _, l := range ls {
+		if r.held[l.m.ID] == l {
+			delete(r.held, l.m.ID)
 		}
 	}
 	r.mu.Unlock()
@@ -419,60 +456,76 @@ func (r *runner) settled(ids []int64) {
 	}
 }
 
-func msgIDs(msgs []*Message) []int64 {
-	out := make([]int64, len(msgs))
-	for i, m := range msgs {
-		out[i] = m.ID
+// settling marks the current leases among ls done (a settle statement for
+// them is about to be sent) and returns them; the rest (lost, gone or
+// replaced) are the loop's no longer.
+func (r *runner) settling(ls []*lease) (mine, others []*lease) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, l := range ls {
+		if r.held[l.m.ID] == l && !l.lost && !l.gone {
+			l.done = true
+			mine = append(mine, l)
+		} else {
+			others = append(others, l)
+		}
 	}
-	return out
+	return mine, others
 }
 
 // process runs the handler on one unit, then settles it. Its leases are
 // kept by keepLeases; a message whose lease was lost while it waited is
-// dropped without running the handler.
-func (r *runner) process(msgs []*Message) {
+// dropped without running the handler, and so is one that no longer exists.
+func (r *runner) process(unit []*lease) {
 	hctx, cancel := context.WithCancel(r.bg)
 	defer cancel()
-	var lost []int64
-	var keep []*Message
+	var skip, keep []*lease
 	r.mu.Lock()
-	for _, m := range msgs {
-		l := r.held[m.ID]
-		if l == nil || l.lost {
-			lost = append(lost, m.ID)
+	for _, l := range unit {
+		if r.held[l.m.ID] != l || l.lost || l.gone {
+			skip = append(skip, l)
 			continue
 		}
 		l.cancel = cancel
-		keep = append(keep, m)
+		keep = append(keep, l)
 	}
 	r.mu.Unlock()
-	if len(lost) > 0 {
-		r.log.Warn("pgqrs: lease lost before the handler started; skipping", "ids", lost)
-		r.settled(lost)
+	if len(skip) > 0 {
+		r.log.Warn("pgqrs: lease lost before the handler started; skipping", "ids", leaseIDs(skip))
+		r.settled(skip)
 	}
 	if len(keep) == 0 {
 		return
 	}
-	ids := msgIDs(keep)
-	err := r.call(hctx, keep)
+	err := r.call(hctx, leaseMessages(keep))
 	if err == nil && hctx.Err() != nil {
 		// The lease was lost, or the grace period ended, while the handler
 		// ran; an archive would fail the fence anyway.
 		err = fmt.Errorf("handler context cancelled: %w", hctx.Err())
 	}
 	r.mu.Lock()
-	for _, id := range ids {
-		if l := r.held[id]; l != nil {
-			l.cancel = nil
-		}
+	for _, l := range keep {
+		l.cancel = nil
 	}
 	r.mu.Unlock()
 	if err == nil {
-		for _, id := range ids {
-			r.acks <- id
+		for _, l := range keep {
+			r.acks <- l
 		}
 		return
 	}
+	// From here the unit is given back. Leases lost or gone while the
+	// handler ran are not this loop's to settle; the others are marked done
+	// first, so a claim that returns one of them before settled runs is
+	// treated as the new delivery it is.
+	mine, others := r.settling(keep)
+	if len(others) > 0 {
+		r.settled(others)
+	}
+	if len(mine) == 0 {
+		return
+	}
+	ids := leaseIDs(mine)
 	var later *rescheduleError
 	if errors.As(err, &later) {
 		// A workflow run waits for a timer: give the message back for then,
@@ -489,11 +542,13 @@ func (r *runner) process(msgs []*Message) {
 				time.AfterFunc(later.delay, func() { s.wake(queueID) })
 			}
 		}
-		r.settled(ids)
+		r.c.s.hooks.givenBack(ids)
+		r.settled(mine)
 		return
 	}
-	r.fail(keep, err)
-	r.settled(ids)
+	r.fail(leaseMessages(mine), err)
+	r.c.s.hooks.givenBack(ids)
+	r.settled(mine)
 }
 
 // keepLeases extends the lease of every claimed, unsettled message (waiting
@@ -524,32 +579,61 @@ func (r *runner) keepLeases(done <-chan struct{}) {
 		case <-t.C:
 		}
 		r.mu.Lock()
-		ids := make([]int64, 0, len(r.held))
-		for id, l := range r.held {
-			if !l.lost {
-				ids = append(ids, id)
+		ls := make([]*lease, 0, len(r.held))
+		for _, l := range r.held {
+			if !l.lost && !l.gone && !l.done {
+				ls = append(ls, l)
 			}
 		}
 		r.mu.Unlock()
-		if len(ids) == 0 {
+		if len(ls) == 0 {
 			continue
 		}
-		ok, err := r.c.settleAll(r.bg, "extend visibility of", r.c.s.d.message.extend, ids, r.c.s.d.secondsArg(vt))
+		ok, err := r.c.settleAll(r.bg, "extend visibility of", r.c.s.d.message.extend, leaseIDs(ls), r.c.s.d.secondsArg(vt))
 		if err != nil {
 			r.log.Warn("pgqrs: lease extension failed", "err", err)
 			continue
 		}
-		r.mu.Lock()
+		var missed []*lease
 		for i, held := range ok {
-			if l := r.held[ids[i]]; !held && l != nil && !l.lost {
-				l.lost = true
-				r.log.Warn("pgqrs: lease lost; cancelling its handler", "id", ids[i])
-				if l.cancel != nil {
-					l.cancel()
-				}
+			if !held {
+				missed = append(missed, ls[i])
 			}
 		}
-		r.mu.Unlock()
+		if len(missed) > 0 {
+			r.lostOrGone(missed)
+		}
+	}
+}
+
+// lostOrGone sorts out deliveries whose lease the loop found it no longer
+// holds. A message that still exists is held by another consumer (or by
+// none): its lease is lost, and its handler's context is cancelled. One that
+// no longer exists was settled outside the loop, typically by its own
+// handler with [Consumer.ArchiveTx] or [Consumer.DeleteTx]: it is gone, which
+// is no failure, and its handler runs on.
+func (r *runner) lostOrGone(ls []*lease) {
+	exist, err := r.c.existing(r.bg, leaseIDs(ls))
+	if err != nil {
+		r.log.Warn("pgqrs: checking messages whose lease was not renewed failed", "ids", leaseIDs(ls), "err", err)
+		return // the next extension asks again
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, l := range ls {
+		switch {
+		case l.lost || l.gone || l.done || r.held[l.m.ID] != l:
+			// settled or replaced meanwhile
+		case exist[l.m.ID]:
+			l.lost = true
+			r.log.Warn("pgqrs: lease lost; cancelling its handler", "id", l.m.ID)
+			if l.cancel != nil {
+				l.cancel()
+			}
+		default:
+			l.gone = true
+			r.log.Debug("pgqrs: message settled outside the loop", "id", l.m.ID)
+		}
 	}
 }
 
@@ -625,15 +709,15 @@ func (r *runner) fail(msgs []*Message, herr error) {
 // one statement, until archiveNow is closed.
 func (r *runner) archive() {
 	for {
-		var batch []int64
+		var batch []*lease
 		select {
-		case id := <-r.acks:
-			batch = append(batch, id)
+		case l := <-r.acks:
+			batch = append(batch, l)
 		case <-r.archiveNow: // no handler will ack any more: flush and stop
 			for {
 				select {
-				case id := <-r.acks:
-					batch = append(batch, id)
+				case l := <-r.acks:
+					batch = append(batch, l)
 				default:
 					r.archiveBatch(batch)
 					return
@@ -643,8 +727,8 @@ func (r *runner) archive() {
 	more:
 		for len(batch) < r.c.s.cfg.maxBatch {
 			select {
-			case id := <-r.acks:
-				batch = append(batch, id)
+			case l := <-r.acks:
+				batch = append(batch, l)
 			default:
 				break more
 			}
@@ -654,20 +738,34 @@ func (r *runner) archive() {
 }
 
 // archiveBatch archives successes, at most the batch limit per statement.
-func (r *runner) archiveBatch(batch []int64) {
-	if len(batch) == 0 {
+// Messages their handlers settled themselves (ArchiveTx, DeleteTx) are not
+// archived again and are no failure.
+func (r *runner) archiveBatch(batch []*lease) {
+	mine, others := r.settling(batch)
+	r.settled(others)
+	if len(mine) == 0 {
 		return
 	}
-	ok, err := r.c.settleAll(r.bg, "archive", r.c.s.d.message.archive, batch)
+	ids := leaseIDs(mine)
+	ok, err := r.c.settleAll(r.bg, "archive", r.c.s.d.message.archive, ids)
 	if err != nil {
-		r.log.Error("pgqrs: archive failed; the messages will be delivered again", "ids", batch, "err", err)
+		r.log.Error("pgqrs: archive failed; the messages will be delivered again", "ids", ids, "err", err)
 	}
+	var missed []int64
 	for i, done := range ok {
 		if !done {
-			r.log.Warn("pgqrs: archive after lease loss; another consumer has the message", "id", batch[i])
+			missed = append(missed, ids[i])
 		}
 	}
-	r.settled(batch)
+	if len(missed) > 0 {
+		exist, err := r.c.existing(r.bg, missed)
+		for _, id := range missed {
+			if err != nil || exist[id] {
+				r.log.Warn("pgqrs: archive after lease loss; another consumer has the message", "id", id)
+			}
+		}
+	}
+	r.settled(mine)
 }
 
 // abandonAfter is how long Run still waits, after the shutdown grace period
@@ -681,16 +779,62 @@ func (r *runner) unclaimLeftover() {
 	left := r.leftover
 	r.leftover = nil
 	r.mu.Unlock()
-	if len(left) == 0 {
+	mine, others := r.settling(left)
+	r.settled(others)
+	if len(mine) == 0 {
 		return
 	}
-	ids := msgIDs(left)
+	ids := leaseIDs(mine)
 	ctx, cancel := context.WithTimeout(r.bg, 30*time.Second)
 	defer cancel()
 	if _, err := r.c.settleAll(ctx, "give back", r.c.s.d.message.unclaim, ids); err != nil {
 		r.log.Error("pgqrs: giving back unstarted messages failed; they return when their leases expire", "ids", ids, "err", err)
 	}
-	r.settled(ids)
+	r.settled(mine)
+}
+
+// existing reports which of ids are still live messages of the queue,
+// whoever holds them.
+func (c *Consumer) existing(ctx context.Context, ids []int64) (map[int64]bool, error) {
+	var found []int64
+	err := c.s.read(ctx, func(ctx context.Context, q querier) error {
+		rows, err := q.QueryContext(ctx, c.s.d.message.existing, c.s.d.idsArg(ids), c.queueID)
+		if err != nil {
+			return err
+		}
+		found, err = scanIDs(rows)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("look up messages in %q: %w", c.queue, err)
+	}
+	out := make(map[int64]bool, len(found))
+	for _, id := range found {
+		out[id] = true
+	}
+	return out, nil
+}
+
+// testHooks let a test stop the Run loop at a point no outside condition
+// can reach. Production Stores have none.
+type testHooks struct {
+	// afterGiveBack runs after a unit's give-back statement (a release
+	// after a failure, or a reschedule), before the loop forgets it.
+	afterGiveBack func(ids []int64)
+	// afterClaim runs after the claim loop recorded a claim's messages.
+	afterClaim func(ids []int64)
+}
+
+func (h *testHooks) tracked(ids []int64) {
+	if h != nil && h.afterClaim != nil && len(ids) > 0 {
+		h.afterClaim(ids)
+	}
+}
+
+func (h *testHooks) givenBack(ids []int64) {
+	if h != nil && h.afterGiveBack != nil {
+		h.afterGiveBack(ids)
+	}
 }
 
 // notifier fans wakeups out to the Run loops of this process, per queue.
@@ -761,4 +905,12 @@ func (s *Store) startListener(log *slog.Logger) {
 				s.wake(0) // catch up on anything sent while not listening
 			})
 	})
+}
+
+func msgIDs(msgs []*Message) []int64 {
+	out := make([]int64, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.ID
+	}
+	return out
 }

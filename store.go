@@ -90,6 +90,7 @@ type messageSQL struct {
 	deadLetter                                                                                       string // archive as dead, recording the error
 	unclaim                                                                                          string // give back a claimed message the handler never saw: visible now, read count restored
 	reschedule                                                                                       string // give back after a delay, read count restored (a workflow run waiting for a timer)
+	existing                                                                                         string // which of the IDs (any holder) are still live messages of the queue
 }
 
 type archiveSQL struct {

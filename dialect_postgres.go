@@ -1,6 +1,8 @@
 package pgqrs
 
 import (
+	"fmt"
+	"hash/fnv"
 	"reflect"
 	"regexp"
 	"strings"
@@ -434,7 +436,7 @@ func pgInSchema(base *dialect, schema string) *dialect {
 	d := *base
 	prefix := `"` + schema + `".`
 	d.schema = schema
-	d.notifyChannel = "pgqrs:" + schema
+	d.notifyChannel = pgChannel(schema)
 	for _, stmt := range []*string{&d.message.enqueue, &d.message.enqueueBatch, &d.workflow.finish, &d.workflow.setStatus} {
 		*stmt = strings.ReplaceAll(*stmt, "pg_notify('pgqrs',", "pg_notify('"+d.notifyChannel+"',")
 	}
@@ -447,6 +449,22 @@ func pgInSchema(base *dialect, schema string) *dialect {
 		`CREATE SCHEMA IF NOT EXISTS "` + schema + `"`,
 	}
 	return &d
+}
+
+// pgChannel is the NOTIFY channel of a schema: "pgqrs:" and the schema name
+// while that fits Postgres's 63-byte identifier limit (pg_notify rejects
+// longer names, LISTEN truncates them), else "pgqrs:", the name's first 40
+// bytes, ":" and a hash of the whole name. Every process derives the same
+// channel from the same schema; a schema name cannot contain ":", so a
+// hashed channel never equals a plain one.
+func pgChannel(schema string) string {
+	const limit = 63
+	if ch := "pgqrs:" + schema; len(ch) <= limit {
+		return ch
+	}
+	h := fnv.New64a()
+	h.Write([]byte(schema))
+	return fmt.Sprintf("pgqrs:%s:%016x", schema[:40], h.Sum64())
 }
 
 // pgListen keeps a dedicated LISTEN connection on channel (lib/pq's Listener

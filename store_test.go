@@ -1,7 +1,10 @@
 package pgqrs
 
 import (
+	"context"
 	"database/sql"
+	"fmt"
+	"log/slog"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -200,5 +203,91 @@ func TestPreparedStatementsAreReleased(t *testing.T) {
 		if n := prepared(); n != 0 {
 			t.Errorf("after Close: %d statements still prepared", n)
 		}
+	}
+}
+
+func TestPgChannelFitsEverySchemaName(t *testing.T) {
+	seen := map[string]string{}
+	for n := 1; n <= 63; n++ {
+		for _, fill := range []string{"a", "b"} {
+			schema := fill + strings.Repeat("s", n-1)
+			if err := validateIdent(schema); err != nil {
+				t.Fatal(err)
+			}
+			ch := pgChannel(schema)
+			if len(ch) > 63 {
+				t.Errorf("schema of %d bytes: channel %q is %d bytes", n, ch, len(ch))
+			}
+			if other, dup := seen[ch]; dup {
+				t.Errorf("schemas %q and %q share channel %q", other, schema, ch)
+			}
+			seen[ch] = schema
+		}
+	}
+	// Long names that share their first 40 bytes still differ.
+	a, b := strings.Repeat("x", 62)+"1", strings.Repeat("x", 62)+"2"
+	if pgChannel(a) == pgChannel(b) {
+		t.Errorf("%q and %q share channel %q", a, b, pgChannel(a))
+	}
+}
+
+// TestLongSchemaNameIsFullyUsable: any schema name WithSchema accepts works
+// for immediate enqueues (which NOTIFY), LISTEN wakeups and workflows; names
+// of 58 to 63 bytes used to make every immediate enqueue fail with "channel
+// name too long" (issue 10, item 6).
+func TestLongSchemaNameIsFullyUsable(t *testing.T) {
+	dsn := needEnv(t, "PGQRS_TEST_POSTGRES_DSN", "PostgreSQL server")
+	ctx := t.Context()
+	schema := fmt.Sprintf("long_%d_", os.Getpid())
+	schema += strings.Repeat("s", 63-len(schema))
+	open := func() *Store {
+		s, err := Open(ctx, dsn, WithSchema(schema))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	s := open()
+	t.Cleanup(func() { s.DB().Exec(`DROP SCHEMA IF EXISTS "` + schema + `" CASCADE`) })
+	if err := s.Admin().Install(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p, c := fixture(t, s, "q")
+	got := make(chan int64, 4)
+	idle := &eventHandler{want: "pgqrs: idle"}
+	runInBackground(t, c, func(ctx context.Context, m *Message) error {
+		got <- m.ID
+		return nil
+	}, &RunOptions{PollInterval: time.Hour, Logger: slog.New(idle)})
+	await(t, 10*time.Second, "idle loop listening", func() bool { return idle.seen.Load() && s.listening.Load() })
+	// Another Store's enqueue reaches this loop only through NOTIFY.
+	other := open()
+	op, err := other.Producer(ctx, "q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := mustEnqueue(t, op, "now")
+	select {
+	case h := <-got:
+		if h != id {
+			t.Errorf("handled %d, want %d", h, id)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("idle Run in one Store was not woken by an enqueue in another")
+	}
+	if _, err := p.EnqueueBatch(ctx, []any{1, 2}); err != nil {
+		t.Fatalf("batch enqueue: %v", err)
+	}
+	wf := NewWorkflow("long", func(ctx context.Context, run *Run, in int) (int, error) {
+		return Step(ctx, run, "double", func(context.Context) (int, error) { return 2 * in, nil })
+	})
+	serveInBackground(t, s, wf, fastPoll)
+	rid, err := wf.Trigger(ctx, s, 21)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := waitResult(t, s, wf, rid); err != nil || out != 42 {
+		t.Fatalf("workflow result %d, %v; want 42", out, err)
 	}
 }

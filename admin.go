@@ -566,8 +566,9 @@ func (a *Admin) CountDeadLetters(ctx context.Context, queue string) (int64, erro
 }
 
 // ReplayDeadLetters puts the given dead letters of queue back in the queue,
-// visible at once with their read count reset to zero (their last error is
-// kept for reference), keeping their IDs. IDs that are not dead letters of
+// visible at once as if new: read count zero and no last error (the dead
+// letter's reason goes with it; read it first with [Admin.GetArchived] if it
+// matters), keeping their IDs. IDs that are not dead letters of
 // the queue are ignored. It returns how many it replayed.
 func (a *Admin) ReplayDeadLetters(ctx context.Context, queue string, ids []int64) (int64, error) {
 	if len(ids) > a.s.cfg.maxBatch {

@@ -279,7 +279,7 @@ func TestDeadLetterAdministration(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, d := range dead {
-			if !d.Dead || d.ReadCount != 2 || !strings.Contains(d.LastError, "leases expired") {
+			if !d.Dead || d.ReadCount != 1 || !strings.Contains(d.LastError, "no success in 1 attempt: the last one ended without a result (its lease expired") {
 				t.Errorf("dead letter %+v", d)
 			}
 		}
@@ -312,7 +312,7 @@ func TestDeadLetterAdministration(t *testing.T) {
 			t.Fatalf("MoveToDLQ(1) = %d, %v; want 2", n, err)
 		}
 		d, err := a.GetArchived(ctx, "dlq", ids[1])
-		if err != nil || !d.Dead || !strings.Contains(d.LastError, "1 attempts") {
+		if err != nil || !d.Dead || d.ReadCount != 1 || d.LastError != "no success in 1 attempt" {
 			t.Errorf("moved dead letter = %+v, %v", d, err)
 		}
 		if n, err := a.PurgeDeadLetters(ctx, "dlq"); err != nil || n != 2 {

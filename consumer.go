@@ -156,30 +156,29 @@ func (c *Consumer) claim(ctx context.Context, n int, cfg dequeueConfig) ([]*Mess
 }
 
 // dropExhausted dead-letters the messages claimed past their last allowed
-// attempt and returns the rest. A message's allowed attempts ran out without
-// an archive or a recorded failure only when its holders' leases expired.
+// attempt and returns the rest. Such a message's last delivery ended with
+// neither an archive nor a failure that dead-lettered it: its lease expired
+// (its consumer died or hung) or it was released. The claim that found it
+// exhausted is no delivery, so the dead letter keeps the read count of its
+// real deliveries, and its reason says what happened, followed by the last
+// handler error if an earlier attempt recorded one.
 func (c *Consumer) dropExhausted(ctx context.Context, msgs []*Message, maxAttempts int) ([]*Message, error) {
 	var keep []*Message
-	var silent, failed []int64
+	var exhausted []int64
 	for _, m := range msgs {
-		switch {
-		case m.ReadCount <= maxAttempts:
+		if m.ReadCount <= maxAttempts {
 			keep = append(keep, m)
-		case m.LastError == "":
-			silent = append(silent, m.ID)
-		default:
-			failed = append(failed, m.ID)
+		} else {
+			exhausted = append(exhausted, m.ID)
 		}
 	}
 	// A failed dead-letter statement is not the caller's problem: those
 	// messages stay leased and the next claim after their lease dead-letters
 	// them. The ones kept are returned either way, so none hides.
-	if len(silent) > 0 {
-		reason := fmt.Sprintf("%d attempts ended without success (leases expired)", maxAttempts)
-		c.settle(ctx, nil, "dead-letter", c.s.d.message.deadLetter, silent, reason)
-	}
-	if len(failed) > 0 {
-		c.settle(ctx, nil, "dead-letter", c.s.d.message.deadLetter, failed, nil)
+	if len(exhausted) > 0 {
+		reason := fmt.Sprintf("no success in %d %s: the last one ended without a result (its lease expired or it was released)",
+			maxAttempts, plural(maxAttempts, "attempt", "attempts"))
+		c.settle(ctx, nil, "dead-letter", c.s.d.message.exhaust, exhausted, reason)
 	}
 	if keep == nil {
 		keep = []*Message{}
@@ -237,6 +236,13 @@ func (c *Consumer) settleOne(ctx context.Context, tx *sql.Tx, op, stmt string, i
 		return fmt.Errorf("%s message %d in %q: %w", op, id, c.queue, err)
 	}
 	return fmt.Errorf("%s message %d in %q: %w", op, id, c.queue, ErrLeaseLost)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 func needTx(tx *sql.Tx) error {

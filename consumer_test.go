@@ -2,6 +2,7 @@ package pgqrs
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -355,8 +356,54 @@ func TestDequeueDeadLettersAfterDefaultMaxAttempts(t *testing.T) {
 			t.Fatalf("delivered a %dth time: %+v", DefaultMaxAttempts+1, got)
 		}
 		d, err := s.Admin().GetArchived(ctx, "attempts", id)
-		if err != nil || !d.Dead || d.ReadCount != DefaultMaxAttempts+1 {
-			t.Errorf("dead letter = %+v, %v", d, err)
+		// Five deliveries happened; the sixth claim only found the message
+		// exhausted (issue 10, item 12).
+		want := fmt.Sprintf("no success in %d attempts: the last one ended without a result (its lease expired or it was released)", DefaultMaxAttempts)
+		if err != nil || !d.Dead || d.ReadCount != DefaultMaxAttempts || d.LastError != want {
+			t.Errorf("dead letter = %+v, %v; want read count %d and reason %q", d, err, DefaultMaxAttempts, want)
 		}
 	})
+}
+
+// TestExhaustedDeadLetterSaysWhatHappened: a message whose handler failed
+// once and whose next delivery's lease then expired is dead-lettered by the
+// claim that finds it exhausted with a reason naming the expired lease
+// first, the old handler error second, and the read count of its real
+// deliveries (issue 10, item 12).
+func TestExhaustedDeadLetterSaysWhatHappened(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		p, c := fixture(t, s, "exhaust")
+		id := mustEnqueue(t, p, "x")
+		got := mustDequeue(t, c, 1)
+		if len(got) != 1 {
+			t.Fatalf("first dequeue: %+v", got)
+		}
+		// What Run does after a handler error: release, recording it.
+		if _, err := c.settle(ctx, nil, "release", s.d.message.fail, []int64{id}, s.d.secondsArg(0), "boom"); err != nil {
+			t.Fatal(err)
+		}
+		mustDequeue(t, c, 1, VisibilityTimeout(50*time.Millisecond)) // then its consumer dies
+		if got := awaitNone(t, c, MaxAttempts(2)); len(got) != 0 {
+			t.Fatalf("delivered a third time: %+v", got)
+		}
+		d, err := s.Admin().GetArchived(ctx, "exhaust", id)
+		want := "no success in 2 attempts: the last one ended without a result (its lease expired or it was released); last handler error: boom"
+		if err != nil || !d.Dead || d.ReadCount != 2 || d.LastError != want {
+			t.Errorf("dead letter = %+v, %v; want read count 2 and reason %q", d, err, want)
+		}
+	})
+}
+
+// awaitNone claims until the message leased for a short while has been
+// dead-lettered (the claim returns nothing and no live message is left).
+func awaitNone(t *testing.T, c *Consumer, opts ...DequeueOption) []*Message {
+	t.Helper()
+	var got []*Message
+	await(t, 10*time.Second, "the exhausted message to be dead-lettered", func() bool {
+		got = mustDequeue(t, c, 1, opts...)
+		m := metrics(t, c.s, c.queue)
+		return len(got) > 0 || m.Pending+m.Leased == 0
+	})
+	return got
 }

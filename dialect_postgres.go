@@ -132,6 +132,19 @@ SELECT id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
        producer_worker_id, consumer_worker_id, coalesce($4::text, last_error), true
 FROM gone
 RETURNING id`,
+			exhaust: `
+WITH gone AS (
+    DELETE FROM pgqrs_messages
+    WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
+    RETURNING id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
+              producer_worker_id, consumer_worker_id, last_error
+)
+INSERT INTO pgqrs_archive (id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
+                           producer_worker_id, consumer_worker_id, last_error, dead)
+SELECT id, queue_id, payload, enqueued_at, greatest(read_ct - 1, 0), dequeued_at,
+       producer_worker_id, consumer_worker_id, $4::text || coalesce('; last handler error: ' || last_error, ''), true
+FROM gone
+RETURNING id`,
 			unclaim: `
 UPDATE pgqrs_messages
 SET vt = now(), consumer_worker_id = NULL, read_ct = greatest(read_ct - 1, 0)
@@ -198,12 +211,13 @@ WITH gone AS (
 INSERT INTO pgqrs_archive (id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
                            producer_worker_id, consumer_worker_id, last_error, dead)
 SELECT id, queue_id, payload, enqueued_at, read_ct, dequeued_at, producer_worker_id, consumer_worker_id,
-       coalesce(last_error, 'no success in ' || read_ct || ' attempts'), true
+       'no success in ' || read_ct || CASE WHEN read_ct = 1 THEN ' attempt' ELSE ' attempts' END
+       || coalesce('; last handler error: ' || last_error, ''), true
 FROM gone
 RETURNING id`,
 			replayInsert: `
 INSERT INTO pgqrs_messages (id, queue_id, payload, vt, enqueued_at, read_ct, producer_worker_id, last_error)
-SELECT id, queue_id, payload, now(), enqueued_at, 0, producer_worker_id, last_error
+SELECT id, queue_id, payload, now(), enqueued_at, 0, producer_worker_id, NULL
 FROM pgqrs_archive
 WHERE queue_id = $1 AND dead AND ($3::boolean OR id = ANY ($2::bigint[]))
 ON CONFLICT (id) DO NOTHING`,

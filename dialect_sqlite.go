@@ -92,6 +92,12 @@ RETURNING id`,
 UPDATE pgqrs_messages SET archive_as = 'dead', last_error = coalesce(?4, last_error)
 WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3
 RETURNING id`,
+			exhaust: `
+UPDATE pgqrs_messages
+SET archive_as = 'dead', read_ct = max(read_ct - 1, 0),
+    last_error = ?4 || coalesce('; last handler error: ' || last_error, '')
+WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3
+RETURNING id`,
 			unclaim: `
 UPDATE pgqrs_messages
 SET vt = ` + sqliteNow + `, consumer_worker_id = NULL, read_ct = max(read_ct - 1, 0)
@@ -149,12 +155,14 @@ SELECT (SELECT count(*) FROM pgqrs_messages m WHERE NOT EXISTS (SELECT 1 FROM pg
      + (SELECT count(*) FROM pgqrs_archive a WHERE NOT EXISTS (SELECT 1 FROM pgqrs_queues q WHERE q.id = a.queue_id))`,
 			moveToDLQ: `
 UPDATE pgqrs_messages
-SET archive_as = 'dead', last_error = coalesce(last_error, 'no success in ' || read_ct || ' attempts')
+SET archive_as = 'dead',
+    last_error = 'no success in ' || read_ct || CASE WHEN read_ct = 1 THEN ' attempt' ELSE ' attempts' END
+                 || coalesce('; last handler error: ' || last_error, '')
 WHERE read_ct >= ?1 AND vt <= ` + sqliteNow + `
 RETURNING id`,
 			replayInsert: `
 INSERT INTO pgqrs_messages (id, queue_id, payload, vt, enqueued_at, read_ct, producer_worker_id, last_error)
-SELECT id, queue_id, payload, ` + sqliteNow + `, enqueued_at, 0, producer_worker_id, last_error
+SELECT id, queue_id, payload, ` + sqliteNow + `, enqueued_at, 0, producer_worker_id, NULL
 FROM pgqrs_archive
 WHERE queue_id = ?1 AND dead AND (?3 OR id IN (SELECT value FROM json_each(?2)))
 ON CONFLICT (id) DO NOTHING`,

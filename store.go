@@ -88,6 +88,7 @@ type messageSQL struct {
 	enqueue, enqueueBatch, dequeue, archive, delete, release, extend, holder, countHeld, releaseHeld string
 	fail                                                                                             string // release after a delay, recording the error
 	deadLetter                                                                                       string // archive as dead, recording the error
+	exhaust                                                                                          string // dead-letter messages claimed past their last attempt: that claim was no delivery (read count restored); the reason, then any last handler error
 	unclaim                                                                                          string // give back a claimed message the handler never saw: visible now, read count restored
 	reschedule                                                                                       string // give back after a delay, read count restored (a workflow run waiting for a timer)
 	existing                                                                                         string // which of the IDs (any holder) are still live messages of the queue

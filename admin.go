@@ -425,7 +425,10 @@ type ArchivePage struct {
 }
 
 // ListArchived returns a page of the queue's archived messages, newest
-// first. Dead letters are not included.
+// first by message ID, which is enqueue order: a message enqueued earlier
+// but archived later (after retries or a delay) comes after the messages
+// enqueued since, whatever their archive time. Paging by ID stays stable
+// while messages are archived. Dead letters are not included.
 func (a *Admin) ListArchived(ctx context.Context, queue string, page ArchivePage) ([]*ArchivedMessage, error) {
 	return a.listArchive(ctx, queue, false, page)
 }
@@ -543,7 +546,8 @@ func (d *dialect) relation(name string) string {
 	return `"` + d.schema + `".` + strings.TrimSpace(name)
 }
 
-// ListDeadLetters returns a page of the queue's dead letters, newest first,
+// ListDeadLetters returns a page of the queue's dead letters, newest first
+// by message ID (enqueue order, as for [Admin.ListArchived]),
 // each with its read count and last error.
 func (a *Admin) ListDeadLetters(ctx context.Context, queue string, page ArchivePage) ([]*ArchivedMessage, error) {
 	return a.listArchive(ctx, queue, true, page)

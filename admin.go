@@ -3,6 +3,7 @@ package pgqrs
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -284,18 +285,29 @@ func (a *Admin) PurgeQueue(ctx context.Context, name string) (int64, error) {
 // the queue: Visible + Leased + Delayed messages are live; Pending is Visible
 // + Delayed (live and not leased).
 type QueueMetrics struct {
-	Queue    string
-	Visible  int64 // claimable now (including messages whose lease expired)
-	Leased   int64 // held by a consumer whose lease has not expired
-	Delayed  int64 // not yet visible: enqueued with a delay, or released with one
-	Pending  int64 // Visible + Delayed
-	Archived int64 // processed and archived
-	Dead     int64 // dead-lettered
+	Queue    string `json:"queue"`
+	Pending  int64  `json:"pending"`  // Visible + Delayed
+	Visible  int64  `json:"visible"`  // claimable now (including messages whose lease expired)
+	Leased   int64  `json:"leased"`   // held by a consumer whose lease has not expired
+	Delayed  int64  `json:"delayed"`  // not yet visible: enqueued with a delay, or released with one
+	Archived int64  `json:"archived"` // processed and archived
+	Dead     int64  `json:"dead"`     // dead-lettered
 	// OldestPending is the enqueue time of the oldest message not leased;
 	// OldestPendingAge is its age by the database clock. Both zero when none.
-	OldestPending    time.Time
-	OldestPendingAge time.Duration
-	NewestEnqueued   time.Time // zero when the queue has no live messages
+	// In JSON the age is "oldest_pending_age_seconds".
+	OldestPending    time.Time     `json:"oldest_pending_at,omitzero"`
+	OldestPendingAge time.Duration `json:"-"`
+	NewestEnqueued   time.Time     `json:"newest_enqueued_at,omitzero"` // zero when the queue has no live messages
+}
+
+// MarshalJSON writes the metrics with the oldest pending message's age in
+// seconds ("oldest_pending_age_seconds", 0 when nothing is pending).
+func (m QueueMetrics) MarshalJSON() ([]byte, error) {
+	type fields QueueMetrics // without this method
+	return json.Marshal(struct {
+		fields
+		OldestPendingAgeSeconds float64 `json:"oldest_pending_age_seconds"`
+	}{fields(m), m.OldestPendingAge.Seconds()})
 }
 
 func scanMetrics(sc interface{ Scan(...any) error }) (QueueMetrics, error) {
@@ -361,13 +373,13 @@ func (a *Admin) AllQueueMetrics(ctx context.Context) ([]QueueMetrics, error) {
 
 // SystemStats summarises the whole store.
 type SystemStats struct {
-	Queues        int64
-	LiveMessages  int64
-	Archived      int64
-	Dead          int64
-	LiveWorkers   int64 // workers not stopped
-	Workers       int64 // all registered workers, stopped ones included
-	SchemaVersion int64 // highest applied migration
+	Queues        int64 `json:"queues"`
+	LiveMessages  int64 `json:"live_messages"`
+	Archived      int64 `json:"archived"`
+	Dead          int64 `json:"dead"`
+	LiveWorkers   int64 `json:"live_workers"`   // workers not stopped
+	Workers       int64 `json:"workers"`        // all registered workers, stopped ones included
+	SchemaVersion int64 `json:"schema_version"` // highest applied migration
 }
 
 // SystemStats returns counts across all queues.
@@ -663,9 +675,13 @@ func (a *Admin) MoveToDLQ(ctx context.Context, maxAttempts int) (int64, error) {
 // ready, polling or interrupted but have not heartbeated within the stale
 // age given to [Admin.WorkerHealth].
 type WorkerHealth struct {
-	Queue                                           string // "" for all queues
-	Ready, Polling, Suspended, Interrupted, Stopped int64
-	Stale                                           int64
+	Queue       string `json:"queue,omitempty"` // "" for all queues
+	Ready       int64  `json:"ready"`
+	Polling     int64  `json:"polling"`
+	Suspended   int64  `json:"suspended"`
+	Interrupted int64  `json:"interrupted"`
+	Stopped     int64  `json:"stopped"`
+	Stale       int64  `json:"stale"`
 }
 
 // WorkerHealth returns worker counts for queue, or for all queues when queue

@@ -28,14 +28,14 @@ const (
 
 // WorkerInfo describes a registered worker.
 type WorkerInfo struct {
-	ID          int64
-	Name        string
-	Queue       string // "" for workers not bound to a queue
-	Role        string // "producer" or "consumer"
-	Status      WorkerStatus
-	StartedAt   time.Time
-	HeartbeatAt time.Time
-	StoppedAt   time.Time // zero unless stopped
+	ID          int64        `json:"id"`
+	Name        string       `json:"name"`
+	Queue       string       `json:"queue"` // "" for workers not bound to a queue
+	Role        string       `json:"role"`  // "producer" or "consumer"
+	Status      WorkerStatus `json:"status"`
+	StartedAt   time.Time    `json:"started_at"`
+	HeartbeatAt time.Time    `json:"heartbeat_at"`
+	StoppedAt   time.Time    `json:"stopped_at,omitzero"` // zero unless stopped
 }
 
 // WorkerOption configures a [Producer] or [Consumer] when it is made.

@@ -245,40 +245,46 @@ func (e *TransitionError) Error() string {
 // Unwrap returns [ErrInvalidTransition].
 func (e *TransitionError) Unwrap() error { return ErrInvalidTransition }
 
+// The result types below (Message, ArchivedMessage, Queue, QueueMetrics,
+// SystemStats, WorkerInfo, WorkerHealth, RunInfo, StepInfo, WorkflowInfo)
+// marshal to JSON with snake_case names, the documents `pgqrs … --json`
+// prints: times in RFC 3339 (UTC), a time or text that does not apply
+// omitted, payloads embedded as JSON.
+
 // Message is one delivery of a queued message to a consumer.
 type Message struct {
-	ID      int64
-	Queue   string
-	Payload json.RawMessage
+	ID      int64           `json:"id"`
+	Queue   string          `json:"queue"`
+	Payload json.RawMessage `json:"payload"`
 	// ReadCount is the number of times the message has been claimed,
 	// this delivery included.
-	ReadCount  int
-	EnqueuedAt time.Time
+	ReadCount  int       `json:"read_count"`
+	EnqueuedAt time.Time `json:"enqueued_at"`
 	// VisibleAt is when the current lease expires and the message becomes
 	// visible to other consumers again.
-	VisibleAt time.Time
+	VisibleAt time.Time `json:"visible_at"`
 	// LastError is the error recorded by the last failed attempt, if any.
-	LastError string
+	LastError string `json:"last_error,omitempty"`
 }
 
 // ArchivedMessage is a message that was archived after it was processed, or
 // dead-lettered because it failed too often.
 type ArchivedMessage struct {
-	ID         int64
-	Queue      string
-	Payload    json.RawMessage
-	ReadCount  int
-	EnqueuedAt time.Time
-	ArchivedAt time.Time
-	Dead       bool // dead-lettered rather than archived on success
-	LastError  string
+	ID         int64           `json:"id"`
+	Queue      string          `json:"queue"`
+	Payload    json.RawMessage `json:"payload"`
+	ReadCount  int             `json:"read_count"`
+	EnqueuedAt time.Time       `json:"enqueued_at"`
+	ArchivedAt time.Time       `json:"archived_at"`
+	Dead       bool            `json:"dead"` // dead-lettered rather than archived on success
+	LastError  string          `json:"last_error,omitempty"`
 }
 
 // Queue is a named queue.
 type Queue struct {
-	ID        int64
-	Name      string
-	CreatedAt time.Time
+	ID        int64     `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // Option configures a [Store]. Options are validated by [New] and [Open],

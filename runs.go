@@ -8,27 +8,29 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strings"
 	"time"
 )
 
 // RunInfo is a workflow run as stored.
 type RunInfo struct {
-	ID       int64
-	Workflow string
-	Status   RunStatus
-	Input    json.RawMessage
-	Output   json.RawMessage // SUCCESS only
-	Error    string          // ERROR only: what failed the run
+	ID       int64           `json:"id"`
+	Workflow string          `json:"workflow"`
+	Status   RunStatus       `json:"status"`
+	Input    json.RawMessage `json:"input"`
+	Output   json.RawMessage `json:"output,omitempty"` // SUCCESS only
+	Error    string          `json:"error,omitempty"`  // ERROR only: what failed the run
 	// ResumeAt is when a PAUSED run continues by itself (zero: only when
 	// resumed).
-	ResumeAt   time.Time
-	CreatedAt  time.Time
-	StartedAt  time.Time // zero until a worker started the run
-	FinishedAt time.Time // zero until the run ended
-	UpdatedAt  time.Time
+	ResumeAt   time.Time `json:"resume_at,omitzero"`
+	CreatedAt  time.Time `json:"created_at"`
+	StartedAt  time.Time `json:"started_at,omitzero"`  // zero until a worker started the run
+	FinishedAt time.Time `json:"finished_at,omitzero"` // zero until the run ended
+	UpdatedAt  time.Time `json:"updated_at"`
 	// Steps are the run's recorded steps in the order the run reached them
-	// (filled by [Store.RunStatus] and [Store.WaitRun], not by lists).
-	Steps []StepInfo
+	// (filled by [Store.RunStatus] and [Store.WaitRun], never nil there; nil
+	// in lists, and then left out of JSON).
+	Steps []StepInfo `json:"steps,omitzero"`
 }
 
 // StepStatus is the recorded outcome of a step.
@@ -44,22 +46,39 @@ const (
 
 // StepInfo is one recorded step of a run.
 type StepInfo struct {
-	Name     string
-	Position int // 0 for the first step the run reached, and so on
-	Status   StepStatus
-	Output   json.RawMessage
-	Error    string
-	Attempts int
+	Position int             `json:"position"` // 0 for the first step the run reached, and so on
+	Name     string          `json:"name"`
+	Status   StepStatus      `json:"status"`
+	Attempts int             `json:"attempts"`
+	Output   json.RawMessage `json:"output,omitempty"`
+	Error    string          `json:"error,omitempty"`
 	// RetryAt is when a failed step runs again (zero: it will not).
-	RetryAt   time.Time
-	UpdatedAt time.Time
+	RetryAt   time.Time `json:"retry_at,omitzero"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // WorkflowInfo is a registered workflow and how many runs it has per status.
 type WorkflowInfo struct {
-	Name      string
-	CreatedAt time.Time
-	Runs      map[RunStatus]int64
+	Name      string              `json:"name"`
+	CreatedAt time.Time           `json:"created_at"`
+	Runs      map[RunStatus]int64 `json:"-"` // in JSON: "runs", every status in lower case
+}
+
+// runStatuses are every run status, in the order of a run's life.
+var runStatuses = []RunStatus{RunQueued, RunRunning, RunPaused, RunCancelling, RunCancelled, RunSucceeded, RunFailed}
+
+// MarshalJSON writes the run counts as "runs" with every status as a
+// lower-case key, 0 when none.
+func (w WorkflowInfo) MarshalJSON() ([]byte, error) {
+	type fields WorkflowInfo // without this method
+	runs := make(map[string]int64, len(runStatuses))
+	for _, st := range runStatuses {
+		runs[strings.ToLower(string(st))] = w.Runs[st]
+	}
+	return json.Marshal(struct {
+		fields
+		Runs map[string]int64 `json:"runs"`
+	}{fields(w), runs})
 }
 
 // workflowRef is what triggering a workflow needs to know about it.
@@ -204,7 +223,7 @@ func scanRun(sc interface{ Scan(...any) error }) (*RunInfo, error) {
 
 // runSteps reads a run's recorded steps in order.
 func (s *Store) runSteps(ctx context.Context, id int64) ([]StepInfo, error) {
-	var steps []StepInfo
+	steps := []StepInfo{}
 	err := s.read(ctx, func(ctx context.Context, q querier) error {
 		rows, err := q.QueryContext(ctx, s.d.workflow.steps, id)
 		if err != nil {
@@ -527,7 +546,7 @@ func (a *Admin) ListWorkflows(ctx context.Context) ([]WorkflowInfo, error) {
 		}
 		defer rows.Close()
 		out = out[:0]
-		order := []RunStatus{RunQueued, RunRunning, RunPaused, RunCancelling, RunCancelled, RunSucceeded, RunFailed}
+		order := runStatuses
 		for rows.Next() {
 			w := WorkflowInfo{Runs: map[RunStatus]int64{}}
 			var created dbTime

@@ -135,7 +135,7 @@ func (c *cli) queueCreate(ctx context.Context, args []string) error {
 		return err
 	}
 	if c.json {
-		return printJSON(c.stdout, newQueueJSON(q))
+		return printJSON(c.stdout, q)
 	}
 	_, err = fmt.Fprintf(c.stdout, "created queue %q (id %d)\n", q.Name, q.ID)
 	return err
@@ -151,11 +151,7 @@ func (c *cli) queueList(ctx context.Context, _ []string) error {
 		return err
 	}
 	if c.json {
-		out := make([]queueJSON, len(qs))
-		for i, q := range qs {
-			out[i] = newQueueJSON(q)
-		}
-		return printJSON(c.stdout, out)
+		return printJSON(c.stdout, jsonList(qs))
 	}
 	t := newTable(c.stdout, "ID", "NAME", "CREATED")
 	for _, q := range qs {
@@ -326,11 +322,7 @@ func (c *cli) recv(ctx context.Context, args []string) (err error) {
 		}
 	}
 	if c.json {
-		out := make([]messageJSON, len(msgs))
-		for i, m := range msgs {
-			out[i] = newMessageJSON(m)
-		}
-		return printJSON(c.stdout, out)
+		return printJSON(c.stdout, jsonList(msgs))
 	}
 	if len(msgs) == 0 {
 		_, err := fmt.Fprintf(c.stdout, "no visible messages in queue %q\n", args[0])
@@ -373,7 +365,7 @@ func (c *cli) metrics(ctx context.Context, args []string) error {
 			return err
 		}
 		if c.json {
-			return printJSON(c.stdout, newMetricsJSON(m))
+			return printJSON(c.stdout, m)
 		}
 		return metricsTable(c.stdout, []pgqrs.QueueMetrics{m})
 	}
@@ -382,11 +374,7 @@ func (c *cli) metrics(ctx context.Context, args []string) error {
 		return err
 	}
 	if c.json {
-		out := make([]metricsJSON, len(ms))
-		for i, m := range ms {
-			out[i] = newMetricsJSON(m)
-		}
-		return printJSON(c.stdout, out)
+		return printJSON(c.stdout, jsonList(ms))
 	}
 	return metricsTable(c.stdout, ms)
 }
@@ -416,11 +404,7 @@ func (c *cli) listArchive(ctx context.Context, queue string, list func(*pgqrs.Ad
 		return err
 	}
 	if c.json {
-		out := make([]archivedJSON, len(ms))
-		for i, m := range ms {
-			out[i] = newArchivedJSON(m)
-		}
-		return printJSON(c.stdout, out)
+		return printJSON(c.stdout, jsonList(ms))
 	}
 	t := newTable(c.stdout, "ID", "READS", "ENQUEUED", "ARCHIVED", "LAST ERROR", "PAYLOAD")
 	for _, m := range ms {
@@ -488,10 +472,10 @@ func (c *cli) workersList(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	out := []workerJSON{}
+	out := []pgqrs.WorkerInfo{}
 	for _, w := range ws {
 		if !c.f.live || w.Status != pgqrs.WorkerStopped {
-			out = append(out, newWorkerJSON(w))
+			out = append(out, w)
 		}
 	}
 	if c.json {
@@ -523,11 +507,7 @@ func (c *cli) workersHealth(ctx context.Context, args []string) error {
 		return err
 	}
 	if c.json {
-		out := healthJSON{Ready: h.Ready, Polling: h.Polling, Suspended: h.Suspended, Interrupted: h.Interrupted, Stopped: h.Stopped, Stale: h.Stale}
-		if queue != "" {
-			out.Queue = &queue
-		}
-		return printJSON(c.stdout, out)
+		return printJSON(c.stdout, h)
 	}
 	if queue == "" {
 		queue = "(all)"

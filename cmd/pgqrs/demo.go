@@ -209,7 +209,7 @@ func (c *cli) demo(ctx context.Context, _ []string) (err error) {
 		return printJSON(c.stdout, demoJSON{
 			Queue: queue, Messages: total, Consumers: c.f.workers, ElapsedSeconds: elapsed.Seconds(),
 			Archived: m.Archived, Dead: m.Dead, FailedAttempts: st.failed.Load(),
-			SucceededAfterRetry: st.okAfterFail.Load(), Metrics: newMetricsJSON(m), Workflow: wf,
+			SucceededAfterRetry: st.okAfterFail.Load(), Metrics: m, Workflow: wf,
 		})
 	}
 	c.demoHints(queue, s.Dialect(), wf.LastRunID)
@@ -226,7 +226,7 @@ type demoJSON struct {
 	Dead                int64               `json:"dead"`
 	FailedAttempts      int64               `json:"failed_attempts"`
 	SucceededAfterRetry int64               `json:"succeeded_after_retry"`
-	Metrics             metricsJSON         `json:"metrics"`
+	Metrics             pgqrs.QueueMetrics  `json:"metrics"`
 	Workflow            *demoWorkflowResult `json:"workflow"`
 }
 

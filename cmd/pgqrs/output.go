@@ -14,108 +14,17 @@ import (
 	"github.com/pgqrs/pgqrs-go"
 )
 
-// The JSON documents printed with --json. Field names are snake_case and
-// stable; times are RFC 3339 in UTC; a time that does not apply is null.
+// The JSON documents printed with --json are pgqrs's own result types
+// (pgqrs.Message, pgqrs.QueueMetrics, pgqrs.RunInfo, ...), which marshal
+// with snake_case names: one definition for the library and the CLI.
 // docs/cli.md shows each shape.
 
-// messageJSON is a live message, as recv prints it.
-type messageJSON struct {
-	ID         int64           `json:"id"`
-	Queue      string          `json:"queue"`
-	Payload    json.RawMessage `json:"payload"`
-	ReadCount  int             `json:"read_count"`
-	EnqueuedAt time.Time       `json:"enqueued_at"`
-	VisibleAt  time.Time       `json:"visible_at"`
-	LastError  string          `json:"last_error,omitempty"`
-}
-
-func newMessageJSON(m *pgqrs.Message) messageJSON {
-	return messageJSON{
-		ID: m.ID, Queue: m.Queue, Payload: m.Payload, ReadCount: m.ReadCount,
-		EnqueuedAt: m.EnqueuedAt.UTC(), VisibleAt: m.VisibleAt.UTC(), LastError: m.LastError,
+// jsonList returns xs, or an empty slice for nil, so that JSON shows [].
+func jsonList[T any](xs []T) []T {
+	if xs == nil {
+		return []T{}
 	}
-}
-
-// archivedJSON is an archived message or a dead letter.
-type archivedJSON struct {
-	ID         int64           `json:"id"`
-	Queue      string          `json:"queue"`
-	Payload    json.RawMessage `json:"payload"`
-	ReadCount  int             `json:"read_count"`
-	EnqueuedAt time.Time       `json:"enqueued_at"`
-	ArchivedAt time.Time       `json:"archived_at"`
-	Dead       bool            `json:"dead"`
-	LastError  string          `json:"last_error,omitempty"`
-}
-
-func newArchivedJSON(m *pgqrs.ArchivedMessage) archivedJSON {
-	return archivedJSON{
-		ID: m.ID, Queue: m.Queue, Payload: m.Payload, ReadCount: m.ReadCount,
-		EnqueuedAt: m.EnqueuedAt.UTC(), ArchivedAt: m.ArchivedAt.UTC(), Dead: m.Dead, LastError: m.LastError,
-	}
-}
-
-// metricsJSON is one queue's counts.
-type metricsJSON struct {
-	Queue                   string     `json:"queue"`
-	Pending                 int64      `json:"pending"`
-	Visible                 int64      `json:"visible"`
-	Leased                  int64      `json:"leased"`
-	Delayed                 int64      `json:"delayed"`
-	Archived                int64      `json:"archived"`
-	Dead                    int64      `json:"dead"`
-	OldestPendingAgeSeconds float64    `json:"oldest_pending_age_seconds"`
-	OldestPendingAt         *time.Time `json:"oldest_pending_at"`
-}
-
-func newMetricsJSON(m pgqrs.QueueMetrics) metricsJSON {
-	return metricsJSON{
-		Queue: m.Queue, Pending: m.Pending, Visible: m.Visible, Leased: m.Leased, Delayed: m.Delayed,
-		Archived: m.Archived, Dead: m.Dead,
-		OldestPendingAgeSeconds: m.OldestPendingAge.Seconds(),
-		OldestPendingAt:         nullTime(m.OldestPending),
-	}
-}
-
-// queueJSON is a queue.
-type queueJSON struct {
-	ID        int64     `json:"id"`
-	Name      string    `json:"name"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
-func newQueueJSON(q *pgqrs.Queue) queueJSON {
-	return queueJSON{ID: q.ID, Name: q.Name, CreatedAt: q.CreatedAt.UTC()}
-}
-
-// workerJSON is a registered producer or consumer.
-type workerJSON struct {
-	ID          int64      `json:"id"`
-	Name        string     `json:"name"`
-	Queue       string     `json:"queue"`
-	Role        string     `json:"role"`
-	Status      string     `json:"status"`
-	StartedAt   time.Time  `json:"started_at"`
-	HeartbeatAt time.Time  `json:"heartbeat_at"`
-	StoppedAt   *time.Time `json:"stopped_at"`
-}
-
-func newWorkerJSON(w pgqrs.WorkerInfo) workerJSON {
-	return workerJSON{
-		ID: w.ID, Name: w.Name, Queue: w.Queue, Role: w.Role, Status: string(w.Status),
-		StartedAt: w.StartedAt.UTC(), HeartbeatAt: w.HeartbeatAt.UTC(), StoppedAt: nullTime(w.StoppedAt),
-	}
-}
-
-// healthJSON counts workers by state.
-type healthJSON struct {
-	Queue       *string `json:"queue"` // null: all queues
-	Ready       int64   `json:"ready"`
-	Polling     int64   `json:"polling"`
-	Suspended   int64   `json:"suspended"`
-	Interrupted int64   `json:"interrupted"`
-	Stopped     int64   `json:"stopped"`
-	Stale       int64   `json:"stale"`
+	return xs
 }
 
 func nullTime(t time.Time) *time.Time {

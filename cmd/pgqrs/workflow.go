@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,83 +33,6 @@ func purgeRunsFlags(c *cli, fs *flag.FlagSet) {
 	fs.DurationVar(&c.f.olderThan, "older-than", 7*24*time.Hour, "delete runs that finished longer ago than this")
 }
 
-// workflowJSON is a registered workflow with its run counts.
-type workflowJSON struct {
-	Name      string        `json:"name"`
-	CreatedAt time.Time     `json:"created_at"`
-	Runs      runCountsJSON `json:"runs"`
-}
-
-// runCountsJSON counts a workflow's runs per status; the keys are the
-// statuses in lower case.
-type runCountsJSON struct {
-	Queued     int64 `json:"queued"`
-	Running    int64 `json:"running"`
-	Paused     int64 `json:"paused"`
-	Cancelling int64 `json:"cancelling"`
-	Cancelled  int64 `json:"cancelled"`
-	Success    int64 `json:"success"`
-	Error      int64 `json:"error"`
-}
-
-func newWorkflowJSON(w pgqrs.WorkflowInfo) workflowJSON {
-	return workflowJSON{Name: w.Name, CreatedAt: w.CreatedAt.UTC(), Runs: runCountsJSON{
-		Queued: w.Runs[pgqrs.RunQueued], Running: w.Runs[pgqrs.RunRunning], Paused: w.Runs[pgqrs.RunPaused],
-		Cancelling: w.Runs[pgqrs.RunCancelling], Cancelled: w.Runs[pgqrs.RunCancelled],
-		Success: w.Runs[pgqrs.RunSucceeded], Error: w.Runs[pgqrs.RunFailed],
-	}}
-}
-
-// runJSON is a workflow run, as "workflow runs" lists it. output appears
-// only for a run that succeeded, error only for one that failed.
-type runJSON struct {
-	ID         int64           `json:"id"`
-	Workflow   string          `json:"workflow"`
-	Status     string          `json:"status"`
-	Input      json.RawMessage `json:"input"`
-	Output     json.RawMessage `json:"output,omitempty"`
-	Error      string          `json:"error,omitempty"`
-	ResumeAt   *time.Time      `json:"resume_at"` // a PAUSED run's own wake-up time
-	CreatedAt  time.Time       `json:"created_at"`
-	StartedAt  *time.Time      `json:"started_at"`
-	FinishedAt *time.Time      `json:"finished_at"`
-	UpdatedAt  time.Time       `json:"updated_at"`
-}
-
-func newRunJSON(r *pgqrs.RunInfo) runJSON {
-	return runJSON{
-		ID: r.ID, Workflow: r.Workflow, Status: string(r.Status), Input: r.Input, Output: r.Output, Error: r.Error,
-		ResumeAt: nullTime(r.ResumeAt), CreatedAt: r.CreatedAt.UTC(), StartedAt: nullTime(r.StartedAt),
-		FinishedAt: nullTime(r.FinishedAt), UpdatedAt: r.UpdatedAt.UTC(),
-	}
-}
-
-// runDetailJSON is a run with its steps, as "workflow show" prints it.
-type runDetailJSON struct {
-	runJSON
-	Steps []stepJSON `json:"steps"`
-}
-
-// stepJSON is one recorded step of a run. output appears only for a step
-// that succeeded, error only for one whose last attempt failed.
-type stepJSON struct {
-	Position  int             `json:"position"`
-	Name      string          `json:"name"`
-	Status    string          `json:"status"`
-	Attempts  int             `json:"attempts"`
-	Output    json.RawMessage `json:"output,omitempty"`
-	Error     string          `json:"error,omitempty"`
-	RetryAt   *time.Time      `json:"retry_at"` // null: no retry scheduled
-	UpdatedAt time.Time       `json:"updated_at"`
-}
-
-func newStepJSON(st pgqrs.StepInfo) stepJSON {
-	return stepJSON{
-		Position: st.Position, Name: st.Name, Status: string(st.Status), Attempts: st.Attempts,
-		Output: st.Output, Error: st.Error, RetryAt: nullTime(st.RetryAt), UpdatedAt: st.UpdatedAt.UTC(),
-	}
-}
-
 // runStatusJSON is the result of cancel, resume and retry.
 type runStatusJSON struct {
 	ID     int64  `json:"id"`
@@ -137,11 +59,7 @@ func (c *cli) workflowList(ctx context.Context, _ []string) error {
 		return err
 	}
 	if c.json {
-		out := make([]workflowJSON, len(ws))
-		for i, w := range ws {
-			out[i] = newWorkflowJSON(w)
-		}
-		return printJSON(c.stdout, out)
+		return printJSON(c.stdout, jsonList(ws))
 	}
 	header := []string{"NAME", "CREATED"}
 	for _, st := range runStatuses {
@@ -185,11 +103,7 @@ func (c *cli) workflowRuns(ctx context.Context, _ []string) error {
 		return err
 	}
 	if c.json {
-		out := make([]runJSON, len(runs))
-		for i := range runs {
-			out[i] = newRunJSON(&runs[i])
-		}
-		return printJSON(c.stdout, out)
+		return printJSON(c.stdout, jsonList(runs))
 	}
 	t := newTable(c.stdout, "ID", "WORKFLOW", "STATUS", "CREATED", "FINISHED", "INPUT", "RESULT")
 	for i := range runs {
@@ -238,11 +152,7 @@ func (c *cli) workflowShow(ctx context.Context, args []string) error {
 		return err
 	}
 	if c.json {
-		out := runDetailJSON{runJSON: newRunJSON(r), Steps: make([]stepJSON, len(r.Steps))}
-		for i, st := range r.Steps {
-			out.Steps[i] = newStepJSON(st)
-		}
-		return printJSON(c.stdout, out)
+		return printJSON(c.stdout, r)
 	}
 	const width = 120
 	t := newTable(c.stdout)

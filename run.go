@@ -63,8 +63,10 @@ type RunOptions struct {
 	// cancelled; then their contexts are cancelled too, and Run waits 5s
 	// more before it abandons handlers that ignore that. Default 30s.
 	ShutdownTimeout time.Duration
-	// Logger receives the loop's events (handler errors and panics with
-	// their stacks, lost leases, settle failures). Default: discard.
+	// Logger receives the loop's events: errors (handler panics with their
+	// stacks, failed settles), warnings (handler errors, lost leases, dead
+	// letters), a few infos and debug events. Default [slog.Default]; pass
+	// slog.New(slog.DiscardHandler) to silence it.
 	Logger *slog.Logger
 }
 
@@ -109,7 +111,7 @@ func (o *RunOptions) withDefaults() (RunOptions, error) {
 		r.Backoff = ExponentialBackoff(time.Second, 10*time.Minute)
 	}
 	if r.Logger == nil {
-		r.Logger = slog.New(slog.DiscardHandler)
+		r.Logger = slog.Default()
 	}
 	return r, nil
 }

@@ -157,3 +157,33 @@ func TestRunHandlerThatArchivesInItsOwnTx(t *testing.T) {
 		}
 	})
 }
+
+// TestRunLogsToSlogDefault: with no Logger, a handler panic reaches
+// slog.Default, not a discarding logger (issue 10, ergonomics).
+func TestRunLogsToSlogDefault(t *testing.T) {
+	rec := &levelRecorder{min: slog.LevelWarn}
+	old := slog.Default()
+	slog.SetDefault(slog.New(rec))
+	t.Cleanup(func() { slog.SetDefault(old) })
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		p, c := fixture(t, s, "deflog")
+		mustEnqueue(t, p, "x")
+		handled := make(chan struct{})
+		var once sync.Once
+		stop := runInBackground(t, c, func(ctx context.Context, m *Message) error {
+			defer once.Do(func() { close(handled) })
+			panic("handler bug")
+		}, &RunOptions{PollInterval: 10 * time.Millisecond, Backoff: func(int) time.Duration { return time.Hour }})
+		<-handled
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, r := range rec.records() {
+			found = found || r == "ERROR pgqrs: handler panicked"
+		}
+		if !found {
+			t.Errorf("slog.Default got %q; want the handler panic", rec.records())
+		}
+	})
+}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -377,22 +379,37 @@ func (c *cli) printDemoMetrics(m pgqrs.QueueMetrics) error {
 // demoHints prints what to try after the demo. It never prints the DSN,
 // which may hold a password.
 func (c *cli) demoHints(queue string, d pgqrs.Dialect, lastRun int64) {
+	pgqrsCmd, viaGoRun := selfCommand()
 	c.say("\nNext, try:\n")
 	if c.dsn != defaultDSN {
 		c.say("  (give these the same --dsn, or export %s)\n", dsnEnv)
 	}
 	t := newTable(c.stdout)
-	t.row("  pgqrs dlq list "+queue, "the messages that always failed, with their last error")
-	t.row("  pgqrs dlq replay "+queue+" --all", "put them back in the queue")
-	t.row("  pgqrs metrics", "message counts of every queue")
-	t.row("  pgqrs workers list "+queue, "the demo's producer and consumers, now stopped")
-	t.row("  pgqrs --json recv "+queue, "nothing left to claim: an empty array")
-	t.row("  pgqrs workflow list", "the demo's workflow and its runs per status")
-	t.row(fmt.Sprintf("  pgqrs workflow show %d", lastRun), "one run with its recorded steps")
+	t.row("  "+pgqrsCmd+" dlq list "+queue, "the messages that always failed, with their last error")
+	t.row("  "+pgqrsCmd+" dlq replay "+queue+" --all", "put them back in the queue")
+	t.row("  "+pgqrsCmd+" metrics", "message counts of every queue")
+	t.row("  "+pgqrsCmd+" workers list "+queue, "the demo's producer and consumers, now stopped")
+	t.row("  "+pgqrsCmd+" --json recv "+queue, "nothing left to claim: an empty array")
+	t.row("  "+pgqrsCmd+" workflow list", "the demo's workflow and its runs per status")
+	t.row(fmt.Sprintf("  %s workflow show %d", pgqrsCmd, lastRun), "one run with its recorded steps")
 	t.flush()
+	if viaGoRun {
+		c.say("\nOr install the command once and call it as pgqrs:\n  go install github.com/pgqrs/pgqrs-go/cmd/pgqrs@latest\n")
+	}
 	if d == pgqrs.SQLite {
 		c.say("\nThe same demo on PostgreSQL, or on Turso/libSQL (sqld):\n")
-		c.say("  pgqrs --dsn 'postgres://USER:PASSWORD@localhost:5432/DB?sslmode=disable' demo\n")
-		c.say("  pgqrs --dsn http://127.0.0.1:8080 demo\n")
+		c.say("  %s --dsn 'postgres://USER:PASSWORD@localhost:5432/DB?sslmode=disable' demo\n", pgqrsCmd)
+		c.say("  %s --dsn http://127.0.0.1:8080 demo\n", pgqrsCmd)
 	}
+}
+
+// selfCommand is how the user can run this command again: "pgqrs", or
+// "go run ./cmd/pgqrs" (as the README starts it, from the module root) when
+// this process is a binary that go run built in its cache.
+func selfCommand() (cmd string, viaGoRun bool) {
+	exe, err := os.Executable()
+	if err == nil && strings.Contains(filepath.ToSlash(exe), "/go-build") {
+		return "go run ./cmd/pgqrs", true
+	}
+	return "pgqrs", false
 }

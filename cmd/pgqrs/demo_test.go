@@ -141,3 +141,30 @@ func TestDemoInterrupt(t *testing.T) {
 		t.Errorf("interrupted demo left leased messages: %+v", m)
 	}
 }
+
+// TestDemoHintsUnderGoRun: run as the README says (go run ./cmd/pgqrs
+// demo), the demo's hints give commands that work without an installed
+// binary, and say how to install one.
+func TestDemoHintsUnderGoRun(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn := "sqlite:" + filepath.Join(t.TempDir(), "demo.db")
+	cmd := exec.CommandContext(t.Context(), "go", "run", "./cmd/pgqrs", "--dsn", dsn, "demo", "--messages", "100")
+	cmd.Dir = root
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("go run ./cmd/pgqrs demo: %v\n%s", err, stderr.String())
+	}
+	out := stdout.String()
+	for _, want := range []string{"go run ./cmd/pgqrs dlq list demo", "go run ./cmd/pgqrs workflow show", "go install github.com/pgqrs/pgqrs-go/cmd/pgqrs@latest"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo under go run lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "\n  pgqrs ") {
+		t.Errorf("demo under go run suggests a bare pgqrs command:\n%s", out)
+	}
+}

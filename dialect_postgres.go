@@ -87,15 +87,7 @@ RETURNING m.id, m.payload, m.read_ct, m.enqueued_at, m.vt, m.last_error`,
 			// this consumer holds move. Settle statements look rows up by
 			// primary key: "queue_id + 0" keeps the planner from scanning the
 			// queue's whole range of the claim index instead.
-			archive: `
-WITH gone AS (
-    DELETE FROM pgqrs_messages
-    WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
-    RETURNING id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
-              producer_worker_id, consumer_worker_id, last_error
-)
-INSERT INTO pgqrs_archive (id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
-                           producer_worker_id, consumer_worker_id, last_error)
+			archive: pgSettleToArchive + `)
 SELECT id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
        producer_worker_id, consumer_worker_id, last_error
 FROM gone
@@ -119,28 +111,12 @@ UPDATE pgqrs_messages
 SET vt = now() + make_interval(secs => $4::float8), consumer_worker_id = NULL, last_error = $5
 WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
 RETURNING id`,
-			deadLetter: `
-WITH gone AS (
-    DELETE FROM pgqrs_messages
-    WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
-    RETURNING id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
-              producer_worker_id, consumer_worker_id, last_error
-)
-INSERT INTO pgqrs_archive (id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
-                           producer_worker_id, consumer_worker_id, last_error, dead)
+			deadLetter: pgSettleToArchive + `, dead)
 SELECT id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
        producer_worker_id, consumer_worker_id, coalesce($4::text, last_error), true
 FROM gone
 RETURNING id`,
-			exhaust: `
-WITH gone AS (
-    DELETE FROM pgqrs_messages
-    WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
-    RETURNING id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
-              producer_worker_id, consumer_worker_id, last_error
-)
-INSERT INTO pgqrs_archive (id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
-                           producer_worker_id, consumer_worker_id, last_error, dead)
+			exhaust: pgSettleToArchive + `, dead)
 SELECT id, queue_id, payload, enqueued_at, greatest(read_ct - 1, 0), dequeued_at,
        producer_worker_id, consumer_worker_id, $4::text || coalesce('; last handler error: ' || last_error, ''), true
 FROM gone
@@ -394,6 +370,20 @@ SELECT r.status FROM r JOIN s ON true`,
 	d.withSchema = func(schema string) *dialect { return pgInSchema(d, schema) }
 	return d
 }
+
+// pgSettleToArchive starts the statements that move messages the consumer
+// holds ($1 IDs, $2 consumer, $3 queue) to pgqrs_archive in one statement:
+// the deleted rows in CTE "gone", then the archive's column list, which
+// the statement ends (with ", dead" for dead letters) before its SELECT.
+const pgSettleToArchive = `
+WITH gone AS (
+    DELETE FROM pgqrs_messages
+    WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
+    RETURNING id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
+              producer_worker_id, consumer_worker_id, last_error
+)
+INSERT INTO pgqrs_archive (id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
+                           producer_worker_id, consumer_worker_id, last_error`
 
 // pgStepRecord starts the step-recording statements: the run, if it may
 // still take steps, marked RUNNING; the step row follows in CTE "s".

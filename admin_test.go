@@ -339,7 +339,7 @@ func TestReclaimStaleWorkers(t *testing.T) {
 		}
 		held := mustDequeue(t, stale, 3, VisibilityTimeout(time.Hour))
 		mustDequeue(t, live, 1, VisibilityTimeout(time.Hour))
-		time.Sleep(300 * time.Millisecond) // let the heartbeats age…
+		time.Sleep(300 * time.Millisecond)                   // let the heartbeats age…
 		for _, w := range []*worker{live.worker, p.worker} { // …then refresh all but one
 			if err := w.Heartbeat(ctx); err != nil {
 				t.Fatal(err)

@@ -94,7 +94,11 @@ func VisibilityTimeout(d time.Duration) DequeueOption {
 // claim increments the message's read count; a message claimed past its
 // last attempt is dead-lettered instead of returned (see [MaxAttempts]). It
 // returns an empty slice, not an error, when nothing is visible. n must be
-// between 1 and the store's batch limit.
+// between 1 and the store's batch limit. The claim checks the worker's row:
+// once the worker is stopped, by this process or from outside
+// ([Admin.StopWorker], a reclaim), Dequeue claims nothing and returns
+// [ErrWorkerStopped]; while it is suspended or interrupted,
+// [ErrWorkerSuspended].
 func (c *Consumer) Dequeue(ctx context.Context, n int, opts ...DequeueOption) ([]*Message, error) {
 	if err := c.s.check(); err != nil {
 		return nil, err

@@ -424,6 +424,7 @@ func TestRunReclaimsCrashedConsumer(t *testing.T) {
 			runCtx, cancel := context.WithCancel(ctx)
 			var loops []*Consumer
 			var done sync.WaitGroup
+			t.Cleanup(func() { cancel(); done.Wait() }) // before the store closes
 			for range 2 {
 				c, err := s.Consumer(ctx, "crash")
 				if err != nil {

@@ -203,6 +203,8 @@ func (w *worker) beat(ctx context.Context, tx *sql.Tx) error {
 	switch {
 	case errors.Is(err, errForeignKey):
 		err = ErrQueueNotFound
+	case errors.Is(err, errUnique): // a racing registration took the name
+		err = ErrWorkerNameTaken
 	case errors.Is(err, sql.ErrNoRows):
 		err = ErrWorkerNotFound
 	}

@@ -431,3 +431,59 @@ func TestProducerLiveness(t *testing.T) {
 		}
 	})
 }
+
+// TestRunSuspendedFromOutside: a Run loop whose worker an admin suspends
+// claims nothing more, ends with ErrInterrupted and leaves the worker
+// suspended.
+func TestRunSuspendedFromOutside(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		_, c := fixture(t, s, "runsusp")
+		done := make(chan error, 1)
+		go func() {
+			done <- c.Run(ctx, func(context.Context, *Message) error { return nil },
+				&RunOptions{HeartbeatInterval: time.Hour, PollInterval: 10 * time.Millisecond})
+		}()
+		await(t, 10*time.Second, "the loop polling", func() bool {
+			st, err := c.Status(ctx)
+			return err == nil && st == WorkerPolling
+		})
+		if err := (&worker{s: s, id: c.ID(), name: c.Name()}).Suspend(ctx); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			wantErr(t, err, ErrInterrupted)
+		case <-time.After(10 * time.Second):
+			t.Fatal("Run did not end after its worker was suspended")
+		}
+		if st, err := c.Status(ctx); err != nil || st != WorkerSuspended {
+			t.Errorf("status = %s, %v; want suspended", st, err)
+		}
+	})
+}
+
+func TestRunOptionsReclaimAfter(t *testing.T) {
+	for _, tc := range []struct {
+		in      RunOptions
+		want    time.Duration
+		invalid bool
+	}{
+		{in: RunOptions{}, want: DefaultReclaimAfter},
+		{in: RunOptions{HeartbeatInterval: 20 * time.Second}, want: 2 * time.Minute},
+		{in: RunOptions{ReclaimAfter: -1}, want: -1},
+		{in: RunOptions{HeartbeatInterval: 100 * time.Millisecond, ReclaimAfter: 300 * time.Millisecond}, want: 300 * time.Millisecond},
+		{in: RunOptions{HeartbeatInterval: time.Second, ReclaimAfter: 2 * time.Second}, invalid: true},
+		{in: RunOptions{ReclaimAfter: 10 * time.Second}, invalid: true}, // default heartbeat 5s
+	} {
+		got, err := tc.in.withDefaults()
+		switch {
+		case tc.invalid:
+			if !errors.Is(err, ErrInvalidArgument) {
+				t.Errorf("%+v: err = %v, want ErrInvalidArgument", tc.in, err)
+			}
+		case err != nil || got.ReclaimAfter != tc.want:
+			t.Errorf("%+v: ReclaimAfter = %v, %v; want %v", tc.in, got.ReclaimAfter, err, tc.want)
+		}
+	}
+}

@@ -290,7 +290,7 @@ func (c *Consumer) run(ctx context.Context, opts *RunOptions, single bool, handl
 	case r.stoppedOutside.Load():
 		return fmt.Errorf("run %q: %w", c.name, ErrWorkerStopped)
 	case r.interrupted.Load():
-		if err := c.transition(r.bg, nil, WorkerSuspended, WorkerInterrupted, WorkerPolling, WorkerReady); err != nil {
+		if err := c.transition(r.bg, nil, WorkerSuspended, WorkerInterrupted, WorkerPolling, WorkerReady, WorkerSuspended); err != nil {
 			return fmt.Errorf("run %q: %w", c.name, err)
 		}
 		return fmt.Errorf("run %q: %w", c.name, ErrInterrupted)

@@ -187,7 +187,8 @@ func (a *Admin) ListQueues(ctx context.Context) ([]*Queue, error) {
 // processed messages and its stopped workers. It refuses with
 // [ErrQueueInUse], changing nothing, while the queue has live messages, dead
 // letters or live workers; purge or replay them and shut the workers down
-// first. A workflow's queue is always in use. It returns [ErrQueueNotFound]
+// first (a worker whose process is gone: [Admin.StopWorker], or
+// [Admin.ReclaimStale] once it is stale). A workflow's queue is always in use. It returns [ErrQueueNotFound]
 // for an unknown name.
 func (a *Admin) DeleteQueue(ctx context.Context, name string) error {
 	q, err := a.GetQueue(ctx, name)

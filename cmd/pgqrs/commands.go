@@ -171,7 +171,7 @@ func (c *cli) queueDelete(ctx context.Context, args []string) error {
 	}
 	if err := s.Admin().DeleteQueue(ctx, args[0]); err != nil {
 		if errors.Is(err, pgqrs.ErrQueueInUse) {
-			return fmt.Errorf("%w (purge it with \"pgqrs queue purge %s\" and stop its workers first; a workflow's queue goes with \"pgqrs workflow delete\")", err, args[0])
+			return fmt.Errorf("%w (purge it with \"pgqrs queue purge %s\" and stop its workers first, with \"pgqrs workers stop ID\" for those whose process is gone; a workflow's queue goes with \"pgqrs workflow delete\")", err, args[0])
 		}
 		return err
 	}

@@ -162,9 +162,11 @@ func cmpOr[T comparable](v, def T) T {
 // marks the worker stopped and returns nil. If an admin interrupts the
 // worker ([Admin.InterruptWorker]), Run does the same but leaves the worker
 // suspended and returns an error wrapping [ErrInterrupted]; if the worker is
-// declared stopped (for example by [Admin.ReclaimStale]) it returns one
-// wrapping [ErrWorkerStopped]. The worker must be ready when Run starts.
-// A Consumer runs one Run or RunBatch at a time.
+// declared stopped (for example by [Admin.StopWorker], [Admin.ReclaimStale]
+// or another Run loop's reclaim) it returns one wrapping [ErrWorkerStopped],
+// at its next claim or heartbeat. At each heartbeat Run also reclaims the
+// queue's dead consumers (see [RunOptions.ReclaimAfter]). The worker must be
+// ready when Run starts. A Consumer runs one Run or RunBatch at a time.
 func (c *Consumer) Run(ctx context.Context, h Handler, opts *RunOptions) error {
 	if h == nil {
 		return fmt.Errorf("%w: nil handler", ErrInvalidArgument)

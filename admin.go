@@ -188,7 +188,8 @@ func (a *Admin) ListQueues(ctx context.Context) ([]*Queue, error) {
 // processed messages and its stopped workers. It refuses with
 // [ErrQueueInUse], changing nothing, while the queue has live messages, dead
 // letters or live workers; purge or replay them and shut the workers down
-// first. A workflow's queue is always in use. It returns [ErrQueueNotFound]
+// first (a worker whose process is gone: [Admin.StopWorker], or
+// [Admin.ReclaimStale] once it is stale). A workflow's queue is always in use. It returns [ErrQueueNotFound]
 // for an unknown name.
 func (a *Admin) DeleteQueue(ctx context.Context, name string) error {
 	q, err := a.GetQueue(ctx, name)
@@ -671,9 +672,9 @@ func (a *Admin) MoveToDLQ(ctx context.Context, maxAttempts int) (int64, error) {
 	return int64(len(moved)), nil
 }
 
-// WorkerHealth counts workers by state. Stale counts consumers that are
-// ready, polling or interrupted but have not heartbeated within the stale
-// age given to [Admin.WorkerHealth].
+// WorkerHealth counts workers by state. Stale counts producers and
+// consumers that are ready, polling or interrupted but have not heartbeated
+// within the stale age given to [Admin.WorkerHealth].
 type WorkerHealth struct {
 	Queue       string `json:"queue,omitempty"` // "" for all queues
 	Ready       int64  `json:"ready"`
@@ -709,14 +710,18 @@ func (a *Admin) WorkerHealth(ctx context.Context, queue string, staleAfter time.
 	return h, nil
 }
 
-// ReclaimStale declares stale consumers (ready, polling or interrupted, no
-// heartbeat within staleAfter) stopped and releases every message they hold,
-// visible at once, in one transaction, without waiting for the leases to
-// expire. Read counts are kept: the crashed attempt counts. It is safe to run
-// from any number of processes at once. A consumer declared stale that is in
-// fact alive loses its leases (its settle calls get [ErrLeaseLost]) and its
-// next heartbeat stops its Run loop. It returns the numbers of workers
-// stopped and messages released.
+// ReclaimStale declares stale producers and consumers (ready, polling or
+// interrupted, no heartbeat within staleAfter) stopped and releases every
+// message the consumers hold, visible at once, in one transaction, without
+// waiting for the leases to expire. Read counts are kept: the crashed attempt
+// counts. It is safe to run from any number of processes at once. A consumer
+// declared stale that is in fact alive loses its leases (its settle calls get
+// [ErrLeaseLost]), claims nothing more ([ErrWorkerStopped]) and its Run loop
+// ends. A producer declared stale that is in fact alive (one idle for
+// longer than staleAfter) comes back at its next enqueue (see [Producer]).
+// [Consumer.Run] reclaims the stale consumers of its own queue by itself
+// (see [RunOptions.ReclaimAfter]). It returns the numbers of workers stopped
+// and messages released.
 func (a *Admin) ReclaimStale(ctx context.Context, staleAfter time.Duration) (workers, messages int64, err error) {
 	if staleAfter <= 0 {
 		return 0, 0, fmt.Errorf("%w: stale age must be positive, got %v", ErrInvalidArgument, staleAfter)
@@ -745,6 +750,77 @@ func (a *Admin) ReclaimStale(ctx context.Context, staleAfter time.Duration) (wor
 		return 0, 0, fmt.Errorf("reclaim stale workers: %w", err)
 	}
 	return workers, messages, nil
+}
+
+// reclaimQueue is the reclaim of a Run loop: it stops the consumers of
+// queueID other than self that have not heartbeated within staleAfter and
+// releases their messages, in one transaction, and returns how many of
+// each. A read comes first, so when nobody is stale (nearly always) it
+// writes nothing. The stop is one guarded UPDATE, so of many loops reclaiming
+// at once each stale consumer is stopped, and its messages released, by one.
+func (s *Store) reclaimQueue(ctx context.Context, queueID, self int64, staleAfter time.Duration) (workers, messages int64, err error) {
+	age := s.d.secondsArg(-staleAfter)
+	var stale bool
+	err = s.read(ctx, func(ctx context.Context, q querier) error {
+		return q.QueryRowContext(ctx, s.d.admin.staleConsumers, queueID, age, self).Scan(&stale)
+	})
+	if err != nil || !stale {
+		return 0, 0, err
+	}
+	err = s.inTx(ctx, func(ctx context.Context, db querier) error {
+		workers, messages = 0, 0
+		rows, err := db.QueryContext(ctx, s.d.admin.stopStaleConsumers, queueID, age, self)
+		if err != nil {
+			return err
+		}
+		stopped, err := scanIDs(rows)
+		if err != nil || len(stopped) == 0 {
+			return err
+		}
+		res, err := db.ExecContext(ctx, s.d.admin.releaseWorkers, s.d.idsArg(stopped))
+		if err != nil {
+			return err
+		}
+		workers = int64(len(stopped))
+		messages, err = res.RowsAffected()
+		return err
+	})
+	return workers, messages, err
+}
+
+// StopWorker marks worker id stopped and releases every message it holds,
+// visible at once with read counts kept, in one transaction: for a worker
+// whose process is gone (a crashed producer blocks [Admin.DeleteQueue] until
+// it is stopped). A consumer stopped this way claims nothing more
+// ([ErrWorkerStopped]), its settle calls on the released messages get
+// [ErrLeaseLost] and its Run loop ends; a producer that is in fact alive
+// comes back at its next enqueue (see [Producer]). Stopping a stopped worker
+// does nothing. It returns how many messages it released, and
+// [ErrWorkerNotFound] for an unknown ID.
+func (a *Admin) StopWorker(ctx context.Context, id int64) (int64, error) {
+	info, err := a.GetWorker(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	w := &worker{s: a.s, id: id, name: info.Name}
+	var released int64
+	err = a.s.inTx(ctx, func(ctx context.Context, q querier) error {
+		released = 0
+		err := alreadyStopped(w.transition(ctx, q, WorkerStopped, WorkerReady, WorkerPolling, WorkerSuspended, WorkerInterrupted))
+		if err != nil {
+			return err
+		}
+		res, err := q.ExecContext(ctx, a.s.d.message.releaseHeld, id)
+		if err != nil {
+			return err
+		}
+		released, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("stop worker %d: %w", id, err)
+	}
+	return released, nil
 }
 
 // PurgeWorkers deletes stopped workers that stopped more than olderThan ago

@@ -344,9 +344,11 @@ func TestReclaimStaleWorkers(t *testing.T) {
 		}
 		held := mustDequeue(t, stale, 3, VisibilityTimeout(time.Hour))
 		mustDequeue(t, live, 1, VisibilityTimeout(time.Hour))
-		time.Sleep(300 * time.Millisecond)          // let both heartbeats age…
-		if err := live.Heartbeat(ctx); err != nil { // …then refresh one
-			t.Fatal(err)
+		time.Sleep(300 * time.Millisecond)                   // let the heartbeats age…
+		for _, w := range []*worker{live.worker, p.worker} { // …then refresh all but one
+			if err := w.Heartbeat(ctx); err != nil {
+				t.Fatal(err)
+			}
 		}
 		h, err := a.WorkerHealth(ctx, "reclaim", 200*time.Millisecond)
 		if err != nil {

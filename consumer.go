@@ -94,9 +94,13 @@ func VisibilityTimeout(d time.Duration) DequeueOption {
 // claim increments the message's read count; a message claimed past its
 // last attempt is dead-lettered instead of returned (see [MaxAttempts]). It
 // returns an empty slice, not an error, when nothing is visible. n must be
-// between 1 and the store's batch limit.
+// between 1 and the store's batch limit. The claim checks the worker's row:
+// once the worker is stopped, by this process or from outside
+// ([Admin.StopWorker], a reclaim), Dequeue claims nothing and returns
+// [ErrWorkerStopped]; while it is suspended or interrupted,
+// [ErrWorkerSuspended].
 func (c *Consumer) Dequeue(ctx context.Context, n int, opts ...DequeueOption) ([]*Message, error) {
-	if err := c.usable(); err != nil {
+	if err := c.s.check(); err != nil {
 		return nil, err
 	}
 	if n < 1 {
@@ -114,10 +118,12 @@ func (c *Consumer) Dequeue(ctx context.Context, n int, opts ...DequeueOption) ([
 			return nil, fmt.Errorf("dequeue from %q: %w", c.queue, err)
 		}
 	}
-	if err := c.touch(ctx); err != nil {
+	if err := c.touch(ctx, nil); err != nil {
 		return nil, err
 	}
-	if err := c.usable(); err != nil { // the heartbeat may have learnt of a suspension
+	// The state as last seen: the heartbeat may have learnt of a suspension
+	// or a resume. The claim itself checks the worker row.
+	if err := c.usable(); err != nil {
 		return nil, err
 	}
 	return c.claim(ctx, n, cfg)
@@ -125,6 +131,9 @@ func (c *Consumer) Dequeue(ctx context.Context, n int, opts ...DequeueOption) ([
 
 func (c *Consumer) claim(ctx context.Context, n int, cfg dequeueConfig) ([]*Message, error) {
 	msgs := make([]*Message, 0, n)
+	// The claim statement itself requires the worker to be ready or polling,
+	// so a consumer stopped or suspended from outside claims nothing even
+	// before this process learns of it.
 	err := c.s.write(ctx, nil, func(ctx context.Context, q querier) error {
 		msgs = msgs[:0]
 		rows, err := q.QueryContext(ctx, c.s.d.message.dequeue, c.queueID, n, c.s.d.secondsArg(cfg.vt), c.id)
@@ -148,11 +157,36 @@ func (c *Consumer) claim(ctx context.Context, n int, cfg dequeueConfig) ([]*Mess
 	if err != nil {
 		return nil, fmt.Errorf("dequeue from %q: %w", c.queue, err)
 	}
+	if len(msgs) == 0 {
+		// Nothing visible, or the worker may not claim: only an empty claim
+		// pays for the look at the worker row.
+		if err := c.mayClaim(ctx); err != nil {
+			return nil, fmt.Errorf("dequeue from %q: %w", c.queue, err)
+		}
+		return msgs, nil
+	}
 	slices.SortFunc(msgs, func(a, b *Message) int { return cmp.Compare(a.ID, b.ID) })
 	if cfg.maxAttempts > 0 {
 		return c.dropExhausted(ctx, msgs, cfg.maxAttempts)
 	}
 	return msgs, nil
+}
+
+// mayClaim reads the worker's state after a claim that returned nothing and
+// says why the claim statement refused, if it did: [ErrWorkerStopped] (also
+// when the row was purged), or [ErrWorkerSuspended] for a suspended or
+// interrupted worker.
+func (c *Consumer) mayClaim(ctx context.Context) error {
+	st, err := c.s.workerStatus(ctx, c.s.pool, c.id)
+	if errors.Is(err, ErrWorkerNotFound) {
+		c.status.Store(WorkerStopped)
+		return fmt.Errorf("worker %q: %w: %w", c.name, ErrWorkerStopped, err)
+	}
+	if err != nil {
+		return err
+	}
+	c.status.Store(st)
+	return c.usable()
 }
 
 // dropExhausted dead-letters the messages claimed past their last allowed
@@ -357,13 +391,16 @@ func (c *Consumer) ExtendVisibilityBatch(ctx context.Context, ids []int64, d tim
 
 // Shutdown releases every message the consumer still holds (visible again at
 // once, read counts kept) and marks its worker stopped, in one transaction.
-// Later calls on the consumer return [ErrWorkerStopped].
+// Later calls on the consumer return [ErrWorkerStopped]. Shutting down a
+// consumer that is already stopped (by an earlier Shutdown, by the end of
+// [Consumer.Run], or from outside by [Admin.StopWorker] or a reclaim) does
+// nothing and returns nil, so "defer c.Shutdown(ctx)" is always safe.
 func (c *Consumer) Shutdown(ctx context.Context) error {
 	err := c.s.inTx(ctx, func(ctx context.Context, q querier) error {
 		if _, err := q.ExecContext(ctx, c.s.d.message.releaseHeld, c.id); err != nil {
 			return fmt.Errorf("release held messages: %w", err)
 		}
-		return c.transition(ctx, q, WorkerStopped, WorkerReady, WorkerPolling, WorkerSuspended, WorkerInterrupted)
+		return alreadyStopped(c.transition(ctx, q, WorkerStopped, WorkerReady, WorkerPolling, WorkerSuspended, WorkerInterrupted))
 	})
 	if err != nil {
 		return fmt.Errorf("shut down consumer %q: %w", c.name, err)

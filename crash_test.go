@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -301,6 +302,191 @@ func TestWorkflowCrashRecovery(t *testing.T) {
 			}
 			if charges != 3 || distinct != 3 {
 				t.Errorf("charge side effects: %d for %d runs, want exactly one per run (3)", charges, distinct)
+			}
+		})
+	}
+}
+
+// TestProducerCrashChild is the process TestCrashedProducerQueueDelete kills:
+// a producer that enqueues one message, announces it and hangs.
+func TestProducerCrashChild(t *testing.T) {
+	dsn := os.Getenv("PGQRS_PCRASH_DSN")
+	if dsn == "" {
+		t.Skip("the child process of TestCrashedProducerQueueDelete")
+	}
+	var opts []Option
+	if schema := os.Getenv("PGQRS_CRASH_SCHEMA"); schema != "" {
+		opts = append(opts, WithSchema(schema))
+	}
+	ctx := context.Background()
+	s, err := Open(ctx, dsn, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.Producer(ctx, "pcrash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := p.Enqueue(ctx, "from the doomed producer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("STARTED %d\n", id)
+	select {} // hang until killed
+}
+
+// TestCrashedProducerQueueDelete kills a producer process: its worker row
+// stays live and blocks DeleteQueue until ReclaimStale declares it stale.
+func TestCrashedProducerQueueDelete(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) {
+			ctx := t.Context()
+			dsn, s := crashStore(t, b)
+			admin := s.Admin()
+			if _, err := admin.CreateQueue(ctx, "pcrash"); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(os.Args[0], "-test.run=^TestProducerCrashChild$", "-test.count=1", "-test.timeout=5m")
+			cmd.Env = append(os.Environ(), "PGQRS_PCRASH_DSN="+dsn, "PGQRS_CRASH_SCHEMA="+s.d.schema)
+			sent := startChild(t, cmd, 1)
+
+			// Its message is processed; only the dead producer is left.
+			c, err := s.Consumer(ctx, "pcrash")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := mustDequeue(t, c, 10); !cmp.Equal(msgIDs(got), sent) {
+				t.Fatalf("dequeued %v, want %v", msgIDs(got), sent)
+			}
+			if err := c.Archive(ctx, sent[0]); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Shutdown(ctx); err != nil {
+				t.Fatal(err)
+			}
+			wantErr(t, admin.DeleteQueue(ctx, "pcrash"), ErrQueueInUse)
+
+			var stopped int64
+			await(t, 20*time.Second, "reclaim of the killed producer", func() bool {
+				w, _, err := admin.ReclaimStale(ctx, 500*time.Millisecond)
+				if err != nil {
+					t.Fatal(err)
+				}
+				stopped += w
+				return stopped == 1
+			})
+			if err := admin.DeleteQueue(ctx, "pcrash"); err != nil {
+				t.Fatalf("delete the queue after the reclaim: %v", err)
+			}
+			_, err = admin.GetQueue(ctx, "pcrash")
+			wantErr(t, err, ErrQueueNotFound)
+			if ws, err := admin.ListWorkers(ctx, ""); err != nil || len(ws) != 0 {
+				t.Errorf("workers left = %+v, %v", ws, err)
+			}
+		})
+	}
+}
+
+// TestRunReclaimsCrashedConsumer kills a consumer process holding messages
+// leased for ten minutes: the Run loops still running on the queue declare
+// it dead and process its messages within seconds, with no admin call, and
+// declare no live worker dead, however slow its handlers.
+func TestRunReclaimsCrashedConsumer(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) {
+			ctx := t.Context()
+			dsn, s := crashStore(t, b)
+			for _, q := range []string{"crash", "elsewhere"} {
+				if _, err := s.Admin().CreateQueue(ctx, q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// A consumer of another queue, silent as long: not this queue's
+			// business.
+			idle, err := s.Consumer(ctx, "elsewhere")
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := s.Producer(ctx, "crash")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := p.EnqueueBatch(ctx, []any{1, 2, 3, 4, 5})
+			if err != nil {
+				t.Fatal(err)
+			}
+			started := time.Now()
+			if got := startAndKill(t, dsn, s.d.schema, 10*time.Minute, 5); !cmp.Equal(want, got) {
+				t.Fatalf("child started %v, want %v", got, want)
+			}
+
+			got := make(chan *Message, 10)
+			runCtx, cancel := context.WithCancel(ctx)
+			var loops []*Consumer
+			var done sync.WaitGroup
+			t.Cleanup(func() { cancel(); done.Wait() }) // before the store closes
+			for range 2 {
+				c, err := s.Consumer(ctx, "crash")
+				if err != nil {
+					t.Fatal(err)
+				}
+				loops = append(loops, c)
+				done.Go(func() {
+					err := c.Run(runCtx, func(ctx context.Context, m *Message) error {
+						got <- m
+						time.Sleep(1500 * time.Millisecond) // slower than ReclaimAfter
+						return nil
+					}, &RunOptions{HeartbeatInterval: 100 * time.Millisecond, ReclaimAfter: time.Second, PollInterval: 50 * time.Millisecond})
+					if err != nil {
+						t.Errorf("run: %v", err)
+					}
+				})
+			}
+			var again []int64
+			timeout := time.After(60 * time.Second)
+			for len(again) < 5 {
+				select {
+				case m := <-got:
+					if m.ReadCount != 2 {
+						t.Errorf("message %d read count %d, want 2", m.ID, m.ReadCount)
+					}
+					again = append(again, m.ID)
+				case <-timeout:
+					t.Fatalf("only %v came back within 60s", again)
+				}
+			}
+			if took := time.Since(started); took > 2*time.Minute {
+				t.Errorf("messages came back after %v", took)
+			}
+			slices.Sort(again)
+			if diff := cmp.Diff(want, again); diff != "" {
+				t.Fatalf("redelivered (-want +got):\n%s", diff)
+			}
+			await(t, 30*time.Second, "the messages archived", func() bool {
+				return metrics(t, s, "crash").Archived == 5
+			})
+			for _, c := range loops {
+				if st, err := c.Status(ctx); err != nil || st != WorkerPolling {
+					t.Errorf("live loop %s is %s, %v; want polling", c.Name(), st, err)
+				}
+			}
+			cancel()
+			done.Wait()
+			if st, err := idle.Status(ctx); err != nil || st != WorkerReady {
+				t.Errorf("consumer of another queue is %s, %v; want ready", st, err)
+			}
+			ws, err := s.Admin().ListWorkers(ctx, "crash")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stopped int
+			for _, w := range ws {
+				if w.Role == "consumer" && w.Status == WorkerStopped {
+					stopped++
+				}
+			}
+			if stopped != 3 { // the killed one, and both loops after cancel
+				t.Errorf("stopped consumers = %d, want 3: %+v", stopped, ws)
 			}
 		})
 	}

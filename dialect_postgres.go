@@ -72,6 +72,7 @@ SELECT ins.id FROM ins LEFT JOIN (
 WITH picked AS (
     SELECT id FROM pgqrs_messages
     WHERE queue_id = $1 AND vt <= now()
+      AND EXISTS (SELECT 1 FROM pgqrs_workers WHERE id = $4 AND status IN ('ready', 'polling'))
     ORDER BY vt, id
     LIMIT (SELECT $2::bigint)
     FOR UPDATE SKIP LOCKED
@@ -83,6 +84,8 @@ SET vt = now() + make_interval(secs => $3::float8),
     consumer_worker_id = $4
 WHERE m.id = ANY (ARRAY(SELECT id FROM picked))
 RETURNING m.id, m.payload, m.read_ct, m.enqueued_at, m.vt, m.last_error`,
+			// Only a worker that is ready or polling claims: the EXISTS is an
+			// InitPlan evaluated once, before the scan, by primary key.
 			// Archive moves rows to pgqrs_archive in one statement; only rows
 			// this consumer holds move. Settle statements look rows up by
 			// primary key: "queue_id + 0" keeps the planner from scanning the
@@ -156,6 +159,19 @@ UPDATE pgqrs_workers
 SET status = $2::text, heartbeat_at = now(),
     stopped_at = CASE WHEN $2::text = 'stopped' THEN now() ELSE stopped_at END
 WHERE id = $1 AND status = ANY (string_to_array($3, ','))`,
+			producerBeat: `
+UPDATE pgqrs_workers w
+SET heartbeat_at = now(),
+    status = CASE WHEN w.status = 'stopped' THEN 'ready' ELSE w.status END,
+    stopped_at = CASE WHEN w.status = 'stopped' THEN NULL ELSE w.stopped_at END
+WHERE w.id = $1
+  AND (w.status <> 'stopped' OR NOT EXISTS (
+      SELECT 1 FROM pgqrs_workers o WHERE o.name = w.name AND o.status <> 'stopped'))
+RETURNING w.status`,
+			rejoin: `
+INSERT INTO pgqrs_workers (id, name, queue_id, role) VALUES ($1, $2, $3, $4)
+ON CONFLICT DO NOTHING
+RETURNING status`,
 			status: `SELECT status FROM pgqrs_workers WHERE id = $1`,
 			get:    pgWorkerSelect + ` WHERE w.id = $1`,
 			list:   pgWorkerSelect + ` WHERE $1::bigint = 0 OR w.queue_id = $1 ORDER BY w.id`,
@@ -208,13 +224,23 @@ SELECT count(*) FILTER (WHERE status = 'ready'),
        count(*) FILTER (WHERE status = 'suspended'),
        count(*) FILTER (WHERE status = 'interrupted'),
        count(*) FILTER (WHERE status = 'stopped'),
-       count(*) FILTER (WHERE role = 'consumer' AND status IN ('ready', 'polling', 'interrupted')
+       count(*) FILTER (WHERE role IN ('consumer', 'producer') AND status IN ('ready', 'polling', 'interrupted')
                         AND heartbeat_at < now() + make_interval(secs => $2::float8))
 FROM pgqrs_workers WHERE $1::bigint = 0 OR queue_id = $1`,
 			stopStaleWorkers: `
 UPDATE pgqrs_workers SET status = 'stopped', stopped_at = now()
-WHERE role = 'consumer' AND status IN ('ready', 'polling', 'interrupted')
+WHERE role IN ('consumer', 'producer') AND status IN ('ready', 'polling', 'interrupted')
   AND heartbeat_at < now() + make_interval(secs => $1::float8)
+RETURNING id`,
+			staleConsumers: `
+SELECT EXISTS (
+    SELECT 1 FROM pgqrs_workers
+    WHERE queue_id = $1 AND status IN ('ready', 'polling', 'interrupted') AND role = 'consumer'
+      AND heartbeat_at < now() + make_interval(secs => $2::float8) AND id <> $3)`,
+			stopStaleConsumers: `
+UPDATE pgqrs_workers SET status = 'stopped', stopped_at = now()
+WHERE queue_id = $1 AND status IN ('ready', 'polling', 'interrupted') AND role = 'consumer'
+  AND heartbeat_at < now() + make_interval(secs => $2::float8) AND id <> $3
 RETURNING id`,
 			releaseWorkers: `
 UPDATE pgqrs_messages SET vt = now(), consumer_worker_id = NULL

@@ -55,6 +55,7 @@ SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3),
 WHERE id IN (
     SELECT id FROM pgqrs_messages
     WHERE queue_id = ?1 AND vt <= ` + sqliteNow + `
+      AND EXISTS (SELECT 1 FROM pgqrs_workers WHERE id = ?4 AND status IN ('ready', 'polling'))
     ORDER BY vt, id
     LIMIT ?2
 )
@@ -133,6 +134,19 @@ UPDATE pgqrs_workers
 SET status = ?2, heartbeat_at = ` + sqliteNow + `,
     stopped_at = CASE WHEN ?2 = 'stopped' THEN ` + sqliteNow + ` ELSE stopped_at END
 WHERE id = ?1 AND instr(',' || ?3 || ',', ',' || status || ',') > 0`,
+			producerBeat: `
+UPDATE pgqrs_workers
+SET heartbeat_at = ` + sqliteNow + `,
+    status = CASE WHEN status = 'stopped' THEN 'ready' ELSE status END,
+    stopped_at = CASE WHEN status = 'stopped' THEN NULL ELSE stopped_at END
+WHERE id = ?1
+  AND (status <> 'stopped' OR NOT EXISTS (
+      SELECT 1 FROM pgqrs_workers o WHERE o.name = pgqrs_workers.name AND o.status <> 'stopped'))
+RETURNING status`,
+			rejoin: `
+INSERT INTO pgqrs_workers (id, name, queue_id, role) VALUES (?1, ?2, ?3, ?4)
+ON CONFLICT DO NOTHING
+RETURNING status`,
 			status: `SELECT status FROM pgqrs_workers WHERE id = ?1`,
 			get:    sqliteWorkerSelect + ` WHERE w.id = ?1`,
 			list:   sqliteWorkerSelect + ` WHERE ?1 = 0 OR w.queue_id = ?1 ORDER BY w.id`,
@@ -176,13 +190,23 @@ SELECT count(*) FILTER (WHERE status = 'ready'),
        count(*) FILTER (WHERE status = 'suspended'),
        count(*) FILTER (WHERE status = 'interrupted'),
        count(*) FILTER (WHERE status = 'stopped'),
-       count(*) FILTER (WHERE role = 'consumer' AND status IN ('ready', 'polling', 'interrupted')
+       count(*) FILTER (WHERE role IN ('consumer', 'producer') AND status IN ('ready', 'polling', 'interrupted')
                         AND heartbeat_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2))
 FROM pgqrs_workers WHERE ?1 = 0 OR queue_id = ?1`,
 			stopStaleWorkers: `
 UPDATE pgqrs_workers SET status = 'stopped', stopped_at = ` + sqliteNow + `
-WHERE role = 'consumer' AND status IN ('ready', 'polling', 'interrupted')
+WHERE role IN ('consumer', 'producer') AND status IN ('ready', 'polling', 'interrupted')
   AND heartbeat_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)
+RETURNING id`,
+			staleConsumers: `
+SELECT EXISTS (
+    SELECT 1 FROM pgqrs_workers
+    WHERE queue_id = ?1 AND status IN ('ready', 'polling', 'interrupted') AND role = 'consumer'
+      AND heartbeat_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2) AND id <> ?3)`,
+			stopStaleConsumers: `
+UPDATE pgqrs_workers SET status = 'stopped', stopped_at = ` + sqliteNow + `
+WHERE queue_id = ?1 AND status IN ('ready', 'polling', 'interrupted') AND role = 'consumer'
+  AND heartbeat_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2) AND id <> ?3
 RETURNING id`,
 			releaseWorkers: `
 UPDATE pgqrs_messages SET vt = ` + sqliteNow + `, consumer_worker_id = NULL

@@ -90,9 +90,13 @@ type worker struct {
 	name    string
 	queueID int64
 	queue   string
+	role    string       // "producer" or "consumer"
 	status  atomic.Value // WorkerStatus as last seen by this process
 	// lastBeat is when this process last wrote the heartbeat (unix nanos).
 	lastBeat atomic.Int64
+	// shut is set by the producer's own Shutdown: only that ends a producer
+	// for good (see [Producer]).
+	shut atomic.Bool
 }
 
 // register looks up queue and inserts a worker row for it.
@@ -119,7 +123,7 @@ func (s *Store) register(ctx context.Context, queue, role string, opts []WorkerO
 	if err != nil {
 		return nil, err
 	}
-	w := &worker{s: s, name: cfg.name, queueID: q.ID, queue: q.Name}
+	w := &worker{s: s, name: cfg.name, queueID: q.ID, queue: q.Name, role: role}
 	var started dbTime
 	err = s.write(ctx, nil, func(ctx context.Context, db querier) error {
 		return db.QueryRowContext(ctx, s.d.worker.register, cfg.name, q.ID, role).Scan(&w.id, &started)
@@ -153,6 +157,9 @@ func (w *worker) usable() error {
 	}
 	switch w.status.Load().(WorkerStatus) {
 	case WorkerStopped:
+		if w.role == "producer" && !w.shut.Load() {
+			return nil // stopped from outside: its next heartbeat brings it back
+		}
 		return fmt.Errorf("worker %q: %w", w.name, ErrWorkerStopped)
 	case WorkerSuspended, WorkerInterrupted:
 		return fmt.Errorf("worker %q: %w", w.name, ErrWorkerSuspended)
@@ -162,16 +169,43 @@ func (w *worker) usable() error {
 
 // Heartbeat records that the worker is alive, with one narrow UPDATE, and
 // learns the state an admin may have set (interrupted, suspended, stopped).
-// It returns [ErrWorkerStopped] once the worker has been stopped, by this
-// process or another, and [ErrWorkerNotFound] if its row was purged.
-// [Consumer.Run] heartbeats on its own; [Consumer.Dequeue] heartbeats when
-// the last heartbeat is older than half the default interval.
+// A consumer's Heartbeat returns [ErrWorkerStopped] once the worker has been
+// stopped, by this process or another, and [ErrWorkerNotFound] if its row
+// was purged. A producer's Heartbeat brings a worker row stopped or purged
+// from outside back (see [Producer]); it returns [ErrWorkerStopped] after the
+// producer's own Shutdown. [Consumer.Run] heartbeats on its own;
+// [Consumer.Dequeue] and the enqueue methods heartbeat when the last
+// heartbeat is older than half the default interval.
 func (w *worker) Heartbeat(ctx context.Context) error {
+	return w.beat(ctx, nil)
+}
+
+// beat is Heartbeat, inside tx when tx is not nil (so an enqueue in the
+// caller's transaction needs no second writer).
+func (w *worker) beat(ctx context.Context, tx *sql.Tx) error {
+	stmt := w.s.d.worker.heartbeat
+	producer := w.role == "producer" && !w.shut.Load()
+	if producer {
+		stmt = w.s.d.worker.producerBeat
+	}
 	var st string
-	err := w.s.write(ctx, nil, func(ctx context.Context, q querier) error {
-		return q.QueryRowContext(ctx, w.s.d.worker.heartbeat, w.id).Scan(&st)
+	err := w.s.write(ctx, tx, func(ctx context.Context, q querier) error {
+		err := q.QueryRowContext(ctx, stmt, w.id).Scan(&st)
+		if producer && errors.Is(err, sql.ErrNoRows) {
+			// Purged (or its name taken): register again under the same ID.
+			err = q.QueryRowContext(ctx, w.s.d.worker.rejoin, w.id, w.name, w.queueID, w.role).Scan(&st)
+			if errors.Is(err, sql.ErrNoRows) {
+				st, err = string(WorkerStopped), nil
+			}
+		}
+		return err
 	})
-	if errors.Is(err, sql.ErrNoRows) {
+	switch {
+	case errors.Is(err, errForeignKey):
+		err = ErrQueueNotFound
+	case errors.Is(err, errUnique): // a racing registration took the name
+		err = ErrWorkerNameTaken
+	case errors.Is(err, sql.ErrNoRows):
 		err = ErrWorkerNotFound
 	}
 	if err != nil {
@@ -180,6 +214,10 @@ func (w *worker) Heartbeat(ctx context.Context) error {
 	w.lastBeat.Store(time.Now().UnixNano())
 	w.status.Store(WorkerStatus(st))
 	if WorkerStatus(st) == WorkerStopped {
+		if producer {
+			// Another live worker has its name now: this one stays stopped.
+			w.shut.Store(true)
+		}
 		return fmt.Errorf("heartbeat worker %q: %w", w.name, ErrWorkerStopped)
 	}
 	return nil
@@ -189,13 +227,25 @@ func (w *worker) Heartbeat(ctx context.Context) error {
 // [RunOptions.HeartbeatInterval] says otherwise.
 const DefaultHeartbeatInterval = 5 * time.Second
 
-// touch heartbeats when the last heartbeat is older than half the default
-// interval, so a worker that is used keeps looking alive without a loop.
-func (w *worker) touch(ctx context.Context) error {
-	if time.Since(time.Unix(0, w.lastBeat.Load())) < DefaultHeartbeatInterval/2 {
+// touch heartbeats (inside tx when not nil) when the last heartbeat is older
+// than half the default interval, so a worker that is used keeps looking
+// alive without a loop. Of concurrent calls one heartbeats.
+func (w *worker) touch(ctx context.Context, tx *sql.Tx) error {
+	last := w.lastBeat.Load()
+	if time.Since(time.Unix(0, last)) < DefaultHeartbeatInterval/2 ||
+		!w.lastBeat.CompareAndSwap(last, time.Now().UnixNano()) {
 		return nil
 	}
-	return w.Heartbeat(ctx)
+	return w.beat(ctx, tx)
+}
+
+// alreadyStopped turns the refusal to stop a stopped worker into success.
+func alreadyStopped(err error) error {
+	var te *TransitionError
+	if errors.As(err, &te) && te.From == WorkerStopped {
+		return nil
+	}
+	return err
 }
 
 // IsHealthy reports whether the worker is not stopped and heartbeated within

@@ -12,6 +12,19 @@ import (
 
 // Producer adds messages to one queue. It is a registered worker (see
 // [Store.Producer]); it is safe for concurrent use.
+//
+// A producer heartbeats when it enqueues (at most once per half
+// [DefaultHeartbeatInterval], inside the caller's transaction for the Tx
+// forms), so a producer whose process died goes stale and
+// [Admin.ReclaimStale] stops it, which lets [Admin.DeleteQueue] go ahead. A
+// producer has no loop to stop and holds no messages, so being declared
+// stopped from outside (by [Admin.ReclaimStale] after a long idle spell, or
+// by [Admin.StopWorker]) does not end a producer that is in fact alive: its
+// next heartbeat marks its row ready again, with the same ID, or registers
+// it again if the row was purged (an enqueue to a deleted queue returns
+// [ErrQueueNotFound]). If another live worker took its name meanwhile, it
+// stays stopped and returns [ErrWorkerStopped]. Only its own Shutdown ends a
+// producer for good.
 type Producer struct {
 	*worker
 }
@@ -151,6 +164,9 @@ func (p *Producer) enqueue(ctx context.Context, tx *sql.Tx, payload any, opts []
 	if err != nil {
 		return 0, fmt.Errorf("enqueue to %q: %w", p.queue, err)
 	}
+	if err := p.alive(ctx, tx); err != nil {
+		return 0, err
+	}
 	var id int64
 	err = p.s.write(ctx, tx, func(ctx context.Context, q querier) error {
 		return q.QueryRowContext(ctx, p.s.d.message.enqueue, p.queueID, string(body), delay, p.id, at).Scan(&id)
@@ -160,6 +176,16 @@ func (p *Producer) enqueue(ctx context.Context, tx *sql.Tx, payload any, opts []
 	}
 	p.woken(tx, now)
 	return id, nil
+}
+
+// alive heartbeats when the last heartbeat is older than half the default
+// interval (inside tx, when given, so no second writer waits on the
+// caller's transaction), and reports whether the producer may enqueue.
+func (p *Producer) alive(ctx context.Context, tx *sql.Tx) error {
+	if err := p.touch(ctx, tx); err != nil {
+		return p.enqueueErr(err)
+	}
+	return p.usable()
 }
 
 func (p *Producer) enqueueErr(err error) error {
@@ -214,6 +240,9 @@ func (p *Producer) enqueueBatch(ctx context.Context, tx *sql.Tx, payloads []any,
 	if err != nil {
 		return nil, fmt.Errorf("enqueue batch to %q: %w", p.queue, err)
 	}
+	if err := p.alive(ctx, tx); err != nil {
+		return nil, err
+	}
 	var ids []int64
 	err = p.s.write(ctx, tx, func(ctx context.Context, q querier) error {
 		rows, err := q.QueryContext(ctx, p.s.d.message.enqueueBatch, p.queueID, string(array), delay, p.id, at)
@@ -236,7 +265,9 @@ func (p *Producer) enqueueBatch(ctx context.Context, tx *sql.Tx, payloads []any,
 }
 
 // Shutdown marks the producer's worker stopped. Later calls on the producer
-// return [ErrWorkerStopped]; its name may be reused.
+// return [ErrWorkerStopped]; its name may be reused. Shutting down a stopped
+// producer does nothing and returns nil.
 func (p *Producer) Shutdown(ctx context.Context) error {
-	return p.transition(ctx, nil, WorkerStopped, WorkerReady, WorkerPolling, WorkerSuspended, WorkerInterrupted)
+	p.shut.Store(true)
+	return alreadyStopped(p.transition(ctx, nil, WorkerStopped, WorkerReady, WorkerPolling, WorkerSuspended, WorkerInterrupted))
 }

@@ -59,6 +59,21 @@ type RunOptions struct {
 	// HeartbeatInterval is how often the worker heartbeats and learns whether
 	// an admin interrupted or stopped it. Default [DefaultHeartbeatInterval].
 	HeartbeatInterval time.Duration
+	// ReclaimAfter is how long another consumer of the queue may go without
+	// a heartbeat before this loop declares it dead: at every heartbeat the
+	// loop stops the queue's consumers silent for longer and releases their
+	// messages, visible at once, as [Admin.ReclaimStale] does for one queue,
+	// so a crashed process's messages come back without waiting out their
+	// leases. Any number of loops may do this at once; each stale consumer
+	// is reclaimed by one. A Run loop heartbeats on its own, whatever its
+	// handlers do; a consumer used with [Consumer.Dequeue] heartbeats only
+	// when it dequeues (or calls Heartbeat), so one that holds messages
+	// longer than ReclaimAfter without either is declared dead and loses
+	// them. Set it above every heartbeat interval in use on the queue; it
+	// must be at least three of this loop's HeartbeatInterval. Default
+	// [DefaultReclaimAfter] or six HeartbeatIntervals, whichever is longer;
+	// negative turns the reclaim off.
+	ReclaimAfter time.Duration
 	// ShutdownTimeout bounds how long in-flight handlers may run after ctx is
 	// cancelled; then their contexts are cancelled too, and Run waits 5s
 	// more before it abandons handlers that ignore that. Default 30s.
@@ -100,6 +115,14 @@ func (o *RunOptions) withDefaults() (RunOptions, error) {
 	case r.VisibilityTimeout != 0 && r.VisibilityTimeout < MinVisibilityTimeout:
 		return r, fmt.Errorf("%w: visibility timeout %v is below the minimum %v", ErrInvalidArgument, r.VisibilityTimeout, MinVisibilityTimeout)
 	}
+	beat := cmpOr(r.HeartbeatInterval, DefaultHeartbeatInterval)
+	switch {
+	case r.ReclaimAfter == 0:
+		r.ReclaimAfter = max(DefaultReclaimAfter, 6*beat)
+	case r.ReclaimAfter > 0 && r.ReclaimAfter < 3*beat:
+		return r, fmt.Errorf("%w: reclaim after %v is less than three heartbeat intervals (%v): live consumers would be declared dead",
+			ErrInvalidArgument, r.ReclaimAfter, 3*beat)
+	}
 	r.Concurrency = cmpOr(r.Concurrency, 1)
 	r.BatchSize = cmpOr(r.BatchSize, 10)
 	r.VisibilityTimeout = cmpOr(r.VisibilityTimeout, DefaultVisibilityTimeout)
@@ -115,6 +138,12 @@ func (o *RunOptions) withDefaults() (RunOptions, error) {
 	}
 	return r, nil
 }
+
+// DefaultReclaimAfter is how long a consumer may go without a heartbeat
+// before the Run loops of its queue reclaim it, unless
+// [RunOptions.ReclaimAfter] says otherwise: twelve default heartbeat
+// intervals.
+const DefaultReclaimAfter = time.Minute
 
 func cmpOr[T comparable](v, def T) T {
 	var zero T
@@ -135,9 +164,11 @@ func cmpOr[T comparable](v, def T) T {
 // marks the worker stopped and returns nil. If an admin interrupts the
 // worker ([Admin.InterruptWorker]), Run does the same but leaves the worker
 // suspended and returns an error wrapping [ErrInterrupted]; if the worker is
-// declared stopped (for example by [Admin.ReclaimStale]) it returns one
-// wrapping [ErrWorkerStopped]. The worker must be ready when Run starts.
-// A Consumer runs one Run or RunBatch at a time.
+// declared stopped (for example by [Admin.StopWorker], [Admin.ReclaimStale]
+// or another Run loop's reclaim) it returns one wrapping [ErrWorkerStopped],
+// at its next claim or heartbeat. At each heartbeat Run also reclaims the
+// queue's dead consumers (see [RunOptions.ReclaimAfter]). The worker must be
+// ready when Run starts. A Consumer runs one Run or RunBatch at a time.
 func (c *Consumer) Run(ctx context.Context, h Handler, opts *RunOptions) error {
 	if h == nil {
 		return fmt.Errorf("%w: nil handler", ErrInvalidArgument)
@@ -285,7 +316,7 @@ func (c *Consumer) run(ctx context.Context, opts *RunOptions, single bool, handl
 	case r.stoppedOutside.Load():
 		return fmt.Errorf("run %q: %w", c.name, ErrWorkerStopped)
 	case r.interrupted.Load():
-		if err := c.transition(r.bg, nil, WorkerSuspended, WorkerInterrupted, WorkerPolling, WorkerReady); err != nil {
+		if err := c.transition(r.bg, nil, WorkerSuspended, WorkerInterrupted, WorkerPolling, WorkerReady, WorkerSuspended); err != nil {
 			return fmt.Errorf("run %q: %w", c.name, err)
 		}
 		return fmt.Errorf("run %q: %w", c.name, ErrInterrupted)
@@ -333,6 +364,9 @@ func (r *runner) claimLoop(ctx context.Context, limit int, wake <-chan struct{})
 		msgs, err := r.c.claim(r.bg, n, cfg)
 		if errors.Is(err, ErrClosed) {
 			r.log.Error("pgqrs: store closed; stopping")
+			return
+		}
+		if r.refused(err) {
 			return
 		}
 		if err != nil {
@@ -383,8 +417,46 @@ func (r *runner) track(msgs []*Message) []*lease {
 	return fresh
 }
 
-// heartbeat beats every HeartbeatInterval until done, and requests a stop
-// when an admin interrupted, suspended or stopped the worker.
+// refused reports whether a claim failed because the worker may not claim
+// (stopped, suspended or interrupted from outside), and then requests the
+// stop the heartbeat would request.
+func (r *runner) refused(err error) bool {
+	switch {
+	case errors.Is(err, ErrWorkerStopped):
+		r.log.Warn("pgqrs: worker stopped from outside; stopping", "err", err)
+		r.stoppedOutside.Store(true)
+	case errors.Is(err, ErrWorkerSuspended):
+		if !r.interrupted.Swap(true) {
+			r.log.Info("pgqrs: worker interrupted; finishing current work")
+		}
+	default:
+		return false
+	}
+	r.requestStop()
+	return true
+}
+
+// reclaim stops the queue's other consumers that missed their heartbeats
+// for ReclaimAfter and releases their messages (see [RunOptions]).
+func (r *runner) reclaim() {
+	if r.o.ReclaimAfter < 0 {
+		return
+	}
+	workers, messages, err := r.c.s.reclaimQueue(r.bg, r.c.queueID, r.c.id, r.o.ReclaimAfter)
+	switch {
+	case err != nil:
+		r.log.Error("pgqrs: reclaim of stale consumers failed", "err", err)
+	case workers > 0:
+		r.log.Warn("pgqrs: reclaimed stale consumers", "workers", workers, "messages", messages, "silent_for", r.o.ReclaimAfter)
+		if messages > 0 {
+			r.c.s.wake(r.c.queueID)
+		}
+	}
+}
+
+// heartbeat beats every HeartbeatInterval until done, requests a stop when
+// an admin interrupted, suspended or stopped the worker, and reclaims the
+// queue's dead consumers.
 func (r *runner) heartbeat(done <-chan struct{}) {
 	t := time.NewTicker(r.o.HeartbeatInterval)
 	defer t.Stop()
@@ -409,6 +481,8 @@ func (r *runner) heartbeat(done <-chan struct{}) {
 				r.log.Info("pgqrs: worker interrupted; finishing current work")
 			}
 			r.requestStop()
+		default:
+			r.reclaim()
 		}
 	}
 }

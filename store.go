@@ -100,6 +100,10 @@ type archiveSQL struct {
 
 type workerSQL struct {
 	register, heartbeat, transition, status, get, list string
+	// producerBeat is a producer's heartbeat, which marks a row stopped from
+	// outside ready again unless its name is taken; rejoin registers a
+	// purged producer again under its ID.
+	producerBeat, rejoin string
 }
 
 type adminSQL struct {
@@ -107,6 +111,10 @@ type adminSQL struct {
 
 	moveToDLQ, replayInsert, replayDelete, purgeDead             string
 	workerHealth, stopStaleWorkers, releaseWorkers, purgeWorkers string
+	// One queue's stale consumers, for the reclaim of Run loops: whether
+	// there are any, and the guarded stop (arguments: queue, minus the stale
+	// age, the asking worker).
+	staleConsumers, stopStaleConsumers string
 }
 
 // workflowSQL: workflows, their runs and the runs' steps. Statements that

@@ -45,7 +45,7 @@ func workersListFlags(c *cli, fs *flag.FlagSet) {
 }
 
 func staleFlags(c *cli, fs *flag.FlagSet) {
-	fs.DurationVar(&c.f.stale, "stale", 30*time.Second, "a consumer without a heartbeat for this long is stale")
+	fs.DurationVar(&c.f.stale, "stale", 30*time.Second, "a producer or consumer without a heartbeat for this long is stale")
 }
 
 func purgeWorkersFlags(c *cli, fs *flag.FlagSet) {
@@ -167,7 +167,7 @@ func (c *cli) queueDelete(ctx context.Context, args []string) error {
 	}
 	if err := s.Admin().DeleteQueue(ctx, args[0]); err != nil {
 		if errors.Is(err, pgqrs.ErrQueueInUse) {
-			return fmt.Errorf("%w (purge it with \"pgqrs queue purge %s\" and stop its workers first; a workflow's queue goes with \"pgqrs workflow delete\")", err, args[0])
+			return fmt.Errorf("%w (purge it with \"pgqrs queue purge %s\" and stop its workers first, with \"pgqrs workers stop ID\" for those whose process is gone; a workflow's queue goes with \"pgqrs workflow delete\")", err, args[0])
 		}
 		return err
 	}
@@ -533,6 +533,26 @@ func (c *cli) workersReclaim(ctx context.Context, _ []string) error {
 		return printJSON(c.stdout, map[string]int64{"workers": workers, "messages": messages})
 	}
 	_, err = fmt.Fprintf(c.stdout, "stopped %d stale workers and released %d messages\n", workers, messages)
+	return err
+}
+
+func (c *cli) workersStop(ctx context.Context, args []string) error {
+	id, err := strconv.ParseInt(args[0], 10, 64)
+	if err != nil || id < 1 {
+		return usagef("workers stop: %q is not a worker ID", args[0])
+	}
+	s, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	released, err := s.Admin().StopWorker(ctx, id)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return printJSON(c.stdout, map[string]int64{"worker": id, "released": released})
+	}
+	_, err = fmt.Fprintf(c.stdout, "stopped worker %d and released %d messages\n", id, released)
 	return err
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/pgqrs/pgqrs-go"
 )
 
 // message is recv's JSON message; times must parse as RFC 3339.
@@ -457,12 +459,37 @@ func TestWorkerCommands(t *testing.T) {
 		if diff := cmp.Diff(map[string]int64{"workers": 0, "messages": 0}, res); diff != "" {
 			t.Errorf("workers reclaim (-want +got):\n%s", diff)
 		}
+		// stop: a live consumer holding a message; then again (a no-op).
+		s := b.store()
+		c, err := s.Consumer(t.Context(), "jobs")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.sendIDs("", "jobs", "{}")
+		if msgs, err := c.Dequeue(t.Context(), 1); err != nil || len(msgs) != 1 {
+			t.Fatalf("dequeue = %v, %v", msgs, err)
+		}
+		id := strconv.FormatInt(c.ID(), 10)
+		b.json(&res, "workers", "stop", id)
+		if diff := cmp.Diff(map[string]int64{"worker": c.ID(), "released": 1}, res); diff != "" {
+			t.Errorf("workers stop (-want +got):\n%s", diff)
+		}
+		if out := b.ok("workers", "stop", id); !strings.Contains(out, "released 0 messages") {
+			t.Errorf("second workers stop: %s", out)
+		}
+		if _, err := c.Dequeue(t.Context(), 1); !errors.Is(err, pgqrs.ErrWorkerStopped) {
+			t.Errorf("dequeue after workers stop = %v, want ErrWorkerStopped", err)
+		}
+		b.fails(1, "worker not found", "workers", "stop", "999999")
+		b.fails(2, "not a worker ID", "workers", "stop", "x")
+		b.ok("recv", "jobs", "--archive")
+
 		b.json(&res, "workers", "purge")
 		if diff := cmp.Diff(map[string]int64{"purged": 0}, res); diff != "" {
 			t.Errorf("workers purge of recent workers (-want +got):\n%s", diff)
 		}
 		b.json(&res, "workers", "purge", "--older-than", "0s")
-		if diff := cmp.Diff(map[string]int64{"purged": 2}, res); diff != "" {
+		if diff := cmp.Diff(map[string]int64{"purged": 5}, res); diff != "" {
 			t.Errorf("workers purge --older-than 0s (-want +got):\n%s", diff)
 		}
 		if out := b.ok("--json", "workers", "list"); strings.TrimSpace(out) != "[]" {

@@ -139,6 +139,7 @@ func commands() []command {
 		{name: "workers list", args: "[QUEUE]", summary: "list registered producers and consumers", maxArgs: 1, flags: workersListFlags, run: (*cli).workersList},
 		{name: "workers health", args: "[QUEUE]", summary: "count workers by state, and stale consumers", maxArgs: 1, flags: staleFlags, run: (*cli).workersHealth},
 		{name: "workers reclaim", summary: "stop stale consumers and release their messages", flags: staleFlags, run: (*cli).workersReclaim},
+		{name: "workers stop", args: "ID", summary: "mark a worker stopped and release the messages it holds", minArgs: 1, maxArgs: 1, run: (*cli).workersStop},
 		{name: "workers purge", summary: "delete long-stopped workers", flags: purgeWorkersFlags, run: (*cli).workersPurge},
 		{name: "workflow list", summary: "list registered workflows with their run counts per status", run: (*cli).workflowList},
 		{name: "workflow runs", summary: "list workflow runs, newest first", flags: runsFlags, run: (*cli).workflowRuns},

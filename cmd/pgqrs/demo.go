@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -253,6 +254,7 @@ func (c *cli) startConsumers(ctx context.Context, s *pgqrs.Store, queue string, 
 		Backoff:         pgqrs.ExponentialBackoff(50*time.Millisecond, 500*time.Millisecond),
 		PollInterval:    demoPoll,
 		ShutdownTimeout: 5 * time.Second,
+		Logger:          c.demoLogger(),
 	}
 	for range c.f.workers {
 		cons, err := s.Consumer(ctx, queue)
@@ -374,6 +376,12 @@ func (c *cli) printDemoMetrics(m pgqrs.QueueMetrics) error {
 		return nil
 	}
 	return metricsTable(c.stdout, []pgqrs.QueueMetrics{m})
+}
+
+// demoLogger reports the Run loops' errors on stderr. Their warnings are
+// the failures the demo makes on purpose, which its summary counts.
+func (c *cli) demoLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 }
 
 // demoHints prints what to try after the demo. It never prints the DSN,

@@ -73,7 +73,7 @@ func (c *cli) demoWorkflowPart(ctx context.Context, s *pgqrs.Store) (*demoWorkfl
 	defer stop()
 	served := make(chan error, 1)
 	go func() {
-		served <- wf.Serve(serveCtx, s, &pgqrs.RunOptions{Concurrency: 16, PollInterval: demoPoll})
+		served <- wf.Serve(serveCtx, s, &pgqrs.RunOptions{Concurrency: 16, PollInterval: demoPoll, Logger: c.demoLogger()})
 	}()
 	ids := make([]int64, demoWorkflowRuns)
 	for i := range ids {

@@ -380,7 +380,7 @@ type Store struct {
 	cfg    config
 	owns   bool // Close closes db
 	closed atomic.Bool
-	wmu    sync.Mutex // serialises writes where d.serializeWrites
+	wmu    writeLock // serialises writes where d.serializeWrites
 
 	notify     notifier // in-process wakeups of Run loops
 	listenDSN  string   // Postgres: DSN for the LISTEN connection
@@ -447,7 +447,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("%w: no database/sql driver %q is registered for %s; add: import _ %q",
 			ErrDriverNotImported, driver, d, driverImport[d])
 	}
-	db, err := sql.Open(driver, source)
+	db, err := openPool(d, driver, source)
 	if err != nil {
 		return nil, fmt.Errorf("%w: open %s: %v", ErrInvalidDSN, redactDSN(dsn), err)
 	}

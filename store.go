@@ -3,6 +3,7 @@ package pgqrs
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -48,6 +49,13 @@ type dialect struct {
 	// prepare runs statements on the pool as prepared statements (see
 	// stmtCache); off where the driver gains nothing from it.
 	prepare bool
+	// keepSessions keeps a pooled connection's server session across
+	// checkouts (see keptConn): libSQL's HTTP driver would otherwise open and
+	// close a server connection for every statement.
+	keepSessions bool
+	// boundConnect runs the driver's connect under the caller's deadline
+	// (libSQL's WebSocket dial ignores its context and waits up to 120 s).
+	boundConnect bool
 	// callTimeout bounds every statement when the caller's ctx has no deadline
 	// (0: none). Turso's server can stall; a deadline turns that into an error.
 	callTimeout time.Duration
@@ -254,8 +262,10 @@ func (s *Store) write(ctx context.Context, tx *sql.Tx, f func(ctx context.Contex
 		return s.translate(f(ctx, tx))
 	}
 	if s.d.serializeWrites {
-		s.wmu.Lock()
-		defer s.wmu.Unlock()
+		if err := s.wmu.lock(ctx); err != nil {
+			return err
+		}
+		defer s.wmu.unlock()
 	}
 	return s.retryBusy(ctx, func() error { return f(ctx, s.pool) })
 }
@@ -269,6 +279,26 @@ func (s *Store) read(ctx context.Context, f func(ctx context.Context, q querier)
 	defer cancel()
 	return s.translate(f(ctx, s.pool))
 }
+
+// writeLock serialises a Store's writes. Waiting for it ends with ctx: when
+// the server stalls, writers queue here, and each must give up at its own
+// deadline rather than after every writer ahead of it timed out.
+type writeLock struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func (l *writeLock) lock(ctx context.Context) error {
+	l.once.Do(func() { l.ch = make(chan struct{}, 1) })
+	select {
+	case l.ch <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the write lock: %w", ctx.Err())
+	}
+}
+
+func (l *writeLock) unlock() { <-l.ch }
 
 // retryBusy runs f again, with capped jittered backoff, while the database
 // says it could not take the write lock (the statement did not apply).
@@ -300,8 +330,10 @@ func (s *Store) inTx(ctx context.Context, f func(ctx context.Context, q querier)
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	if s.d.serializeWrites {
-		s.wmu.Lock()
-		defer s.wmu.Unlock()
+		if err := s.wmu.lock(ctx); err != nil {
+			return err
+		}
+		defer s.wmu.unlock()
 	}
 	if !s.d.beginImmediate {
 		// A deadlock or serialization failure rolled everything back; every
@@ -322,7 +354,7 @@ func (s *Store) inTx(ctx context.Context, f func(ctx context.Context, q querier)
 	done := false
 	defer func() {
 		if !done {
-			conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+			s.abandon(ctx, conn)
 		}
 	}()
 	if err := f(ctx, conn); err != nil {
@@ -334,6 +366,247 @@ func (s *Store) inTx(ctx context.Context, f func(ctx context.Context, q querier)
 	done = true
 	return nil
 }
+
+// cleanupTimeout bounds the ROLLBACK after a failed transaction. It runs
+// when ctx may already be done, and a stalled server must not hold the
+// caller: libSQL's HTTP client has no timeout of its own.
+const cleanupTimeout = 5 * time.Second
+
+// abandon rolls back the transaction open on conn under its own deadline and
+// discards the connection when that fails, so that the pool never hands out
+// a connection that may still be inside a transaction.
+func (s *Store) abandon(ctx context.Context, conn *sql.Conn) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if _, err := conn.ExecContext(rctx, "ROLLBACK"); err != nil {
+		conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+}
+
+// openPool opens the pool [Open] configures. Where the driver's connect
+// ignores its context (dialect.boundConnect), every connect runs under the
+// caller's deadline instead: the caller stops waiting when ctx is done, and
+// a connection that arrives later is closed.
+func openPool(d Dialect, driverName, source string) (*sql.DB, error) {
+	db, err := sql.Open(driverName, source)
+	if err != nil {
+		return nil, err
+	}
+	impl, err := d.impl()
+	if err != nil || !impl.boundConnect && !impl.keepSessions {
+		return db, err
+	}
+	drv := db.Driver()
+	db.Close() // nothing was connected yet
+	var c driver.Connector = dsnConnector{drv, source}
+	if dc, ok := drv.(driver.DriverContext); ok {
+		if c, err = dc.OpenConnector(source); err != nil {
+			return nil, err
+		}
+	}
+	if impl.keepSessions {
+		c = keptConnector{c}
+	}
+	if impl.boundConnect {
+		c = boundedConnector{c}
+	}
+	return sql.OpenDB(c), nil
+}
+
+type dsnConnector struct {
+	drv driver.Driver
+	dsn string
+}
+
+func (c dsnConnector) Connect(context.Context) (driver.Conn, error) { return c.drv.Open(c.dsn) }
+func (c dsnConnector) Driver() driver.Driver                        { return c.drv }
+
+// boundedConnector gives up on a connect when ctx is done.
+type boundedConnector struct{ c driver.Connector }
+
+func (b boundedConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	type result struct {
+		conn driver.Conn
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		conn, err := b.c.Connect(ctx)
+		ch <- result{conn, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.conn, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.conn != nil {
+				r.conn.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+func (b boundedConnector) Driver() driver.Driver { return b.c.Driver() }
+
+// keptConnector's connections keep their server session across checkouts
+// from the pool (see keptConn).
+type keptConnector struct{ c driver.Connector }
+
+func (k keptConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := k.c.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &keptConn{inner: conn}, nil
+}
+
+func (k keptConnector) Driver() driver.Driver { return k.c.Driver() }
+
+// keptSessionIdle is how long a kept session may sit idle in the pool before
+// it is reset anyway (sqld expires an HTTP stream idle for 10 s).
+const keptSessionIdle = 4 * time.Second
+
+// keptConn skips the driver's ResetSession when the pool hands the
+// connection out again, unless the session may hold state: an error, a
+// transaction not known to be finished, or a long idle spell. libSQL's HTTP
+// driver closes its Hrana stream on every reset, so without this every
+// statement opens and closes a connection inside sqld, and under several
+// writing processes that churn wedges sqld 0.24 for good (docs/turso.md).
+type keptConn struct {
+	inner    driver.Conn
+	dirty    bool // a statement failed, or was not seen (prepared)
+	inTx     bool // a transaction began and did not finish cleanly yet
+	lastUsed time.Time
+}
+
+var (
+	_ driver.ExecerContext      = (*keptConn)(nil)
+	_ driver.QueryerContext     = (*keptConn)(nil)
+	_ driver.ConnBeginTx        = (*keptConn)(nil)
+	_ driver.ConnPrepareContext = (*keptConn)(nil)
+	_ driver.Pinger             = (*keptConn)(nil)
+	_ driver.SessionResetter    = (*keptConn)(nil)
+)
+
+// note records the outcome of a statement run as text: a failure, or a
+// transaction it began or ended.
+func (c *keptConn) note(err error, query string) {
+	c.lastUsed = time.Now()
+	if err != nil {
+		c.dirty = true
+		return
+	}
+	words := strings.Fields(strings.ToUpper(query))
+	if len(words) == 0 {
+		return
+	}
+	switch words[0] {
+	case "BEGIN":
+		c.inTx = true
+	case "COMMIT", "END":
+		c.inTx = false
+	case "ROLLBACK":
+		if len(words) == 1 || words[1] == "TRANSACTION" {
+			c.inTx = false
+		}
+	case "SAVEPOINT", "RELEASE":
+		c.dirty = true
+	}
+}
+
+func (c *keptConn) ResetSession(ctx context.Context) error {
+	if !c.dirty && !c.inTx && time.Since(c.lastUsed) < keptSessionIdle {
+		return nil
+	}
+	c.dirty, c.inTx = false, false
+	if r, ok := c.inner.(driver.SessionResetter); ok {
+		return r.ResetSession(ctx)
+	}
+	return nil
+}
+
+func (c *keptConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	e, ok := c.inner.(driver.ExecerContext)
+	if !ok {
+		return nil, driver.ErrSkip
+	}
+	res, err := e.ExecContext(ctx, query, args)
+	if !errors.Is(err, driver.ErrSkip) {
+		c.note(err, query)
+	}
+	return res, err
+}
+
+func (c *keptConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	q, ok := c.inner.(driver.QueryerContext)
+	if !ok {
+		return nil, driver.ErrSkip
+	}
+	rows, err := q.QueryContext(ctx, query, args)
+	if !errors.Is(err, driver.ErrSkip) {
+		c.note(err, query)
+	}
+	return rows, err
+}
+
+func (c *keptConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	c.dirty = true // statements run through it are not seen here
+	if p, ok := c.inner.(driver.ConnPrepareContext); ok {
+		return p.PrepareContext(ctx, query)
+	}
+	return c.inner.Prepare(query)
+}
+
+func (c *keptConn) Prepare(query string) (driver.Stmt, error) {
+	return c.PrepareContext(context.Background(), query)
+}
+
+func (c *keptConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	var tx driver.Tx
+	var err error
+	if b, ok := c.inner.(driver.ConnBeginTx); ok {
+		tx, err = b.BeginTx(ctx, opts)
+	} else {
+		tx, err = c.inner.Begin() //nolint:staticcheck // the driver has nothing else
+	}
+	c.note(err, "BEGIN")
+	if err != nil {
+		return nil, err
+	}
+	return keptTx{tx, c}, nil
+}
+
+// keptTx tells its connection how the transaction ended.
+type keptTx struct {
+	tx driver.Tx
+	c  *keptConn
+}
+
+func (t keptTx) Commit() error {
+	err := t.tx.Commit()
+	t.c.note(err, "COMMIT")
+	return err
+}
+
+func (t keptTx) Rollback() error {
+	err := t.tx.Rollback()
+	t.c.note(err, "ROLLBACK")
+	return err
+}
+
+func (c *keptConn) Begin() (driver.Tx, error) {
+	return c.BeginTx(context.Background(), driver.TxOptions{})
+}
+
+func (c *keptConn) Ping(ctx context.Context) error {
+	if p, ok := c.inner.(driver.Pinger); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
+
+func (c *keptConn) Close() error { return c.inner.Close() }
 
 // dbTx runs f in a sql.DB transaction, rolling back on error or panic.
 func (s *Store) dbTx(ctx context.Context, f func(ctx context.Context, q querier) error) (err error) {

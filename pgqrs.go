@@ -399,6 +399,10 @@ type Store struct {
 // For SQLite, open db with WAL, a busy timeout and foreign keys on (Open does
 // this for you), for example
 // "file:app.db?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)".
+//
+// For Turso, prefer Open: it also keeps libSQL's HTTP sessions across pool
+// checkouts and bounds connects by the caller's deadline, which a pool you
+// opened yourself does not (docs/turso.md).
 func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 	if db == nil {
 		return nil, fmt.Errorf("%w: nil *sql.DB", ErrInvalidArgument)

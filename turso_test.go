@@ -83,6 +83,23 @@ func (p *privateSQLD) signal(t *testing.T, sig syscall.Signal) {
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("signal sqld: %v", err)
 	}
+	if sig != syscall.SIGSTOP {
+		return
+	}
+	// Signals are delivered asynchronously: wait until it has stopped.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+		if err != nil {
+			return // no procfs: the request below will find it stopped soon enough
+		}
+		// pid (comm) state ...: comm may hold spaces, so cut at the last ')'.
+		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && strings.HasPrefix(string(stat[i+1:]), " T") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("sqld did not stop within 5s of SIGSTOP")
+		}
+	}
 }
 
 // writable reports whether a brand-new client can write within 5s.
@@ -128,7 +145,8 @@ func TestTursoStalledServer(t *testing.T) {
 			}
 			// The bound of calls whose ctx has no deadline, shortened from
 			// the dialect's 30s to keep the test short.
-			s.d.callTimeout = 2 * time.Second
+			const callTimeout = 3 * time.Second
+			s.d.callTimeout = callTimeout
 
 			// Two Run loops: one is stopped during the stall, the other
 			// must survive it.
@@ -164,13 +182,14 @@ func TestTursoStalledServer(t *testing.T) {
 				t.Fatalf("survivor handled %d, want %d", id, first)
 			}
 
-			// Each call gets the bound of its ctx (1s) or callTimeout (2s),
-			// plus cleanupTimeout where a transaction must be rolled back,
-			// plus slack for a loaded machine.
-			const limit = 2*time.Second + cleanupTimeout + 3*time.Second
+			// Each call must return within its bound: that of its ctx (1s) or
+			// callTimeout, plus cleanupTimeout where a transaction must be
+			// rolled back, plus slack for a loaded machine. Run's shutdown
+			// makes a few writes, one after the other.
+			const slack = 2 * time.Second
 			// The server stalls inside a transaction, whose body then fails:
 			// the ROLLBACK must not wait for the server forever.
-			bounded(t, "failed transaction", limit, func() error {
+			bounded(t, "failed transaction", callTimeout+cleanupTimeout+slack, func() error {
 				return s.inTx(ctx, func(ctx context.Context, q querier) error {
 					if _, err := q.ExecContext(ctx, s.d.queue.byName, "stall"); err != nil {
 						return err
@@ -180,36 +199,44 @@ func TestTursoStalledServer(t *testing.T) {
 				})
 			})
 			short := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, time.Second) }
-			calls := map[string]func() error{
-				"Enqueue":      func() error { _, err := p.Enqueue(context.Background(), "stalled"); return err },
-				"EnqueueBatch": func() error { _, err := p.EnqueueBatch(ctx, []any{1, 2}); return err },
-				"Dequeue": func() error {
+			type call struct {
+				limit time.Duration
+				f     func() error
+			}
+			calls := map[string]call{
+				"Enqueue":      {callTimeout + slack, func() error { _, err := p.Enqueue(context.Background(), "stalled"); return err }},
+				"EnqueueBatch": {callTimeout + slack, func() error { _, err := p.EnqueueBatch(ctx, []any{1, 2}); return err }},
+				"Dequeue": {time.Second + slack, func() error {
 					cctx, cancel := short()
 					defer cancel()
 					_, err := c.Dequeue(cctx, 1)
 					return err
-				},
-				"Archive":     func() error { return c.Archive(context.Background(), held[0].ID) },
-				"CreateQueue": func() error { _, err := s.Admin().CreateQueue(ctx, "new"); return err },
-				"ListQueues": func() error {
+				}},
+				"Archive": {time.Second + slack, func() error {
+					cctx, cancel := short()
+					defer cancel()
+					return c.Archive(cctx, held[0].ID)
+				}},
+				"CreateQueue": {callTimeout + slack, func() error { _, err := s.Admin().CreateQueue(ctx, "new"); return err }},
+				"ListQueues": {time.Second + slack, func() error {
 					cctx, cancel := short()
 					defer cancel()
 					_, err := s.Admin().ListQueues(cctx)
 					return err
-				},
-				"QueueMetrics": func() error { _, err := s.Admin().QueueMetrics(ctx, "stall"); return err },
-				"Install":      func() error { return s.Admin().Install(ctx) },
-				"Run shutdown": func() error {
+				}},
+				"QueueMetrics": {callTimeout + slack, func() error { _, err := s.Admin().QueueMetrics(ctx, "stall"); return err }},
+				"Install":      {callTimeout + slack, func() error { return s.Admin().Install(ctx) }},
+				"Run shutdown": {3*callTimeout + slack, func() error {
 					stopRun()
 					return fmt.Errorf("Run returned %v", <-stoppedDone)
-				},
+				}},
 			}
 			var wg sync.WaitGroup
 			for name, call := range calls {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					bounded(t, name, limit, call)
+					bounded(t, name, call.limit, call.f)
 				}()
 			}
 			wg.Wait()
@@ -264,7 +291,7 @@ func bounded(t *testing.T, name string, limit time.Duration, call func() error) 
 		}
 		t.Logf("%s after %v: %v", name, took.Round(10*time.Millisecond), strings.Join(strings.Fields(fmt.Sprint(err)), " "))
 	case <-time.After(limit + 30*time.Second):
-		t.Errorf("%s: still waiting after %v", name, limit+30*time.Second)
+		t.Errorf("%s: still waiting after %v, want within %v", name, limit+30*time.Second, limit)
 	}
 }
 

@@ -22,10 +22,6 @@ func newTursoDialect() *dialect {
 	d.callTimeout = 30 * time.Second
 	// libSQL's WebSocket dial ignores its context (it waits up to 120 s).
 	d.boundConnect = true
-	// Without this, every statement over HTTP opens and closes a connection
-	// inside sqld, and that churn wedges sqld 0.24 under several writing
-	// processes (docs/turso.md).
-	d.keepSessions = true
 	d.isUnique = func(err error) bool { return tursoErr(err, "UNIQUE constraint failed") }
 	d.isForeignKey = func(err error) bool { return tursoErr(err, "FOREIGN KEY constraint failed") }
 	// "database is locked" means the statement did not apply: safe to retry.

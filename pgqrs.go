@@ -400,9 +400,8 @@ type Store struct {
 // this for you), for example
 // "file:app.db?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)".
 //
-// For Turso, prefer Open: it also keeps libSQL's HTTP sessions across pool
-// checkouts and bounds connects by the caller's deadline, which a pool you
-// opened yourself does not (docs/turso.md).
+// For Turso, prefer Open: it bounds connects by the caller's deadline, which
+// libSQL's WebSocket dial ignores on a pool you opened yourself (docs/turso.md).
 func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 	if db == nil {
 		return nil, fmt.Errorf("%w: nil *sql.DB", ErrInvalidArgument)

@@ -49,10 +49,6 @@ type dialect struct {
 	// prepare runs statements on the pool as prepared statements (see
 	// stmtCache); off where the driver gains nothing from it.
 	prepare bool
-	// keepSessions keeps a pooled connection's server session across
-	// checkouts (see keptConn): libSQL's HTTP driver would otherwise open and
-	// close a server connection for every statement.
-	keepSessions bool
 	// boundConnect runs the driver's connect under the caller's deadline
 	// (libSQL's WebSocket dial ignores its context and waits up to 120 s).
 	boundConnect bool
@@ -393,7 +389,7 @@ func openPool(d Dialect, driverName, source string) (*sql.DB, error) {
 		return nil, err
 	}
 	impl, err := d.impl()
-	if err != nil || !impl.boundConnect && !impl.keepSessions {
+	if err != nil || !impl.boundConnect {
 		return db, err
 	}
 	drv := db.Driver()
@@ -404,13 +400,7 @@ func openPool(d Dialect, driverName, source string) (*sql.DB, error) {
 			return nil, err
 		}
 	}
-	if impl.keepSessions {
-		c = keptConnector{c}
-	}
-	if impl.boundConnect {
-		c = boundedConnector{c}
-	}
-	return sql.OpenDB(c), nil
+	return sql.OpenDB(boundedConnector{c}), nil
 }
 
 type dsnConnector struct {
@@ -448,165 +438,6 @@ func (b boundedConnector) Connect(ctx context.Context) (driver.Conn, error) {
 }
 
 func (b boundedConnector) Driver() driver.Driver { return b.c.Driver() }
-
-// keptConnector's connections keep their server session across checkouts
-// from the pool (see keptConn).
-type keptConnector struct{ c driver.Connector }
-
-func (k keptConnector) Connect(ctx context.Context) (driver.Conn, error) {
-	conn, err := k.c.Connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &keptConn{inner: conn}, nil
-}
-
-func (k keptConnector) Driver() driver.Driver { return k.c.Driver() }
-
-// keptSessionIdle is how long a kept session may sit idle in the pool before
-// it is reset anyway (sqld expires an HTTP stream idle for 10 s).
-const keptSessionIdle = 4 * time.Second
-
-// keptConn skips the driver's ResetSession when the pool hands the
-// connection out again, unless the session may hold state: an error, a
-// transaction not known to be finished, or a long idle spell. libSQL's HTTP
-// driver closes its Hrana stream on every reset, so without this every
-// statement opens and closes a connection inside sqld, and under several
-// writing processes that churn wedges sqld 0.24 for good (docs/turso.md).
-type keptConn struct {
-	inner    driver.Conn
-	dirty    bool // a statement failed, or was not seen (prepared)
-	inTx     bool // a transaction began and did not finish cleanly yet
-	lastUsed time.Time
-}
-
-var (
-	_ driver.ExecerContext      = (*keptConn)(nil)
-	_ driver.QueryerContext     = (*keptConn)(nil)
-	_ driver.ConnBeginTx        = (*keptConn)(nil)
-	_ driver.ConnPrepareContext = (*keptConn)(nil)
-	_ driver.Pinger             = (*keptConn)(nil)
-	_ driver.SessionResetter    = (*keptConn)(nil)
-)
-
-// note records the outcome of a statement run as text: a failure, or a
-// transaction it began or ended.
-func (c *keptConn) note(err error, query string) {
-	c.lastUsed = time.Now()
-	if err != nil {
-		c.dirty = true
-		return
-	}
-	words := strings.Fields(strings.ToUpper(query))
-	if len(words) == 0 {
-		return
-	}
-	switch words[0] {
-	case "BEGIN":
-		c.inTx = true
-	case "COMMIT", "END":
-		c.inTx = false
-	case "ROLLBACK":
-		if len(words) == 1 || words[1] == "TRANSACTION" {
-			c.inTx = false
-		}
-	case "SAVEPOINT", "RELEASE":
-		c.dirty = true
-	}
-}
-
-func (c *keptConn) ResetSession(ctx context.Context) error {
-	if !c.dirty && !c.inTx && time.Since(c.lastUsed) < keptSessionIdle {
-		return nil
-	}
-	c.dirty, c.inTx = false, false
-	if r, ok := c.inner.(driver.SessionResetter); ok {
-		return r.ResetSession(ctx)
-	}
-	return nil
-}
-
-func (c *keptConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	e, ok := c.inner.(driver.ExecerContext)
-	if !ok {
-		return nil, driver.ErrSkip
-	}
-	res, err := e.ExecContext(ctx, query, args)
-	if !errors.Is(err, driver.ErrSkip) {
-		c.note(err, query)
-	}
-	return res, err
-}
-
-func (c *keptConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	q, ok := c.inner.(driver.QueryerContext)
-	if !ok {
-		return nil, driver.ErrSkip
-	}
-	rows, err := q.QueryContext(ctx, query, args)
-	if !errors.Is(err, driver.ErrSkip) {
-		c.note(err, query)
-	}
-	return rows, err
-}
-
-func (c *keptConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	c.dirty = true // statements run through it are not seen here
-	if p, ok := c.inner.(driver.ConnPrepareContext); ok {
-		return p.PrepareContext(ctx, query)
-	}
-	return c.inner.Prepare(query)
-}
-
-func (c *keptConn) Prepare(query string) (driver.Stmt, error) {
-	return c.PrepareContext(context.Background(), query)
-}
-
-func (c *keptConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	var tx driver.Tx
-	var err error
-	if b, ok := c.inner.(driver.ConnBeginTx); ok {
-		tx, err = b.BeginTx(ctx, opts)
-	} else {
-		tx, err = c.inner.Begin() //nolint:staticcheck // the driver has nothing else
-	}
-	c.note(err, "BEGIN")
-	if err != nil {
-		return nil, err
-	}
-	return keptTx{tx, c}, nil
-}
-
-// keptTx tells its connection how the transaction ended.
-type keptTx struct {
-	tx driver.Tx
-	c  *keptConn
-}
-
-func (t keptTx) Commit() error {
-	err := t.tx.Commit()
-	t.c.note(err, "COMMIT")
-	return err
-}
-
-func (t keptTx) Rollback() error {
-	err := t.tx.Rollback()
-	t.c.note(err, "ROLLBACK")
-	return err
-}
-
-func (c *keptConn) Begin() (driver.Tx, error) {
-	return c.BeginTx(context.Background(), driver.TxOptions{})
-}
-
-func (c *keptConn) Ping(ctx context.Context) error {
-	if p, ok := c.inner.(driver.Pinger); ok {
-		return p.Ping(ctx)
-	}
-	return nil
-}
-
-func (c *keptConn) Close() error { return c.inner.Close() }
 
 // dbTx runs f in a sql.DB transaction, rolling back on error or panic.
 func (s *Store) dbTx(ctx context.Context, f func(ctx context.Context, q querier) error) (err error) {

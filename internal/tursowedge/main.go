@@ -16,7 +16,6 @@
 //	imm    raw *sql.Conn + BEGIN IMMEDIATE + UPDATE + COMMIT
 //	open   raw *sql.Conn: BEGIN IMMEDIATE, UPDATE, then Close without COMMIT
 //	conn   raw autocommit UPDATEs, each goroutine on one held *sql.Conn
-//	nockpt like conn, after PRAGMA wal_autocheckpoint = 0 on that Conn
 package main
 
 import (
@@ -43,7 +42,7 @@ import (
 )
 
 var (
-	mode      = flag.String("mode", "run", "workload: run, runtx, auto, tx, imm, open")
+	mode      = flag.String("mode", "run", "workload: run, runtx, auto, tx, imm, open, conn")
 	procs     = flag.Int("procs", 4, "child processes")
 	conc      = flag.Int("conc", 3, "concurrency per child")
 	msgs      = flag.Int("msgs", 3000, "messages (run modes) or statements per child (raw modes)")
@@ -56,6 +55,7 @@ var (
 	rustLog   = flag.String("rustlog", "", "RUST_LOG for sqld (its log goes to DIR/sqld.log)")
 	keep      = flag.Bool("keep", false, "on a wedge, leave sqld running and print its pid")
 	deadline  = flag.Duration("deadline", 10*time.Second, "raw modes: client deadline per statement (0: none)")
+	pool      = flag.Int("pool", 0, "run modes: SetMaxOpenConns on the Store's pool (0: pgqrs's default)")
 	child     = flag.String("child", "", "internal: run as a child against this URL")
 )
 
@@ -357,6 +357,10 @@ func runChild(url string) error {
 		return err
 	}
 	defer s.Close()
+	if *pool > 0 {
+		s.DB().SetMaxOpenConns(*pool)
+		s.DB().SetMaxIdleConns(*pool)
+	}
 	c, err := s.Consumer(ctx, "wedge")
 	if err != nil {
 		return err
@@ -412,19 +416,13 @@ func rawChild(ctx context.Context, url string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if *mode == "conn" || *mode == "nockpt" {
+			if *mode == "conn" {
 				conn, err := db.Conn(ctx)
 				if err != nil {
 					errs.Add(int64(per))
 					return
 				}
 				defer conn.Close()
-				if *mode == "nockpt" {
-					if _, err := conn.ExecContext(ctx, "PRAGMA wal_autocheckpoint = 0"); err != nil {
-						fmt.Fprintln(os.Stderr, "pragma:", err)
-						os.Exit(2)
-					}
-				}
 				for i := 0; i < per; i++ {
 					if _, err := conn.ExecContext(ctx, rawUpdate, rand.IntN(100)); err != nil {
 						errs.Add(1)

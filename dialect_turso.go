@@ -20,6 +20,8 @@ func newTursoDialect() *dialect {
 	d.prepare = false
 	// sqld can stall writes under load; a deadline turns a stall into an error.
 	d.callTimeout = 30 * time.Second
+	// libSQL's WebSocket dial ignores its context (it waits up to 120 s).
+	d.boundConnect = true
 	d.isUnique = func(err error) bool { return tursoErr(err, "UNIQUE constraint failed") }
 	d.isForeignKey = func(err error) bool { return tursoErr(err, "FOREIGN KEY constraint failed") }
 	// "database is locked" means the statement did not apply: safe to retry.

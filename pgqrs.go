@@ -386,7 +386,7 @@ type Store struct {
 	cfg    config
 	owns   bool // Close closes db
 	closed atomic.Bool
-	wmu    sync.Mutex // serialises writes where d.serializeWrites
+	wmu    writeLock // serialises writes where d.serializeWrites
 
 	notify     notifier // in-process wakeups of Run loops
 	listenDSN  string   // Postgres: DSN for the LISTEN connection
@@ -406,6 +406,9 @@ type Store struct {
 // For SQLite, open db with WAL, a busy timeout and foreign keys on (Open does
 // this for you), for example
 // "file:app.db?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)".
+//
+// For Turso, prefer Open: it bounds connects by the caller's deadline, which
+// libSQL's WebSocket dial ignores on a pool you opened yourself (docs/turso.md).
 func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 	if db == nil {
 		return nil, fmt.Errorf("%w: nil *sql.DB", ErrInvalidArgument)
@@ -454,7 +457,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("%w: no database/sql driver %q is registered for %s; add: import _ %q",
 			ErrDriverNotImported, driver, d, driverImport[d])
 	}
-	db, err := sql.Open(driver, source)
+	db, err := openPool(d, driver, source)
 	if err != nil {
 		return nil, fmt.Errorf("%w: open %s: %v", ErrInvalidDSN, redactDSN(dsn), err)
 	}

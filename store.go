@@ -3,6 +3,7 @@ package pgqrs
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -48,6 +49,9 @@ type dialect struct {
 	// prepare runs statements on the pool as prepared statements (see
 	// stmtCache); off where the driver gains nothing from it.
 	prepare bool
+	// boundConnect runs the driver's connect under the caller's deadline
+	// (libSQL's WebSocket dial ignores its context and waits up to 120 s).
+	boundConnect bool
 	// callTimeout bounds every statement when the caller's ctx has no deadline
 	// (0: none). Turso's server can stall; a deadline turns that into an error.
 	callTimeout time.Duration
@@ -264,8 +268,10 @@ func (s *Store) write(ctx context.Context, tx *sql.Tx, f func(ctx context.Contex
 		return s.translate(f(ctx, tx))
 	}
 	if s.d.serializeWrites {
-		s.wmu.Lock()
-		defer s.wmu.Unlock()
+		if err := s.wmu.lock(ctx); err != nil {
+			return err
+		}
+		defer s.wmu.unlock()
 	}
 	return s.retryBusy(ctx, func() error { return f(ctx, s.pool) })
 }
@@ -279,6 +285,26 @@ func (s *Store) read(ctx context.Context, f func(ctx context.Context, q querier)
 	defer cancel()
 	return s.translate(f(ctx, s.pool))
 }
+
+// writeLock serialises a Store's writes. Waiting for it ends with ctx: when
+// the server stalls, writers queue here, and each must give up at its own
+// deadline rather than after every writer ahead of it timed out.
+type writeLock struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func (l *writeLock) lock(ctx context.Context) error {
+	l.once.Do(func() { l.ch = make(chan struct{}, 1) })
+	select {
+	case l.ch <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the write lock: %w", ctx.Err())
+	}
+}
+
+func (l *writeLock) unlock() { <-l.ch }
 
 // retryBusy runs f again, with capped jittered backoff, while the database
 // says it could not take the write lock (the statement did not apply).
@@ -310,8 +336,10 @@ func (s *Store) inTx(ctx context.Context, f func(ctx context.Context, q querier)
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	if s.d.serializeWrites {
-		s.wmu.Lock()
-		defer s.wmu.Unlock()
+		if err := s.wmu.lock(ctx); err != nil {
+			return err
+		}
+		defer s.wmu.unlock()
 	}
 	if !s.d.beginImmediate {
 		// A deadlock or serialization failure rolled everything back; every
@@ -332,7 +360,7 @@ func (s *Store) inTx(ctx context.Context, f func(ctx context.Context, q querier)
 	done := false
 	defer func() {
 		if !done {
-			conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+			s.abandon(ctx, conn)
 		}
 	}()
 	if err := f(ctx, conn); err != nil {
@@ -344,6 +372,82 @@ func (s *Store) inTx(ctx context.Context, f func(ctx context.Context, q querier)
 	done = true
 	return nil
 }
+
+// cleanupTimeout bounds the ROLLBACK after a failed transaction. It runs
+// when ctx may already be done, and a stalled server must not hold the
+// caller: libSQL's HTTP client has no timeout of its own.
+const cleanupTimeout = 5 * time.Second
+
+// abandon rolls back the transaction open on conn under its own deadline and
+// discards the connection when that fails, so that the pool never hands out
+// a connection that may still be inside a transaction.
+func (s *Store) abandon(ctx context.Context, conn *sql.Conn) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if _, err := conn.ExecContext(rctx, "ROLLBACK"); err != nil {
+		conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+}
+
+// openPool opens the pool [Open] configures. Where the driver's connect
+// ignores its context (dialect.boundConnect), every connect runs under the
+// caller's deadline instead: the caller stops waiting when ctx is done, and
+// a connection that arrives later is closed.
+func openPool(d Dialect, driverName, source string) (*sql.DB, error) {
+	db, err := sql.Open(driverName, source)
+	if err != nil {
+		return nil, err
+	}
+	impl, err := d.impl()
+	if err != nil || !impl.boundConnect {
+		return db, err
+	}
+	drv := db.Driver()
+	db.Close() // nothing was connected yet
+	var c driver.Connector = dsnConnector{drv, source}
+	if dc, ok := drv.(driver.DriverContext); ok {
+		if c, err = dc.OpenConnector(source); err != nil {
+			return nil, err
+		}
+	}
+	return sql.OpenDB(boundedConnector{c}), nil
+}
+
+type dsnConnector struct {
+	drv driver.Driver
+	dsn string
+}
+
+func (c dsnConnector) Connect(context.Context) (driver.Conn, error) { return c.drv.Open(c.dsn) }
+func (c dsnConnector) Driver() driver.Driver                        { return c.drv }
+
+// boundedConnector gives up on a connect when ctx is done.
+type boundedConnector struct{ c driver.Connector }
+
+func (b boundedConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	type result struct {
+		conn driver.Conn
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		conn, err := b.c.Connect(ctx)
+		ch <- result{conn, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.conn, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.conn != nil {
+				r.conn.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+func (b boundedConnector) Driver() driver.Driver { return b.c.Driver() }
 
 // dbTx runs f in a sql.DB transaction, rolling back on error or panic.
 func (s *Store) dbTx(ctx context.Context, f func(ctx context.Context, q querier) error) (err error) {

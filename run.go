@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -271,7 +270,7 @@ func (c *Consumer) run(ctx context.Context, opts *RunOptions, single bool, handl
 	}
 	r.work = make(chan []*lease, limit)
 	r.acks = make(chan *lease, limit)
-	wake, unsubscribe := c.s.subscribe(c.queueID)
+	wake, unsubscribe := c.s.subscribe(queueWake(c.queueID))
 	defer unsubscribe()
 	c.s.startListener(r.log)
 
@@ -449,7 +448,7 @@ func (r *runner) reclaim() {
 	case workers > 0:
 		r.log.Warn("pgqrs: reclaimed stale consumers", "workers", workers, "messages", messages, "silent_for", r.o.ReclaimAfter)
 		if messages > 0 {
-			r.c.s.wake(r.c.queueID)
+			r.c.s.wake(queueWake(r.c.queueID))
 		}
 	}
 }
@@ -615,7 +614,7 @@ func (r *runner) process(unit []*lease) {
 			// A short wait ends sooner than the next poll would notice.
 			if later.delay > 0 && later.delay < time.Minute {
 				s, queueID := r.c.s, r.c.queueID
-				time.AfterFunc(later.delay, func() { s.wake(queueID) })
+				time.AfterFunc(later.delay, func() { s.wake(queueWake(queueID)) })
 			}
 		}
 		r.c.s.hooks.givenBack(ids)
@@ -911,76 +910,6 @@ func (h *testHooks) givenBack(ids []int64) {
 	if h != nil && h.afterGiveBack != nil {
 		h.afterGiveBack(ids)
 	}
-}
-
-// notifier fans wakeups out to the Run loops of this process, per queue.
-type notifier struct {
-	mu   sync.Mutex
-	subs map[int64]map[chan struct{}]struct{}
-}
-
-// subscribe returns a channel that receives (coalesced) wakeups for queueID.
-func (s *Store) subscribe(queueID int64) (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	n := &s.notify
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.subs == nil {
-		n.subs = map[int64]map[chan struct{}]struct{}{}
-	}
-	if n.subs[queueID] == nil {
-		n.subs[queueID] = map[chan struct{}]struct{}{}
-	}
-	n.subs[queueID][ch] = struct{}{}
-	return ch, func() {
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		delete(n.subs[queueID], ch)
-	}
-}
-
-// wake signals the Run loops of queueID (queueID 0: every queue).
-func (s *Store) wake(queueID int64) {
-	n := &s.notify
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for q, subs := range n.subs {
-		if queueID != 0 && q != queueID {
-			continue
-		}
-		for ch := range subs {
-			select {
-			case ch <- struct{}{}:
-			default:
-			}
-		}
-	}
-}
-
-// startListener starts the Store's LISTEN connection once, where the
-// backend has one and the Store knows a DSN to open it with.
-func (s *Store) startListener(log *slog.Logger) {
-	if s.d.listen == nil || s.listenDSN == "" {
-		return
-	}
-	s.listenOnce.Do(func() {
-		s.listenMu.Lock()
-		defer s.listenMu.Unlock()
-		if s.closed.Load() {
-			return
-		}
-		s.stopListen = s.d.listen(s.listenDSN, s.d.notifyChannel,
-			func(payload string) {
-				if id, err := strconv.ParseInt(payload, 10, 64); err == nil {
-					s.wake(id)
-				}
-			},
-			func() {
-				log.Debug("pgqrs: listening for notifications", "channel", s.d.notifyChannel)
-				s.listening.Store(true)
-				s.wake(0) // catch up on anything sent while not listening
-			})
-	})
 }
 
 func msgIDs(msgs []*Message) []int64 {

@@ -176,7 +176,7 @@ func (s *Store) triggerRun(ctx context.Context, tx *sql.Tx, name string, input j
 		return 0, fmt.Errorf("trigger %q: %w", name, err)
 	}
 	if tx == nil && now {
-		s.wake(ref.queueID)
+		s.wake(queueWake(ref.queueID))
 	}
 	return id, nil
 }
@@ -272,7 +272,7 @@ func (s *Store) RunStatus(ctx context.Context, id int64) (*RunInfo, error) {
 // listen with); otherwise it checks again at growing intervals up to a
 // second.
 func (s *Store) WaitRun(ctx context.Context, id int64) (*RunInfo, error) {
-	wake, unsubscribe := s.subscribe(-id)
+	wake, unsubscribe := s.subscribe(runWake(id))
 	defer unsubscribe()
 	s.startListener(slog.New(slog.DiscardHandler))
 	poll := cmpOr(s.waitPoll, 10*time.Millisecond)
@@ -361,7 +361,7 @@ func (s *Store) CancelRun(ctx context.Context, id int64) (RunStatus, error) {
 		return "", fmt.Errorf("cancel run %d: %w", id, err)
 	}
 	if to == RunCancelled {
-		s.wake(-id)
+		s.wake(runWake(id))
 	}
 	return to, nil
 }
@@ -390,7 +390,7 @@ func (s *Store) ResumeRun(ctx context.Context, id int64) error {
 		return fmt.Errorf("resume run %d: %w", id, err)
 	}
 	if ref, ok := s.workflowOfRun(ctx, id); ok {
-		s.wake(ref.queueID)
+		s.wake(queueWake(ref.queueID))
 	}
 	return nil
 }
@@ -462,7 +462,7 @@ func (a *Admin) RetryRun(ctx context.Context, id int64) error {
 	if err != nil {
 		return fmt.Errorf("retry run %d: %w", id, err)
 	}
-	s.wake(queueID)
+	s.wake(queueWake(queueID))
 	return nil
 }
 

@@ -291,3 +291,12 @@ func TestLongSchemaNameIsFullyUsable(t *testing.T) {
 		t.Fatalf("workflow result %d, %v; want 42", out, err)
 	}
 }
+
+func TestParseTopic(t *testing.T) {
+	for payload, want := range map[string]topic{"7": queueWake(7), "-7": runWake(7), "0": {}, "": {}, "x": {}, "99999999999999999999": {}} {
+		got, ok := parseTopic(payload)
+		if got != want || ok != (want != topic{}) {
+			t.Errorf("parseTopic(%q) = %v, %v; want %v", payload, got, ok, want)
+		}
+	}
+}

@@ -366,7 +366,7 @@ func (e *engine) bringForward(suspend *rescheduleError, c *Consumer, msgID, runI
 				_, err := q.ExecContext(ctx, e.s.d.workflow.wakeMessage, msgID)
 				return err
 			})
-			e.s.wake(c.queueID)
+			e.s.wake(queueWake(c.queueID))
 		}
 	}
 }
@@ -450,6 +450,6 @@ func (e *engine) finish(ctx context.Context, id int64, pending *pendingStep, sta
 	if err != nil {
 		return fmt.Errorf("finish run %d: %w", id, err)
 	}
-	e.s.wake(-id)
+	e.s.wake(runWake(id))
 	return nil
 }

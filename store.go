@@ -360,7 +360,10 @@ func (s *Store) inTx(ctx context.Context, f func(ctx context.Context, q querier)
 	done := false
 	defer func() {
 		if !done {
-			s.abandon(ctx, conn)
+			rerr := s.abandon(ctx, conn)
+			if err != nil {
+				err = withRollback(err, rerr)
+			}
 		}
 	}()
 	if err := f(ctx, conn); err != nil {
@@ -381,12 +384,14 @@ const cleanupTimeout = 5 * time.Second
 // abandon rolls back the transaction open on conn under its own deadline and
 // discards the connection when that fails, so that the pool never hands out
 // a connection that may still be inside a transaction.
-func (s *Store) abandon(ctx context.Context, conn *sql.Conn) {
+func (s *Store) abandon(ctx context.Context, conn *sql.Conn) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
-	if _, err := conn.ExecContext(rctx, "ROLLBACK"); err != nil {
+	_, err := conn.ExecContext(rctx, "ROLLBACK")
+	if err != nil {
 		conn.Raw(func(any) error { return driver.ErrBadConn })
 	}
+	return err
 }
 
 // openPool opens the pool [Open] configures. Where the driver's connect
@@ -449,7 +454,8 @@ func (b boundedConnector) Connect(ctx context.Context) (driver.Conn, error) {
 
 func (b boundedConnector) Driver() driver.Driver { return b.c.Driver() }
 
-// dbTx runs f in a sql.DB transaction, rolling back on error or panic.
+// dbTx runs f in a sql.DB transaction, rolling back on error or panic. A
+// rollback that fails is reported with the error that caused it.
 func (s *Store) dbTx(ctx context.Context, f func(ctx context.Context, q querier) error) (err error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -461,13 +467,23 @@ func (s *Store) dbTx(ctx context.Context, f func(ctx context.Context, q querier)
 			panic(p)
 		}
 		if err != nil {
-			tx.Rollback()
+			err = withRollback(err, tx.Rollback())
 		}
 	}()
 	if err = f(ctx, tx); err != nil {
 		return err
 	}
 	return tx.Commit()
+}
+
+// withRollback adds a failed rollback to err, the error that made the
+// transaction roll back. ErrTxDone is no failure: the driver or
+// database/sql already ended the transaction (a cancelled ctx does that).
+func withRollback(err, rerr error) error {
+	if rerr == nil || errors.Is(rerr, sql.ErrTxDone) {
+		return err
+	}
+	return fmt.Errorf("%w (and the rollback failed: %w)", err, rerr)
 }
 
 // errUnique and errForeignKey mark translated driver errors so callers can
@@ -485,11 +501,11 @@ func (s *Store) translate(err error) error {
 	case errors.Is(err, sql.ErrNoRows), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	case s.d.isUnique(err):
-		return fmt.Errorf("%w: %v", errUnique, err)
+		return fmt.Errorf("%w: %w", errUnique, err)
 	case s.d.isForeignKey(err):
-		return fmt.Errorf("%w: %v", errForeignKey, err)
+		return fmt.Errorf("%w: %w", errForeignKey, err)
 	case s.d.isBadJSON(err):
-		return fmt.Errorf("%w: %v", ErrInvalidPayload, err)
+		return fmt.Errorf("%w: %w", ErrInvalidPayload, err)
 	}
 	return err
 }

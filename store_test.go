@@ -3,6 +3,7 @@ package pgqrs
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -298,5 +299,57 @@ func TestParseTopic(t *testing.T) {
 		if got != want || ok != (want != topic{}) {
 			t.Errorf("parseTopic(%q) = %v, %v; want %v", payload, got, ok, want)
 		}
+	}
+}
+
+// TestTranslateKeepsTheDriverError: a translated error still carries the
+// driver's own error, for errors.As (a *pq.Error's SQLSTATE, a SQLite code).
+func TestTranslateKeepsTheDriverError(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		if _, err := s.Admin().CreateQueue(ctx, "dup"); err != nil {
+			t.Fatal(err)
+		}
+		err := s.write(ctx, nil, func(ctx context.Context, q querier) error {
+			_, err := q.ExecContext(ctx, s.d.queue.insert, "dup")
+			return err
+		})
+		if !errors.Is(err, errUnique) {
+			t.Fatalf("duplicate insert: %v; want errUnique", err)
+		}
+		var state interface{ SQLState() string }
+		var code interface{ Code() int }
+		switch {
+		case s.Dialect() == Postgres && !(errors.As(err, &state) && state.SQLState() == "23505"):
+			t.Errorf("the *pq.Error is gone from %v", err)
+		case s.Dialect() == SQLite && !errors.As(err, &code):
+			t.Errorf("the SQLite error is gone from %v", err)
+		case s.Dialect() == Turso:
+			if w, ok := err.(interface{ Unwrap() []error }); !ok || len(w.Unwrap()) != 2 {
+				t.Errorf("the driver error is not wrapped in %v", err)
+			}
+		}
+	})
+}
+
+// TestFailedRollbackIsReported: when the connection dies inside a
+// transaction, the rollback fails too, and the error says so.
+func TestFailedRollbackIsReported(t *testing.T) {
+	s := openBackend(t, "postgres")
+	ctx := t.Context()
+	killer := openBackend(t, "postgres")
+	err := s.inTx(ctx, func(ctx context.Context, q querier) error {
+		var pid int
+		if err := q.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+			return err
+		}
+		if _, err := killer.DB().ExecContext(ctx, "SELECT pg_terminate_backend($1)", pid); err != nil {
+			return err
+		}
+		_, err := q.ExecContext(ctx, "SELECT 1")
+		return err
+	})
+	if err == nil || !strings.Contains(err.Error(), "rollback failed") {
+		t.Fatalf("inTx on a killed connection: %v; want the failed rollback reported", err)
 	}
 }

@@ -298,6 +298,7 @@ func TestDSNParsing(t *testing.T) {
 	}{
 		{"postgres://u@h/db", Postgres, "postgres"},
 		{"postgresql://u@h/db", Postgres, "postgres"},
+		{"host=/tmp user=u password=p dbname=db", Postgres, "postgres"},
 		{"sqlite:app.db", SQLite, "sqlite"},
 		{"sqlite::memory:", SQLite, "sqlite"},
 		{"file:/tmp/app.db?cache=private", SQLite, "sqlite"},
@@ -305,12 +306,12 @@ func TestDSNParsing(t *testing.T) {
 		{"http://127.0.0.1:8080", Turso, "libsql"},
 		{"wss://db.example.com", Turso, "libsql"},
 	} {
-		d, driver, source, err := parseDSN(tc.dsn)
-		if err != nil || d != tc.want || driver != tc.driver {
-			t.Errorf("parseDSN(%q) = %s, %s, %v; want %s, %s", tc.dsn, d, driver, err, tc.want, tc.driver)
+		info, err := parseDSN(tc.dsn)
+		if err != nil || info.dialect != tc.want || info.driver != tc.driver {
+			t.Errorf("parseDSN(%q) = %s, %s, %v; want %s, %s", tc.dsn, info.dialect, info.driver, err, tc.want, tc.driver)
 		}
-		if d == SQLite && !strings.Contains(source, "_txlock=immediate") {
-			t.Errorf("parseDSN(%q) source %q lacks immediate transactions", tc.dsn, source)
+		if info.dialect == SQLite && !strings.Contains(info.source, "_txlock=immediate") {
+			t.Errorf("parseDSN(%q) source %q lacks immediate transactions", tc.dsn, info.source)
 		}
 	}
 	if got := redactDSN("postgres://app:pw@db:5432/x?password=pw"); strings.Contains(got, "pw@") || strings.Contains(got, "password") {

@@ -312,6 +312,16 @@ func TestBadDSN(t *testing.T) {
 		{"no-scheme-at-all", 2, "invalid DSN"},
 		{"postgres://alice:" + password + "@127.0.0.1:1/db?sslmode=disable", 1, "database unreachable: postgres://alice:***@127.0.0.1:1/db"},
 		{"http://127.0.0.1:1?authToken=" + token, 1, "database unreachable: http://127.0.0.1:1"},
+		// The Unix-socket form: a valid DSN, nobody listening.
+		{"postgres://alice:" + password + "@/app?host=/nonexistent", 1, "database unreachable: postgres://alice:***@/app"},
+		{"host=/nonexistent user=alice password=" + password + " dbname=app", 1, "database unreachable: host=/nonexistent port=5432 dbname=app user=alice"},
+		// DSNs that do not parse: exit 2, and never the input.
+		{"postgres://u:" + password + "@127.0.0.1:notaport/db", 2, "invalid DSN: postgres://u:***@127.0.0.1:notaport/db: cannot parse URL: invalid port"},
+		{"postgres://u:" + password + "%zz@127.0.0.1/db", 2, "invalid DSN: postgres://u:***@127.0.0.1/db: cannot parse URL: a % escape"},
+		{"postgres://u:" + password + "@[::1/db", 2, "invalid DSN: postgres://u:***@[::1/db: cannot parse URL: unclosed ["},
+		{"host=/tmp password='" + password, 2, "invalid DSN: (key=value DSN): unterminated quoted string"},
+		{"host=/tmp password=" + password + " junk", 2, `invalid DSN: (key=value DSN): missing "=" after "…"`},
+		{"libsql://[::1?authToken=" + token, 2, "invalid DSN: libsql://[::1?…: cannot parse URL"},
 	}
 	for _, tt := range tests {
 		for _, args := range [][]string{{"--dsn", tt.dsn, "queue", "list"}, {"--dsn", tt.dsn, "demo"}} {

@@ -1,0 +1,167 @@
+package pgqrs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// TestOpenHidesSecrets opens DSNs of every shape that once leaked their
+// password: those that do not parse are ErrInvalidDSN, those that parse but
+// reach nobody ErrUnreachable, and no error shows the secret.
+func TestOpenHidesSecrets(t *testing.T) {
+	const pw = "SECRETPW"
+	for _, tc := range []struct {
+		dsn  string
+		want error
+		show string // the error shows this
+	}{
+		{"postgres://alice:" + pw + "@/app?host=/nonexistent", ErrUnreachable, "postgres://alice:***@/app?…"},
+		{"postgres://u:" + pw + "@127.0.0.1:notaport/db", ErrInvalidDSN, "invalid port"},
+		{"postgres://u:" + pw + "%zz@127.0.0.1/db", ErrInvalidDSN, "% escape"},
+		{"postgres://u:%zz" + pw + "@127.0.0.1/db", ErrInvalidDSN, "% escape"},
+		{"postgres://u:" + pw + "@[::1/db", ErrInvalidDSN, "unclosed ["},
+		{"postgres://u:" + pw + "@127.0.0.1:1/db?sslmode=bogus", ErrInvalidDSN, `wrong value for "sslmode"`},
+		{"postgres://u:" + pw + "@127.0.0.1:1/db?connect_timeout=" + pw, ErrInvalidDSN, `wrong value for "connect_timeout"`},
+		{"postgres://u:pa/ss" + pw + "@127.0.0.1:1/db", ErrInvalidDSN, "postgres://…: cannot parse URL: invalid port"},
+		{"postgres://u@127.0.0.1:1/db?sslmode=disable&password=" + pw, ErrUnreachable, "postgres://u@127.0.0.1:1/db?…"},
+		{"host=/nonexistent user=x password=" + pw + " dbname=z", ErrUnreachable, "host=/nonexistent port=5432 dbname=z user=x"},
+		{"host=/nonexistent password='" + pw + " with spaces' dbname=z", ErrUnreachable, "host=/nonexistent"},
+		{"host=/nonexistent password='" + pw, ErrInvalidDSN, "unterminated quoted string"},
+		{"host=/nonexistent password=" + pw + " junk", ErrInvalidDSN, "(key=value DSN)"},
+		{"host=/nonexistent password=" + pw + `\`, ErrInvalidDSN, "backslash"},
+		{"password=" + pw, ErrInvalidDSN, ""}, // no host: localhost:5432 may answer; see below
+		{"libsql://[::1?authToken=" + pw, ErrInvalidDSN, "libsql://[::1?…"},
+		{"http://127.0.0.1:1?authToken=" + pw, ErrUnreachable, "http://127.0.0.1:1?…"},
+		{"ws://127.0.0.1:1/?authToken=" + pw, ErrUnreachable, "ws://127.0.0.1:1/?…"},
+		{pw, ErrInvalidDSN, "no scheme"},
+	} {
+		ctx, cancel := context.WithTimeout(t.Context(), 5e9)
+		s, err := Open(ctx, tc.dsn)
+		cancel()
+		if s != nil {
+			s.Close()
+		}
+		if err == nil {
+			if tc.show == "" {
+				continue // something answered on localhost:5432
+			}
+			t.Errorf("Open(%q) succeeded", tc.dsn)
+			continue
+		}
+		if strings.Contains(err.Error(), pw) {
+			t.Errorf("Open(%q) shows the secret: %v", tc.dsn, err)
+		}
+		if tc.show == "" {
+			continue
+		}
+		if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.show) {
+			t.Errorf("Open(%q) = %v; want %v showing %q", tc.dsn, err, tc.want, tc.show)
+		}
+	}
+	// Starting with "postgres:" but no "//": lib/pq reads it as key=value.
+	_, err := Open(t.Context(), "postgres:u:"+pw+"@h")
+	wantErr(t, err, ErrInvalidDSN)
+	if strings.Contains(err.Error(), pw) {
+		t.Errorf("shows the secret: %v", err)
+	}
+}
+
+// TestOpenKeyValueDSN: a Postgres DSN in libpq's key=value form works.
+func TestOpenKeyValueDSN(t *testing.T) {
+	u, err := url.Parse(needEnv(t, "PGQRS_TEST_POSTGRES_DSN", "PostgreSQL server"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn := fmt.Sprintf("host=%s port=%s user=%s dbname=%s sslmode=disable", u.Hostname(), u.Port(), u.User.Username(), strings.TrimPrefix(u.Path, "/"))
+	s, err := Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatalf("Open(%q): %v", dsn, err)
+	}
+	defer s.Close()
+	if s.Dialect() != Postgres {
+		t.Errorf("dialect %s, want postgres", s.Dialect())
+	}
+}
+
+// FuzzRedactDSN builds DSNs of every shape around a secret (a password, a
+// token) and checks that neither what parseDSN says about a DSN, nor a
+// driver error quoting the secret after redaction, ever shows the secret.
+// Its seeds run in every go test run; go test -fuzz FuzzRedactDSN explores.
+func FuzzRedactDSN(f *testing.F) {
+	for shape := range dsnShapes {
+		for _, seed := range [][3]string{
+			{"alice", "SECRETPW", "127.0.0.1:5432"},
+			{"u", "SECRETPW", "127.0.0.1:notaport"},
+			{"u", "SEC%zzRETPW", "db"},
+			{"u", "SECRETPW", "[::1"},
+			{"0", "00000000", ""},
+			{"app", "p@ss:w/rd?#&=' \\x", "db.example.com"},
+			{"", "eyJhbGciOiJFZERTQSJ9.eyJhIjoicncifQ.c2lnbmF0dXJl", "db.turso.io"},
+		} {
+			f.Add(uint8(shape), seed[0], seed[1], seed[2])
+		}
+	}
+	f.Fuzz(func(t *testing.T, shape uint8, user, secret, host string) {
+		dsn := dsnShapes[int(shape)%len(dsnShapes)](user, secret, host)
+		skeleton := strings.ReplaceAll(dsn, secret, "")
+		// A secret that is also part of the rest of the DSN (a user name,
+		// "postgres") cannot be told apart; too short, it is everywhere.
+		secrets := []string{secret}
+		if dec, err := url.PathUnescape(secret); err == nil {
+			secrets = append(secrets, dec)
+		}
+		var check []string
+		for _, s := range secrets {
+			if len(s) >= 4 && !strings.Contains(skeleton, s) && !strings.Contains("(DSN hidden) (key=value DSN) host= port=5432 dbname= user= ***?…", s) {
+				check = append(check, s)
+			}
+		}
+		if len(check) == 0 {
+			return
+		}
+		shown := []string{redactDSN(dsn)}
+		info, err := parseDSN(dsn)
+		if err != nil {
+			shown = append(shown, err.Error())
+		} else {
+			shown = append(shown, info.shown)
+			// What a driver might say: the secret as it was written, and
+			// as it decodes.
+			shown = append(shown, redactErr(errors.New("driver: "+strings.Join(check, " | ")), info.secrets))
+		}
+		for _, out := range shown {
+			for _, s := range check {
+				if strings.Contains(out, s) {
+					t.Fatalf("DSN %q: %q shows the secret %q", dsn, out, s)
+				}
+			}
+		}
+	})
+}
+
+// dsnShapes place a user, a secret and a host into the DSN shapes users
+// write, the secret sometimes escaped, sometimes raw.
+var dsnShapes = []func(user, secret, host string) string{
+	func(u, s, h string) string { return "postgres://" + u + ":" + s + "@" + h + "/app?sslmode=disable" },
+	func(u, s, h string) string {
+		return "postgres://" + url.UserPassword(u, s).String() + "@" + h + "/app"
+	},
+	func(u, s, h string) string { return "postgresql://" + u + ":" + s + "@/app?host=" + h },
+	func(u, s, h string) string { return "postgres://" + u + ":" + s + "@" + h },
+	func(u, s, h string) string { return "postgres://" + u + "@" + h + "/app?password=" + url.QueryEscape(s) },
+	func(u, s, h string) string { return "postgres://" + u + "@" + h + "/app?password=" + s },
+	func(u, s, h string) string {
+		q := strings.NewReplacer(`\`, `\\`, `'`, `\'`)
+		return "host='" + q.Replace(h) + "' user='" + q.Replace(u) + "' password='" + q.Replace(s) + "' dbname=app"
+	},
+	func(u, s, h string) string { return "host=" + h + " user=" + u + " password=" + s + " dbname=app" },
+	func(u, s, h string) string { return "password=" + s + " host=" + h },
+	func(u, s, h string) string { return "libsql://" + h + "?authToken=" + s },
+	func(u, s, h string) string { return "https://" + h + "/?tls=1&authToken=" + url.QueryEscape(s) },
+	func(u, s, h string) string { return "wss://" + h + "?authToken=" + s + "&x=" + u },
+	func(u, s, h string) string { return "http://" + u + ":" + s + "@" + h },
+}

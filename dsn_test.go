@@ -152,7 +152,9 @@ var dsnShapes = []func(user, secret, host string) string{
 	},
 	func(u, s, h string) string { return "postgresql://" + u + ":" + s + "@/app?host=" + h },
 	func(u, s, h string) string { return "postgres://" + u + ":" + s + "@" + h },
-	func(u, s, h string) string { return "postgres://" + u + "@" + h + "/app?password=" + url.QueryEscape(s) },
+	func(u, s, h string) string {
+		return "postgres://" + u + "@" + h + "/app?password=" + url.QueryEscape(s)
+	},
 	func(u, s, h string) string { return "postgres://" + u + "@" + h + "/app?password=" + s },
 	func(u, s, h string) string {
 		q := strings.NewReplacer(`\`, `\\`, `'`, `\'`)

@@ -2,11 +2,20 @@ package pgqrs
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestOpenHidesSecrets opens DSNs of every shape that once leaked their
@@ -166,4 +175,160 @@ var dsnShapes = []func(user, secret, host string) string{
 	func(u, s, h string) string { return "https://" + h + "/?tls=1&authToken=" + url.QueryEscape(s) },
 	func(u, s, h string) string { return "wss://" + h + "?authToken=" + s + "&x=" + u },
 	func(u, s, h string) string { return "http://" + u + ":" + s + "@" + h },
+}
+
+// TestOpenAuthFailedPostgres: a refused login is ErrAuthFailed, not
+// ErrUnreachable, and the error never shows the password. The test cluster
+// (scripts/services.sh) makes roles other than postgres log in over TCP
+// with scram-sha-256.
+func TestOpenAuthFailedPostgres(t *testing.T) {
+	admin := needEnv(t, "PGQRS_TEST_POSTGRES_DSN", "PostgreSQL server")
+	s, err := Open(t.Context(), admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() }) // after the roles are dropped
+	const pw = "Corr3ct-horse-battery"
+	role, nologin := fmt.Sprintf("pgqrs_auth_%d", os.Getpid()), fmt.Sprintf("pgqrs_nologin_%d", os.Getpid())
+	for _, stmt := range []string{
+		`CREATE ROLE ` + role + ` LOGIN PASSWORD '` + pw + `'`,
+		`CREATE ROLE ` + nologin + ` NOLOGIN PASSWORD '` + pw + `'`,
+	} {
+		if _, err := s.DB().Exec(stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, r := range []string{role, nologin} {
+			if _, err := s.DB().Exec(`DROP ROLE IF EXISTS ` + r); err != nil {
+				t.Errorf("drop role %s: %v", r, err)
+			}
+		}
+	})
+	u, err := url.Parse(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as := func(user, password string) string {
+		v := *u
+		v.User = url.UserPassword(user, password)
+		return v.String()
+	}
+	// The right password works, so the cluster does check passwords.
+	ok, err := Open(t.Context(), as(role, pw))
+	if err != nil {
+		t.Fatalf("open with the right password: %v", err)
+	}
+	ok.Close()
+	for _, tc := range []struct {
+		name, dsn, secret, state string
+	}{
+		{"wrong password", as(role, "Wr0ng-"+pw), "Wr0ng-" + pw, "28P01"},
+		{"role without login", as(nologin, pw), pw, "28000"},
+		{"key=value", fmt.Sprintf("host=%s port=%s user=%s password='Wr0ng %s' dbname=postgres sslmode=disable", u.Hostname(), u.Port(), role, pw), "Wr0ng " + pw, "28P01"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Open(t.Context(), tc.dsn)
+			wantErr(t, err, ErrAuthFailed)
+			if errors.Is(err, ErrUnreachable) {
+				t.Errorf("%v is also ErrUnreachable", err)
+			}
+			if got := sqlState(err); got != tc.state {
+				t.Errorf("SQLSTATE %q, want %q (%v)", got, tc.state, err)
+			}
+			if strings.Contains(err.Error(), tc.secret) || strings.Contains(err.Error(), pw) {
+				t.Errorf("error shows the password: %v", err)
+			}
+		})
+	}
+}
+
+// TestOpenAuthFailedTurso starts a sqld that requires a JWT signed with its
+// key: no token, or one signed with another key, is ErrAuthFailed on both
+// transports; the right one opens.
+func TestOpenAuthFailedTurso(t *testing.T) {
+	bin := needEnv(t, "PGQRS_TEST_SQLD_BIN", "sqld binary")
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, otherKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64 := base64.RawURLEncoding
+	token := func(key ed25519.PrivateKey) string {
+		claims := b64.EncodeToString([]byte(`{"alg":"EdDSA","typ":"JWT"}`)) + "." + b64.EncodeToString([]byte(`{"a":"rw"}`))
+		return claims + "." + b64.EncodeToString(ed25519.Sign(key, []byte(claims)))
+	}
+	addr := startSQLD(t, bin, "SQLD_AUTH_JWT_KEY="+b64.EncodeToString(pub))
+	for _, scheme := range []string{"http", "ws"} {
+		t.Run(scheme, func(t *testing.T) {
+			base := scheme + "://" + addr
+			good, err := Open(t.Context(), base+"?authToken="+token(priv))
+			if err != nil {
+				t.Fatalf("open with a good token: %v", err)
+			}
+			good.Close()
+			for _, bad := range []string{"", token(otherKey), "not-a-jwt-at-all"} {
+				dsn := base
+				if bad != "" {
+					dsn += "?authToken=" + bad
+				}
+				_, err := Open(t.Context(), dsn)
+				wantErr(t, err, ErrAuthFailed)
+				if bad != "" && strings.Contains(err.Error(), bad) {
+					t.Errorf("error shows the token: %v", err)
+				}
+			}
+		})
+	}
+}
+
+// startSQLD runs a sqld of the test's own on a free loopback port, with env
+// added to its environment, until the test ends, and returns its address.
+func startSQLD(t *testing.T, bin string, env ...string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(bin, "--db-path", t.TempDir()+"/db", "--http-listen-addr", addr, "--no-welcome")
+	cmd.Env = append(os.Environ(), env...)
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(2 * time.Second): // a throwaway database: no need to wait longer
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return addr
+			}
+		}
+		select {
+		case <-exited:
+			t.Fatalf("sqld exited: %s", logs.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sqld did not answer /health within 10 s: %s", logs.String())
+		}
+	}
 }

@@ -439,8 +439,13 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 // Recognised DSNs:
 //
 //	postgres://user:pass@host:5432/db?sslmode=disable   (also postgresql://)
+//	host=/run/postgresql user=app password=... dbname=app  (libpq key=value)
 //	sqlite:path/to/app.db, sqlite::memory:, file:path/to/app.db
 //	libsql://host?authToken=..., http(s)://host:port, ws(s)://host:port
+//
+// A DSN that cannot be read returns [ErrInvalidDSN]; a server that does not
+// answer [ErrUnreachable]; one that refuses the credentials [ErrAuthFailed].
+// No error shows a password, a token or the DSN's query.
 //
 // SQLite files are opened with WAL, synchronous=NORMAL, a 10 s busy timeout,
 // foreign keys on and immediate transactions. ":memory:" databases use a

@@ -156,7 +156,10 @@ var (
 	// empty, too long or contains characters outside the allowed set.
 	ErrInvalidName = errors.New("pgqrs: invalid name")
 	// ErrInvalidPayload is returned by the Enqueue methods for a payload that
-	// is not valid JSON or cannot be marshalled to JSON.
+	// is not valid JSON or cannot be marshalled to JSON, and for workflow
+	// inputs, outputs and step results alike. Valid JSON means valid UTF-8
+	// too, and no string may hold a NUL character (\u0000): Postgres cannot
+	// store one, so every backend refuses it.
 	ErrInvalidPayload = errors.New("pgqrs: invalid payload")
 	// ErrPayloadTooLarge is returned by the Enqueue methods for a payload
 	// larger than the store's limit (see [WithMaxPayloadBytes]).

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -337,6 +338,36 @@ func TestBadDSN(t *testing.T) {
 	checkFailure(t, r, 1, "database unreachable", []string{"metrics"})
 	if strings.Contains(r.stderr, password) {
 		t.Errorf("stderr shows the password: %s", r.stderr)
+	}
+}
+
+// TestAuthFailedExit: a refused login exits 3 with a message that says so
+// and never shows the password (the test cluster asks roles other than
+// postgres for their password over TCP).
+func TestAuthFailedExit(t *testing.T) {
+	admin := needEnv(t, "PGQRS_TEST_POSTGRES_DSN", "PostgreSQL server")
+	db, err := sql.Open("postgres", admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	role := fmt.Sprintf("pgqrs_cli_auth_%d", os.Getpid())
+	if _, err := db.Exec(`CREATE ROLE ` + role + ` LOGIN PASSWORD 'the-right-one'`); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Exec(`DROP ROLE ` + role)
+	u, err := url.Parse(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wrong = "Wr0ngPassw0rd-xyz"
+	u.User = url.UserPassword(role, wrong)
+	for _, args := range [][]string{{"--dsn", u.String(), "queue", "list"}, {"--dsn", u.String(), "demo"}} {
+		r := runBin(t, "", "", nil, args...)
+		checkFailure(t, r, 3, "authentication failed: postgres://"+role+":***@", args)
+		if strings.Contains(r.stderr, wrong) {
+			t.Errorf("stderr shows the password: %s", r.stderr)
+		}
 	}
 }
 

@@ -117,7 +117,7 @@ func FuzzRedactDSN(f *testing.F) {
 	f.Fuzz(func(t *testing.T, shape uint8, user, secret, host string) {
 		sh := dsnShapes[int(shape)%len(dsnShapes)]
 		dsn := sh.dsn(user, secret, host)
-		skeleton := strings.ReplaceAll(dsn, secret, "")
+		skeleton := sh.dsn(user, "", host) // the DSN without its secret
 		// A secret that is also part of the rest of the DSN (a user name,
 		// "postgres") cannot be told apart; too short, it is everywhere.
 		secrets := []string{secret}

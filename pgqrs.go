@@ -654,13 +654,30 @@ func dsnSecrets(dsn string) []string {
 	var secrets []string
 	_, rest, _ := strings.Cut(dsn, ":")
 	rest = strings.TrimPrefix(rest, "//")
-	// The user info ends at the last "@", or at the first when the password
-	// is fine and a later "@" is in the query: take both.
-	for _, at := range []int{strings.Index(rest, "@"), strings.LastIndex(rest, "@")} {
-		if at < 0 {
-			continue
+	// The password runs from the first ":" of the user info to the last "@"
+	// before the host. Where the DSN is ambiguous (a raw ":" or "@" in the
+	// user name, the password or the query), take every candidate: from
+	// any of the first few ":" to any of the first few "@" (short ones only
+	// in the usual place, or they would garble whole messages).
+	ats := []int{}
+	for i, n := 0, 0; i < len(rest) && n < 8; i++ {
+		if rest[i] == '@' {
+			ats, n = append(ats, i), n+1
 		}
-		if _, pw, ok := strings.Cut(rest[:at], ":"); ok {
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		ats = append(ats, at)
+	}
+	for _, at := range ats {
+		for i, n := 0, 0; i < at && n < 8; i++ {
+			if rest[i] != ':' {
+				continue
+			}
+			n++
+			pw := rest[i+1 : at]
+			if n > 1 && len(pw) < 4 {
+				continue
+			}
 			secrets = append(secrets, pw)
 			if dec, err := url.PathUnescape(pw); err == nil {
 				secrets = append(secrets, dec)

@@ -520,7 +520,10 @@ func pgDSN(dsn string) (dsnInfo, error) {
 		// may quote back).
 		for _, f := range strings.Fields(dsn) {
 			if k, v, ok := strings.Cut(f, "="); ok && isCredentialKey(k) {
-				info.secrets = append(info.secrets, v, strings.Trim(v, `'`))
+				// lib/pq reads runes: an invalid byte becomes U+FFFD.
+				for _, v := range []string{v, strings.Trim(v, `'`)} {
+					info.secrets = append(info.secrets, v, string([]rune(v)))
+				}
 			}
 		}
 	}

@@ -118,6 +118,9 @@ func FuzzRedactDSN(f *testing.F) {
 		sh := dsnShapes[int(shape)%len(dsnShapes)]
 		dsn := sh.dsn(user, secret, host)
 		skeleton := sh.dsn(user, "", host) // the DSN without its secret
+		if sh.raw && strings.Contains(dsn, "="+secret) && strings.ContainsAny(secret, "&;#") {
+			return // a raw query value with delimiters in it is not one value
+		}
 		// A secret that is also part of the rest of the DSN (a user name,
 		// "postgres") cannot be told apart; too short, it is everywhere.
 		secrets := []string{secret}

@@ -117,7 +117,9 @@ func FuzzRedactDSN(f *testing.F) {
 	f.Fuzz(func(t *testing.T, shape uint8, user, secret, host string) {
 		sh := dsnShapes[int(shape)%len(dsnShapes)]
 		dsn := sh.dsn(user, secret, host)
-		skeleton := sh.dsn(user, "", host) // the DSN without its secret
+		// The DSN with a stand-in for the secret (empty, it would change
+		// how "password= host=x" reads).
+		skeleton := sh.dsn(user, "Zq9stand-in", host)
 		if sh.raw && strings.Contains(dsn, "="+secret) && strings.ContainsAny(secret, "&;#") {
 			return // a raw query value with delimiters in it is not one value
 		}
@@ -132,21 +134,20 @@ func FuzzRedactDSN(f *testing.F) {
 			// invalid byte is U+FFFD.
 			secrets[0] = string([]rune(secret))
 		}
+		// What is shown of the DSN without its secret (the other parts as
+		// lib/pq decodes them, pgqrs's own words) is no leak.
+		public := strings.Join(append(dsnShown(skeleton), skeleton), "\n")
 		var check []string
 		for _, s := range secrets {
-			if len(s) >= 4 && !strings.Contains(skeleton, s) && !strings.Contains("(DSN hidden) (key=value DSN) host= port=5432 dbname= user= ***?…", s) {
+			if len(s) >= 4 && !strings.Contains(public, s) {
 				check = append(check, s)
 			}
 		}
 		if len(check) == 0 {
 			return
 		}
-		shown := []string{redactDSN(dsn)}
-		info, err := parseDSN(dsn)
-		if err != nil {
-			shown = append(shown, err.Error())
-		} else {
-			shown = append(shown, info.shown)
+		shown := dsnShown(dsn)
+		if info, err := parseDSN(dsn); err == nil {
 			// What a driver might say: the secret as it was written, and
 			// as it decodes.
 			shown = append(shown, redactErr(errors.New("driver: "+strings.Join(check, " | ")), info.secrets))
@@ -159,6 +160,18 @@ func FuzzRedactDSN(f *testing.F) {
 			}
 		}
 	})
+}
+
+// dsnShown is what pgqrs says about dsn: redactDSN, and what parseDSN
+// reports (its error, or how errors will show the DSN).
+func dsnShown(dsn string) []string {
+	shown := []string{redactDSN(dsn)}
+	if info, err := parseDSN(dsn); err != nil {
+		shown = append(shown, err.Error())
+	} else {
+		shown = append(shown, info.shown)
+	}
+	return shown
 }
 
 // dsnShapes place a user, a secret and a host into the DSN shapes users

@@ -684,9 +684,10 @@ func dsnSecrets(dsn string) []string {
 			}
 		}
 	}
+	// Every key=value after the first "?", fragment included: which "?" or
+	// "#" starts the query is ambiguous when the user info holds them raw.
 	if _, query, ok := strings.Cut(dsn, "?"); ok {
-		query, _, _ = strings.Cut(query, "#")
-		for _, kv := range strings.FieldsFunc(query, func(r rune) bool { return r == '&' || r == ';' }) {
+		for _, kv := range strings.FieldsFunc(query, func(r rune) bool { return strings.ContainsRune("&;#?", r) }) {
 			k, v, _ := strings.Cut(kv, "=")
 			dec, err := url.QueryUnescape(v)
 			if err != nil {

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode"
 )
 
 // TestOpenHidesSecrets opens DSNs of every shape that once leaked their
@@ -122,6 +123,9 @@ func FuzzRedactDSN(f *testing.F) {
 		skeleton := sh.dsn(user, "Zq9stand-in", host)
 		if sh.raw && strings.Contains(dsn, "="+secret) && strings.ContainsAny(secret, "&;#") {
 			return // a raw query value with delimiters in it is not one value
+		}
+		if strings.Contains(dsn, "password="+secret+" ") && (strings.ContainsAny(secret, `'\`) || strings.IndexFunc(secret, unicode.IsSpace) >= 0) {
+			return // nor an unquoted key=value value with spaces, quotes or backslashes
 		}
 		// A secret that is also part of the rest of the DSN (a user name,
 		// "postgres") cannot be told apart; too short, it is everywhere.

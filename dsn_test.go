@@ -256,7 +256,11 @@ func TestOpenAuthFailedPostgres(t *testing.T) {
 		{"key=value", fmt.Sprintf("host=%s port=%s user=%s password='Wr0ng %s' dbname=postgres sslmode=disable", u.Hostname(), u.Port(), role, pw), "Wr0ng " + pw, "28P01"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Open(t.Context(), tc.dsn)
+			s, err := Open(t.Context(), tc.dsn)
+			if err == nil && tc.state == "28P01" && os.Getenv("CI") != "true" {
+				s.Close()
+				t.Skip("this cluster does not check passwords over TCP (the one scripts/services.sh starts does)")
+			}
 			wantErr(t, err, ErrAuthFailed)
 			if errors.Is(err, ErrUnreachable) {
 				t.Errorf("%v is also ErrUnreachable", err)

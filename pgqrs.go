@@ -684,10 +684,14 @@ func dsnSecrets(dsn string) []string {
 			}
 		}
 	}
-	// Every key=value after the first "?", fragment included: which "?" or
-	// "#" starts the query is ambiguous when the user info holds them raw.
+	// The query's key=value pairs as a URL parser splits them, and as split
+	// at every "?" and "#" too: which "?" or "#" starts the query is
+	// ambiguous when the user info holds them raw.
 	if _, query, ok := strings.Cut(dsn, "?"); ok {
-		for _, kv := range strings.FieldsFunc(query, func(r rune) bool { return strings.ContainsRune("&;#?", r) }) {
+		strict, _, _ := strings.Cut(query, "#")
+		pairs := strings.FieldsFunc(strict, func(r rune) bool { return r == '&' || r == ';' })
+		pairs = append(pairs, strings.FieldsFunc(query, func(r rune) bool { return strings.ContainsRune("&;#?", r) })...)
+		for _, kv := range pairs {
 			k, v, _ := strings.Cut(kv, "=")
 			dec, err := url.QueryUnescape(v)
 			if err != nil {

@@ -684,22 +684,26 @@ func dsnSecrets(dsn string) []string {
 			}
 		}
 	}
-	// The query's key=value pairs as a URL parser splits them, and as split
-	// at every "?" and "#" too: which "?" or "#" starts the query is
-	// ambiguous when the user info holds them raw.
-	if _, query, ok := strings.Cut(dsn, "?"); ok {
-		strict, _, _ := strings.Cut(query, "#")
-		pairs := strings.FieldsFunc(strict, func(r rune) bool { return r == '&' || r == ';' })
-		pairs = append(pairs, strings.FieldsFunc(query, func(r rune) bool { return strings.ContainsRune("&;#?", r) })...)
-		for _, kv := range pairs {
-			k, v, _ := strings.Cut(kv, "=")
-			dec, err := url.QueryUnescape(v)
-			if err != nil {
-				dec = v
-			}
-			if len(dec) >= 8 || isCredentialKey(k) {
-				secrets = append(secrets, v, dec)
-			}
+	// The query's key=value pairs, split as a URL parser splits them, for
+	// a query starting at any of the first few "?" or "#": which one starts
+	// it is ambiguous when the user info holds them raw.
+	var pairs []string
+	for i, n := 0, 0; i < len(dsn) && n < 16; i++ {
+		if dsn[i] != '?' && dsn[i] != '#' {
+			continue
+		}
+		n++
+		query, _, _ := strings.Cut(dsn[i+1:], "#")
+		pairs = append(pairs, strings.FieldsFunc(query, func(r rune) bool { return r == '&' || r == ';' })...)
+	}
+	for _, kv := range pairs {
+		k, v, _ := strings.Cut(kv, "=")
+		dec, err := url.QueryUnescape(v)
+		if err != nil {
+			dec = v
+		}
+		if len(dec) >= 8 || isCredentialKey(k) {
+			secrets = append(secrets, v, dec)
 		}
 	}
 	return secrets

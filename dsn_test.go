@@ -121,6 +121,9 @@ func FuzzRedactDSN(f *testing.F) {
 		// The DSN with a stand-in for the secret (empty, it would change
 		// how "password= host=x" reads).
 		skeleton := sh.dsn(user, "Zq9stand-in", host)
+		if sh.raw && strings.ContainsAny(user, ":@/?#") {
+			return // a raw user name with URL delimiters moves where the password is
+		}
 		if sh.raw && strings.Contains(dsn, "="+secret) && strings.ContainsAny(secret, "&;#") {
 			return // a raw query value with delimiters in it is not one value
 		}

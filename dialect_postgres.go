@@ -1,11 +1,14 @@
 package pgqrs
 
 import (
+	"errors"
 	"fmt"
 	"hash/fnv"
+	neturl "net/url"
 	"reflect"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lib/pq"
@@ -387,6 +390,9 @@ SELECT r.status FROM r JOIN s ON true`,
 		isUnique:       func(err error) bool { return sqlState(err) == "23505" },
 		isForeignKey:   func(err error) bool { return sqlState(err) == "23503" },
 		isCloseNoise:   func(error) bool { return false },
+		// 28P01: wrong password; 28000: no pg_hba.conf entry, or a role
+		// that may not log in.
+		isAuthFailed: func(err error) bool { s := sqlState(err); return s == "28P01" || s == "28000" },
 		// 22P05: jsonb refuses \u0000; 22P02: text that is not JSON.
 		isBadJSON: func(err error) bool { s := sqlState(err); return s == "22P05" || s == "22P02" },
 		// Serialization failures and deadlocks roll the statement back.
@@ -528,3 +534,90 @@ func pgListen(dsn, channel string, notify func(payload string), connected func()
 		l.Close()
 	}
 }
+
+// pgDSN reads a Postgres DSN, URL or key=value, with lib/pq's own parser
+// (the environment's PG* variables included), so a DSN lib/pq would refuse
+// is refused here as [ErrInvalidDSN], before anything connects. lib/pq's
+// complaint is kept without its quoted parts, which may be pieces of the
+// password.
+func pgDSN(dsn string) (dsnInfo, error) {
+	info := dsnInfo{dialect: Postgres, driver: "postgres", shown: redactDSN(dsn), secrets: dsnSecrets(dsn)}
+	url := strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+	cfg, err := pq.NewConfig(dsn)
+	if err != nil {
+		var problem string
+		if ue := (*neturl.Error)(nil); errors.As(err, &ue) {
+			problem = urlProblem(ue.Err)
+		} else {
+			problem = pgQuoted.ReplaceAllStringFunc(err.Error(), func(q string) string {
+				if q == `"="` || pgSettings()[strings.Trim(q, `"`)] {
+					return q
+				}
+				return `"…"`
+			})
+		}
+		if !url {
+			info.shown = "(key=value DSN)"
+		}
+		return dsnInfo{}, fmt.Errorf("%w: %s: %s", ErrInvalidDSN, info.shown, problem)
+	}
+	info.secrets = append(info.secrets, cfg.Password)
+	if !url {
+		// Also a "password=..." that an empty value before it swallowed
+		// ("user= password=x" sets user "password=x", which the server
+		// may quote back).
+		for _, f := range strings.Fields(dsn) {
+			if k, v, ok := strings.Cut(f, "="); ok && isCredentialKey(k) {
+				// lib/pq reads runes: an invalid byte becomes U+FFFD.
+				for _, v := range []string{v, strings.Trim(v, `'`)} {
+					info.secrets = append(info.secrets, v, string([]rune(v)))
+				}
+			}
+		}
+	}
+	for k, v := range cfg.Runtime {
+		if isCredentialKey(k) {
+			info.secrets = append(info.secrets, v)
+		}
+	}
+	if !url {
+		// "user= password=x" makes "password=x" the user name: a value
+		// with "=" in it is shown as "…".
+		show := func(v string) string {
+			if strings.Contains(v, "=") {
+				return "…"
+			}
+			return v
+		}
+		info.shown = fmt.Sprintf("host=%s port=%d dbname=%s user=%s", show(cfg.Host), cfg.Port, show(cfg.Database), show(cfg.User))
+	}
+	// Bound lib/pq's connection handshake, which ignores contexts.
+	info.source = dsn
+	switch {
+	case strings.Contains(dsn, "connect_timeout"):
+	case !url:
+		// First, so that an unterminated last value cannot swallow it.
+		info.source = "connect_timeout=10 " + dsn
+	case strings.Contains(dsn, "?"):
+		info.source = dsn + "&connect_timeout=10"
+	default:
+		info.source = dsn + "?connect_timeout=10"
+	}
+	return info, nil
+}
+
+// pgQuoted matches the %q-quoted parts of lib/pq's DSN errors.
+var pgQuoted = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+
+// pgSettings are the names of lib/pq's connection settings, which its
+// errors may quote and pgDSN keeps.
+var pgSettings = sync.OnceValue(func() map[string]bool {
+	names := map[string]bool{}
+	t := reflect.TypeFor[pq.Config]()
+	for i := range t.NumField() {
+		if name := t.Field(i).Tag.Get("postgres"); name != "" && name != "-" {
+			names[name] = true
+		}
+	}
+	return names
+})

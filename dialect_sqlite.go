@@ -318,6 +318,7 @@ WHERE id = ?1 AND vt > ` + sqliteNow + ` AND consumer_worker_id IS NULL`,
 		},
 		isForeignKey: func(err error) bool { return sqliteCode(err) == 787 }, // SQLITE_CONSTRAINT_FOREIGNKEY
 		isCloseNoise: func(error) bool { return false },
+		isAuthFailed: func(error) bool { return false }, // a file has no login
 		isBadJSON:    func(error) bool { return false }, // payloads are validated before they are sent
 		isBusy: func(err error) bool {
 			c := sqliteCode(err) & 0xff

@@ -28,6 +28,8 @@ func newTursoDialect() *dialect {
 	d.isBusy = func(err error) bool { return tursoErr(err, "database is locked", "SQLITE_BUSY") }
 	// sqld closes WebSockets without answering the close handshake.
 	d.isCloseNoise = func(err error) bool { return tursoErr(err, "failed to close WebSocket") }
+	// A refused token: HTTP 401 over HTTP, a failed hello over WebSocket.
+	d.isAuthFailed = func(err error) bool { return tursoErr(err, "error code 401", "Authentication failed") }
 	return d
 }
 

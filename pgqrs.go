@@ -132,7 +132,8 @@ var (
 	// consumers and admins made from it, after [Store.Close].
 	ErrClosed = errors.New("pgqrs: store is closed")
 	// ErrInvalidDSN is returned by Open for a DSN it cannot read or whose
-	// scheme names no supported backend.
+	// scheme names no supported backend. The message shows the DSN without
+	// its password, token or query, or not at all when it cannot be read.
 	ErrInvalidDSN = errors.New("pgqrs: invalid DSN")
 	// ErrDriverNotImported is returned by Open when the database/sql driver
 	// for the DSN's backend is not registered; the message names the import
@@ -141,6 +142,12 @@ var (
 	// ErrUnreachable is returned by Open when the database does not answer
 	// a first query. The message never contains a password or token.
 	ErrUnreachable = errors.New("pgqrs: database unreachable")
+	// ErrAuthFailed is returned by Open when the database answers but
+	// refuses the credentials: a wrong password, a role that may not log in
+	// or has no pg_hba.conf entry (Postgres SQLSTATE 28P01, 28000), a
+	// missing, expired or wrongly signed token (Turso: HTTP 401). The
+	// message never contains the password or token.
+	ErrAuthFailed = errors.New("pgqrs: authentication failed")
 	// ErrInvalidArgument is returned for arguments that are out of range:
 	// negative durations, a batch size below one, a nil *sql.DB or *sql.Tx,
 	// an option that does not apply to the backend.
@@ -149,7 +156,10 @@ var (
 	// empty, too long or contains characters outside the allowed set.
 	ErrInvalidName = errors.New("pgqrs: invalid name")
 	// ErrInvalidPayload is returned by the Enqueue methods for a payload that
-	// is not valid JSON or cannot be marshalled to JSON.
+	// is not valid JSON or cannot be marshalled to JSON, and for workflow
+	// inputs, outputs and step results alike. Valid JSON means valid UTF-8
+	// too, and no string may hold a NUL character (\u0000): Postgres cannot
+	// store one, so every backend refuses it.
 	ErrInvalidPayload = errors.New("pgqrs: invalid payload")
 	// ErrPayloadTooLarge is returned by the Enqueue methods for a payload
 	// larger than the store's limit (see [WithMaxPayloadBytes]).
@@ -442,24 +452,30 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 // Recognised DSNs:
 //
 //	postgres://user:pass@host:5432/db?sslmode=disable   (also postgresql://)
+//	host=/run/postgresql user=app password=... dbname=app  (libpq key=value)
 //	sqlite:path/to/app.db, sqlite::memory:, file:path/to/app.db
 //	libsql://host?authToken=..., http(s)://host:port, ws(s)://host:port
+//
+// A DSN that cannot be read returns [ErrInvalidDSN]; a server that does not
+// answer [ErrUnreachable]; one that refuses the credentials [ErrAuthFailed].
+// No error shows a password, a token or the DSN's query.
 //
 // SQLite files are opened with WAL, synchronous=NORMAL, a 10 s busy timeout,
 // foreign keys on and immediate transactions. ":memory:" databases use a
 // single connection (each connection would otherwise see its own database).
 func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
-	d, driver, source, err := parseDSN(dsn)
+	info, err := parseDSN(dsn)
 	if err != nil {
 		return nil, err
 	}
+	d, driver, source := info.dialect, info.driver, info.source
 	if !slices.Contains(sql.Drivers(), driver) {
 		return nil, fmt.Errorf("%w: no database/sql driver %q is registered for %s; add: import _ %q",
 			ErrDriverNotImported, driver, d, driverImport[d])
 	}
 	db, err := openPool(d, driver, source)
 	if err != nil {
-		return nil, fmt.Errorf("%w: open %s: %v", ErrInvalidDSN, redactDSN(dsn), err)
+		return nil, fmt.Errorf("%w: open %s: %s", ErrInvalidDSN, info.shown, redactErr(err, info.secrets))
 	}
 	s, err := New(db, d, opts...)
 	if err != nil {
@@ -492,11 +508,15 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	case <-pctx.Done():
 		err2 = pctx.Err()
 		go func() { <-answer; db.Close() }()
-		return nil, fmt.Errorf("%w: %s: %w", ErrUnreachable, redactDSN(dsn), err2)
+		return nil, fmt.Errorf("%w: %s: %w", ErrUnreachable, info.shown, err2)
 	}
 	if err2 != nil {
 		db.Close()
-		return nil, fmt.Errorf("%w: %s: %w", ErrUnreachable, redactDSN(dsn), &redactedError{err: err2, dsn: dsn})
+		sentinel := ErrUnreachable
+		if s.d.isAuthFailed(err2) {
+			sentinel = ErrAuthFailed
+		}
+		return nil, fmt.Errorf("%w: %s: %w", sentinel, info.shown, &redactedError{err: err2, secrets: info.secrets})
 	}
 	return s, nil
 }
@@ -507,23 +527,31 @@ var driverImport = map[Dialect]string{
 	Turso:    "github.com/tursodatabase/libsql-client-go/libsql",
 }
 
+// dsnInfo is what Open needs to know about a DSN.
+type dsnInfo struct {
+	dialect        Dialect
+	driver, source string   // for sql.Open
+	shown          string   // the DSN as errors show it: no password, token or query
+	secrets        []string // texts that must never appear in an error
+}
+
+const wantSchemes = "want postgres://, sqlite:, file:, libsql://, http(s)://, ws(s)://, or a Postgres key=value DSN"
+
 // parseDSN maps a DSN to its dialect, driver name and driver data source.
-func parseDSN(dsn string) (d Dialect, driver, source string, err error) {
+// No error it returns contains a password, a token or a query value.
+func parseDSN(dsn string) (dsnInfo, error) {
 	scheme, rest, ok := strings.Cut(dsn, ":")
-	if !ok || dsn == "" {
-		return "", "", "", fmt.Errorf("%w: %q has no scheme (want postgres://, sqlite:, file:, libsql://, http(s)://, ws(s)://)", ErrInvalidDSN, redactDSN(dsn))
+	if !ok || !isScheme(scheme) {
+		if strings.Contains(dsn, "=") {
+			// host=/tmp user=app password=... dbname=app
+			return pgDSN(dsn)
+		}
+		return dsnInfo{}, fmt.Errorf("%w: the DSN has no scheme (%s)", ErrInvalidDSN, wantSchemes)
 	}
+	info := dsnInfo{shown: redactDSN(dsn), secrets: dsnSecrets(dsn)}
 	switch strings.ToLower(scheme) {
 	case "postgres", "postgresql":
-		// Bound lib/pq's connection handshake, which ignores contexts.
-		if !strings.Contains(dsn, "connect_timeout") {
-			sep := "?"
-			if strings.Contains(dsn, "?") {
-				sep = "&"
-			}
-			dsn += sep + "connect_timeout=10"
-		}
-		return Postgres, "postgres", dsn, nil
+		return pgDSN(dsn)
 	case "sqlite", "sqlite3", "file":
 		path := rest
 		if strings.EqualFold(scheme, "file") {
@@ -531,13 +559,14 @@ func parseDSN(dsn string) (d Dialect, driver, source string, err error) {
 		}
 		path = strings.TrimPrefix(path, "//")
 		if path == "" {
-			return "", "", "", fmt.Errorf("%w: %q names no database file", ErrInvalidDSN, dsn)
+			return dsnInfo{}, fmt.Errorf("%w: %s names no database file", ErrInvalidDSN, info.shown)
 		}
 		q := url.Values{}
 		if strings.EqualFold(scheme, "file") {
 			if _, raw, ok := strings.Cut(rest, "?"); ok {
+				var err error
 				if q, err = url.ParseQuery(raw); err != nil {
-					return "", "", "", fmt.Errorf("%w: %q: %v", ErrInvalidDSN, dsn, err)
+					return dsnInfo{}, fmt.Errorf("%w: %s: cannot parse the query", ErrInvalidDSN, info.shown)
 				}
 			}
 		}
@@ -549,59 +578,177 @@ func parseDSN(dsn string) (d Dialect, driver, source string, err error) {
 			q.Add("_pragma", "foreign_keys(1)")
 		}
 		q.Set("_txlock", "immediate")
-		return SQLite, "sqlite", "file:" + path + "?" + q.Encode(), nil
+		info.dialect, info.driver, info.source = SQLite, "sqlite", "file:"+path+"?"+q.Encode()
+		return info, nil
 	case "libsql", "http", "https", "ws", "wss":
 		if _, err := url.Parse(dsn); err != nil {
-			return "", "", "", fmt.Errorf("%w: %s: cannot parse URL", ErrInvalidDSN, redactDSN(dsn))
+			return dsnInfo{}, fmt.Errorf("%w: %s: %s", ErrInvalidDSN, info.shown, urlProblem(err))
 		}
-		return Turso, "libsql", dsn, nil
+		info.dialect, info.driver, info.source = Turso, "libsql", dsn
+		return info, nil
 	}
-	return "", "", "", fmt.Errorf("%w: unknown scheme %q (want postgres://, sqlite:, file:, libsql://, http(s)://, ws(s)://)", ErrInvalidDSN, scheme)
+	return dsnInfo{}, fmt.Errorf("%w: unknown scheme %q (%s)", ErrInvalidDSN, scheme, wantSchemes)
 }
 
-// redactDSN returns dsn without user info and query (where passwords and
-// tokens live).
-func redactDSN(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil || u.Host == "" {
-		if i := strings.IndexAny(dsn, "?@"); i >= 0 {
-			return dsn[:i] + "…"
+// isScheme reports whether s is a URL scheme: a letter, then letters,
+// digits, "+", "-" or ".".
+func isScheme(s string) bool {
+	for i, r := range s {
+		letter := (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')
+		if !letter && (i == 0 || !(r >= '0' && r <= '9' || r == '+' || r == '-' || r == '.')) {
+			return false
 		}
-		return dsn
 	}
-	out := u.Scheme + "://" + u.Host + u.Path
-	if u.User != nil {
-		out = u.Scheme + "://" + u.User.Username() + ":***@" + u.Host + u.Path
+	return s != ""
+}
+
+// urlProblem says what url.Parse disliked without quoting the URL, whose
+// text may be part of a password.
+func urlProblem(err error) string {
+	var esc url.EscapeError
+	var host url.InvalidHostError
+	switch msg := err.Error(); {
+	case errors.As(err, &esc):
+		return "cannot parse URL: a % escape is not two hex digits (percent-encode special characters in the password)"
+	case errors.As(err, &host):
+		return "cannot parse URL: invalid character in the host"
+	case strings.Contains(msg, "invalid port"):
+		return "cannot parse URL: invalid port"
+	case strings.Contains(msg, "missing ']'"):
+		return "cannot parse URL: unclosed [ in the host"
+	case strings.Contains(msg, "control character"):
+		return "cannot parse URL: control character in URL"
 	}
-	return out
+	return "cannot parse URL"
+}
+
+// redactDSN returns a URL-shaped dsn without the password, the query and
+// the fragment. It never falls back to the input: when it cannot tell the
+// user info from the rest (an "@" after a "/", "?" or "#"), it shows only
+// the scheme. A DSN without a scheme shows as "(DSN hidden)".
+func redactDSN(dsn string) string {
+	scheme, rest, ok := strings.Cut(dsn, ":")
+	if !ok || !isScheme(scheme) {
+		return "(DSN hidden)"
+	}
+	out := scheme + ":"
+	if r, ok := strings.CutPrefix(rest, "//"); ok {
+		out, rest = out+"//", r
+	}
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	if at := strings.LastIndex(rest, "@"); at > end {
+		return out + "…"
+	} else if at >= 0 {
+		user, _, hasPassword := strings.Cut(rest[:at], ":")
+		out += user
+		if hasPassword {
+			out += ":***"
+		}
+		out += "@"
+		rest = rest[at+1:]
+	}
+	if i := strings.IndexAny(rest, "?#"); i >= 0 {
+		rest = rest[:i] + "?…"
+	}
+	return out + rest
+}
+
+// dsnSecrets returns the password and query values of a URL-shaped dsn,
+// raw and decoded, for redactErr. Query values of keys that hold
+// credentials count at any length, others from 8 bytes (shorter ones are
+// words like "disable" that errors may legitimately contain).
+func dsnSecrets(dsn string) []string {
+	var secrets []string
+	_, rest, _ := strings.Cut(dsn, ":")
+	rest = strings.TrimPrefix(rest, "//")
+	// The password runs from the first ":" of the user info to the last "@"
+	// before the host. Where the DSN is ambiguous (a raw ":" or "@" in the
+	// user name, the password or the query), take every candidate: from
+	// any of the first few ":" to any of the first few "@" (short ones only
+	// in the usual place, or they would garble whole messages).
+	ats := []int{}
+	for i, n := 0, 0; i < len(rest) && n < 8; i++ {
+		if rest[i] == '@' {
+			ats, n = append(ats, i), n+1
+		}
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		ats = append(ats, at)
+	}
+	for _, at := range ats {
+		for i, n := 0, 0; i < at && n < 8; i++ {
+			if rest[i] != ':' {
+				continue
+			}
+			n++
+			pw := rest[i+1 : at]
+			if n > 1 && len(pw) < 4 {
+				continue
+			}
+			secrets = append(secrets, pw)
+			if dec, err := url.PathUnescape(pw); err == nil {
+				secrets = append(secrets, dec)
+			}
+		}
+	}
+	// The query's key=value pairs, split as a URL parser splits them, for
+	// a query starting at any of the first few "?" or "#": which one starts
+	// it is ambiguous when the user info holds them raw.
+	var pairs []string
+	for i, n := 0, 0; i < len(dsn) && n < 16; i++ {
+		if dsn[i] != '?' && dsn[i] != '#' {
+			continue
+		}
+		n++
+		query, _, _ := strings.Cut(dsn[i+1:], "#")
+		pairs = append(pairs, strings.FieldsFunc(query, func(r rune) bool { return r == '&' || r == ';' })...)
+	}
+	for _, kv := range pairs {
+		k, v, _ := strings.Cut(kv, "=")
+		dec, err := url.QueryUnescape(v)
+		if err != nil {
+			dec = v
+		}
+		if len(dec) >= 8 || isCredentialKey(k) {
+			secrets = append(secrets, v, dec)
+		}
+	}
+	return secrets
+}
+
+func isCredentialKey(k string) bool {
+	k = strings.ToLower(k)
+	for _, w := range []string{"pass", "token", "secret", "auth", "key", "jwt"} {
+		if strings.Contains(k, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // redactedError is a driver error whose text has the DSN's secrets removed;
 // errors.Is and errors.As still see the original (context.DeadlineExceeded,
 // *pq.Error, ...).
 type redactedError struct {
-	err error
-	dsn string
+	err     error
+	secrets []string
 }
 
-func (e *redactedError) Error() string { return redactErr(e.err, e.dsn) }
+func (e *redactedError) Error() string { return redactErr(e.err, e.secrets) }
 func (e *redactedError) Unwrap() error { return e.err }
 
-// redactErr renders err with any secret from dsn removed.
-func redactErr(err error, dsn string) string {
+// redactErr renders err with every secret removed, longest first (so a
+// secret that contains another is removed whole).
+func redactErr(err error, secrets []string) string {
 	msg := err.Error()
-	u, perr := url.Parse(dsn)
-	if perr != nil {
-		return msg
-	}
-	if p, ok := u.User.Password(); ok && p != "" {
-		msg = strings.ReplaceAll(msg, p, "***")
-	}
-	for _, vs := range u.Query() {
-		for _, v := range vs {
-			if len(v) >= 8 {
-				msg = strings.ReplaceAll(msg, v, "***")
-			}
+	secrets = slices.Clone(secrets)
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	for _, s := range secrets {
+		if s != "" {
+			msg = strings.ReplaceAll(msg, s, "***")
 		}
 	}
 	return msg

@@ -1,6 +1,7 @@
 package pgqrs
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"unicode/utf8"
 )
 
 // Producer adds messages to one queue. It is a registered worker (see
@@ -127,10 +129,40 @@ func (s *Store) encode(payload any) (json.RawMessage, error) {
 	if len(b) > s.cfg.maxPayloadBytes {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrPayloadTooLarge, len(b), s.cfg.maxPayloadBytes)
 	}
-	if !json.Valid(b) {
-		return nil, fmt.Errorf("%w: not valid JSON", ErrInvalidPayload)
+	if err := checkJSON(b); err != nil {
+		return nil, err
 	}
 	return b, nil
+}
+
+// checkJSON is the one test of what pgqrs stores as JSON (payloads,
+// workflow inputs and outputs, step results): valid JSON, valid UTF-8
+// (encoding/json's Valid lets invalid bytes inside strings through; Postgres
+// refuses them, SQLite would store them as they are), and no string holding
+// a NUL character (\u0000, which Postgres jsonb cannot store). Every backend
+// refuses the same values, so code behaves the same everywhere.
+func checkJSON(b []byte) error {
+	if !json.Valid(b) {
+		return fmt.Errorf("%w: not valid JSON", ErrInvalidPayload)
+	}
+	if !utf8.Valid(b) {
+		return fmt.Errorf("%w: not valid UTF-8", ErrInvalidPayload)
+	}
+	for i := 0; ; {
+		j := bytes.Index(b[i:], []byte(`\u0000`))
+		if j < 0 {
+			return nil
+		}
+		j += i
+		slashes := 0 // an escaped backslash before "u0000" is not a NUL
+		for k := j - 1; k >= 0 && b[k] == '\\'; k-- {
+			slashes++
+		}
+		if slashes%2 == 0 {
+			return fmt.Errorf("%w: a string holds a NUL character (\\u0000), which Postgres cannot store", ErrInvalidPayload)
+		}
+		i = j + 1
+	}
 }
 
 // Enqueue adds payload to the producer's queue and returns the new message's

@@ -1,7 +1,6 @@
 package pgqrs
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -251,7 +250,7 @@ func Step[T any](ctx context.Context, run *Run, name string, fn func(ctx context
 		if err != nil {
 			return nil, Permanent(fmt.Errorf("encode result: %w", err))
 		}
-		if err := storableJSON(b); err != nil {
+		if err := checkJSON(b); err != nil {
 			return nil, Permanent(fmt.Errorf("result: %w", err))
 		}
 		return b, nil
@@ -401,27 +400,6 @@ func validateStepName(name string) error {
 		return fmt.Errorf("%w: step name %q must be 1 to 1000 bytes of UTF-8 without NUL", ErrInvalidArgument, name)
 	}
 	return nil
-}
-
-// storableJSON refuses JSON that one of the backends cannot store: a string
-// with a NUL character (\u0000), which Postgres jsonb rejects. Every backend
-// refuses it, so a workflow behaves the same everywhere.
-func storableJSON(b []byte) error {
-	for i := 0; ; {
-		j := bytes.Index(b[i:], []byte(`\u0000`))
-		if j < 0 {
-			return nil
-		}
-		j += i
-		slashes := 0 // an escaped backslash before "u0000" is not a NUL
-		for k := j - 1; k >= 0 && b[k] == '\\'; k-- {
-			slashes++
-		}
-		if slashes%2 == 0 {
-			return fmt.Errorf("%w: a string holds a NUL character, which Postgres cannot store", ErrInvalidPayload)
-		}
-		i = j + 1
-	}
 }
 
 // callStep runs a step's body, turning a panic into a permanent error.

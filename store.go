@@ -66,6 +66,8 @@ type dialect struct {
 	// isCloseNoise recognises errors from closing a pool that lost nothing
 	// (sqld drops WebSockets without answering the close handshake).
 	isCloseNoise func(error) bool
+	// isAuthFailed recognises a server that refused the credentials.
+	isAuthFailed func(error) bool
 	// isBadJSON recognises a payload the database refuses although
 	// encoding/json accepted it (Postgres jsonb rejects \u0000).
 	isBadJSON func(error) bool

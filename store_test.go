@@ -140,9 +140,14 @@ func TestReadmeQuickstartIsTheExample(t *testing.T) {
 // TestOpenWithoutDriver builds a program that imports no SQLite driver: Open
 // must say which import to add.
 func TestOpenWithoutDriver(t *testing.T) {
-	out, err := exec.Command("go", "run", "./testdata/nodriver").CombinedOutput()
+	// Stdout only: go run writes build chatter (GOFLAGS=-v prints package
+	// names) to stderr.
+	cmd := exec.Command("go", "run", "./testdata/nodriver")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("go run: %v\n%s", err, out)
+		t.Fatalf("go run: %v\n%s%s", err, out, stderr.String())
 	}
 	want := `true pgqrs: database driver not imported: no database/sql driver "sqlite" is registered for sqlite; add: import _ "modernc.org/sqlite"`
 	if got := strings.TrimSpace(string(out)); got != want {

@@ -25,8 +25,9 @@ type privateSQLD struct {
 }
 
 // startSQLD starts sqld from PGQRS_TEST_SQLD_BIN (scripts/services.sh sets
-// it) on a fresh database and a free port, and stops it when t ends.
-func startSQLD(t *testing.T) *privateSQLD {
+// it) on a fresh database and a free port, with env added to its
+// environment, and stops it when t ends.
+func startSQLD(t *testing.T, env ...string) *privateSQLD {
 	t.Helper()
 	bin := needEnv(t, "PGQRS_TEST_SQLD_BIN", "sqld binary")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -42,6 +43,7 @@ func startSQLD(t *testing.T) *privateSQLD {
 	}
 	cmd := exec.Command(bin, "--db-path", filepath.Join(dir, "data"),
 		"--http-listen-addr", fmt.Sprintf("127.0.0.1:%d", port), "--no-welcome")
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -73,6 +75,8 @@ func startSQLD(t *testing.T) *privateSQLD {
 	}
 	return &privateSQLD{cmd: cmd, port: port}
 }
+
+func (p *privateSQLD) addr() string { return fmt.Sprintf("127.0.0.1:%d", p.port) }
 
 func (p *privateSQLD) url(transport string) string {
 	return fmt.Sprintf("%s://127.0.0.1:%d", transport, p.port)

@@ -117,7 +117,7 @@ func (w *Workflow[In, Out]) trigger(ctx context.Context, s *Store, tx *sql.Tx, i
 	if err != nil {
 		return 0, fmt.Errorf("trigger %q: %w: %v", w.name, ErrInvalidPayload, err)
 	}
-	if err := storableJSON(b); err != nil {
+	if err := checkJSON(b); err != nil {
 		return 0, fmt.Errorf("trigger %q: input: %w", w.name, err)
 	}
 	if tx != nil {
@@ -187,7 +187,7 @@ func (w *Workflow[In, Out]) call(ctx context.Context, run *Run, input json.RawMe
 	}
 	b, err := json.Marshal(out)
 	if err == nil {
-		err = storableJSON(b)
+		err = checkJSON(b)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("encode output of workflow %q: %w", w.name, err)

@@ -2,6 +2,7 @@ package pgqrs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -1053,8 +1054,8 @@ func TestWorkflowRefusesUnstorableJSON(t *testing.T) {
 	}{
 		{`"a\u0000b"`, false}, {`{"k":["\u0000"]}`, false}, {`"\\u0000"`, true}, {`"\\\u0000"`, false}, {`"plain"`, true},
 	} {
-		if err := storableJSON([]byte(tc.json)); (err == nil) != tc.ok {
-			t.Errorf("storableJSON(%s) = %v, want ok=%v", tc.json, err, tc.ok)
+		if err := checkJSON([]byte(tc.json)); (err == nil) != tc.ok {
+			t.Errorf("checkJSON(%s) = %v, want ok=%v", tc.json, err, tc.ok)
 		}
 	}
 	forEachBackend(t, func(t *testing.T, s *Store) {
@@ -1079,5 +1080,48 @@ func TestWorkflowRefusesUnstorableJSON(t *testing.T) {
 		in := NewWorkflow("nul-in", func(ctx context.Context, run *Run, s string) (string, error) { return s, nil })
 		_, err = in.Trigger(ctx, s, "x\x00y")
 		wantErr(t, err, ErrInvalidPayload)
+
+		// Invalid UTF-8, which json.Valid accepts inside strings: refused as
+		// input (Trigger, TriggerTx), and as a step result or an output it
+		// fails the run, once, instead of storing a corrupt value.
+		invalid := json.RawMessage("\"\x8a\"")
+		raw := NewWorkflow("utf8-in", func(ctx context.Context, run *Run, in json.RawMessage) (string, error) { return "", nil })
+		_, err = raw.Trigger(ctx, s, invalid)
+		wantErr(t, err, ErrInvalidPayload)
+		tx, err := s.DB().BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = raw.TriggerTx(ctx, tx, s, invalid)
+		wantErr(t, err, ErrInvalidPayload)
+		if err := tx.Rollback(); err != nil {
+			t.Fatal(err)
+		}
+		var stepCalls atomic.Int64
+		step := NewWorkflow("utf8-step", func(ctx context.Context, run *Run, _ struct{}) (json.RawMessage, error) {
+			return Step(ctx, run, "s", func(context.Context) (json.RawMessage, error) { stepCalls.Add(1); return invalid, nil })
+		})
+		out := NewWorkflow("utf8-out", func(ctx context.Context, run *Run, _ struct{}) (json.RawMessage, error) { return invalid, nil })
+		stepID, err := step.Trigger(ctx, s, struct{}{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		outID, err := out.Trigger(ctx, s, struct{}{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		serveInBackground(t, s, step, fastPoll)
+		serveInBackground(t, s, out, fastPoll)
+		_, err = waitResult(t, s, step, stepID)
+		if !errors.As(err, &re) || !strings.Contains(re.Message, "UTF-8") {
+			t.Errorf("step result: %v, want a failure naming UTF-8", err)
+		}
+		if stepCalls.Load() != 1 {
+			t.Errorf("step ran %d times, want 1 (not retried)", stepCalls.Load())
+		}
+		_, err = waitResult(t, s, out, outID)
+		if !errors.As(err, &re) || !strings.Contains(re.Message, "UTF-8") {
+			t.Errorf("output: %v, want a failure naming UTF-8", err)
+		}
 	})
 }

@@ -5,7 +5,9 @@
 #   scripts/services.sh stop DIR
 #
 # All state lives under DIR. `start` writes DIR/env (`export NAME='value'` lines) with
-# PGQRS_TEST_POSTGRES_DSN and/or PGQRS_TEST_TURSO_URL. `start` first stops and wipes
+# PGQRS_TEST_POSTGRES_DSN and/or PGQRS_TEST_TURSO_URL (and PGQRS_TEST_SQLD_BIN, the sqld
+# binary, for tests that start a server of their own). PostgreSQL trusts the postgres
+# superuser; other roles log in over TCP with scram-sha-256. `start` first stops and wipes
 # whatever an earlier `start DIR` left, so it can be re-run. `stop` is idempotent.
 set -euo pipefail
 
@@ -71,6 +73,14 @@ start_postgres() {
 	fi
 	as_owner "$pg" "$PG_BIN/initdb" -D "$pg/data" -U postgres -A trust -E UTF8 --locale=C \
 		--no-sync >"$pg/initdb.log" 2>&1 || { tail -n 20 "$pg/initdb.log" >&2; die "initdb failed"; }
+	# Trust the postgres superuser (the DSN the tests get has no password) and
+	# local sockets; every other role must log in over TCP with its password,
+	# so tests can check how a refused login is reported.
+	cat >"$pg/data/pg_hba.conf" <<-EOF
+		local all all trust
+		host all postgres 127.0.0.1/32 trust
+		host all all 127.0.0.1/32 scram-sha-256
+	EOF
 	port=$(free_port)
 	# Defaults otherwise (fsync stays on: benchmarks run on this cluster).
 	cat >>"$pg/data/postgresql.conf" <<-EOF
@@ -126,7 +136,8 @@ start_sqld() {
 		sleep 0.1
 	done
 	echo "export PGQRS_TEST_TURSO_URL='http://127.0.0.1:$port'" >>"$dir/env"
-	# Tests that stall or wedge a server start their own from this binary.
+	# Tests that need a server of their own (one they stall, one with JWT auth)
+	# start this binary.
 	echo "export PGQRS_TEST_SQLD_BIN='$SQLD_CACHE/package/sqld'" >>"$dir/env"
 	log "sqld on 127.0.0.1:$port"
 }

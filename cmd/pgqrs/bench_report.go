@@ -80,6 +80,9 @@ func benchBackendOf(dsn string) string {
 	case "libsql", "http", "https", "ws", "wss":
 		return "turso"
 	}
+	if k, _, ok := strings.Cut(dsn, "="); ok && !strings.ContainsAny(k, ":/") {
+		return "postgres" // libpq key=value: host=... dbname=...
+	}
 	return ""
 }
 

@@ -438,10 +438,13 @@ func isClosed(ch <-chan struct{}) bool {
 }
 
 // exitCode maps err to the exit status: 2 for usage errors and for input the
-// library rejects as malformed, 1 for everything else.
+// library rejects as malformed, 3 when the database refused the login, 1 for
+// everything else.
 func exitCode(err error) int {
 	var ue *usageError
 	switch {
+	case errors.Is(err, pgqrs.ErrAuthFailed):
+		return 3
 	case errors.As(err, &ue),
 		errors.Is(err, pgqrs.ErrInvalidDSN),
 		errors.Is(err, pgqrs.ErrInvalidName),

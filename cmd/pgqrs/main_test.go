@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -312,6 +313,16 @@ func TestBadDSN(t *testing.T) {
 		{"no-scheme-at-all", 2, "invalid DSN"},
 		{"postgres://alice:" + password + "@127.0.0.1:1/db?sslmode=disable", 1, "database unreachable: postgres://alice:***@127.0.0.1:1/db"},
 		{"http://127.0.0.1:1?authToken=" + token, 1, "database unreachable: http://127.0.0.1:1"},
+		// The Unix-socket form: a valid DSN, nobody listening.
+		{"postgres://alice:" + password + "@/app?host=/nonexistent", 1, "database unreachable: postgres://alice:***@/app"},
+		{"host=/nonexistent user=alice password=" + password + " dbname=app", 1, "database unreachable: host=/nonexistent port=5432 dbname=app user=alice"},
+		// DSNs that do not parse: exit 2, and never the input.
+		{"postgres://u:" + password + "@127.0.0.1:notaport/db", 2, "invalid DSN: postgres://u:***@127.0.0.1:notaport/db: cannot parse URL: invalid port"},
+		{"postgres://u:" + password + "%zz@127.0.0.1/db", 2, "invalid DSN: postgres://u:***@127.0.0.1/db: cannot parse URL: a % escape"},
+		{"postgres://u:" + password + "@[::1/db", 2, "invalid DSN: postgres://u:***@[::1/db: cannot parse URL: unclosed ["},
+		{"host=/tmp password='" + password, 2, "invalid DSN: (key=value DSN): unterminated quoted string"},
+		{"host=/tmp password=" + password + " junk", 2, `invalid DSN: (key=value DSN): missing "=" after "…"`},
+		{"libsql://[::1?authToken=" + token, 2, "invalid DSN: libsql://[::1?…: cannot parse URL"},
 	}
 	for _, tt := range tests {
 		for _, args := range [][]string{{"--dsn", tt.dsn, "queue", "list"}, {"--dsn", tt.dsn, "demo"}} {
@@ -327,6 +338,36 @@ func TestBadDSN(t *testing.T) {
 	checkFailure(t, r, 1, "database unreachable", []string{"metrics"})
 	if strings.Contains(r.stderr, password) {
 		t.Errorf("stderr shows the password: %s", r.stderr)
+	}
+}
+
+// TestAuthFailedExit: a refused login exits 3 with a message that says so
+// and never shows the password (the test cluster asks roles other than
+// postgres for their password over TCP).
+func TestAuthFailedExit(t *testing.T) {
+	admin := needEnv(t, "PGQRS_TEST_POSTGRES_DSN", "PostgreSQL server")
+	db, err := sql.Open("postgres", admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	role := fmt.Sprintf("pgqrs_cli_auth_%d", os.Getpid())
+	if _, err := db.Exec(`CREATE ROLE ` + role + ` LOGIN PASSWORD 'the-right-one'`); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Exec(`DROP ROLE ` + role)
+	u, err := url.Parse(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wrong = "Wr0ngPassw0rd-xyz"
+	u.User = url.UserPassword(role, wrong)
+	for _, args := range [][]string{{"--dsn", u.String(), "queue", "list"}, {"--dsn", u.String(), "demo"}} {
+		r := runBin(t, "", "", nil, args...)
+		checkFailure(t, r, 3, "authentication failed: postgres://"+role+":***@", args)
+		if strings.Contains(r.stderr, wrong) {
+			t.Errorf("stderr shows the password: %s", r.stderr)
+		}
 	}
 }
 

@@ -1,0 +1,208 @@
+package pgqrs
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// The Run loop's record of what it holds: one lease per delivery, from the
+// claim until the loop forgets it, kept alive by keepLeases and sorted out
+// (lost to another consumer, or gone because the handler settled it) when an
+// extension finds the loop no longer holds it.
+
+// lease is the runner's record of one delivery: one claim of a message,
+// from the claim until the loop forgets it. A message given back and claimed
+// again is a new delivery with a new lease, even while the loop still holds
+// the old one; only the current lease of an ID (held[ID]) may settle it.
+// Fields other than m are guarded by runner.mu.
+type lease struct {
+	m      *Message
+	lost   bool               // an extension found the message held by another consumer, or by none
+	gone   bool               // the message no longer exists: settled outside the loop (by its handler's ArchiveTx, ...) or purged
+	done   bool               // a settle statement for this delivery was sent: a claim of its ID is a new delivery
+	cancel context.CancelFunc // set while a handler runs
+}
+
+func leaseIDs(ls []*lease) []int64 {
+	out := make([]int64, len(ls))
+	for i, l := range ls {
+		out[i] = l.m.ID
+	}
+	return out
+}
+
+func leaseMessages(ls []*lease) []*Message {
+	out := make([]*Message, len(ls))
+	for i, l := range ls {
+		out[i] = l.m
+	}
+	return out
+}
+
+// track records claimed messages as held and returns their leases. A claim
+// returns an ID the loop still holds in two cases. If the old delivery is
+// being settled (given back after a failure or for a workflow's timer, and
+// claimed again before the loop forgot it), or its lease was lost to another
+// consumer that then gave it back, the claim is a new delivery and replaces
+// the old lease. If the old delivery is still running with its lease kept
+// (its lease ran out while an extension failed, and this loop claimed it
+// again), the claim only renewed that lease: one delivery never goes to two
+// handlers.
+func (r *runner) track(msgs []*Message) []*lease {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fresh := make([]*lease, 0, len(msgs))
+	for _, m := range msgs {
+		if old := r.held[m.ID]; old != nil && !old.done && !old.lost && !old.gone {
+			continue
+		}
+		l := &lease{m: m}
+		r.held[m.ID] = l
+		fresh = append(fresh, l)
+	}
+	return fresh
+}
+
+// settling marks the current leases among ls done (a settle statement for
+// them is about to be sent) and returns them; the rest (lost, gone or
+// replaced) are the loop's no longer.
+func (r *runner) settling(ls []*lease) (mine, others []*lease) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, l := range ls {
+		if r.held[l.m.ID] == l && !l.lost && !l.gone {
+			l.done = true
+			mine = append(mine, l)
+		} else {
+			others = append(others, l)
+		}
+	}
+	return mine, others
+}
+
+// settled forgets deliveries that were archived, released, dead-lettered,
+// given back or lost, making room for more claims. A lease already replaced
+// by a newer delivery of the same message is not the current one and
+// changes nothing.
+func (r *runner) settled(ls []*lease) {
+	r.mu.Lock()
+	for _, l := range ls {
+		if r.held[l.m.ID] == l {
+			delete(r.held, l.m.ID)
+		}
+	}
+	r.mu.Unlock()
+	select {
+	case r.freed <- struct{}{}:
+	default:
+	}
+}
+
+// keepLeases extends the lease of every claimed, unsettled message (waiting
+// or running) every third of the visibility timeout, in batch statements,
+// until done. A message another consumer now holds is marked lost and its
+// handler's context cancelled. When the shutdown grace period ends it
+// cancels every running handler.
+func (r *runner) keepLeases(done <-chan struct{}) {
+	vt := r.o.VisibilityTimeout
+	t := time.NewTicker(max(vt/3, time.Millisecond))
+	defer t.Stop()
+	hardStop := r.hardStop
+	for {
+		select {
+		case <-done:
+			return
+		case <-hardStop:
+			hardStop = nil
+			r.mu.Lock()
+			for _, l := range r.held {
+				if l.cancel != nil {
+					l.cancel()
+				}
+			}
+			r.mu.Unlock()
+			r.log.Warn("pgqrs: shutdown grace period over; cancelled running handlers")
+			continue
+		case <-t.C:
+		}
+		r.mu.Lock()
+		ls := make([]*lease, 0, len(r.held))
+		for _, l := range r.held {
+			if !l.lost && !l.gone && !l.done {
+				ls = append(ls, l)
+			}
+		}
+		r.mu.Unlock()
+		if len(ls) == 0 {
+			continue
+		}
+		ok, err := r.c.settleAll(r.bg, "extend visibility of", r.c.s.d.message.extend, leaseIDs(ls), r.c.s.d.secondsArg(vt))
+		if err != nil {
+			r.log.Warn("pgqrs: lease extension failed", "err", err)
+			continue
+		}
+		var missed []*lease
+		for i, held := range ok {
+			if !held {
+				missed = append(missed, ls[i])
+			}
+		}
+		if len(missed) > 0 {
+			r.lostOrGone(missed)
+		}
+	}
+}
+
+// lostOrGone sorts out deliveries whose lease the loop found it no longer
+// holds. A message that still exists is held by another consumer (or by
+// none): its lease is lost, and its handler's context is cancelled. One that
+// no longer exists was settled outside the loop, typically by its own
+// handler with [Consumer.ArchiveTx] or [Consumer.DeleteTx]: it is gone, which
+// is no failure, and its handler runs on.
+func (r *runner) lostOrGone(ls []*lease) {
+	exist, err := r.c.existing(r.bg, leaseIDs(ls))
+	if err != nil {
+		r.log.Warn("pgqrs: checking messages whose lease was not renewed failed", "ids", leaseIDs(ls), "err", err)
+		return // the next extension asks again
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, l := range ls {
+		switch {
+		case l.lost || l.gone || l.done || r.held[l.m.ID] != l:
+			// settled or replaced meanwhile
+		case exist[l.m.ID]:
+			l.lost = true
+			r.log.Warn("pgqrs: lease lost; cancelling its handler", "id", l.m.ID)
+			if l.cancel != nil {
+				l.cancel()
+			}
+		default:
+			l.gone = true
+			r.log.Debug("pgqrs: message settled outside the loop", "id", l.m.ID)
+		}
+	}
+}
+
+// existing reports which of ids are still live messages of the queue,
+// whoever holds them.
+func (c *Consumer) existing(ctx context.Context, ids []int64) (map[int64]bool, error) {
+	var found []int64
+	err := c.s.read(ctx, func(ctx context.Context, q querier) error {
+		rows, err := q.QueryContext(ctx, c.s.d.message.existing, c.s.d.idsArg(ids), c.queueID)
+		if err != nil {
+			return err
+		}
+		found, err = scanIDs(rows)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("look up messages in %q: %w", c.queue, err)
+	}
+	out := make(map[int64]bool, len(found))
+	for _, id := range found {
+		out[id] = true
+	}
+	return out, nil
+}

@@ -1,0 +1,308 @@
+package pgqrs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Executing one claimed unit and completing it: the handler call (panics
+// become errors), then its outcome applied by the statement that fits:
+// successes archived together by one goroutine, failures released after a
+// backoff or dead-lettered, workflow waits rescheduled, and messages never
+// started given back at shutdown.
+
+// serve runs handlers for claimed units until work is closed.
+func (r *runner) serve() {
+	for unit := range r.work {
+		if r.stopping.Load() {
+			r.mu.Lock()
+			r.leftover = append(r.leftover, unit...)
+			r.mu.Unlock()
+			continue
+		}
+		r.process(unit)
+	}
+}
+
+// drainWork takes the units no handler started.
+func (r *runner) drainWork() {
+	for {
+		select {
+		case unit := <-r.work:
+			r.mu.Lock()
+			r.leftover = append(r.leftover, unit...)
+			r.mu.Unlock()
+		default:
+			return
+		}
+	}
+}
+
+// process runs the handler on one unit, then settles it. Its leases are
+// kept by keepLeases; a message whose lease was lost while it waited is
+// dropped without running the handler, and so is one that no longer exists.
+func (r *runner) process(unit []*lease) {
+	hctx, cancel := context.WithCancel(r.bg)
+	defer cancel()
+	var skip, keep []*lease
+	r.mu.Lock()
+	for _, l := range unit {
+		if r.held[l.m.ID] != l || l.lost || l.gone {
+			skip = append(skip, l)
+			continue
+		}
+		l.cancel = cancel
+		keep = append(keep, l)
+	}
+	r.mu.Unlock()
+	if len(skip) > 0 {
+		r.log.Warn("pgqrs: lease lost before the handler started; skipping", "ids", leaseIDs(skip))
+		r.settled(skip)
+	}
+	if len(keep) == 0 {
+		return
+	}
+	err := r.call(hctx, leaseMessages(keep))
+	if err == nil && hctx.Err() != nil {
+		// The lease was lost, or the grace period ended, while the handler
+		// ran; an archive would fail the fence anyway.
+		err = fmt.Errorf("handler context cancelled: %w", hctx.Err())
+	}
+	r.mu.Lock()
+	for _, l := range keep {
+		l.cancel = nil
+	}
+	r.mu.Unlock()
+	if err == nil {
+		for _, l := range keep {
+			r.acks <- l
+		}
+		return
+	}
+	// From here the unit is given back. Leases lost or gone while the
+	// handler ran are not this loop's to settle; the others are marked done
+	// first, so a claim that returns one of them before settled runs is
+	// treated as the new delivery it is.
+	mine, others := r.settling(keep)
+	if len(others) > 0 {
+		r.settled(others)
+	}
+	if len(mine) == 0 {
+		return
+	}
+	ids := leaseIDs(mine)
+	var later *rescheduleError
+	if errors.As(err, &later) {
+		// A workflow run waits for a timer: give the message back for then,
+		// without counting this delivery as an attempt.
+		if _, err := r.c.settle(r.bg, nil, "reschedule", r.c.s.d.message.reschedule, ids, r.c.s.d.secondsArg(later.delay)); err != nil {
+			r.log.Error("pgqrs: reschedule failed; the message returns when its lease expires", "ids", ids, "err", err)
+		} else {
+			if later.after != nil {
+				later.after(r.bg)
+			}
+			// A short wait ends sooner than the next poll would notice.
+			if later.delay > 0 && later.delay < time.Minute {
+				s, queueID := r.c.s, r.c.queueID
+				time.AfterFunc(later.delay, func() { s.wake(queueWake(queueID)) })
+			}
+		}
+		r.c.s.hooks.givenBack(ids)
+		r.settled(mine)
+		return
+	}
+	r.fail(leaseMessages(mine), err)
+	r.c.s.hooks.givenBack(ids)
+	r.settled(mine)
+}
+
+// call runs the handler, turning a panic into an error.
+func (r *runner) call(ctx context.Context, msgs []*Message) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v", p)
+			r.log.Error("pgqrs: handler panicked", "ids", msgIDs(msgs), "panic", p, "stack", string(debug.Stack()))
+		}
+	}()
+	return r.handle(ctx, msgs)
+}
+
+// errorText is err's text as every backend stores it: valid UTF-8 without
+// NUL bytes (Postgres rejects both), at most 4,000 bytes, cut on a rune
+// boundary.
+func errorText(err error) string {
+	text := strings.ToValidUTF8(strings.ReplaceAll(err.Error(), "\x00", ""), "\uFFFD")
+	if len(text) > 4000 {
+		cut := 4000
+		for cut > 0 && !utf8.RuneStart(text[cut]) {
+			cut--
+		}
+		text = text[:cut] + "…"
+	}
+	return text
+}
+
+// backoff is the retry delay after a failed attempt; a panicking or
+// negative user backoff counts as no delay.
+func (r *runner) backoff(attempt int) (d time.Duration) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error("pgqrs: Backoff panicked; retrying without delay", "panic", p)
+			d = 0
+		}
+	}()
+	return max(r.o.Backoff(attempt), 0)
+}
+
+// fail releases failed messages after their backoff, recording the error,
+// and dead-letters those that used their last attempt.
+func (r *runner) fail(msgs []*Message, herr error) {
+	text := errorText(herr)
+	byAttempt := map[int][]int64{}
+	var dead []int64
+	for _, m := range msgs {
+		if m.ReadCount >= r.o.MaxAttempts {
+			dead = append(dead, m.ID)
+		} else {
+			byAttempt[m.ReadCount] = append(byAttempt[m.ReadCount], m.ID)
+		}
+	}
+	r.log.Warn("pgqrs: handler failed", "ids", msgIDs(msgs), "err", herr)
+	c := r.c
+	if len(dead) > 0 {
+		if _, err := c.settle(r.bg, nil, "dead-letter", c.s.d.message.deadLetter, dead, text); err != nil {
+			r.log.Error("pgqrs: dead-letter failed", "ids", dead, "err", err)
+		} else {
+			r.log.Warn("pgqrs: dead-lettered after max attempts", "ids", dead, "attempts", r.o.MaxAttempts)
+		}
+	}
+	for attempt, ids := range byAttempt {
+		delay := r.backoff(attempt)
+		if _, err := c.settle(r.bg, nil, "release", c.s.d.message.fail, ids, c.s.d.secondsArg(delay), text); err != nil {
+			r.log.Error("pgqrs: release after failure failed", "ids", ids, "err", err)
+		}
+	}
+}
+
+// archive archives successes, coalescing those that arrive together into
+// one statement, until archiveNow is closed.
+func (r *runner) archive() {
+	for {
+		var batch []*lease
+		select {
+		case l := <-r.acks:
+			batch = append(batch, l)
+		case <-r.archiveNow: // no handler will ack any more: flush and stop
+			for {
+				select {
+				case l := <-r.acks:
+					batch = append(batch, l)
+				default:
+					r.archiveBatch(batch)
+					return
+				}
+			}
+		}
+	more:
+		for len(batch) < r.c.s.cfg.maxBatch {
+			select {
+			case l := <-r.acks:
+				batch = append(batch, l)
+			default:
+				break more
+			}
+		}
+		r.archiveBatch(batch)
+	}
+}
+
+// archiveBatch archives successes, at most the batch limit per statement.
+// Messages their handlers settled themselves (ArchiveTx, DeleteTx) are not
+// archived again and are no failure.
+func (r *runner) archiveBatch(batch []*lease) {
+	mine, others := r.settling(batch)
+	r.settled(others)
+	if len(mine) == 0 {
+		return
+	}
+	ids := leaseIDs(mine)
+	ok, err := r.c.settleAll(r.bg, "archive", r.c.s.d.message.archive, ids)
+	if err != nil {
+		r.log.Error("pgqrs: archive failed; the messages will be delivered again", "ids", ids, "err", err)
+	}
+	var missed []int64
+	for i, done := range ok {
+		if !done {
+			missed = append(missed, ids[i])
+		}
+	}
+	if len(missed) > 0 {
+		exist, err := r.c.existing(r.bg, missed)
+		for _, id := range missed {
+			if err != nil || exist[id] {
+				r.log.Warn("pgqrs: archive after lease loss; another consumer has the message", "id", id)
+			}
+		}
+	}
+	r.settled(mine)
+}
+
+// abandonAfter is how long Run still waits, after the shutdown grace period
+// cancelled the handlers' contexts, for handlers that ignore them.
+const abandonAfter = 5 * time.Second
+
+// unclaimLeftover gives back, visible at once and with their read counts
+// restored, the messages claimed but never started so far.
+func (r *runner) unclaimLeftover() {
+	r.mu.Lock()
+	left := r.leftover
+	r.leftover = nil
+	r.mu.Unlock()
+	mine, others := r.settling(left)
+	r.settled(others)
+	if len(mine) == 0 {
+		return
+	}
+	ids := leaseIDs(mine)
+	ctx, cancel := context.WithTimeout(r.bg, 30*time.Second)
+	defer cancel()
+	if _, err := r.c.settleAll(ctx, "give back", r.c.s.d.message.unclaim, ids); err != nil {
+		r.log.Error("pgqrs: giving back unstarted messages failed; they return when their leases expire", "ids", ids, "err", err)
+	}
+	r.settled(mine)
+}
+
+// testHooks let a test stop the Run loop at a point no outside condition
+// can reach. Production Stores have none.
+type testHooks struct {
+	// afterGiveBack runs after a unit's give-back statement (a release
+	// after a failure, or a reschedule), before the loop forgets it.
+	afterGiveBack func(ids []int64)
+	// afterClaim runs after the claim loop recorded a claim's messages.
+	afterClaim func(ids []int64)
+}
+
+func (h *testHooks) givenBack(ids []int64) {
+	if h != nil && h.afterGiveBack != nil {
+		h.afterGiveBack(ids)
+	}
+}
+
+func (h *testHooks) tracked(ids []int64) {
+	if h != nil && h.afterClaim != nil && len(ids) > 0 {
+		h.afterClaim(ids)
+	}
+}
+
+func msgIDs(msgs []*Message) []int64 {
+	out := make([]int64, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.ID
+	}
+	return out
+}

@@ -109,16 +109,6 @@ func (a *Admin) Verify(ctx context.Context) error {
 	return nil
 }
 
-func scanQueue(sc interface{ Scan(...any) error }) (*Queue, error) {
-	var q Queue
-	var created dbTime
-	if err := sc.Scan(&q.ID, &q.Name, &created); err != nil {
-		return nil, err
-	}
-	q.CreatedAt = created.t
-	return &q, nil
-}
-
 // CreateQueue creates a queue. Names are 1 to 128 characters of letters,
 // digits and "_-.:@/". It returns [ErrQueueExists] if the name is taken and
 // [ErrInvalidName] for a bad name.
@@ -128,7 +118,7 @@ func (a *Admin) CreateQueue(ctx context.Context, name string) (*Queue, error) {
 	}
 	var q *Queue
 	err := a.s.write(ctx, nil, func(ctx context.Context, db querier) (err error) {
-		q, err = scanQueue(db.QueryRowContext(ctx, a.s.d.queue.insert, name))
+		q, err = a.s.queues.insert(ctx, db, name)
 		return err
 	})
 	if errors.Is(err, errUnique) {
@@ -147,7 +137,7 @@ func (a *Admin) GetQueue(ctx context.Context, name string) (*Queue, error) {
 	}
 	var q *Queue
 	err := a.s.read(ctx, func(ctx context.Context, db querier) (err error) {
-		q, err = scanQueue(db.QueryRowContext(ctx, a.s.d.queue.byName, name))
+		q, err = a.s.queues.byName(ctx, db, name)
 		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {
@@ -162,21 +152,9 @@ func (a *Admin) GetQueue(ctx context.Context, name string) (*Queue, error) {
 // ListQueues returns every queue, ordered by name.
 func (a *Admin) ListQueues(ctx context.Context) ([]*Queue, error) {
 	var qs []*Queue
-	err := a.s.read(ctx, func(ctx context.Context, db querier) error {
-		rows, err := db.QueryContext(ctx, a.s.d.queue.list)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		qs = qs[:0]
-		for rows.Next() {
-			q, err := scanQueue(rows)
-			if err != nil {
-				return err
-			}
-			qs = append(qs, q)
-		}
-		return rows.Err()
+	err := a.s.read(ctx, func(ctx context.Context, db querier) (err error) {
+		qs, err = a.s.queues.list(ctx, db)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list queues: %w", err)
@@ -216,18 +194,20 @@ func (a *Admin) DeleteQueue(ctx context.Context, name string) error {
 // inside the caller's transaction, refusing with [ErrQueueInUse] while it has
 // live messages, dead letters or live workers.
 func (s *Store) dropQueue(ctx context.Context, q querier, queueID int64) error {
-	var live, dead, workers int64
-	if err := q.QueryRowContext(ctx, s.d.queue.usage, queueID).Scan(&live, &dead, &workers); err != nil {
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrQueueNotFound
-		}
+	live, dead, workers, err := s.queues.usage(ctx, q, queueID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrQueueNotFound
+	}
+	if err != nil {
 		return err
 	}
 	if live+dead+workers > 0 {
 		return fmt.Errorf("%w: %d live messages, %d dead letters, %d live workers", ErrQueueInUse, live, dead, workers)
 	}
-	for _, stmt := range []string{s.d.queue.purgeArchive, s.d.queue.deleteStoppedWorkers, s.d.queue.deleteByID} {
-		if _, err := q.ExecContext(ctx, stmt, queueID); err != nil {
+	for _, drop := range []func(context.Context, querier, int64) (int64, error){
+		s.queues.purgeArchive, s.queues.deleteStoppedWorkers, s.queues.deleteByID,
+	} {
+		if _, err := drop(ctx, q, queueID); err != nil {
 			return err
 		}
 	}
@@ -262,19 +242,13 @@ func (a *Admin) PurgeQueue(ctx context.Context, name string) (int64, error) {
 		if err := a.s.notAWorkflowQueue(ctx, db, q.ID); err != nil {
 			return err
 		}
-		total = 0
-		for _, stmt := range []string{a.s.d.queue.purgeMessages, a.s.d.queue.purgeArchive} {
-			res, err := db.ExecContext(ctx, stmt, q.ID)
-			if err != nil {
-				return err
-			}
-			n, err := res.RowsAffected()
-			if err != nil {
-				return err
-			}
-			total += n
+		live, err := a.s.queues.purgeMessages(ctx, db, q.ID)
+		if err != nil {
+			return err
 		}
-		return nil
+		archived, err := a.s.queues.purgeArchive(ctx, db, q.ID)
+		total = live + archived
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("purge queue %q: %w", name, err)
@@ -396,17 +370,6 @@ func (a *Admin) SystemStats(ctx context.Context) (SystemStats, error) {
 	return st, nil
 }
 
-func scanArchived(sc interface{ Scan(...any) error }, queue string) (*ArchivedMessage, error) {
-	m := &ArchivedMessage{Queue: queue}
-	var payload []byte
-	var enq, arch dbTime
-	if err := sc.Scan(&m.ID, &payload, &m.ReadCount, &enq, &arch, &m.Dead, &m.LastError); err != nil {
-		return nil, err
-	}
-	m.Payload, m.EnqueuedAt, m.ArchivedAt = payload, enq.t, arch.t
-	return m, nil
-}
-
 // GetArchived returns archived (or dead-lettered) message id of queue. It
 // returns [ErrMessageNotFound] if the queue's archive has no such message.
 func (a *Admin) GetArchived(ctx context.Context, queue string, id int64) (*ArchivedMessage, error) {
@@ -416,7 +379,7 @@ func (a *Admin) GetArchived(ctx context.Context, queue string, id int64) (*Archi
 	}
 	var m *ArchivedMessage
 	err = a.s.read(ctx, func(ctx context.Context, db querier) (err error) {
-		m, err = scanArchived(db.QueryRowContext(ctx, a.s.d.archive.get, q.ID, id), q.Name)
+		m, err = a.s.archive.get(ctx, db, q, id)
 		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {
@@ -463,22 +426,10 @@ func (a *Admin) listArchive(ctx context.Context, queue string, dead bool, page A
 	if err != nil {
 		return nil, err
 	}
-	out := []*ArchivedMessage{}
-	err = a.s.read(ctx, func(ctx context.Context, db querier) error {
-		rows, err := db.QueryContext(ctx, a.s.d.archive.list, q.ID, dead, page.BeforeID, page.Limit)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		out = out[:0]
-		for rows.Next() {
-			m, err := scanArchived(rows, q.Name)
-			if err != nil {
-				return err
-			}
-			out = append(out, m)
-		}
-		return rows.Err()
+	var out []*ArchivedMessage
+	err = a.s.read(ctx, func(ctx context.Context, db querier) (err error) {
+		out, err = a.s.archive.list(ctx, db, q, dead, page.BeforeID, page.Limit)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list archive of %q: %w", queue, err)
@@ -494,8 +445,9 @@ func (a *Admin) CountArchived(ctx context.Context, queue string) (int64, error) 
 		return 0, err
 	}
 	var n int64
-	err = a.s.read(ctx, func(ctx context.Context, db querier) error {
-		return db.QueryRowContext(ctx, a.s.d.archive.count, q.ID, false).Scan(&n)
+	err = a.s.read(ctx, func(ctx context.Context, db querier) (err error) {
+		n, err = a.s.archive.count(ctx, db, q.ID, false)
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("count archive of %q: %w", queue, err)
@@ -573,8 +525,9 @@ func (a *Admin) CountDeadLetters(ctx context.Context, queue string) (int64, erro
 		return 0, err
 	}
 	var n int64
-	err = a.s.read(ctx, func(ctx context.Context, db querier) error {
-		return db.QueryRowContext(ctx, a.s.d.archive.count, q.ID, true).Scan(&n)
+	err = a.s.read(ctx, func(ctx context.Context, db querier) (err error) {
+		n, err = a.s.archive.count(ctx, db, q.ID, true)
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("count dead letters of %q: %w", queue, err)

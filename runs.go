@@ -96,9 +96,11 @@ func (s *Store) registerWorkflow(ctx context.Context, name string) (workflowRef,
 			if !errors.Is(err, sql.ErrNoRows) {
 				return err
 			}
-			if err := q.QueryRowContext(ctx, s.d.queue.insert, name).Scan(&ref.queueID, new(string), new(dbTime)); err != nil {
+			queue, err := s.queues.insert(ctx, q, name)
+			if err != nil {
 				return err
 			}
+			ref.queueID = queue.ID
 			return q.QueryRowContext(ctx, s.d.workflow.insert, name, ref.queueID).Scan(&ref.id)
 		})
 	}

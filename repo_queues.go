@@ -1,0 +1,146 @@
+package pgqrs
+
+import (
+	"context"
+	"fmt"
+)
+
+// Repositories. Each table family has one unexported repository whose
+// methods run exactly one statement of the dialect on the querier they are
+// given (the pool, the caller's *sql.Tx, or a transaction of the Store),
+// encode the backend's arguments, scan the rows into typed results and say
+// in their error which statement failed. Callers choose the querier and the
+// write serialisation (Store.read, Store.write, Store.inTx); repositories
+// never do. A statement that finds no row returns sql.ErrNoRows for the
+// caller to map to its sentinel.
+//
+// This file: pgqrs_queues and pgqrs_archive.
+
+// queueRepo runs the statements of pgqrs_queues.
+type queueRepo struct{ d *dialect }
+
+func scanQueue(sc interface{ Scan(...any) error }) (*Queue, error) {
+	var q Queue
+	var created dbTime
+	if err := sc.Scan(&q.ID, &q.Name, &created); err != nil {
+		return nil, err
+	}
+	q.CreatedAt = created.t
+	return &q, nil
+}
+
+// insert creates queue name; a taken name is a unique violation.
+func (r queueRepo) insert(ctx context.Context, q querier, name string) (*Queue, error) {
+	return scanQueue(q.QueryRowContext(ctx, r.d.queue.insert, name))
+}
+
+// byName returns queue name, or sql.ErrNoRows.
+func (r queueRepo) byName(ctx context.Context, q querier, name string) (*Queue, error) {
+	return scanQueue(q.QueryRowContext(ctx, r.d.queue.byName, name))
+}
+
+// list returns every queue, ordered by name.
+func (r queueRepo) list(ctx context.Context, q querier) ([]*Queue, error) {
+	rows, err := q.QueryContext(ctx, r.d.queue.list)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	qs := []*Queue{}
+	for rows.Next() {
+		queue, err := scanQueue(rows)
+		if err != nil {
+			return nil, err
+		}
+		qs = append(qs, queue)
+	}
+	return qs, rows.Err()
+}
+
+// usage counts what still references queue id: live messages, dead
+// letters and live workers. On Postgres it also locks the queue row until
+// the transaction ends, so no enqueue or registration slips in. No row:
+// sql.ErrNoRows.
+func (r queueRepo) usage(ctx context.Context, q querier, id int64) (live, dead, workers int64, err error) {
+	err = q.QueryRowContext(ctx, r.d.queue.usage, id).Scan(&live, &dead, &workers)
+	return live, dead, workers, err
+}
+
+// purgeMessages deletes the queue's live messages and returns how many.
+func (r queueRepo) purgeMessages(ctx context.Context, q querier, id int64) (int64, error) {
+	return execCount(ctx, q, "purge messages", r.d.queue.purgeMessages, id)
+}
+
+// purgeArchive deletes the queue's archive, dead letters included, and
+// returns how many rows it deleted.
+func (r queueRepo) purgeArchive(ctx context.Context, q querier, id int64) (int64, error) {
+	return execCount(ctx, q, "purge archive", r.d.queue.purgeArchive, id)
+}
+
+// deleteStoppedWorkers deletes the queue's stopped workers.
+func (r queueRepo) deleteStoppedWorkers(ctx context.Context, q querier, id int64) (int64, error) {
+	return execCount(ctx, q, "delete stopped workers", r.d.queue.deleteStoppedWorkers, id)
+}
+
+// deleteByID deletes the queue row.
+func (r queueRepo) deleteByID(ctx context.Context, q querier, id int64) (int64, error) {
+	return execCount(ctx, q, "delete queue", r.d.queue.deleteByID, id)
+}
+
+// archiveRepo runs the statements that read pgqrs_archive.
+type archiveRepo struct{ d *dialect }
+
+func scanArchived(sc interface{ Scan(...any) error }, queue string) (*ArchivedMessage, error) {
+	m := &ArchivedMessage{Queue: queue}
+	var payload []byte
+	var enq, arch dbTime
+	if err := sc.Scan(&m.ID, &payload, &m.ReadCount, &enq, &arch, &m.Dead, &m.LastError); err != nil {
+		return nil, err
+	}
+	m.Payload, m.EnqueuedAt, m.ArchivedAt = payload, enq.t, arch.t
+	return m, nil
+}
+
+// get returns archived message id of queue q, or sql.ErrNoRows.
+func (r archiveRepo) get(ctx context.Context, q querier, queue *Queue, id int64) (*ArchivedMessage, error) {
+	return scanArchived(q.QueryRowContext(ctx, r.d.archive.get, queue.ID, id), queue.Name)
+}
+
+// list returns up to limit archived messages (dead letters when dead) of
+// queue with IDs below before, newest ID first.
+func (r archiveRepo) list(ctx context.Context, q querier, queue *Queue, dead bool, before int64, limit int) ([]*ArchivedMessage, error) {
+	rows, err := q.QueryContext(ctx, r.d.archive.list, queue.ID, dead, before, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []*ArchivedMessage{}
+	for rows.Next() {
+		m, err := scanArchived(rows, queue.Name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// count returns how many archived messages (dead letters when dead) queue
+// id has.
+func (r archiveRepo) count(ctx context.Context, q querier, id int64, dead bool) (n int64, err error) {
+	err = q.QueryRowContext(ctx, r.d.archive.count, id, dead).Scan(&n)
+	return n, err
+}
+
+// execCount runs one statement and returns how many rows it changed.
+func execCount(ctx context.Context, q querier, what, stmt string, args ...any) (int64, error) {
+	res, err := q.ExecContext(ctx, stmt, args...)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", what, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", what, err)
+	}
+	return n, nil
+}

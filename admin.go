@@ -466,22 +466,10 @@ func (a *Admin) ListWorkers(ctx context.Context, queue string) ([]WorkerInfo, er
 		}
 		queueID = q.ID
 	}
-	out := []WorkerInfo{}
-	err := a.s.read(ctx, func(ctx context.Context, db querier) error {
-		rows, err := db.QueryContext(ctx, a.s.d.worker.list, queueID)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		out = out[:0]
-		for rows.Next() {
-			w, err := scanWorker(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, w)
-		}
-		return rows.Err()
+	var out []WorkerInfo
+	err := a.s.read(ctx, func(ctx context.Context, db querier) (err error) {
+		out, err = a.s.workers.list(ctx, db, queueID)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list workers: %w", err)
@@ -493,7 +481,7 @@ func (a *Admin) ListWorkers(ctx context.Context, queue string) ([]WorkerInfo, er
 func (a *Admin) GetWorker(ctx context.Context, id int64) (WorkerInfo, error) {
 	var w WorkerInfo
 	err := a.s.read(ctx, func(ctx context.Context, db querier) (err error) {
-		w, err = scanWorker(db.QueryRowContext(ctx, a.s.d.worker.get, id))
+		w, err = a.s.workers.get(ctx, db, id)
 		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {
@@ -653,10 +641,11 @@ func (a *Admin) WorkerHealth(ctx context.Context, queue string, staleAfter time.
 		}
 		queueID = q.ID
 	}
-	err := a.s.read(ctx, func(ctx context.Context, db querier) error {
-		return db.QueryRowContext(ctx, a.s.d.admin.workerHealth, queueID, a.s.d.secondsArg(-staleAfter)).Scan(
-			&h.Ready, &h.Polling, &h.Suspended, &h.Interrupted, &h.Stopped, &h.Stale)
+	err := a.s.read(ctx, func(ctx context.Context, db querier) (err error) {
+		h, err = a.s.workers.health(ctx, db, queueID, staleAfter)
+		return err
 	})
+	h.Queue = queue
 	if err != nil {
 		return h, fmt.Errorf("worker health: %w", err)
 	}
@@ -680,11 +669,7 @@ func (a *Admin) ReclaimStale(ctx context.Context, staleAfter time.Duration) (wor
 		return 0, 0, fmt.Errorf("%w: stale age must be positive, got %v", ErrInvalidArgument, staleAfter)
 	}
 	err = a.s.inTx(ctx, func(ctx context.Context, db querier) error {
-		rows, err := db.QueryContext(ctx, a.s.d.admin.stopStaleWorkers, a.s.d.secondsArg(-staleAfter))
-		if err != nil {
-			return err
-		}
-		stopped, err := scanIDs(rows)
+		stopped, err := a.s.workers.stopStale(ctx, db, staleAfter)
 		if err != nil {
 			return err
 		}
@@ -692,11 +677,7 @@ func (a *Admin) ReclaimStale(ctx context.Context, staleAfter time.Duration) (wor
 		if len(stopped) == 0 {
 			return nil
 		}
-		res, err := db.ExecContext(ctx, a.s.d.admin.releaseWorkers, a.s.d.idsArg(stopped))
-		if err != nil {
-			return err
-		}
-		messages, err = res.RowsAffected()
+		messages, err = a.s.workers.release(ctx, db, stopped)
 		return err
 	})
 	if err != nil {
@@ -712,30 +693,22 @@ func (a *Admin) ReclaimStale(ctx context.Context, staleAfter time.Duration) (wor
 // writes nothing. The stop is one guarded UPDATE, so of many loops reclaiming
 // at once each stale consumer is stopped, and its messages released, by one.
 func (s *Store) reclaimQueue(ctx context.Context, queueID, self int64, staleAfter time.Duration) (workers, messages int64, err error) {
-	age := s.d.secondsArg(-staleAfter)
 	var stale bool
-	err = s.read(ctx, func(ctx context.Context, q querier) error {
-		return q.QueryRowContext(ctx, s.d.admin.staleConsumers, queueID, age, self).Scan(&stale)
+	err = s.read(ctx, func(ctx context.Context, q querier) (err error) {
+		stale, err = s.workers.anyStaleConsumer(ctx, q, queueID, self, staleAfter)
+		return err
 	})
 	if err != nil || !stale {
 		return 0, 0, err
 	}
 	err = s.inTx(ctx, func(ctx context.Context, db querier) error {
 		workers, messages = 0, 0
-		rows, err := db.QueryContext(ctx, s.d.admin.stopStaleConsumers, queueID, age, self)
-		if err != nil {
-			return err
-		}
-		stopped, err := scanIDs(rows)
+		stopped, err := s.workers.stopStaleConsumers(ctx, db, queueID, self, staleAfter)
 		if err != nil || len(stopped) == 0 {
 			return err
 		}
-		res, err := db.ExecContext(ctx, s.d.admin.releaseWorkers, s.d.idsArg(stopped))
-		if err != nil {
-			return err
-		}
 		workers = int64(len(stopped))
-		messages, err = res.RowsAffected()
+		messages, err = s.workers.release(ctx, db, stopped)
 		return err
 	})
 	return workers, messages, err
@@ -763,11 +736,7 @@ func (a *Admin) StopWorker(ctx context.Context, id int64) (int64, error) {
 		if err != nil {
 			return err
 		}
-		res, err := q.ExecContext(ctx, a.s.d.message.releaseHeld, id)
-		if err != nil {
-			return err
-		}
-		released, err = res.RowsAffected()
+		released, err = a.s.workers.releaseHeld(ctx, q, id)
 		return err
 	})
 	if err != nil {
@@ -783,12 +752,8 @@ func (a *Admin) PurgeWorkers(ctx context.Context, olderThan time.Duration) (int6
 		return 0, fmt.Errorf("%w: age must not be negative, got %v", ErrInvalidArgument, olderThan)
 	}
 	var n int64
-	err := a.s.write(ctx, nil, func(ctx context.Context, db querier) error {
-		res, err := db.ExecContext(ctx, a.s.d.admin.purgeWorkers, a.s.d.secondsArg(-olderThan))
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
+	err := a.s.write(ctx, nil, func(ctx context.Context, db querier) (err error) {
+		n, err = a.s.workers.purge(ctx, db, olderThan)
 		return err
 	})
 	if err != nil {

@@ -397,7 +397,7 @@ func (c *Consumer) ExtendVisibilityBatch(ctx context.Context, ids []int64, d tim
 // nothing and returns nil, so "defer c.Shutdown(ctx)" is always safe.
 func (c *Consumer) Shutdown(ctx context.Context) error {
 	err := c.s.inTx(ctx, func(ctx context.Context, q querier) error {
-		if _, err := q.ExecContext(ctx, c.s.d.message.releaseHeld, c.id); err != nil {
+		if _, err := c.s.workers.releaseHeld(ctx, q, c.id); err != nil {
 			return fmt.Errorf("release held messages: %w", err)
 		}
 		return alreadyStopped(c.transition(ctx, q, WorkerStopped, WorkerReady, WorkerPolling, WorkerSuspended, WorkerInterrupted))

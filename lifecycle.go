@@ -124,9 +124,9 @@ func (s *Store) register(ctx context.Context, queue, role string, opts []WorkerO
 		return nil, err
 	}
 	w := &worker{s: s, name: cfg.name, queueID: q.ID, queue: q.Name, role: role}
-	var started dbTime
-	err = s.write(ctx, nil, func(ctx context.Context, db querier) error {
-		return db.QueryRowContext(ctx, s.d.worker.register, cfg.name, q.ID, role).Scan(&w.id, &started)
+	err = s.write(ctx, nil, func(ctx context.Context, db querier) (err error) {
+		w.id, err = s.workers.register(ctx, db, cfg.name, q.ID, role)
+		return err
 	})
 	switch {
 	case errors.Is(err, errUnique):
@@ -183,19 +183,20 @@ func (w *worker) Heartbeat(ctx context.Context) error {
 // beat is Heartbeat, inside tx when tx is not nil (so an enqueue in the
 // caller's transaction needs no second writer).
 func (w *worker) beat(ctx context.Context, tx *sql.Tx) error {
-	stmt := w.s.d.worker.heartbeat
+	repo := w.s.workers
+	beat := repo.heartbeat
 	producer := w.role == "producer" && !w.shut.Load()
 	if producer {
-		stmt = w.s.d.worker.producerBeat
+		beat = repo.producerBeat
 	}
-	var st string
-	err := w.s.write(ctx, tx, func(ctx context.Context, q querier) error {
-		err := q.QueryRowContext(ctx, stmt, w.id).Scan(&st)
+	var st WorkerStatus
+	err := w.s.write(ctx, tx, func(ctx context.Context, q querier) (err error) {
+		st, err = beat(ctx, q, w.id)
 		if producer && errors.Is(err, sql.ErrNoRows) {
 			// Purged (or its name taken): register again under the same ID.
-			err = q.QueryRowContext(ctx, w.s.d.worker.rejoin, w.id, w.name, w.queueID, w.role).Scan(&st)
+			st, err = repo.rejoin(ctx, q, w.id, w.name, w.queueID, w.role)
 			if errors.Is(err, sql.ErrNoRows) {
-				st, err = string(WorkerStopped), nil
+				st, err = WorkerStopped, nil
 			}
 		}
 		return err
@@ -288,31 +289,24 @@ func (w *worker) Resume(ctx context.Context) error {
 }
 
 func (s *Store) workerStatus(ctx context.Context, q querier, id int64) (WorkerStatus, error) {
-	var st string
-	err := s.read(ctx, func(ctx context.Context, _ querier) error {
-		return q.QueryRowContext(ctx, s.d.worker.status, id).Scan(&st)
+	var st WorkerStatus
+	err := s.read(ctx, func(ctx context.Context, _ querier) (err error) {
+		st, err = s.workers.status(ctx, q, id)
+		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", fmt.Errorf("worker %d: %w", id, ErrWorkerNotFound)
 	}
-	return WorkerStatus(st), err
+	return st, err
 }
 
 // transition moves the worker to state to if its current state is one of
 // from, as one guarded UPDATE; otherwise it returns a *TransitionError naming
 // the state it found. tx, when not nil, is the transaction to run in.
 func (w *worker) transition(ctx context.Context, q querier, to WorkerStatus, from ...WorkerStatus) error {
-	froms := make([]string, len(from))
-	for i, f := range from {
-		froms[i] = string(f)
-	}
-	var n int64
-	run := func(ctx context.Context, q querier) error {
-		res, err := q.ExecContext(ctx, w.s.d.worker.transition, w.id, string(to), strings.Join(froms, ","))
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
+	var moved bool
+	run := func(ctx context.Context, q querier) (err error) {
+		moved, err = w.s.workers.transition(ctx, q, w.id, to, from)
 		return err
 	}
 	var err error
@@ -325,7 +319,7 @@ func (w *worker) transition(ctx context.Context, q querier, to WorkerStatus, fro
 	if err != nil {
 		return fmt.Errorf("worker %q to %s: %w", w.name, to, err)
 	}
-	if n == 0 {
+	if !moved {
 		cur, err := w.s.workerStatus(ctx, q, w.id)
 		if err != nil {
 			return err
@@ -335,13 +329,4 @@ func (w *worker) transition(ctx context.Context, q querier, to WorkerStatus, fro
 	}
 	w.status.Store(to)
 	return nil
-}
-
-func scanWorker(sc interface{ Scan(...any) error }) (WorkerInfo, error) {
-	var wi WorkerInfo
-	var status string
-	var started, beat, stopped dbTime
-	err := sc.Scan(&wi.ID, &wi.Name, &wi.Queue, &wi.Role, &status, &started, &beat, &stopped)
-	wi.Status, wi.StartedAt, wi.HeartbeatAt, wi.StoppedAt = WorkerStatus(status), started.t, beat.t, stopped.t
-	return wi, err
 }

@@ -130,29 +130,13 @@ func (c *Consumer) Dequeue(ctx context.Context, n int, opts ...DequeueOption) ([
 }
 
 func (c *Consumer) claim(ctx context.Context, n int, cfg dequeueConfig) ([]*Message, error) {
-	msgs := make([]*Message, 0, n)
+	var msgs []*Message
 	// The claim statement itself requires the worker to be ready or polling,
 	// so a consumer stopped or suspended from outside claims nothing even
 	// before this process learns of it.
-	err := c.s.write(ctx, nil, func(ctx context.Context, q querier) error {
-		msgs = msgs[:0]
-		rows, err := q.QueryContext(ctx, c.s.d.message.dequeue, c.queueID, n, c.s.d.secondsArg(cfg.vt), c.id)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			m := &Message{Queue: c.queue}
-			var payload []byte
-			var enq, vt dbTime
-			var lastErr sql.NullString
-			if err := rows.Scan(&m.ID, &payload, &m.ReadCount, &enq, &vt, &lastErr); err != nil {
-				return err
-			}
-			m.Payload, m.EnqueuedAt, m.VisibleAt, m.LastError = payload, enq.t, vt.t, lastErr.String
-			msgs = append(msgs, m)
-		}
-		return rows.Err()
+	err := c.s.write(ctx, nil, func(ctx context.Context, q querier) (err error) {
+		msgs, err = c.s.messages.dequeue(ctx, q, &Queue{ID: c.queueID, Name: c.queue}, n, cfg.vt, c.id)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dequeue from %q: %w", c.queue, err)
@@ -212,7 +196,7 @@ func (c *Consumer) dropExhausted(ctx context.Context, msgs []*Message, maxAttemp
 	if len(exhausted) > 0 {
 		reason := fmt.Sprintf("no success in %d %s: the last one ended without a result (its lease expired or it was released)",
 			maxAttempts, plural(maxAttempts, "attempt", "attempts"))
-		c.settle(ctx, nil, "dead-letter", c.s.d.message.exhaust, exhausted, reason)
+		c.settle(ctx, nil, "dead-letter", exhausted, c.s.messages.exhaust(reason))
 	}
 	if keep == nil {
 		keep = []*Message{}
@@ -220,9 +204,9 @@ func (c *Consumer) dropExhausted(ctx context.Context, msgs []*Message, maxAttemp
 	return keep, nil
 }
 
-// settle runs one of the fenced message statements (arguments: ID list,
-// consumer, queue, extra...) for ids and reports per ID whether it applied.
-func (c *Consumer) settle(ctx context.Context, tx *sql.Tx, op, stmt string, ids []int64, extra ...any) ([]bool, error) {
+// settle runs one of the fenced message statements for ids and reports per
+// ID whether it applied.
+func (c *Consumer) settle(ctx context.Context, tx *sql.Tx, op string, ids []int64, run settleFunc) ([]bool, error) {
 	if err := c.s.check(); err != nil {
 		return nil, err
 	}
@@ -232,14 +216,9 @@ func (c *Consumer) settle(ctx context.Context, tx *sql.Tx, op, stmt string, ids 
 	if len(ids) == 0 {
 		return []bool{}, nil
 	}
-	args := append([]any{c.s.d.idsArg(ids), c.id, c.queueID}, extra...)
 	var done []int64
-	err := c.s.write(ctx, tx, func(ctx context.Context, q querier) error {
-		rows, err := q.QueryContext(ctx, stmt, args...)
-		if err != nil {
-			return err
-		}
-		done, err = scanIDs(rows)
+	err := c.s.write(ctx, tx, func(ctx context.Context, q querier) (err error) {
+		done, err = run(ctx, q, fence{ids: ids, consumer: c.id, queue: c.queueID})
 		return err
 	})
 	if err != nil {
@@ -250,8 +229,8 @@ func (c *Consumer) settle(ctx context.Context, tx *sql.Tx, op, stmt string, ids 
 
 // settleOne is settle for one ID; when nothing applied it says why:
 // [ErrMessageNotFound] or [ErrLeaseLost].
-func (c *Consumer) settleOne(ctx context.Context, tx *sql.Tx, op, stmt string, id int64, extra ...any) error {
-	ok, err := c.settle(ctx, tx, op, stmt, []int64{id}, extra...)
+func (c *Consumer) settleOne(ctx context.Context, tx *sql.Tx, op string, id int64, run settleFunc) error {
+	ok, err := c.settle(ctx, tx, op, []int64{id}, run)
 	if err != nil || ok[0] {
 		return err
 	}
@@ -259,15 +238,16 @@ func (c *Consumer) settleOne(ctx context.Context, tx *sql.Tx, op, stmt string, i
 	if tx != nil {
 		q = tx
 	}
-	var holder sql.NullInt64
-	err = c.s.read(ctx, func(ctx context.Context, _ querier) error {
-		return q.QueryRowContext(ctx, c.s.d.message.holder, id, c.queueID).Scan(&holder)
+	var exists bool
+	err = c.s.read(ctx, func(ctx context.Context, _ querier) (err error) {
+		exists, err = c.s.messages.exists(ctx, q, id, c.queueID)
+		return err
 	})
 	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return fmt.Errorf("%s message %d in %q: %w", op, id, c.queue, ErrMessageNotFound)
 	case err != nil:
 		return fmt.Errorf("%s message %d in %q: %w", op, id, c.queue, err)
+	case !exists:
+		return fmt.Errorf("%s message %d in %q: %w", op, id, c.queue, ErrMessageNotFound)
 	}
 	return fmt.Errorf("%s message %d in %q: %w", op, id, c.queue, ErrLeaseLost)
 }
@@ -298,7 +278,7 @@ func nonNegative(what string, d time.Duration) error {
 // [ErrLeaseLost] if the consumer does not hold the message and
 // [ErrMessageNotFound] if no live message has that ID.
 func (c *Consumer) Archive(ctx context.Context, id int64) error {
-	return c.settleOne(ctx, nil, "archive", c.s.d.message.archive, id)
+	return c.settleOne(ctx, nil, "archive", id, c.s.messages.archive)
 }
 
 // ArchiveTx is like [Consumer.Archive] but runs inside tx, so the message is
@@ -307,13 +287,13 @@ func (c *Consumer) ArchiveTx(ctx context.Context, tx *sql.Tx, id int64) error {
 	if err := needTx(tx); err != nil {
 		return err
 	}
-	return c.settleOne(ctx, tx, "archive", c.s.d.message.archive, id)
+	return c.settleOne(ctx, tx, "archive", id, c.s.messages.archive)
 }
 
 // ArchiveBatch archives every message of ids the consumer holds, in one
 // statement, and reports per ID (in the order of ids) whether it was archived.
 func (c *Consumer) ArchiveBatch(ctx context.Context, ids []int64) ([]bool, error) {
-	return c.settle(ctx, nil, "archive", c.s.d.message.archive, ids)
+	return c.settle(ctx, nil, "archive", ids, c.s.messages.archive)
 }
 
 // ArchiveBatchTx is like [Consumer.ArchiveBatch] but runs inside tx.
@@ -321,13 +301,13 @@ func (c *Consumer) ArchiveBatchTx(ctx context.Context, tx *sql.Tx, ids []int64) 
 	if err := needTx(tx); err != nil {
 		return nil, err
 	}
-	return c.settle(ctx, tx, "archive", c.s.d.message.archive, ids)
+	return c.settle(ctx, tx, "archive", ids, c.s.messages.archive)
 }
 
 // Delete removes message id without archiving it. Errors are as for
 // [Consumer.Archive].
 func (c *Consumer) Delete(ctx context.Context, id int64) error {
-	return c.settleOne(ctx, nil, "delete", c.s.d.message.delete, id)
+	return c.settleOne(ctx, nil, "delete", id, c.s.messages.delete)
 }
 
 // DeleteTx is like [Consumer.Delete] but runs inside tx.
@@ -335,13 +315,13 @@ func (c *Consumer) DeleteTx(ctx context.Context, tx *sql.Tx, id int64) error {
 	if err := needTx(tx); err != nil {
 		return err
 	}
-	return c.settleOne(ctx, tx, "delete", c.s.d.message.delete, id)
+	return c.settleOne(ctx, tx, "delete", id, c.s.messages.delete)
 }
 
 // DeleteBatch deletes every message of ids the consumer holds, in one
 // statement, and reports per ID whether it was deleted.
 func (c *Consumer) DeleteBatch(ctx context.Context, ids []int64) ([]bool, error) {
-	return c.settle(ctx, nil, "delete", c.s.d.message.delete, ids)
+	return c.settle(ctx, nil, "delete", ids, c.s.messages.delete)
 }
 
 // DeleteBatchTx is like [Consumer.DeleteBatch] but runs inside tx.
@@ -349,7 +329,7 @@ func (c *Consumer) DeleteBatchTx(ctx context.Context, tx *sql.Tx, ids []int64) (
 	if err := needTx(tx); err != nil {
 		return nil, err
 	}
-	return c.settle(ctx, tx, "delete", c.s.d.message.delete, ids)
+	return c.settle(ctx, tx, "delete", ids, c.s.messages.delete)
 }
 
 // Release gives message id back to the queue, visible again after delay
@@ -358,7 +338,7 @@ func (c *Consumer) Release(ctx context.Context, id int64, delay time.Duration) e
 	if err := nonNegative("release delay", delay); err != nil {
 		return err
 	}
-	return c.settleOne(ctx, nil, "release", c.s.d.message.release, id, c.s.d.secondsArg(delay))
+	return c.settleOne(ctx, nil, "release", id, c.s.messages.release(delay))
 }
 
 // ReleaseBatch releases every message of ids the consumer holds, in one
@@ -367,7 +347,7 @@ func (c *Consumer) ReleaseBatch(ctx context.Context, ids []int64, delay time.Dur
 	if err := nonNegative("release delay", delay); err != nil {
 		return nil, err
 	}
-	return c.settle(ctx, nil, "release", c.s.d.message.release, ids, c.s.d.secondsArg(delay))
+	return c.settle(ctx, nil, "release", ids, c.s.messages.release(delay))
 }
 
 // ExtendVisibility extends the consumer's lease on message id to d from now.
@@ -376,7 +356,7 @@ func (c *Consumer) ExtendVisibility(ctx context.Context, id int64, d time.Durati
 	if d < MinVisibilityTimeout {
 		return fmt.Errorf("%w: visibility extension must be at least %v, got %v", ErrInvalidArgument, MinVisibilityTimeout, d)
 	}
-	return c.settleOne(ctx, nil, "extend visibility of", c.s.d.message.extend, id, c.s.d.secondsArg(d))
+	return c.settleOne(ctx, nil, "extend visibility of", id, c.s.messages.extend(d))
 }
 
 // ExtendVisibilityBatch extends the lease on every message of ids the
@@ -386,7 +366,7 @@ func (c *Consumer) ExtendVisibilityBatch(ctx context.Context, ids []int64, d tim
 	if d < MinVisibilityTimeout {
 		return nil, fmt.Errorf("%w: visibility extension must be at least %v, got %v", ErrInvalidArgument, MinVisibilityTimeout, d)
 	}
-	return c.settle(ctx, nil, "extend visibility of", c.s.d.message.extend, ids, c.s.d.secondsArg(d))
+	return c.settle(ctx, nil, "extend visibility of", ids, c.s.messages.extend(d))
 }
 
 // Shutdown releases every message the consumer still holds (visible again at
@@ -412,19 +392,20 @@ func (c *Consumer) Shutdown(ctx context.Context) error {
 // Held returns how many messages the consumer currently holds leases on.
 func (c *Consumer) Held(ctx context.Context) (int64, error) {
 	var n int64
-	err := c.s.read(ctx, func(ctx context.Context, q querier) error {
-		return q.QueryRowContext(ctx, c.s.d.message.countHeld, c.id).Scan(&n)
+	err := c.s.read(ctx, func(ctx context.Context, q querier) (err error) {
+		n, err = c.s.messages.countHeld(ctx, q, c.id)
+		return err
 	})
 	return n, err
 }
 
 // settleAll is settle for any number of IDs: one statement per batch-limit
 // chunk.
-func (c *Consumer) settleAll(ctx context.Context, op, stmt string, ids []int64, extra ...any) ([]bool, error) {
+func (c *Consumer) settleAll(ctx context.Context, op string, ids []int64, run settleFunc) ([]bool, error) {
 	out := make([]bool, 0, len(ids))
 	for len(ids) > 0 {
 		n := min(len(ids), c.s.cfg.maxBatch)
-		ok, err := c.settle(ctx, nil, op, stmt, ids[:n], extra...)
+		ok, err := c.settle(ctx, nil, op, ids[:n], run)
 		if err != nil {
 			return out, err
 		}

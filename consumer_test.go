@@ -380,7 +380,7 @@ func TestExhaustedDeadLetterSaysWhatHappened(t *testing.T) {
 			t.Fatalf("first dequeue: %+v", got)
 		}
 		// What Run does after a handler error: release, recording it.
-		if _, err := c.settle(ctx, nil, "release", s.d.message.fail, []int64{id}, s.d.secondsArg(0), "boom"); err != nil {
+		if _, err := c.settle(ctx, nil, "release", []int64{id}, s.messages.fail(0, "boom")); err != nil {
 			t.Fatal(err)
 		}
 		mustDequeue(t, c, 1, VisibilityTimeout(50*time.Millisecond)) // then its consumer dies

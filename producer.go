@@ -80,23 +80,19 @@ func At(t time.Time) EnqueueOption {
 	})
 }
 
-// visibility returns the delay and absolute-time arguments of the enqueue
-// statements (visible at the given time if set, else after the delay), and
-// whether the message is visible at once.
-func (s *Store) visibility(opts []EnqueueOption) (delay, at any, now bool, err error) {
+// visibility reads when the enqueue options make a message visible (at the
+// given time if set, else after the delay), and whether that is at once.
+func visibilityOf(opts []EnqueueOption) (v visibility, now bool, err error) {
 	var c enqueueConfig
 	for _, o := range opts {
 		if o == nil {
 			continue
 		}
 		if err := o.applyEnqueue(&c); err != nil {
-			return nil, nil, false, err
+			return v, false, err
 		}
 	}
-	if !c.at.IsZero() {
-		at = s.d.timeArg(c.at)
-	}
-	return s.d.secondsArg(c.delay), at, c.at.IsZero() && c.delay == 0, nil
+	return visibility{delay: c.delay, at: c.at}, c.at.IsZero() && c.delay == 0, nil
 }
 
 // woken wakes this process's Run loops on the queue after an enqueue that
@@ -192,7 +188,7 @@ func (p *Producer) enqueue(ctx context.Context, tx *sql.Tx, payload any, opts []
 	if err != nil {
 		return 0, fmt.Errorf("enqueue to %q: %w", p.queue, err)
 	}
-	delay, at, now, err := p.s.visibility(opts)
+	vis, now, err := visibilityOf(opts)
 	if err != nil {
 		return 0, fmt.Errorf("enqueue to %q: %w", p.queue, err)
 	}
@@ -200,8 +196,9 @@ func (p *Producer) enqueue(ctx context.Context, tx *sql.Tx, payload any, opts []
 		return 0, err
 	}
 	var id int64
-	err = p.s.write(ctx, tx, func(ctx context.Context, q querier) error {
-		return q.QueryRowContext(ctx, p.s.d.message.enqueue, p.queueID, string(body), delay, p.id, at).Scan(&id)
+	err = p.s.write(ctx, tx, func(ctx context.Context, q querier) (err error) {
+		id, err = p.s.messages.enqueue(ctx, q, p.queueID, body, vis, p.id)
+		return err
 	})
 	if err != nil {
 		return 0, p.enqueueErr(err)
@@ -254,7 +251,7 @@ func (p *Producer) enqueueBatch(ctx context.Context, tx *sql.Tx, payloads []any,
 	if len(payloads) == 0 {
 		return []int64{}, nil
 	}
-	delay, at, now, err := p.s.visibility(opts)
+	vis, now, err := visibilityOf(opts)
 	if err != nil {
 		return nil, fmt.Errorf("enqueue batch to %q: %w", p.queue, err)
 	}
@@ -268,20 +265,9 @@ func (p *Producer) enqueueBatch(ctx context.Context, tx *sql.Tx, payloads []any,
 		}
 		texts[i] = string(body)
 	}
-	array, err := json.Marshal(texts)
-	if err != nil {
-		return nil, fmt.Errorf("enqueue batch to %q: %w", p.queue, err)
-	}
-	if err := p.alive(ctx, tx); err != nil {
-		return nil, err
-	}
 	var ids []int64
-	err = p.s.write(ctx, tx, func(ctx context.Context, q querier) error {
-		rows, err := q.QueryContext(ctx, p.s.d.message.enqueueBatch, p.queueID, string(array), delay, p.id, at)
-		if err != nil {
-			return err
-		}
-		ids, err = scanIDs(rows)
+	err = p.s.write(ctx, tx, func(ctx context.Context, q querier) (err error) {
+		ids, err = p.s.messages.enqueueBatch(ctx, q, p.queueID, texts, vis, p.id)
 		return err
 	})
 	if err != nil {

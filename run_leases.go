@@ -137,7 +137,7 @@ func (r *runner) keepLeases(done <-chan struct{}) {
 		if len(ls) == 0 {
 			continue
 		}
-		ok, err := r.c.settleAll(r.bg, "extend visibility of", r.c.s.d.message.extend, leaseIDs(ls), r.c.s.d.secondsArg(vt))
+		ok, err := r.c.settleAll(r.bg, "extend visibility of", leaseIDs(ls), r.c.s.messages.extend(vt))
 		if err != nil {
 			r.log.Warn("pgqrs: lease extension failed", "err", err)
 			continue
@@ -189,12 +189,8 @@ func (r *runner) lostOrGone(ls []*lease) {
 // whoever holds them.
 func (c *Consumer) existing(ctx context.Context, ids []int64) (map[int64]bool, error) {
 	var found []int64
-	err := c.s.read(ctx, func(ctx context.Context, q querier) error {
-		rows, err := q.QueryContext(ctx, c.s.d.message.existing, c.s.d.idsArg(ids), c.queueID)
-		if err != nil {
-			return err
-		}
-		found, err = scanIDs(rows)
+	err := c.s.read(ctx, func(ctx context.Context, q querier) (err error) {
+		found, err = c.s.messages.existing(ctx, q, ids, c.queueID)
 		return err
 	})
 	if err != nil {

@@ -100,7 +100,7 @@ func (r *runner) process(unit []*lease) {
 	if errors.As(err, &later) {
 		// A workflow run waits for a timer: give the message back for then,
 		// without counting this delivery as an attempt.
-		if _, err := r.c.settle(r.bg, nil, "reschedule", r.c.s.d.message.reschedule, ids, r.c.s.d.secondsArg(later.delay)); err != nil {
+		if _, err := r.c.settle(r.bg, nil, "reschedule", ids, r.c.s.messages.reschedule(later.delay)); err != nil {
 			r.log.Error("pgqrs: reschedule failed; the message returns when its lease expires", "ids", ids, "err", err)
 		} else {
 			if later.after != nil {
@@ -175,7 +175,7 @@ func (r *runner) fail(msgs []*Message, herr error) {
 	r.log.Warn("pgqrs: handler failed", "ids", msgIDs(msgs), "err", herr)
 	c := r.c
 	if len(dead) > 0 {
-		if _, err := c.settle(r.bg, nil, "dead-letter", c.s.d.message.deadLetter, dead, text); err != nil {
+		if _, err := c.settle(r.bg, nil, "dead-letter", dead, c.s.messages.deadLetter(text)); err != nil {
 			r.log.Error("pgqrs: dead-letter failed", "ids", dead, "err", err)
 		} else {
 			r.log.Warn("pgqrs: dead-lettered after max attempts", "ids", dead, "attempts", r.o.MaxAttempts)
@@ -183,7 +183,7 @@ func (r *runner) fail(msgs []*Message, herr error) {
 	}
 	for attempt, ids := range byAttempt {
 		delay := r.backoff(attempt)
-		if _, err := c.settle(r.bg, nil, "release", c.s.d.message.fail, ids, c.s.d.secondsArg(delay), text); err != nil {
+		if _, err := c.settle(r.bg, nil, "release", ids, c.s.messages.fail(delay, text)); err != nil {
 			r.log.Error("pgqrs: release after failure failed", "ids", ids, "err", err)
 		}
 	}
@@ -231,7 +231,7 @@ func (r *runner) archiveBatch(batch []*lease) {
 		return
 	}
 	ids := leaseIDs(mine)
-	ok, err := r.c.settleAll(r.bg, "archive", r.c.s.d.message.archive, ids)
+	ok, err := r.c.settleAll(r.bg, "archive", ids, r.c.s.messages.archive)
 	if err != nil {
 		r.log.Error("pgqrs: archive failed; the messages will be delivered again", "ids", ids, "err", err)
 	}
@@ -271,7 +271,7 @@ func (r *runner) unclaimLeftover() {
 	ids := leaseIDs(mine)
 	ctx, cancel := context.WithTimeout(r.bg, 30*time.Second)
 	defer cancel()
-	if _, err := r.c.settleAll(ctx, "give back", r.c.s.d.message.unclaim, ids); err != nil {
+	if _, err := r.c.settleAll(ctx, "give back", ids, r.c.s.messages.unclaim); err != nil {
 		r.log.Error("pgqrs: giving back unstarted messages failed; they return when their leases expire", "ids", ids, "err", err)
 	}
 	r.settled(mine)

@@ -153,7 +153,7 @@ func (s *Store) triggerRun(ctx context.Context, tx *sql.Tx, name string, input j
 	if err != nil {
 		return 0, fmt.Errorf("trigger %q: %w", name, err)
 	}
-	delay, at, now, err := s.visibility(opts)
+	vis, now, err := visibilityOf(opts)
 	if err != nil {
 		return 0, fmt.Errorf("trigger %q: %w", name, err)
 	}
@@ -163,8 +163,8 @@ func (s *Store) triggerRun(ctx context.Context, tx *sql.Tx, name string, input j
 	}
 	var id int64
 	insert := func(ctx context.Context, q querier) error {
-		var msgID int64
-		if err := q.QueryRowContext(ctx, s.d.message.enqueue, ref.queueID, string(body), delay, nil, at).Scan(&msgID); err != nil {
+		msgID, err := s.messages.enqueue(ctx, q, ref.queueID, body, vis, 0)
+		if err != nil {
 			return err
 		}
 		return q.QueryRowContext(ctx, s.d.workflow.insertRun, ref.id, msgID, string(body)).Scan(&id)
@@ -450,9 +450,8 @@ func (a *Admin) RetryRun(ctx context.Context, id int64) error {
 			return err
 		}
 		queueID = ref.queueID
-		var msgID int64
-		if err := q.QueryRowContext(ctx, s.d.message.enqueue, ref.queueID, string(info.Input),
-			s.d.secondsArg(0), nil, nil).Scan(&msgID); err != nil {
+		msgID, err := s.messages.enqueue(ctx, q, ref.queueID, info.Input, visibility{}, 0)
+		if err != nil {
 			return err
 		}
 		if _, err := q.ExecContext(ctx, s.d.workflow.deleteFailedSteps, id); err != nil {

@@ -1,0 +1,191 @@
+package pgqrs
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// messageRepo runs the statements of pgqrs_messages (see repo_queues.go for
+// what a repository is): enqueue, the claim, and the fenced settle
+// statements that move a held message on.
+type messageRepo struct{ d *dialect }
+
+// visibility is when an enqueued message becomes visible: at at if set,
+// else after delay.
+type visibility struct {
+	delay time.Duration
+	at    time.Time
+}
+
+func (r messageRepo) visibilityArgs(v visibility) (delay, at any) {
+	if !v.at.IsZero() {
+		at = r.d.timeArg(v.at)
+	}
+	return r.d.secondsArg(v.delay), at
+}
+
+// producerArg is the producer worker of a message; 0 (a workflow trigger)
+// is none.
+func producerArg(id int64) any {
+	if id == 0 {
+		return nil
+	}
+	return id
+}
+
+// enqueue inserts one message (payload: checked JSON text) and returns its
+// ID. On Postgres an immediately visible message also sends a NOTIFY.
+func (r messageRepo) enqueue(ctx context.Context, q querier, queueID int64, payload []byte, v visibility, producer int64) (int64, error) {
+	delay, at := r.visibilityArgs(v)
+	var id int64
+	err := q.QueryRowContext(ctx, r.d.message.enqueue, queueID, string(payload), delay, producerArg(producer), at).Scan(&id)
+	return id, err
+}
+
+// enqueueBatch inserts every payload of one JSON array of payload texts, in
+// array order, in one statement, and returns the new IDs.
+func (r messageRepo) enqueueBatch(ctx context.Context, q querier, queueID int64, payloads []string, v visibility, producer int64) ([]int64, error) {
+	array, err := json.Marshal(payloads)
+	if err != nil {
+		return nil, err
+	}
+	delay, at := r.visibilityArgs(v)
+	rows, err := q.QueryContext(ctx, r.d.message.enqueueBatch, queueID, string(array), delay, producerArg(producer), at)
+	if err != nil {
+		return nil, err
+	}
+	return scanIDs(rows)
+}
+
+// dequeue claims up to n visible messages of queue for consumer, leasing
+// them for vt, in one statement. It claims nothing when the consumer's
+// worker row is not ready or polling.
+func (r messageRepo) dequeue(ctx context.Context, q querier, queue *Queue, n int, vt time.Duration, consumer int64) ([]*Message, error) {
+	rows, err := q.QueryContext(ctx, r.d.message.dequeue, queue.ID, n, r.d.secondsArg(vt), consumer)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	msgs := make([]*Message, 0, n)
+	for rows.Next() {
+		m := &Message{Queue: queue.Name}
+		var payload []byte
+		var enq, vis dbTime
+		var lastErr sql.NullString
+		if err := rows.Scan(&m.ID, &payload, &m.ReadCount, &enq, &vis, &lastErr); err != nil {
+			return nil, err
+		}
+		m.Payload, m.EnqueuedAt, m.VisibleAt, m.LastError = payload, enq.t, vis.t, lastErr.String
+		msgs = append(msgs, m)
+	}
+	return msgs, rows.Err()
+}
+
+// fence names the messages a settle statement may touch: those of ids that
+// consumer holds in queue.
+type fence struct {
+	ids             []int64
+	consumer, queue int64
+}
+
+// settleFunc is one fenced settle statement; it returns the IDs it changed.
+type settleFunc func(ctx context.Context, q querier, f fence) ([]int64, error)
+
+func (r messageRepo) settle(ctx context.Context, q querier, stmt string, f fence, extra ...any) ([]int64, error) {
+	args := append([]any{r.d.idsArg(f.ids), f.consumer, f.queue}, extra...)
+	rows, err := q.QueryContext(ctx, stmt, args...)
+	if err != nil {
+		return nil, err
+	}
+	return scanIDs(rows)
+}
+
+// archive moves the messages to pgqrs_archive.
+func (r messageRepo) archive(ctx context.Context, q querier, f fence) ([]int64, error) {
+	return r.settle(ctx, q, r.d.message.archive, f)
+}
+
+// delete removes the messages without archiving them.
+func (r messageRepo) delete(ctx context.Context, q querier, f fence) ([]int64, error) {
+	return r.settle(ctx, q, r.d.message.delete, f)
+}
+
+// unclaim gives back messages no handler saw: visible now, read count
+// restored.
+func (r messageRepo) unclaim(ctx context.Context, q querier, f fence) ([]int64, error) {
+	return r.settle(ctx, q, r.d.message.unclaim, f)
+}
+
+// release gives the messages back, visible after delay, read count kept.
+func (r messageRepo) release(delay time.Duration) settleFunc {
+	return func(ctx context.Context, q querier, f fence) ([]int64, error) {
+		return r.settle(ctx, q, r.d.message.release, f, r.d.secondsArg(delay))
+	}
+}
+
+// extend renews the messages' leases to d from now.
+func (r messageRepo) extend(d time.Duration) settleFunc {
+	return func(ctx context.Context, q querier, f fence) ([]int64, error) {
+		return r.settle(ctx, q, r.d.message.extend, f, r.d.secondsArg(d))
+	}
+}
+
+// fail releases the messages after delay, recording text as their error.
+func (r messageRepo) fail(delay time.Duration, text string) settleFunc {
+	return func(ctx context.Context, q querier, f fence) ([]int64, error) {
+		return r.settle(ctx, q, r.d.message.fail, f, r.d.secondsArg(delay), text)
+	}
+}
+
+// deadLetter archives the messages as dead, recording reason.
+func (r messageRepo) deadLetter(reason string) settleFunc {
+	return func(ctx context.Context, q querier, f fence) ([]int64, error) {
+		return r.settle(ctx, q, r.d.message.deadLetter, f, reason)
+	}
+}
+
+// exhaust dead-letters messages claimed past their last attempt: the claim
+// that found them is no delivery (read count restored), and the reason is
+// followed by their last handler error, if any.
+func (r messageRepo) exhaust(reason string) settleFunc {
+	return func(ctx context.Context, q querier, f fence) ([]int64, error) {
+		return r.settle(ctx, q, r.d.message.exhaust, f, reason)
+	}
+}
+
+// reschedule gives the messages back for delay from now, read count
+// restored (a workflow run waiting for a timer).
+func (r messageRepo) reschedule(delay time.Duration) settleFunc {
+	return func(ctx context.Context, q querier, f fence) ([]int64, error) {
+		return r.settle(ctx, q, r.d.message.reschedule, f, r.d.secondsArg(delay))
+	}
+}
+
+// exists reports whether message id is live in queue queueID, whoever
+// holds it.
+func (r messageRepo) exists(ctx context.Context, q querier, id, queueID int64) (bool, error) {
+	var holder sql.NullInt64
+	err := q.QueryRowContext(ctx, r.d.message.holder, id, queueID).Scan(&holder)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// existing returns which of ids are live messages of queue queueID.
+func (r messageRepo) existing(ctx context.Context, q querier, ids []int64, queueID int64) ([]int64, error) {
+	rows, err := q.QueryContext(ctx, r.d.message.existing, r.d.idsArg(ids), queueID)
+	if err != nil {
+		return nil, err
+	}
+	return scanIDs(rows)
+}
+
+// countHeld counts the messages consumer holds unexpired leases on.
+func (r messageRepo) countHeld(ctx context.Context, q querier, consumer int64) (n int64, err error) {
+	err = q.QueryRowContext(ctx, r.d.message.countHeld, consumer).Scan(&n)
+	return n, err
+}

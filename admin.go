@@ -285,22 +285,6 @@ func (m QueueMetrics) MarshalJSON() ([]byte, error) {
 	}{fields(m), m.OldestPendingAge.Seconds()})
 }
 
-func scanMetrics(sc interface{ Scan(...any) error }) (QueueMetrics, error) {
-	var m QueueMetrics
-	var total int64
-	var oldest, newest, now dbTime
-	if err := sc.Scan(&m.Queue, &total, &m.Visible, &m.Leased, &m.Archived, &m.Dead, &oldest, &newest, &now); err != nil {
-		return m, err
-	}
-	m.Delayed = total - m.Visible - m.Leased
-	m.Pending = m.Visible + m.Delayed
-	m.OldestPending, m.NewestEnqueued = oldest.t, newest.t
-	if !oldest.t.IsZero() {
-		m.OldestPendingAge = max(0, now.t.Sub(oldest.t))
-	}
-	return m, nil
-}
-
 // QueueMetrics returns the counts of one queue, or [ErrQueueNotFound]. It
 // counts rows: meant for dashboards and admins, not for hot paths.
 func (a *Admin) QueueMetrics(ctx context.Context, name string) (QueueMetrics, error) {
@@ -309,7 +293,7 @@ func (a *Admin) QueueMetrics(ctx context.Context, name string) (QueueMetrics, er
 	}
 	var m QueueMetrics
 	err := a.s.read(ctx, func(ctx context.Context, q querier) (err error) {
-		m, err = scanMetrics(q.QueryRowContext(ctx, a.s.d.admin.queueMetrics, name))
+		m, err = a.s.stats.queue(ctx, q, name)
 		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {
@@ -324,21 +308,9 @@ func (a *Admin) QueueMetrics(ctx context.Context, name string) (QueueMetrics, er
 // AllQueueMetrics returns [Admin.QueueMetrics] for every queue, by name.
 func (a *Admin) AllQueueMetrics(ctx context.Context) ([]QueueMetrics, error) {
 	var out []QueueMetrics
-	err := a.s.read(ctx, func(ctx context.Context, q querier) error {
-		rows, err := q.QueryContext(ctx, a.s.d.admin.allQueueMetrics)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		out = out[:0]
-		for rows.Next() {
-			m, err := scanMetrics(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, m)
-		}
-		return rows.Err()
+	err := a.s.read(ctx, func(ctx context.Context, q querier) (err error) {
+		out, err = a.s.stats.queues(ctx, q)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("queue metrics: %w", err)
@@ -360,9 +332,9 @@ type SystemStats struct {
 // SystemStats returns counts across all queues.
 func (a *Admin) SystemStats(ctx context.Context) (SystemStats, error) {
 	var st SystemStats
-	err := a.s.read(ctx, func(ctx context.Context, q querier) error {
-		return q.QueryRowContext(ctx, a.s.d.admin.systemStats).Scan(
-			&st.Queues, &st.LiveMessages, &st.Archived, &st.Dead, &st.LiveWorkers, &st.Workers, &st.SchemaVersion)
+	err := a.s.read(ctx, func(ctx context.Context, q querier) (err error) {
+		st, err = a.s.stats.system(ctx, q)
+		return err
 	})
 	if err != nil {
 		return st, fmt.Errorf("system stats: %w", err)
@@ -550,16 +522,11 @@ func (a *Admin) replay(ctx context.Context, queue string, ids []int64, all bool)
 		return 0, err
 	}
 	var n int64
-	err = a.s.inTx(ctx, func(ctx context.Context, db querier) error {
-		args := []any{q.ID, a.s.d.idsArg(ids), all}
-		if _, err := db.ExecContext(ctx, a.s.d.admin.replayInsert, args...); err != nil {
+	err = a.s.inTx(ctx, func(ctx context.Context, db querier) (err error) {
+		if err := a.s.archive.replayInsert(ctx, db, q.ID, ids, all); err != nil {
 			return err
 		}
-		res, err := db.ExecContext(ctx, a.s.d.admin.replayDelete, args...)
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
+		n, err = a.s.archive.replayDelete(ctx, db, q.ID, ids, all)
 		return err
 	})
 	if err != nil {
@@ -575,12 +542,8 @@ func (a *Admin) PurgeDeadLetters(ctx context.Context, queue string) (int64, erro
 		return 0, err
 	}
 	var n int64
-	err = a.s.write(ctx, nil, func(ctx context.Context, db querier) error {
-		res, err := db.ExecContext(ctx, a.s.d.admin.purgeDead, q.ID)
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
+	err = a.s.write(ctx, nil, func(ctx context.Context, db querier) (err error) {
+		n, err = a.s.archive.purgeDead(ctx, db, q.ID)
 		return err
 	})
 	if err != nil {
@@ -599,12 +562,8 @@ func (a *Admin) MoveToDLQ(ctx context.Context, maxAttempts int) (int64, error) {
 		return 0, fmt.Errorf("%w: max attempts must be at least 1, got %d", ErrInvalidArgument, maxAttempts)
 	}
 	var moved []int64
-	err := a.s.write(ctx, nil, func(ctx context.Context, db querier) error {
-		rows, err := db.QueryContext(ctx, a.s.d.admin.moveToDLQ, maxAttempts)
-		if err != nil {
-			return err
-		}
-		moved, err = scanIDs(rows)
+	err := a.s.write(ctx, nil, func(ctx context.Context, db querier) (err error) {
+		moved, err = a.s.messages.moveToDLQ(ctx, db, maxAttempts)
 		return err
 	})
 	if err != nil {

@@ -164,6 +164,16 @@ func (r messageRepo) reschedule(delay time.Duration) settleFunc {
 	}
 }
 
+// moveToDLQ dead-letters every visible message of any queue claimed
+// maxAttempts times or more, and returns their IDs.
+func (r messageRepo) moveToDLQ(ctx context.Context, q querier, maxAttempts int) ([]int64, error) {
+	rows, err := q.QueryContext(ctx, r.d.admin.moveToDLQ, maxAttempts)
+	if err != nil {
+		return nil, err
+	}
+	return scanIDs(rows)
+}
+
 // exists reports whether message id is live in queue queueID, whoever
 // holds it.
 func (r messageRepo) exists(ctx context.Context, q querier, id, queueID int64) (bool, error) {

@@ -14,7 +14,7 @@ import (
 // never do. A statement that finds no row returns sql.ErrNoRows for the
 // caller to map to its sentinel.
 //
-// This file: pgqrs_queues and pgqrs_archive.
+// This file: pgqrs_queues, pgqrs_archive and the metrics over them.
 
 // queueRepo runs the statements of pgqrs_queues.
 type queueRepo struct{ d *dialect }
@@ -130,6 +130,75 @@ func (r archiveRepo) list(ctx context.Context, q querier, queue *Queue, dead boo
 func (r archiveRepo) count(ctx context.Context, q querier, id int64, dead bool) (n int64, err error) {
 	err = q.QueryRowContext(ctx, r.d.archive.count, id, dead).Scan(&n)
 	return n, err
+}
+
+// replayInsert puts dead letters of queue queueID (those of ids, or all)
+// back as new messages under their IDs.
+func (r archiveRepo) replayInsert(ctx context.Context, q querier, queueID int64, ids []int64, all bool) error {
+	_, err := q.ExecContext(ctx, r.d.admin.replayInsert, queueID, r.d.idsArg(ids), all)
+	return err
+}
+
+// replayDelete deletes the same dead letters from the archive and returns
+// how many; run it after replayInsert in one transaction.
+func (r archiveRepo) replayDelete(ctx context.Context, q querier, queueID int64, ids []int64, all bool) (int64, error) {
+	return execCount(ctx, q, "delete replayed dead letters", r.d.admin.replayDelete, queueID, r.d.idsArg(ids), all)
+}
+
+// purgeDead deletes queue queueID's dead letters and returns how many.
+func (r archiveRepo) purgeDead(ctx context.Context, q querier, queueID int64) (int64, error) {
+	return execCount(ctx, q, "purge dead letters", r.d.admin.purgeDead, queueID)
+}
+
+// statsRepo runs the counting statements behind metrics: for admins and
+// dashboards, never for hot paths.
+type statsRepo struct{ d *dialect }
+
+func scanMetrics(sc interface{ Scan(...any) error }) (QueueMetrics, error) {
+	var m QueueMetrics
+	var total int64
+	var oldest, newest, now dbTime
+	if err := sc.Scan(&m.Queue, &total, &m.Visible, &m.Leased, &m.Archived, &m.Dead, &oldest, &newest, &now); err != nil {
+		return m, err
+	}
+	m.Delayed = total - m.Visible - m.Leased
+	m.Pending = m.Visible + m.Delayed
+	m.OldestPending, m.NewestEnqueued = oldest.t, newest.t
+	if !oldest.t.IsZero() {
+		m.OldestPendingAge = max(0, now.t.Sub(oldest.t))
+	}
+	return m, nil
+}
+
+// queue returns the metrics of queue name, or sql.ErrNoRows.
+func (r statsRepo) queue(ctx context.Context, q querier, name string) (QueueMetrics, error) {
+	return scanMetrics(q.QueryRowContext(ctx, r.d.admin.queueMetrics, name))
+}
+
+// queues returns the metrics of every queue, by name.
+func (r statsRepo) queues(ctx context.Context, q querier) ([]QueueMetrics, error) {
+	rows, err := q.QueryContext(ctx, r.d.admin.allQueueMetrics)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []QueueMetrics
+	for rows.Next() {
+		m, err := scanMetrics(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// system returns the counts across all queues.
+func (r statsRepo) system(ctx context.Context, q querier) (SystemStats, error) {
+	var st SystemStats
+	err := q.QueryRowContext(ctx, r.d.admin.systemStats).Scan(
+		&st.Queues, &st.LiveMessages, &st.Archived, &st.Dead, &st.LiveWorkers, &st.Workers, &st.SchemaVersion)
+	return st, err
 }
 
 // execCount runs one statement and returns how many rows it changed.

@@ -374,17 +374,18 @@ func (r *Run) step(ctx context.Context, name string, opts []StepOption, body fun
 	var permanent *permanentError
 	isTransient := errors.As(err, &transient)
 	retry := !errors.As(err, &permanent) && (isTransient || policy.RetryAllErrors) && attempts <= policy.retries()
-	var retryAt any // NULL: no more attempts
-	var at time.Time
+	var at time.Time // zero: no more attempts
 	if retry {
 		d := policy.delay(attempts)
 		if isTransient && transient.RetryAfter > 0 {
 			d = transient.RetryAfter
 		}
 		at = r.now().Add(d)
-		retryAt = r.e.s.d.timeArg(at)
 	}
-	if rerr := r.record(ctx, name, r.e.s.d.workflow.stepFailed, pos, errorText(err), attempts, retryAt); rerr != nil {
+	text := errorText(err)
+	if rerr := r.record(ctx, name, func(ctx context.Context, q querier) (RunStatus, error) {
+		return r.e.s.runs.stepFailed(ctx, q, r.id, name, pos, text, attempts, at)
+	}); rerr != nil {
 		return nil, rerr
 	}
 	if retry {
@@ -423,17 +424,20 @@ func (r *Run) flush(ctx context.Context) error {
 	if p == nil {
 		return nil
 	}
-	return r.record(ctx, p.name, r.e.s.d.workflow.stepDone, p.position, string(p.output), p.attempts)
+	return r.record(ctx, p.name, func(ctx context.Context, q querier) (RunStatus, error) {
+		return r.e.s.runs.stepDone(ctx, q, r.id, *p)
+	})
 }
 
-// record writes a step's outcome (stepDone or stepFailed, whose arguments
-// follow the run and step name) if the run may still take steps, and stops
-// the run when it was cancelled meanwhile.
-func (r *Run) record(ctx context.Context, name, stmt string, args ...any) error {
+// record writes step name's outcome with write (runRepo.stepDone or
+// stepFailed), which records only while the run may still take steps, and
+// stops the run when it was cancelled meanwhile.
+func (r *Run) record(ctx context.Context, name string, write func(ctx context.Context, q querier) (RunStatus, error)) error {
 	s := r.e.s
 	var status RunStatus
-	err := s.write(ctx, nil, func(ctx context.Context, q querier) error {
-		return q.QueryRowContext(ctx, stmt, append([]any{r.id, name}, args...)...).Scan(&status)
+	err := s.write(ctx, nil, func(ctx context.Context, q querier) (err error) {
+		status, err = write(ctx, q)
+		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return r.notRecorded(ctx, name)
@@ -479,13 +483,9 @@ func (r *Run) cancel(ctx context.Context) error {
 
 // pause pauses the run until t (zero: until resumed).
 func (r *Run) pause(ctx context.Context, until time.Time) error {
-	var resume any
-	if !until.IsZero() {
-		resume = r.e.s.d.timeArg(until)
-	}
-	var status RunStatus
 	err := r.e.s.write(ctx, nil, func(ctx context.Context, q querier) error {
-		return q.QueryRowContext(ctx, r.e.s.d.workflow.pause, r.id, resume).Scan(&status)
+		_, err := r.e.s.runs.pause(ctx, q, r.id, until)
+		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return r.cancel(ctx) // only a cancel request moves a running run

@@ -284,8 +284,9 @@ func (e *engine) execute(ctx context.Context, c *Consumer, m *Message) error {
 			break
 		}
 		var st RunStatus
-		err := e.s.write(ctx, nil, func(ctx context.Context, q querier) error {
-			return q.QueryRowContext(ctx, e.s.d.workflow.start, run.id).Scan(&st)
+		err := e.s.write(ctx, nil, func(ctx context.Context, q querier) (err error) {
+			st, err = e.s.runs.start(ctx, q, run.id)
+			return err
 		})
 		if err == nil {
 			loaded.status = st
@@ -363,8 +364,7 @@ func (e *engine) bringForward(suspend *rescheduleError, c *Consumer, msgID, runI
 		st, err := e.s.runStatus(ctx, runID)
 		if err == nil && (st == RunCancelling || st == RunCancelled || (paused && st != RunPaused)) {
 			e.s.write(ctx, nil, func(ctx context.Context, q querier) error {
-				_, err := q.ExecContext(ctx, e.s.d.workflow.wakeMessage, msgID)
-				return err
+				return e.s.runs.wakeMessage(ctx, q, msgID)
 			})
 			e.s.wake(queueWake(c.queueID))
 		}
@@ -404,12 +404,10 @@ type loadedRun struct {
 // ever started.
 func (e *engine) load(ctx context.Context, msgID int64) (*Run, *loadedRun, error) {
 	run := &Run{workflow: e.name, e: e, steps: map[string]*StepInfo{}, seen: map[string]bool{}}
-	var l loadedRun
-	var input []byte
-	var resume, dbNow dbTime
-	var started bool
-	err := e.s.read(ctx, func(ctx context.Context, q querier) error {
-		return q.QueryRowContext(ctx, e.s.d.workflow.runByMessage, msgID).Scan(&run.id, &l.status, &input, &resume, &started, &dbNow)
+	var row runRow
+	err := e.s.read(ctx, func(ctx context.Context, q querier) (err error) {
+		row, err = e.s.runs.byMessage(ctx, q, msgID)
+		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, errNoRun
@@ -417,9 +415,10 @@ func (e *engine) load(ctx context.Context, msgID int64) (*Run, *loadedRun, error
 	if err != nil {
 		return nil, nil, fmt.Errorf("load run of message %d: %w", msgID, err)
 	}
-	run.offset = dbNow.t.Sub(time.Now())
-	l.input, l.resumeAt = input, resume.t
-	if started {
+	run.id = row.id
+	run.offset = row.dbNow.Sub(time.Now())
+	l := loadedRun{status: row.status, input: row.input, resumeAt: row.resumeAt}
+	if row.started {
 		steps, err := e.s.runSteps(ctx, run.id)
 		if err != nil {
 			return nil, nil, err
@@ -436,16 +435,9 @@ func (e *engine) load(ctx context.Context, msgID int64) (*Run, *loadedRun, error
 // statement, and wakes its waiters. A run that had already ended is left
 // alone.
 func (e *engine) finish(ctx context.Context, id int64, pending *pendingStep, status RunStatus, output json.RawMessage, errText *string) error {
-	args := []any{id, string(status), nil, errText, nil, 0, nil, 0}
-	if output != nil {
-		args[2] = string(output)
-	}
-	if p := pending; p != nil {
-		args[4], args[5], args[6], args[7] = p.name, p.position, string(p.output), p.attempts
-	}
+	end := runEnd{status: status, output: output, errText: errText, last: pending}
 	err := e.s.write(ctx, nil, func(ctx context.Context, q querier) error {
-		_, err := q.ExecContext(ctx, e.s.d.workflow.finish, args...)
-		return err
+		return e.s.runs.finish(ctx, q, id, end)
 	})
 	if err != nil {
 		return fmt.Errorf("finish run %d: %w", id, err)

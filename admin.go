@@ -217,8 +217,7 @@ func (s *Store) dropQueue(ctx context.Context, q querier, queueID int64) error {
 // notAWorkflowQueue refuses with [ErrQueueInUse] when a workflow owns the
 // queue: its messages drive the workflow's runs.
 func (s *Store) notAWorkflowQueue(ctx context.Context, q querier, queueID int64) error {
-	var wf string
-	err := q.QueryRowContext(ctx, s.d.workflow.byQueue, queueID).Scan(&wf)
+	wf, err := s.runs.workflowByQueue(ctx, q, queueID)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil

@@ -102,3 +102,185 @@ func scanRunStatus(row interface{ Scan(...any) error }) (RunStatus, error) {
 	err := row.Scan(&st)
 	return RunStatus(st), err
 }
+
+// workflowByName returns workflow name's IDs, or sql.ErrNoRows.
+func (r runRepo) workflowByName(ctx context.Context, q querier, name string) (workflowRef, error) {
+	var ref workflowRef
+	err := q.QueryRowContext(ctx, r.d.workflow.byName, name).Scan(&ref.id, &ref.queueID)
+	return ref, err
+}
+
+// workflowByQueue returns the name of the workflow owning queue queueID,
+// or sql.ErrNoRows.
+func (r runRepo) workflowByQueue(ctx context.Context, q querier, queueID int64) (name string, err error) {
+	err = q.QueryRowContext(ctx, r.d.workflow.byQueue, queueID).Scan(&name)
+	return name, err
+}
+
+// insertWorkflow registers workflow name on its queue and returns its ID.
+func (r runRepo) insertWorkflow(ctx context.Context, q querier, name string, queueID int64) (id int64, err error) {
+	err = q.QueryRowContext(ctx, r.d.workflow.insert, name, queueID).Scan(&id)
+	return id, err
+}
+
+// insert creates a QUEUED run of workflowID driven by message msgID and
+// returns its ID.
+func (r runRepo) insert(ctx context.Context, q querier, workflowID, msgID int64, input []byte) (id int64, err error) {
+	err = q.QueryRowContext(ctx, r.d.workflow.insertRun, workflowID, msgID, string(input)).Scan(&id)
+	return id, err
+}
+
+func scanRun(sc interface{ Scan(...any) error }) (*RunInfo, error) {
+	var r RunInfo
+	var input, output []byte
+	var resume, created, started, finished, updated dbTime
+	if err := sc.Scan(&r.ID, &r.Workflow, &r.Status, &input, &output, &r.Error, &resume,
+		&created, &started, &finished, &updated); err != nil {
+		return nil, err
+	}
+	r.Input, r.ResumeAt, r.CreatedAt, r.StartedAt, r.FinishedAt, r.UpdatedAt =
+		input, resume.t, created.t, started.t, finished.t, updated.t
+	if output != nil {
+		r.Output = output
+	}
+	return &r, nil
+}
+
+// get returns run id without its steps, or sql.ErrNoRows.
+func (r runRepo) get(ctx context.Context, q querier, id int64) (*RunInfo, error) {
+	return scanRun(q.QueryRowContext(ctx, r.d.workflow.get, id))
+}
+
+// list returns up to limit runs with IDs below before, newest first, of
+// workflow (""; all) in status ("": any).
+func (r runRepo) list(ctx context.Context, q querier, workflow string, status RunStatus, before int64, limit int) ([]RunInfo, error) {
+	rows, err := q.QueryContext(ctx, r.d.workflow.list, workflow, string(status), before, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []RunInfo{}
+	for rows.Next() {
+		run, err := scanRun(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *run)
+	}
+	return out, rows.Err()
+}
+
+// steps returns run id's recorded steps in the order it reached them.
+func (r runRepo) steps(ctx context.Context, q querier, id int64) ([]StepInfo, error) {
+	rows, err := q.QueryContext(ctx, r.d.workflow.steps, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	steps := []StepInfo{}
+	for rows.Next() {
+		var st StepInfo
+		var output []byte
+		var retry, updated dbTime
+		if err := rows.Scan(&st.Name, &st.Position, &st.Status, &output, &st.Error, &st.Attempts, &retry, &updated); err != nil {
+			return nil, err
+		}
+		if output != nil {
+			st.Output = output
+		}
+		st.RetryAt, st.UpdatedAt = retry.t, updated.t
+		steps = append(steps, st)
+	}
+	return steps, rows.Err()
+}
+
+// markWaited asks for run id's end to be announced (NOTIFY) to waiters in
+// other processes.
+func (r runRepo) markWaited(ctx context.Context, q querier, id int64) error {
+	_, err := q.ExecContext(ctx, r.d.workflow.markWaited, id)
+	return err
+}
+
+// setStatus sets run id's status (CANCELLED also ends it) and announces
+// it to waiters.
+func (r runRepo) setStatus(ctx context.Context, q querier, id int64, to RunStatus) error {
+	_, err := scanRunStatus(q.QueryRowContext(ctx, r.d.workflow.setStatus, id, string(to)))
+	return err
+}
+
+// lock reads run id's status and message, locking the row where the
+// backend has row locks; sql.ErrNoRows for an unknown run.
+func (r runRepo) lock(ctx context.Context, q querier, id int64) (status RunStatus, msgID int64, err error) {
+	err = q.QueryRowContext(ctx, r.d.workflow.lock, id).Scan(&status, &msgID)
+	return status, msgID, err
+}
+
+// messageHeld reports whether a worker holds message msgID now, waiting
+// for a give-back in flight where the backend has row locks;
+// sql.ErrNoRows when the message is gone (archived).
+func (r runRepo) messageHeld(ctx context.Context, q querier, msgID int64) (held bool, err error) {
+	err = q.QueryRowContext(ctx, r.d.workflow.lockMessage, msgID).Scan(&held)
+	return held, err
+}
+
+// deleteFailedSteps forgets run id's failed steps (a retry starts them
+// afresh).
+func (r runRepo) deleteFailedSteps(ctx context.Context, q querier, id int64) error {
+	_, err := q.ExecContext(ctx, r.d.workflow.deleteFailedSteps, id)
+	return err
+}
+
+// requeue makes failed run id QUEUED again, driven by message msgID.
+func (r runRepo) requeue(ctx context.Context, q querier, id, msgID int64) error {
+	_, err := q.ExecContext(ctx, r.d.workflow.requeue, id, msgID)
+	return err
+}
+
+// unfinished counts workflowID's runs that have not ended.
+func (r runRepo) unfinished(ctx context.Context, q querier, workflowID int64) (n int64, err error) {
+	err = q.QueryRowContext(ctx, r.d.workflow.unfinished, workflowID).Scan(&n)
+	return n, err
+}
+
+// deleteWorkflow deletes workflowID's runs (their steps go with them), then
+// the workflow.
+func (r runRepo) deleteWorkflow(ctx context.Context, q querier, workflowID int64) error {
+	if _, err := execCount(ctx, q, "delete runs", r.d.workflow.deleteRuns, workflowID); err != nil {
+		return err
+	}
+	_, err := execCount(ctx, q, "delete workflow", r.d.workflow.deleteByID, workflowID)
+	return err
+}
+
+// purge deletes workflowID's runs that ended before t and returns how many.
+func (r runRepo) purge(ctx context.Context, q querier, workflowID int64, t time.Time) (int64, error) {
+	return execCount(ctx, q, "purge runs", r.d.workflow.purgeRuns, workflowID, r.d.timeArg(t))
+}
+
+// workflows returns every workflow with its run counts per status, by name.
+func (r runRepo) workflows(ctx context.Context, q querier) ([]WorkflowInfo, error) {
+	rows, err := q.QueryContext(ctx, r.d.workflow.listWorkflows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []WorkflowInfo{}
+	for rows.Next() {
+		w := WorkflowInfo{Runs: map[RunStatus]int64{}}
+		var created dbTime
+		counts := make([]int64, len(runStatuses))
+		dest := []any{&w.Name, &created}
+		for i := range counts {
+			dest = append(dest, &counts[i])
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
+		}
+		w.CreatedAt = created.t
+		for i, st := range runStatuses {
+			w.Runs[st] = counts[i]
+		}
+		out = append(out, w)
+	}
+	return out, rows.Err()
+}

@@ -92,7 +92,8 @@ func (s *Store) registerWorkflow(ctx context.Context, name string) (workflowRef,
 	var ref workflowRef
 	register := func() error {
 		return s.inTx(ctx, func(ctx context.Context, q querier) error {
-			err := q.QueryRowContext(ctx, s.d.workflow.byName, name).Scan(&ref.id, &ref.queueID)
+			var err error
+			ref, err = s.runs.workflowByName(ctx, q, name)
 			if !errors.Is(err, sql.ErrNoRows) {
 				return err
 			}
@@ -101,7 +102,8 @@ func (s *Store) registerWorkflow(ctx context.Context, name string) (workflowRef,
 				return err
 			}
 			ref.queueID = queue.ID
-			return q.QueryRowContext(ctx, s.d.workflow.insert, name, ref.queueID).Scan(&ref.id)
+			ref.id, err = s.runs.insertWorkflow(ctx, q, name, ref.queueID)
+			return err
 		})
 	}
 	err := register()
@@ -126,11 +128,12 @@ func (s *Store) lookupWorkflow(ctx context.Context, tx *sql.Tx, name string) (wo
 		return ref.(workflowRef), nil
 	}
 	var ref workflowRef
-	err := s.read(ctx, func(ctx context.Context, q querier) error {
+	err := s.read(ctx, func(ctx context.Context, q querier) (err error) {
 		if tx != nil {
 			q = tx
 		}
-		return q.QueryRowContext(ctx, s.d.workflow.byName, name).Scan(&ref.id, &ref.queueID)
+		ref, err = s.runs.workflowByName(ctx, q, name)
+		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return ref, fmt.Errorf("%w: %q", ErrWorkflowNotFound, name)
@@ -167,7 +170,8 @@ func (s *Store) triggerRun(ctx context.Context, tx *sql.Tx, name string, input j
 		if err != nil {
 			return err
 		}
-		return q.QueryRowContext(ctx, s.d.workflow.insertRun, ref.id, msgID, string(body)).Scan(&id)
+		id, err = s.runs.insert(ctx, q, ref.id, msgID, body)
+		return err
 	}
 	if tx != nil {
 		err = s.write(ctx, tx, insert)
@@ -195,7 +199,7 @@ func (s *Store) runStatus(ctx context.Context, id int64) (RunStatus, error) {
 func (s *Store) getRun(ctx context.Context, id int64) (*RunInfo, error) {
 	var info *RunInfo
 	err := s.read(ctx, func(ctx context.Context, q querier) (err error) {
-		info, err = scanRun(q.QueryRowContext(ctx, s.d.workflow.get, id))
+		info, err = s.runs.get(ctx, q, id)
 		return err
 	})
 	if errors.Is(err, sql.ErrNoRows) {
@@ -207,46 +211,12 @@ func (s *Store) getRun(ctx context.Context, id int64) (*RunInfo, error) {
 	return info, nil
 }
 
-func scanRun(sc interface{ Scan(...any) error }) (*RunInfo, error) {
-	var r RunInfo
-	var input, output []byte
-	var resume, created, started, finished, updated dbTime
-	if err := sc.Scan(&r.ID, &r.Workflow, &r.Status, &input, &output, &r.Error, &resume,
-		&created, &started, &finished, &updated); err != nil {
-		return nil, err
-	}
-	r.Input, r.ResumeAt, r.CreatedAt, r.StartedAt, r.FinishedAt, r.UpdatedAt =
-		input, resume.t, created.t, started.t, finished.t, updated.t
-	if output != nil {
-		r.Output = output
-	}
-	return &r, nil
-}
-
 // runSteps reads a run's recorded steps in order.
 func (s *Store) runSteps(ctx context.Context, id int64) ([]StepInfo, error) {
-	steps := []StepInfo{}
-	err := s.read(ctx, func(ctx context.Context, q querier) error {
-		rows, err := q.QueryContext(ctx, s.d.workflow.steps, id)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		steps = steps[:0]
-		for rows.Next() {
-			var st StepInfo
-			var output []byte
-			var retry, updated dbTime
-			if err := rows.Scan(&st.Name, &st.Position, &st.Status, &output, &st.Error, &st.Attempts, &retry, &updated); err != nil {
-				return err
-			}
-			if output != nil {
-				st.Output = output
-			}
-			st.RetryAt, st.UpdatedAt = retry.t, updated.t
-			steps = append(steps, st)
-		}
-		return rows.Err()
+	var steps []StepInfo
+	err := s.read(ctx, func(ctx context.Context, q querier) (err error) {
+		steps, err = s.runs.steps(ctx, q, id)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("steps of run %d: %w", id, err)
@@ -302,8 +272,7 @@ func (s *Store) WaitRun(ctx context.Context, id int64) (*RunInfo, error) {
 			markDone = make(chan error, 1)
 			go func() {
 				markDone <- s.write(ctx, nil, func(ctx context.Context, q querier) error {
-					_, err := q.ExecContext(ctx, s.d.workflow.markWaited, id)
-					return err
+					return s.runs.markWaited(ctx, q, id)
 				})
 			}()
 		}
@@ -350,14 +319,14 @@ func (s *Store) CancelRun(ctx context.Context, id int64) (RunStatus, error) {
 		default:
 			to = RunCancelled
 		}
-		if err := q.QueryRowContext(ctx, s.d.workflow.setStatus, id, string(to)).Scan(new(string)); err != nil {
+		if err := s.runs.setStatus(ctx, q, id, to); err != nil {
 			return err
 		}
 		if to == RunCancelled {
 			// Let a worker archive the message now rather than when it was due.
-			_, err = q.ExecContext(ctx, s.d.workflow.wakeMessage, msgID)
+			return s.runs.wakeMessage(ctx, q, msgID)
 		}
-		return err
+		return nil
 	})
 	if err != nil {
 		return "", fmt.Errorf("cancel run %d: %w", id, err)
@@ -382,11 +351,10 @@ func (s *Store) ResumeRun(ctx context.Context, id int64) error {
 		case status != RunPaused:
 			return fmt.Errorf("%w: resume needs a PAUSED run; it is %s", ErrRunState, status)
 		}
-		if err := q.QueryRowContext(ctx, s.d.workflow.setStatus, id, string(RunRunning)).Scan(new(string)); err != nil {
+		if err := s.runs.setStatus(ctx, q, id, RunRunning); err != nil {
 			return err
 		}
-		_, err = q.ExecContext(ctx, s.d.workflow.wakeMessage, msgID)
-		return err
+		return s.runs.wakeMessage(ctx, q, msgID)
 	})
 	if err != nil {
 		return fmt.Errorf("resume run %d: %w", id, err)
@@ -411,14 +379,14 @@ func (s *Store) workflowOfRun(ctx context.Context, id int64) (workflowRef, bool)
 // locking the row where the backend has row locks, and whether a worker
 // holds its message now.
 func (s *Store) lockRun(ctx context.Context, q querier, id int64) (status RunStatus, msgID int64, executing bool, err error) {
-	err = q.QueryRowContext(ctx, s.d.workflow.lock, id).Scan(&status, &msgID)
+	status, msgID, err = s.runs.lock(ctx, q, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", 0, false, ErrRunNotFound
 	}
 	if err != nil {
 		return "", 0, false, err
 	}
-	err = q.QueryRowContext(ctx, s.d.workflow.lockMessage, msgID).Scan(&executing)
+	executing, err = s.runs.messageHeld(ctx, q, msgID)
 	if errors.Is(err, sql.ErrNoRows) { // archived: nobody holds it
 		err = nil
 	}
@@ -441,12 +409,12 @@ func (a *Admin) RetryRun(ctx context.Context, id int64) error {
 		if status != RunFailed {
 			return fmt.Errorf("%w: retry needs a run in ERROR; it is %s", ErrRunState, status)
 		}
-		info, err := scanRun(q.QueryRowContext(ctx, s.d.workflow.get, id))
+		info, err := s.runs.get(ctx, q, id)
 		if err != nil {
 			return err
 		}
-		var ref workflowRef
-		if err := q.QueryRowContext(ctx, s.d.workflow.byName, info.Workflow).Scan(&ref.id, &ref.queueID); err != nil {
+		ref, err := s.runs.workflowByName(ctx, q, info.Workflow)
+		if err != nil {
 			return err
 		}
 		queueID = ref.queueID
@@ -454,11 +422,10 @@ func (a *Admin) RetryRun(ctx context.Context, id int64) error {
 		if err != nil {
 			return err
 		}
-		if _, err := q.ExecContext(ctx, s.d.workflow.deleteFailedSteps, id); err != nil {
+		if err := s.runs.deleteFailedSteps(ctx, q, id); err != nil {
 			return err
 		}
-		_, err = q.ExecContext(ctx, s.d.workflow.requeue, id, msgID)
-		return err
+		return s.runs.requeue(ctx, q, id, msgID)
 	})
 	if err != nil {
 		return fmt.Errorf("retry run %d: %w", id, err)
@@ -475,24 +442,22 @@ func (a *Admin) RetryRun(ctx context.Context, id int64) error {
 func (a *Admin) DeleteWorkflow(ctx context.Context, name string) error {
 	s := a.s
 	err := s.inTx(ctx, func(ctx context.Context, q querier) error {
-		var ref workflowRef
-		if err := q.QueryRowContext(ctx, s.d.workflow.byName, name).Scan(&ref.id, &ref.queueID); err != nil {
-			if errors.Is(err, sql.ErrNoRows) {
-				return ErrWorkflowNotFound
-			}
+		ref, err := s.runs.workflowByName(ctx, q, name)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrWorkflowNotFound
+		}
+		if err != nil {
 			return err
 		}
-		var unfinished int64
-		if err := q.QueryRowContext(ctx, s.d.workflow.unfinished, ref.id).Scan(&unfinished); err != nil {
+		unfinished, err := s.runs.unfinished(ctx, q, ref.id)
+		if err != nil {
 			return err
 		}
 		if unfinished > 0 {
 			return fmt.Errorf("%w: %d unfinished runs", ErrQueueInUse, unfinished)
 		}
-		for _, stmt := range []string{s.d.workflow.deleteRuns, s.d.workflow.deleteByID} {
-			if _, err := q.ExecContext(ctx, stmt, ref.id); err != nil {
-				return err
-			}
+		if err := s.runs.deleteWorkflow(ctx, q, ref.id); err != nil {
+			return err
 		}
 		return s.dropQueue(ctx, q, ref.queueID) // in use: the whole transaction rolls back
 	})
@@ -521,12 +486,8 @@ func (a *Admin) PurgeRuns(ctx context.Context, workflow string, finishedBefore t
 		return 0, fmt.Errorf("purge runs: %w", err)
 	}
 	var n int64
-	err = s.write(ctx, nil, func(ctx context.Context, q querier) error {
-		res, err := q.ExecContext(ctx, s.d.workflow.purgeRuns, ref.id, s.d.timeArg(finishedBefore))
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
+	err = s.write(ctx, nil, func(ctx context.Context, q querier) (err error) {
+		n, err = s.runs.purge(ctx, q, ref.id, finishedBefore)
 		return err
 	})
 	if err != nil {
@@ -540,32 +501,9 @@ func (a *Admin) PurgeRuns(ctx context.Context, workflow string, finishedBefore t
 func (a *Admin) ListWorkflows(ctx context.Context) ([]WorkflowInfo, error) {
 	s := a.s
 	var out []WorkflowInfo
-	err := s.read(ctx, func(ctx context.Context, q querier) error {
-		rows, err := q.QueryContext(ctx, s.d.workflow.listWorkflows)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		out = out[:0]
-		order := runStatuses
-		for rows.Next() {
-			w := WorkflowInfo{Runs: map[RunStatus]int64{}}
-			var created dbTime
-			counts := make([]int64, len(order))
-			dest := []any{&w.Name, &created}
-			for i := range counts {
-				dest = append(dest, &counts[i])
-			}
-			if err := rows.Scan(dest...); err != nil {
-				return err
-			}
-			w.CreatedAt = created.t
-			for i, st := range order {
-				w.Runs[st] = counts[i]
-			}
-			out = append(out, w)
-		}
-		return rows.Err()
+	err := s.read(ctx, func(ctx context.Context, q querier) (err error) {
+		out, err = s.runs.workflows(ctx, q)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list workflows: %w", err)
@@ -613,21 +551,9 @@ func (a *Admin) ListRuns(ctx context.Context, f RunFilter) ([]RunInfo, error) {
 		before = math.MaxInt64
 	}
 	var out []RunInfo
-	err := s.read(ctx, func(ctx context.Context, q querier) error {
-		rows, err := q.QueryContext(ctx, s.d.workflow.list, f.Workflow, string(f.Status), before, limit)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		out = out[:0]
-		for rows.Next() {
-			r, err := scanRun(rows)
-			if err != nil {
-				return err
-			}
-			out = append(out, *r)
-		}
-		return rows.Err()
+	err := s.read(ctx, func(ctx context.Context, q querier) (err error) {
+		out, err = s.runs.list(ctx, q, f.Workflow, f.Status, before, limit)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list runs: %w", err)

@@ -38,17 +38,17 @@ func (a *Admin) Verify(ctx context.Context) error {
 		return err
 	}
 	var problems []string
-	exists := func(stmt, name string) (bool, error) {
-		var ok bool
-		err := s.read(ctx, func(ctx context.Context, q querier) error {
-			return q.QueryRowContext(ctx, stmt, s.d.relation(name)).Scan(&ok)
+	exists := func(check func(context.Context, querier, string) (bool, error), name string) (ok bool, err error) {
+		err = s.read(ctx, func(ctx context.Context, q querier) (err error) {
+			ok, err = check(ctx, q, name)
+			return err
 		})
 		return ok, err
 	}
 	allTables := true
 	for _, t := range []string{"pgqrs_schema_version", "pgqrs_queues", "pgqrs_workers", "pgqrs_messages", "pgqrs_archive",
 		"pgqrs_workflows", "pgqrs_runs", "pgqrs_steps"} {
-		ok, err := exists(s.d.admin.tableExists, t)
+		ok, err := exists(s.schema.tableExists, t)
 		if err != nil {
 			return fmt.Errorf("verify: %w", err)
 		}
@@ -58,7 +58,7 @@ func (a *Admin) Verify(ctx context.Context) error {
 		}
 	}
 	for _, ix := range s.d.indexes {
-		ok, err := exists(s.d.admin.indexExists, ix)
+		ok, err := exists(s.schema.indexExists, ix)
 		if err != nil {
 			return fmt.Errorf("verify: %w", err)
 		}
@@ -72,12 +72,8 @@ func (a *Admin) Verify(ctx context.Context) error {
 			return err
 		}
 		var applied []int64
-		err = s.read(ctx, func(ctx context.Context, q querier) error {
-			rows, err := q.QueryContext(ctx, s.d.version.applied)
-			if err != nil {
-				return err
-			}
-			applied, err = scanIDs(rows)
+		err = s.read(ctx, func(ctx context.Context, q querier) (err error) {
+			applied, err = s.schema.applied(ctx, q)
 			return err
 		})
 		if err != nil {
@@ -93,8 +89,9 @@ func (a *Admin) Verify(ctx context.Context) error {
 			}
 		}
 		var orphans int64
-		err = s.read(ctx, func(ctx context.Context, q querier) error {
-			return q.QueryRowContext(ctx, s.d.admin.orphans).Scan(&orphans)
+		err = s.read(ctx, func(ctx context.Context, q querier) (err error) {
+			orphans, err = s.schema.orphans(ctx, q)
+			return err
 		})
 		if err != nil {
 			return fmt.Errorf("verify: %w", err)

@@ -411,6 +411,7 @@ type Store struct {
 	messages  messageRepo
 	stats     statsRepo
 	runs      runRepo
+	schema    schemaRepo
 	hooks     *testHooks    // nil outside tests
 	workflows sync.Map      // workflow name → workflowRef, once registered
 	waitPoll  time.Duration // WaitRun's fixed poll (0: 10ms doubling to 1s); tests set an hour
@@ -449,7 +450,7 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 		impl = impl.withSchema(cfg.schema)
 	}
 	return &Store{db: db, pool: &stmtCache{db: db, off: !impl.prepare || cfg.unprepared}, d: impl, cfg: cfg, listenDSN: cfg.listenDSN,
-		queues: queueRepo{impl}, archive: archiveRepo{impl}, workers: workerRepo{impl}, messages: messageRepo{impl}, stats: statsRepo{impl}, runs: runRepo{impl}}, nil
+		queues: queueRepo{impl}, archive: archiveRepo{impl}, workers: workerRepo{impl}, messages: messageRepo{impl}, stats: statsRepo{impl}, runs: runRepo{impl}, schema: schemaRepo{impl}}, nil
 }
 
 // Open opens a pool for dsn, configures it for pgqrs and checks with a real

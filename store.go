@@ -728,15 +728,11 @@ func (s *Store) migrate(ctx context.Context) error {
 				return fmt.Errorf("install: %w", err)
 			}
 		}
-		if _, err := q.ExecContext(ctx, s.d.version.createTable); err != nil {
+		if err := s.schema.createVersionTable(ctx, q); err != nil {
 			return fmt.Errorf("install: create version table: %w", err)
 		}
-		rows, err := q.QueryContext(ctx, s.d.version.applied)
-		if err != nil {
-			return fmt.Errorf("install: read versions: %w", err)
-		}
 		applied := map[int64]bool{}
-		ids, err := scanIDs(rows)
+		ids, err := s.schema.applied(ctx, q)
 		if err != nil {
 			return fmt.Errorf("install: read versions: %w", err)
 		}
@@ -752,7 +748,7 @@ func (s *Store) migrate(ctx context.Context) error {
 					return fmt.Errorf("install: migration %s: %w", m.name, err)
 				}
 			}
-			if _, err := q.ExecContext(ctx, s.d.version.record, m.version, m.name); err != nil {
+			if err := s.schema.record(ctx, q, m.version, m.name); err != nil {
 				return fmt.Errorf("install: record %s: %w", m.name, err)
 			}
 		}

@@ -14,6 +14,21 @@ const sqliteNow = `strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`
 // LIMIT n) RETURNING is atomic. ID lists and payload batches travel as one
 // JSON array argument read with json_each, so every statement has a fixed
 // text whatever the batch size.
+//
+// Part of the work is done by the schema's triggers (migrations/sqlite),
+// which a reader of the statements below must know about:
+//
+//   - A plain DELETE of pgqrs_messages rows ARCHIVES them: trigger
+//     pgqrs_messages_archive copies each deleted row into pgqrs_archive. So
+//     the archive statement is a DELETE ... RETURNING id.
+//   - Setting archive_as deletes the row at once (pgqrs_messages_leave):
+//     'dead' archives it as a dead letter, 'gone' drops it without a trace
+//     (the delete statement and queue purges).
+//   - The first step recorded for a QUEUED run marks it RUNNING
+//     (pgqrs_steps_start); Postgres does this inside the statement.
+//   - A run's end is an INSERT into the view pgqrs_run_ends, whose INSTEAD OF
+//     trigger records the last step and ends the run in one statement (a
+//     writable CTE on Postgres).
 func newSQLiteDialect() *dialect {
 	return &dialect{
 		name:       SQLite,

@@ -21,6 +21,25 @@ import (
 // dialect is everything that differs between backends: SQL text, grouped by
 // table, and the few behaviours that really differ. Constructors in
 // dialect_*.go return complete values; no other code switches on the backend.
+//
+// Conventions every dialect's statements keep:
+//
+//   - Arguments are positional and mean the same on every backend: $n on
+//     Postgres is ?n on SQLite and Turso. The repository method that runs a
+//     statement (repo_*.go) documents its arguments and what it returns.
+//   - Fenced settle statements (archive, delete, release, extend, fail,
+//     deadLetter, exhaust, unclaim, reschedule) take the ID list, the
+//     consumer and the queue first ($1, $2, $3), then their own arguments,
+//     and RETURNING id yields the IDs they changed: rows that consumer held.
+//   - Times are computed by the database clock (now()); arguments that are
+//     times go through timeArg (time.Time on Postgres, the fixed UTC text of
+//     textTimeLayout on SQLite and Turso, whose schemas default to the same
+//     text); durations go through secondsArg; ID lists through idsArg (a
+//     Postgres array literal, or a JSON array read with json_each).
+//   - Statements that create or change rows say what they did with
+//     RETURNING, so that each repository call is one round trip.
+//   - A statement that finds nothing returns no row (sql.ErrNoRows for a
+//     single-row query), never an error of its own.
 type dialect struct {
 	name       Dialect
 	migrations string // directory under migrations/ (Turso shares SQLite's)

@@ -273,7 +273,7 @@ func ExampleWorkflow() {
 		log.Fatal(err)
 	}
 	fmt.Printf("total %d, %s\n", r.Total, r.Note)
-	info, err := s.RunStatus(ctx, id)
+	info, err := s.GetRun(ctx, id)
 	if err != nil {
 		log.Fatal(err)
 	}

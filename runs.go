@@ -28,7 +28,7 @@ type RunInfo struct {
 	FinishedAt time.Time `json:"finished_at,omitzero"` // zero until the run ended
 	UpdatedAt  time.Time `json:"updated_at"`
 	// Steps are the run's recorded steps in the order the run reached them
-	// (filled by [Store.RunStatus] and [Store.WaitRun], never nil there; nil
+	// (filled by [Store.GetRun] and [Store.WaitRun], never nil there; nil
 	// in lists, and then left out of JSON).
 	Steps []StepInfo `json:"steps,omitzero"`
 }
@@ -224,9 +224,9 @@ func (s *Store) runSteps(ctx context.Context, id int64) ([]StepInfo, error) {
 	return steps, nil
 }
 
-// RunStatus returns run id as stored now, with its steps, without waiting.
+// GetRun returns run id as stored now, with its steps, without waiting.
 // It returns [ErrRunNotFound] for an unknown ID.
-func (s *Store) RunStatus(ctx context.Context, id int64) (*RunInfo, error) {
+func (s *Store) GetRun(ctx context.Context, id int64) (*RunInfo, error) {
 	info, err := s.getRun(ctx, id)
 	if err != nil {
 		return nil, err
@@ -238,7 +238,7 @@ func (s *Store) RunStatus(ctx context.Context, id int64) (*RunInfo, error) {
 }
 
 // WaitRun waits until run id has finished (SUCCESS, ERROR or CANCELLED) and
-// returns it as [Store.RunStatus] does, or returns ctx's error. A run
+// returns it as [Store.GetRun] does, or returns ctx's error. A run
 // finished by a worker of this Store wakes it at once; on Postgres, so does
 // one finished by any process (LISTEN/NOTIFY, when the Store has a DSN to
 // listen with); otherwise it checks again at growing intervals up to a

@@ -35,7 +35,7 @@ func waitResult[In, Out any](t *testing.T, s *Store, wf *Workflow[In, Out], id i
 
 func runStatus(t *testing.T, s *Store, id int64) *RunInfo {
 	t.Helper()
-	info, err := s.RunStatus(t.Context(), id)
+	info, err := s.GetRun(t.Context(), id)
 	if err != nil {
 		t.Fatalf("run status: %v", err)
 	}
@@ -586,7 +586,7 @@ func TestWorkflowUnicodeNameAndNoInput(t *testing.T) {
 		if n, err := s.Admin().PurgeRuns(ctx, "bare", time.Now().Add(time.Minute)); err != nil || n != 1 {
 			t.Errorf("purge finished runs = %d, %v; want 1", n, err)
 		}
-		_, err = s.RunStatus(ctx, id)
+		_, err = s.GetRun(ctx, id)
 		wantErr(t, err, ErrRunNotFound)
 	})
 }
@@ -609,7 +609,7 @@ func TestWorkflowBadInput(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantErr(t, NewWorkflow("plain", ok).Register(ctx, s), ErrQueueExists)
-		_, err = s.RunStatus(ctx, 424242)
+		_, err = s.GetRun(ctx, 424242)
 		wantErr(t, err, ErrRunNotFound)
 		_, err = s.Admin().ListRuns(ctx, RunFilter{Status: "DONE"})
 		wantErr(t, err, ErrInvalidArgument)
@@ -662,7 +662,7 @@ func TestWorkflowTriggerTx(t *testing.T) {
 		if err := tx.Rollback(); err != nil {
 			t.Fatal(err)
 		}
-		_, err = s.RunStatus(ctx, rolledBack)
+		_, err = s.GetRun(ctx, rolledBack)
 		wantErr(t, err, ErrRunNotFound)
 
 		tx, err = s.DB().BeginTx(ctx, nil)
@@ -759,7 +759,7 @@ func TestWorkflowRetryRunFromFailedStep(t *testing.T) {
 		if err := s.Admin().DeleteWorkflow(ctx, "repairable"); err != nil {
 			t.Fatalf("delete workflow: %v", err)
 		}
-		_, err = s.RunStatus(ctx, id)
+		_, err = s.GetRun(ctx, id)
 		wantErr(t, err, ErrRunNotFound)
 		_, err = s.Admin().GetQueue(ctx, "repairable")
 		wantErr(t, err, ErrQueueNotFound)

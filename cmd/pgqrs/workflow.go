@@ -147,7 +147,7 @@ func (c *cli) workflowShow(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	r, err := s.RunStatus(ctx, id)
+	r, err := s.GetRun(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -296,7 +296,7 @@ func (c *cli) workflowPurge(ctx context.Context, args []string) error {
 // with --json, else text formatted with the ID and the status. The status
 // is read afresh, so a worker may already have moved the run on.
 func (c *cli) printRunStatus(ctx context.Context, s *pgqrs.Store, id int64, text string) error {
-	r, err := s.RunStatus(ctx, id)
+	r, err := s.GetRun(ctx, id)
 	if err != nil {
 		return fmt.Errorf("the change to run %d is made, but reading its status failed: %w", id, err)
 	}

@@ -339,6 +339,18 @@ func TestProducerLiveness(t *testing.T) {
 		if after := info().HeartbeatAt; !after.After(before) {
 			t.Errorf("enqueue did not heartbeat: %v then %v", before, after)
 		}
+		// So does a batch enqueue, which brings back a producer an admin
+		// stopped (a regression of the repository refactor).
+		if _, err := a.StopWorker(ctx, p.ID()); err != nil {
+			t.Fatal(err)
+		}
+		p.lastBeat.Store(0)
+		if _, err := p.EnqueueBatch(ctx, []any{1, 2}); err != nil {
+			t.Fatal(err)
+		}
+		if w := info(); w.Status != WorkerReady {
+			t.Fatalf("batch enqueue of a stopped producer left it %s; want ready", w.Status)
+		}
 		// Idle, it goes stale and ReclaimStale stops it.
 		var stopped int64
 		await(t, 10*time.Second, "the idle producer reclaimed", func() bool {

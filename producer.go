@@ -265,6 +265,9 @@ func (p *Producer) enqueueBatch(ctx context.Context, tx *sql.Tx, payloads []any,
 		}
 		texts[i] = string(body)
 	}
+	if err := p.alive(ctx, tx); err != nil {
+		return nil, err
+	}
 	var ids []int64
 	err = p.s.write(ctx, tx, func(ctx context.Context, q querier) (err error) {
 		ids, err = p.s.messages.enqueueBatch(ctx, q, p.queueID, texts, vis, p.id)

@@ -16,27 +16,36 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// TestCrashChild is the process TestCrashRecovery kills: it runs a consumer
-// whose handlers announce each message and then hang. It does nothing when
-// run on its own.
-func TestCrashChild(t *testing.T) {
-	dsn := os.Getenv("PGQRS_CRASH_DSN")
+// childStore opens the Store of a child process that a crash test starts
+// and kills: the DSN in env (skipping when unset: the test was not started
+// by its parent), in the schema of PGQRS_CRASH_SCHEMA if set.
+func childStore(t *testing.T, env, parent string) *Store {
+	t.Helper()
+	dsn := os.Getenv(env)
 	if dsn == "" {
-		t.Skip("the child process of TestCrashRecovery")
+		t.Skip("the child process of " + parent)
 	}
 	var opts []Option
 	if schema := os.Getenv("PGQRS_CRASH_SCHEMA"); schema != "" {
 		opts = append(opts, WithSchema(schema))
 	}
+	s, err := Open(context.Background(), dsn, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestCrashChild is the process TestCrashRecovery kills: it runs a consumer
+// whose handlers announce each message and then hang. It does nothing when
+// run on its own.
+func TestCrashChild(t *testing.T) {
+	s := childStore(t, "PGQRS_CRASH_DSN", "TestCrashRecovery")
 	vt, err := time.ParseDuration(os.Getenv("PGQRS_CRASH_VT"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	s, err := Open(ctx, dsn, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
 	c, err := s.Consumer(ctx, "crash")
 	if err != nil {
 		t.Fatal(err)
@@ -227,20 +236,9 @@ func crashFlow(s *Store, table string, hang bool) *Workflow[int, string] {
 
 // TestWorkflowCrashChild is the process TestWorkflowCrashRecovery kills.
 func TestWorkflowCrashChild(t *testing.T) {
-	dsn := os.Getenv("PGQRS_WFCRASH_DSN")
-	if dsn == "" {
-		t.Skip("the child process of TestWorkflowCrashRecovery")
-	}
-	var opts []Option
-	if schema := os.Getenv("PGQRS_CRASH_SCHEMA"); schema != "" {
-		opts = append(opts, WithSchema(schema))
-	}
+	s := childStore(t, "PGQRS_WFCRASH_DSN", "TestWorkflowCrashRecovery")
 	ctx := context.Background()
-	s, err := Open(ctx, dsn, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = crashFlow(s, os.Getenv("PGQRS_WFCRASH_TABLE"), true).Serve(ctx, s,
+	err := crashFlow(s, os.Getenv("PGQRS_WFCRASH_TABLE"), true).Serve(ctx, s,
 		&RunOptions{Concurrency: 3, VisibilityTimeout: time.Second, HeartbeatInterval: 100 * time.Millisecond})
 	t.Fatalf("Serve returned %v; it should have been killed", err)
 }
@@ -310,19 +308,8 @@ func TestWorkflowCrashRecovery(t *testing.T) {
 // TestProducerCrashChild is the process TestCrashedProducerQueueDelete kills:
 // a producer that enqueues one message, announces it and hangs.
 func TestProducerCrashChild(t *testing.T) {
-	dsn := os.Getenv("PGQRS_PCRASH_DSN")
-	if dsn == "" {
-		t.Skip("the child process of TestCrashedProducerQueueDelete")
-	}
-	var opts []Option
-	if schema := os.Getenv("PGQRS_CRASH_SCHEMA"); schema != "" {
-		opts = append(opts, WithSchema(schema))
-	}
+	s := childStore(t, "PGQRS_PCRASH_DSN", "TestCrashedProducerQueueDelete")
 	ctx := context.Background()
-	s, err := Open(ctx, dsn, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
 	p, err := s.Producer(ctx, "pcrash")
 	if err != nil {
 		t.Fatal(err)

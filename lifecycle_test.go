@@ -278,6 +278,24 @@ func TestStoppedConsumerClaimsNothing(t *testing.T) {
 	})
 }
 
+// pollingLoop starts a Run loop on c that claims every 10ms but
+// heartbeats only hourly, and returns once the worker is polling; the
+// channel receives Run's error.
+func pollingLoop(t *testing.T, c *Consumer) <-chan error {
+	t.Helper()
+	ctx := t.Context()
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Run(ctx, func(context.Context, *Message) error { return nil },
+			&RunOptions{HeartbeatInterval: time.Hour, PollInterval: 10 * time.Millisecond})
+	}()
+	await(t, 10*time.Second, "the loop polling", func() bool {
+		st, err := c.Status(ctx)
+		return err == nil && st == WorkerPolling
+	})
+	return done
+}
+
 // TestRunEndsWhenStopped: a Run loop whose worker is stopped from outside
 // ends with ErrWorkerStopped at its next claim, long before its next
 // heartbeat would tell it.
@@ -285,15 +303,7 @@ func TestRunEndsWhenStopped(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		_, c := fixture(t, s, "runstop")
-		done := make(chan error, 1)
-		go func() {
-			done <- c.Run(ctx, func(context.Context, *Message) error { return nil },
-				&RunOptions{HeartbeatInterval: time.Hour, PollInterval: 10 * time.Millisecond})
-		}()
-		await(t, 10*time.Second, "the loop polling", func() bool {
-			st, err := c.Status(ctx)
-			return err == nil && st == WorkerPolling
-		})
+		done := pollingLoop(t, c)
 		if _, err := s.Admin().StopWorker(ctx, c.ID()); err != nil {
 			t.Fatal(err)
 		}
@@ -451,15 +461,7 @@ func TestRunSuspendedFromOutside(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		_, c := fixture(t, s, "runsusp")
-		done := make(chan error, 1)
-		go func() {
-			done <- c.Run(ctx, func(context.Context, *Message) error { return nil },
-				&RunOptions{HeartbeatInterval: time.Hour, PollInterval: 10 * time.Millisecond})
-		}()
-		await(t, 10*time.Second, "the loop polling", func() bool {
-			st, err := c.Status(ctx)
-			return err == nil && st == WorkerPolling
-		})
+		done := pollingLoop(t, c)
 		if err := (&worker{s: s, id: c.ID(), name: c.Name()}).Suspend(ctx); err != nil {
 			t.Fatal(err)
 		}

@@ -113,13 +113,19 @@ const (
 	Turso    Dialect = "turso"    // github.com/tursodatabase/libsql-client-go (driver name "libsql")
 )
 
-func (d Dialect) impl() (*dialect, error) {
+// impl returns d's dialect for pgqrs's tables in schema ("" for the
+// default place: the search_path on Postgres, the database elsewhere).
+func (d Dialect) impl(schema string) (*dialect, error) {
 	switch d {
 	case Postgres:
-		return newPostgresDialect(), nil
-	case SQLite:
-		return newSQLiteDialect(), nil
-	case Turso:
+		return newPostgresDialect(schema), nil
+	case SQLite, Turso:
+		if schema != "" {
+			return nil, fmt.Errorf("%w: WithSchema is only supported on %s, not %s", ErrInvalidArgument, Postgres, d)
+		}
+		if d == SQLite {
+			return newSQLiteDialect(), nil
+		}
 		return newTursoDialect(), nil
 	}
 	return nil, fmt.Errorf("%w: unknown dialect %q (want %q, %q or %q)", ErrInvalidArgument, string(d), Postgres, SQLite, Turso)
@@ -439,15 +445,9 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 			return nil, err
 		}
 	}
-	impl, err := d.impl()
+	impl, err := d.impl(cfg.schema)
 	if err != nil {
 		return nil, err
-	}
-	if cfg.schema != "" {
-		if impl.withSchema == nil {
-			return nil, fmt.Errorf("%w: WithSchema is only supported on %s, not %s", ErrInvalidArgument, Postgres, d)
-		}
-		impl = impl.withSchema(cfg.schema)
 	}
 	return &Store{db: db, pool: &stmtCache{db: db, off: !impl.prepare || cfg.unprepared}, d: impl, cfg: cfg, listenDSN: cfg.listenDSN,
 		queues: queueRepo{impl}, archive: archiveRepo{impl}, workers: workerRepo{impl}, messages: messageRepo{impl}, stats: statsRepo{impl}, runs: runRepo{impl}, schema: schemaRepo{impl}}, nil

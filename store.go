@@ -9,13 +9,11 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
-	"reflect"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 )
 
 // dialect is everything that differs between backends: SQL text, grouped by
@@ -96,13 +94,11 @@ type dialect struct {
 	notifyChannel string
 	listen        func(dsn, channel string, notify func(payload string), connected func()) (stop func())
 
-	// withSchema returns a copy of the dialect whose statements name tables
-	// in schema (nil where schemas do not exist).
-	withSchema func(schema string) *dialect
-	// qualify applies the same renaming to migration text (identity when
-	// there is no schema).
+	// qualify names pgqrs's tables in schema in migration text (identity
+	// when there is no schema: SQLite and Turso always). The dialect's own
+	// statements were built with it.
 	qualify func(string) string
-	schema  string
+	schema  string // the Postgres schema of WithSchema, or ""
 }
 
 type queueSQL struct {
@@ -424,7 +420,7 @@ func openPool(d Dialect, driverName, source string) (*sql.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	impl, err := d.impl()
+	impl, err := d.impl("")
 	if err != nil || !impl.boundConnect {
 		return db, err
 	}
@@ -667,7 +663,7 @@ var migrationsFS embed.FS
 // in ";" (trigger bodies end at "END;"). [Admin.Install] applies the same
 // files and records them in pgqrs_schema_version.
 func Migrations(d Dialect) (fs.FS, error) {
-	impl, err := d.impl()
+	impl, err := d.impl("")
 	if err != nil {
 		return nil, err
 	}
@@ -773,25 +769,4 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 		return nil
 	})
-}
-
-// forEachSQLField calls f for every string field of the statement groups
-// (the struct-typed fields) of a dialect value.
-func forEachSQLField(v reflect.Value, path string, f func(path string, v reflect.Value)) {
-	for i := 0; i < v.NumField(); i++ {
-		field, ft := v.Field(i), v.Type().Field(i)
-		if ft.Type.Kind() != reflect.Struct {
-			continue
-		}
-		for j := 0; j < field.NumField(); j++ {
-			fj := field.Field(j)
-			if fj.Kind() != reflect.String {
-				continue
-			}
-			if fj.CanAddr() { // unexported fields: reach them through their address
-				fj = reflect.NewAt(fj.Type(), unsafe.Pointer(fj.UnsafeAddr())).Elem()
-			}
-			f(path+ft.Name+"."+field.Type().Field(j).Name, fj)
-		}
-	}
 }

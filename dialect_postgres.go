@@ -28,8 +28,13 @@ func newPostgresDialect(schema string) *dialect {
 	channel := pgChannel(schema)
 	wakeQueue, wakeRun := pgWake(channel)
 	d := &dialect{
-		name:       Postgres,
-		migrations: "postgres",
+		name:         Postgres,
+		migrations:   "postgres",
+		driver:       "postgres",
+		driverImport: "github.com/lib/pq",
+		schemes:      []string{"postgres", "postgresql"},
+		keyValueDSN:  true, // host=/run/postgresql user=app dbname=app
+		readDSN:      func(dsn, _, _ string) (dsnInfo, error) { return pgDSN(dsn) },
 		queue: queueSQL{
 			insert:     t(`INSERT INTO pgqrs_queues (name) VALUES ($1) RETURNING id, name, created_at`),
 			byName:     t(`SELECT id, name, created_at FROM pgqrs_queues WHERE name = $1`),
@@ -408,6 +413,12 @@ SELECT r.status FROM r JOIN s ON true`),
 		isBusy:  func(err error) bool { s := sqlState(err); return s == "40001" || s == "40P01" },
 		qualify: t,
 		schema:  schema,
+		relation: func(name string) string {
+			if schema == "" {
+				return name
+			}
+			return `"` + schema + `".` + strings.TrimSpace(name)
+		},
 	}
 	return d
 }

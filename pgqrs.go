@@ -478,8 +478,9 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	}
 	d, driver, source := info.dialect, info.driver, info.source
 	if !slices.Contains(sql.Drivers(), driver) {
+		impl, _ := d.impl("")
 		return nil, fmt.Errorf("%w: no database/sql driver %q is registered for %s; add: import _ %q",
-			ErrDriverNotImported, driver, d, driverImport[d])
+			ErrDriverNotImported, driver, d, impl.driverImport)
 	}
 	db, err := openPool(d, driver, source)
 	if err != nil {
@@ -529,12 +530,6 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
-var driverImport = map[Dialect]string{
-	Postgres: "github.com/lib/pq",
-	SQLite:   "modernc.org/sqlite",
-	Turso:    "github.com/tursodatabase/libsql-client-go/libsql",
-}
-
 // dsnInfo is what Open needs to know about a DSN.
 type dsnInfo struct {
 	dialect        Dialect
@@ -543,59 +538,44 @@ type dsnInfo struct {
 	secrets        []string // texts that must never appear in an error
 }
 
-const wantSchemes = "want postgres://, sqlite:, file:, libsql://, http(s)://, ws(s)://, or a Postgres key=value DSN"
-
-// parseDSN maps a DSN to its dialect, driver name and driver data source.
-// No error it returns contains a password, a token or a query value.
+// parseDSN maps a DSN to its dialect, driver name and driver data source:
+// the backend whose dialect lists the DSN's scheme reads it. No error it
+// returns contains a password, a token or a query value.
 func parseDSN(dsn string) (dsnInfo, error) {
+	var all []*dialect
+	for _, d := range []Dialect{Postgres, SQLite, Turso} {
+		impl, _ := d.impl("")
+		all = append(all, impl)
+	}
 	scheme, rest, ok := strings.Cut(dsn, ":")
 	if !ok || !isScheme(scheme) {
-		if strings.Contains(dsn, "=") {
-			// host=/tmp user=app password=... dbname=app
-			return pgDSN(dsn)
-		}
-		return dsnInfo{}, fmt.Errorf("%w: the DSN has no scheme (%s)", ErrInvalidDSN, wantSchemes)
-	}
-	info := dsnInfo{shown: redactDSN(dsn), secrets: dsnSecrets(dsn)}
-	switch strings.ToLower(scheme) {
-	case "postgres", "postgresql":
-		return pgDSN(dsn)
-	case "sqlite", "sqlite3", "file":
-		path := rest
-		if strings.EqualFold(scheme, "file") {
-			path, _, _ = strings.Cut(rest, "?")
-		}
-		path = strings.TrimPrefix(path, "//")
-		if path == "" {
-			return dsnInfo{}, fmt.Errorf("%w: %s names no database file", ErrInvalidDSN, info.shown)
-		}
-		q := url.Values{}
-		if strings.EqualFold(scheme, "file") {
-			if _, raw, ok := strings.Cut(rest, "?"); ok {
-				var err error
-				if q, err = url.ParseQuery(raw); err != nil {
-					return dsnInfo{}, fmt.Errorf("%w: %s: cannot parse the query", ErrInvalidDSN, info.shown)
-				}
+		for _, d := range all {
+			if d.keyValueDSN && strings.Contains(dsn, "=") {
+				return d.readDSN(dsn, "", dsn)
 			}
 		}
-		for _, p := range []string{"journal_mode(WAL)", "synchronous(NORMAL)", "busy_timeout(10000)", "foreign_keys(1)"} {
-			q.Add("_pragma", p)
-		}
-		if path == ":memory:" {
-			q.Del("_pragma")
-			q.Add("_pragma", "foreign_keys(1)")
-		}
-		q.Set("_txlock", "immediate")
-		info.dialect, info.driver, info.source = SQLite, "sqlite", "file:"+path+"?"+q.Encode()
-		return info, nil
-	case "libsql", "http", "https", "ws", "wss":
-		if _, err := url.Parse(dsn); err != nil {
-			return dsnInfo{}, fmt.Errorf("%w: %s: %s", ErrInvalidDSN, info.shown, urlProblem(err))
-		}
-		info.dialect, info.driver, info.source = Turso, "libsql", dsn
-		return info, nil
+		return dsnInfo{}, fmt.Errorf("%w: the DSN has no scheme (%s)", ErrInvalidDSN, wantSchemes(all))
 	}
-	return dsnInfo{}, fmt.Errorf("%w: unknown scheme %q (%s)", ErrInvalidDSN, scheme, wantSchemes)
+	for _, d := range all {
+		if slices.Contains(d.schemes, strings.ToLower(scheme)) {
+			return d.readDSN(dsn, strings.ToLower(scheme), rest)
+		}
+	}
+	return dsnInfo{}, fmt.Errorf("%w: unknown scheme %q (%s)", ErrInvalidDSN, scheme, wantSchemes(all))
+}
+
+// wantSchemes lists the DSN forms the dialects read, for errors.
+func wantSchemes(all []*dialect) string {
+	var forms []string
+	for _, d := range all {
+		for _, sc := range d.schemes {
+			forms = append(forms, sc+":")
+		}
+		if d.keyValueDSN {
+			forms = append(forms, "a key=value DSN ("+string(d.name)+")")
+		}
+	}
+	return "want " + strings.Join(forms, ", ")
 }
 
 // isScheme reports whether s is a URL scheme: a letter, then letters,

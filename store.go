@@ -49,15 +49,26 @@ type dialect struct {
 	version    versionSQL
 	workflow   workflowSQL
 
+	// Connecting (Open): the database/sql driver name and the import that
+	// registers it, the DSN schemes the backend reads (lower case), whether
+	// it also reads scheme-less key=value DSNs, and readDSN, which turns a
+	// DSN whose scheme it owns (rest: what follows "scheme:"; for key=value,
+	// the whole DSN) into what sql.Open needs, without secrets in errors.
+	driver, driverImport string
+	schemes              []string
+	keyValueDSN          bool
+	readDSN              func(dsn, scheme, rest string) (dsnInfo, error)
+
 	// indexes are the indexes (and triggers) Verify expects.
 	indexes []string
 
 	// installPrelude runs first inside Install's transaction: the advisory
 	// lock and schema creation on Postgres; nothing elsewhere.
 	installPrelude []string
-	// beginImmediate opens write transactions with "BEGIN IMMEDIATE" on a
-	// dedicated connection (SQLite, Turso) instead of sql.DB.BeginTx.
-	beginImmediate bool
+	// begin, when set, is the statement that opens a write transaction on a
+	// dedicated connection ("BEGIN IMMEDIATE": take the write lock first, on
+	// SQLite and Turso), ended by COMMIT or ROLLBACK; "" uses sql.DB.BeginTx.
+	begin string
 	// serializeWrites makes a Store run its writes one at a time (single-writer
 	// databases).
 	serializeWrites bool
@@ -98,7 +109,11 @@ type dialect struct {
 	// when there is no schema: SQLite and Turso always). The dialect's own
 	// statements were built with it.
 	qualify func(string) string
-	schema  string // the Postgres schema of WithSchema, or ""
+	// relation names a pgqrs table or index as an argument of the
+	// existence checks (tableExists, indexExists): quoted with the schema
+	// on Postgres when there is one, else the plain name.
+	relation func(name string) string
+	schema   string // the Postgres schema of WithSchema, or ""
 }
 
 type queueSQL struct {
@@ -343,8 +358,9 @@ func (s *Store) retryBusy(ctx context.Context, f func() error) error {
 	}
 }
 
-// inTx runs f in a write transaction: BEGIN IMMEDIATE on a dedicated
-// connection for single-writer backends, an ordinary transaction elsewhere.
+// inTx runs f in a write transaction: the dialect's begin statement on a
+// dedicated connection (BEGIN IMMEDIATE for single-writer backends), an
+// ordinary transaction elsewhere.
 // It commits when f returns nil and rolls back on error or panic.
 func (s *Store) inTx(ctx context.Context, f func(ctx context.Context, q querier) error) (err error) {
 	if err := s.check(); err != nil {
@@ -358,7 +374,7 @@ func (s *Store) inTx(ctx context.Context, f func(ctx context.Context, q querier)
 		}
 		defer s.wmu.unlock()
 	}
-	if !s.d.beginImmediate {
+	if s.d.begin == "" {
 		// A deadlock or serialization failure rolled everything back; every
 		// f given to inTx can run again from the start.
 		return s.retryBusy(ctx, func() error { return s.dbTx(ctx, f) })
@@ -369,7 +385,7 @@ func (s *Store) inTx(ctx context.Context, f func(ctx context.Context, q querier)
 	}
 	defer conn.Close()
 	if err := s.retryBusy(ctx, func() error {
-		_, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE")
+		_, err := conn.ExecContext(ctx, s.d.begin)
 		return err
 	}); err != nil {
 		return err

@@ -40,11 +40,15 @@ func TestDialectsDefineEveryStatement(t *testing.T) {
 			for name, f := range map[string]any{
 				"secondsArg": impl.secondsArg, "timeArg": impl.timeArg, "idsArg": impl.idsArg,
 				"isUnique": impl.isUnique, "isForeignKey": impl.isForeignKey, "isBusy": impl.isBusy, "qualify": impl.qualify,
-				"isCloseNoise": impl.isCloseNoise, "isBadJSON": impl.isBadJSON,
+				"isCloseNoise": impl.isCloseNoise, "isBadJSON": impl.isBadJSON, "isAuthFailed": impl.isAuthFailed,
+				"readDSN": impl.readDSN, "relation": impl.relation,
 			} {
 				if reflect.ValueOf(f).IsNil() {
 					t.Errorf("%s: hook %s is nil", d, name)
 				}
+			}
+			if impl.driver == "" || impl.driverImport == "" || len(impl.schemes) == 0 {
+				t.Errorf("%s: driver %q, import %q, schemes %q: Open cannot reach this backend", d, impl.driver, impl.driverImport, impl.schemes)
 			}
 		})
 	}

@@ -134,7 +134,7 @@ type messageSQL struct {
 	unclaim      string // fenced (ids, consumer, queue) → id: given back unseen, visible now, read count restored
 	reschedule   string // fenced (ids, consumer, queue, delay seconds) → id: given back until delay, read count restored (a workflow run waiting for a timer)
 	holder       string // (id, queue) → consumer_worker_id (NULL when none holds it); no row when the message is not live
-	existing     string // (ids, queue) → id of each still live, whoever holds it
+	holders      string // (ids, queue) → id, consumer_worker_id (NULL: none) of each still live
 	countHeld    string // (consumer) → unexpired leases it holds
 	releaseHeld  string // (consumer) → n: every message it holds, visible now
 }

@@ -152,7 +152,7 @@ SET vt = now() + make_interval(secs => $4::float8), consumer_worker_id = NULL, r
 WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
 RETURNING id`),
 			holder:      t(`SELECT consumer_worker_id FROM pgqrs_messages WHERE id = $1 AND queue_id = $2`),
-			existing:    t(`SELECT id FROM pgqrs_messages WHERE id = ANY ($1::bigint[]) AND queue_id + 0 = $2`),
+			holders:     t(`SELECT id, consumer_worker_id FROM pgqrs_messages WHERE id = ANY ($1::bigint[]) AND queue_id + 0 = $2`),
 			countHeld:   t(`SELECT count(*) FROM pgqrs_messages WHERE consumer_worker_id = $1 AND vt > now()`),
 			releaseHeld: t(`UPDATE pgqrs_messages SET vt = now(), consumer_worker_id = NULL WHERE consumer_worker_id = $1`),
 		},

@@ -131,7 +131,7 @@ SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4), consumer_worker_id = NULL, r
 WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3
 RETURNING id`,
 			holder:      `SELECT consumer_worker_id FROM pgqrs_messages WHERE id = ?1 AND queue_id = ?2`,
-			existing:    `SELECT id FROM pgqrs_messages WHERE id IN (SELECT value FROM json_each(?1)) AND +queue_id = ?2`,
+			holders:     `SELECT id, consumer_worker_id FROM pgqrs_messages WHERE id IN (SELECT value FROM json_each(?1)) AND +queue_id = ?2`,
 			countHeld:   `SELECT count(*) FROM pgqrs_messages WHERE consumer_worker_id = ?1 AND vt > ` + sqliteNow,
 			releaseHeld: `UPDATE pgqrs_messages SET vt = ` + sqliteNow + `, consumer_worker_id = NULL WHERE consumer_worker_id = ?1`,
 		},

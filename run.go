@@ -300,7 +300,10 @@ func (r *runner) requestStop() { r.stopOnce.Do(func() { close(r.stop) }) }
 // claimLoop claims while there is room, and waits for a wakeup, the poll
 // interval or room otherwise, until ctx is done or a stop is requested.
 func (r *runner) claimLoop(ctx context.Context, limit int, wake <-chan struct{}) {
-	cfg := dequeueConfig{vt: r.o.VisibilityTimeout, maxAttempts: r.o.MaxAttempts}
+	// Exhausted messages are dead-lettered after track, which knows which
+	// claims are new deliveries: a claim that only renewed the lease of a
+	// delivery still running here must not dead-letter it under its handler.
+	cfg := dequeueConfig{vt: r.o.VisibilityTimeout}
 	idle := time.NewTimer(0)
 	defer idle.Stop()
 	wait := func(ch <-chan struct{}, d time.Duration) {
@@ -342,7 +345,7 @@ func (r *runner) claimLoop(ctx context.Context, limit int, wake <-chan struct{})
 			continue
 		}
 		claimed := len(msgs)
-		fresh := r.track(msgs)
+		fresh := r.dropExhausted(r.track(msgs))
 		r.c.s.hooks.tracked(msgIDs(msgs))
 		if len(fresh) > 0 {
 			if r.single {

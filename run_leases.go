@@ -19,9 +19,9 @@ import (
 // Fields other than m are guarded by runner.mu.
 type lease struct {
 	m      *Message
-	lost   bool               // an extension found the message held by another consumer, or by none
-	gone   bool               // the message no longer exists: settled outside the loop (by its handler's ArchiveTx, ...) or purged
-	done   bool               // a settle statement for this delivery was sent: a claim of its ID is a new delivery
+	lost   bool                    // an extension found the message held by another consumer, or by none
+	gone   bool                    // the message no longer exists: settled outside the loop (by its handler's ArchiveTx, ...) or purged
+	done   bool                    // a settle statement for this delivery was sent: a claim of its ID is a new delivery
 	cancel context.CancelCauseFunc // set while a handler runs
 }
 

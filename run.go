@@ -197,6 +197,7 @@ type runner struct {
 	stop       chan struct{} // closed to stop claiming
 	hardStop   chan struct{} // closed when handlers must give up
 	stopping   atomic.Bool   // set before the claim loop drains work
+	abandoned  atomic.Bool   // set when Run stops waiting for its handlers
 
 	mu       sync.Mutex
 	held     map[int64]*lease // claimed and not yet settled, by message ID
@@ -270,6 +271,9 @@ func (c *Consumer) run(ctx context.Context, opts *RunOptions, single bool, handl
 	case <-time.After(o.ShutdownTimeout + abandonAfter):
 		// Handlers that ignore their cancelled context are abandoned: the
 		// final Shutdown releases their messages, which may then run again.
+		// Whatever they return later is dropped (see process): a later Run
+		// of this consumer may hold their messages by then.
+		r.abandoned.Store(true)
 		r.log.Error("pgqrs: handlers did not return after their context was cancelled; abandoning them")
 	}
 	grace.Stop()

@@ -375,3 +375,81 @@ func TestRunRenewalPastMaxAttemptsIsNoNewDelivery(t *testing.T) {
 		}
 	})
 }
+
+// TestRunAbandonedHandlerCannotSettleALaterRun: a handler that ignores its
+// cancelled context is abandoned when its Run is interrupted. The worker is
+// resumed and a new Run of the same consumer claims the message again after
+// its lease ran out. When the abandoned handler finally fails, its outcome
+// must be dropped: a release fenced on the consumer would give back the new
+// Run's delivery while its handler runs. Before the fix it did.
+func TestRunAbandonedHandlerCannotSettleALaterRun(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		p, c := fixture(t, s, "abandon")
+		id := mustEnqueue(t, p, "x")
+		outcome := make(chan string, 2)
+		s.hooks = &testHooks{
+			afterGiveBack:      func([]int64) { outcome <- "given back" },
+			afterDropAbandoned: func([]int64) { outcome <- "dropped" },
+		}
+		var calls atomic.Int64
+		started := make(chan int64, 2)
+		releaseFirst, releaseSecond := make(chan struct{}), make(chan struct{})
+		defer close(releaseSecond)
+		handler := func(ctx context.Context, m *Message) error {
+			n := calls.Add(1)
+			started <- n
+			if n == 1 {
+				<-releaseFirst // ignores ctx
+				return errors.New("late failure of an abandoned handler")
+			}
+			select {
+			case <-releaseSecond:
+			case <-ctx.Done():
+			}
+			return nil
+		}
+		opts := &RunOptions{VisibilityTimeout: time.Second, PollInterval: 20 * time.Millisecond, HeartbeatInterval: 50 * time.Millisecond,
+			ShutdownTimeout: 50 * time.Millisecond, Backoff: func(int) time.Duration { return 0 }}
+		first := make(chan error, 1)
+		go func() { first <- c.Run(ctx, handler, opts) }()
+		if n := <-started; n != 1 {
+			t.Fatalf("call %d started first", n)
+		}
+		w := &worker{s: s, id: c.ID(), name: c.Name()}
+		if err := w.Interrupt(ctx); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-first:
+			wantErr(t, err, ErrInterrupted)
+		case <-time.After(30 * time.Second):
+			t.Fatal("the interrupted Run did not return")
+		}
+		if err := c.Resume(ctx); err != nil {
+			t.Fatal(err)
+		}
+		stop := runInBackground(t, c, handler, opts)
+		select {
+		case <-started: // the message's lease ran out; the new Run holds it
+		case <-time.After(15 * time.Second):
+			t.Fatalf("the new Run never got the message (Run: %v)", stop())
+		}
+		close(releaseFirst)
+		select {
+		case got := <-outcome:
+			if got != "dropped" {
+				t.Errorf("the abandoned handler's failure was %s; want dropped", got)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the abandoned handler's outcome never came")
+		}
+		holders, err := s.messages.holders(ctx, s.pool, []int64{id}, c.queueID)
+		if err != nil || holders[id] != c.ID() {
+			t.Errorf("holder of %d = %d, %v; want the new Run's consumer %d", id, holders[id], err, c.ID())
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

@@ -79,6 +79,15 @@ func (r *runner) process(unit []*lease) {
 		l.cancel = nil
 	}
 	r.mu.Unlock()
+	if r.abandoned.Load() {
+		// Run gave up on this handler and returned. Its messages are no
+		// longer this loop's: settling them now could archive or release a
+		// delivery of a later Run of the same consumer, which the fence
+		// cannot tell apart.
+		r.log.Warn("pgqrs: an abandoned handler returned; its outcome is dropped", "ids", leaseIDs(keep), "err", err)
+		r.c.s.hooks.droppedAbandoned(leaseIDs(keep))
+		return
+	}
 	if err == nil {
 		for _, l := range keep {
 			r.acks <- l
@@ -303,6 +312,14 @@ type testHooks struct {
 	// missedExtension runs when a lease extension did not renew ids, before
 	// the loop looks at who holds them; sortedMissed after it has.
 	afterMissedExtension, afterSortMissed func(ids []int64)
+	// afterDropAbandoned runs when a handler Run abandoned returned.
+	afterDropAbandoned func(ids []int64)
+}
+
+func (h *testHooks) droppedAbandoned(ids []int64) {
+	if h != nil && h.afterDropAbandoned != nil {
+		h.afterDropAbandoned(ids)
+	}
 }
 
 func (h *testHooks) missedExtension(ids []int64) {

@@ -109,7 +109,7 @@ func (e *pauseError) Error() string {
 
 // Pause returns the error a step returns to pause its run: the run becomes
 // PAUSED, holds no worker, and continues at until, or when
-// [Store.ResumeRun] resumes it (until zero: only then). The step that
+// [Runs.Resume] resumes it (until zero: only then). The step that
 // paused did not complete; it runs again when the run continues. A workflow
 // function may return it too; the run then starts over from its first step,
 // replaying completed ones.

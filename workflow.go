@@ -196,7 +196,7 @@ func (w *Workflow[In, Out]) call(ctx context.Context, run *Run, input json.RawMe
 }
 
 // Result waits for run id to finish and returns its output: at once if it
-// has, otherwise as soon as it does (see [Store.WaitRun]) or ctx ends. A run
+// has, otherwise as soon as it does (see [Runs.Wait]) or ctx ends. A run
 // that failed returns a [*RunError]; a cancelled one [ErrRunCancelled]; an
 // unknown ID [ErrRunNotFound]; a run of another workflow [ErrInvalidArgument].
 func (w *Workflow[In, Out]) Result(ctx context.Context, s *Store, id int64) (Out, error) {
@@ -208,7 +208,7 @@ func (w *Workflow[In, Out]) Result(ctx context.Context, s *Store, id int64) (Out
 	if info.Workflow != w.name {
 		return out, fmt.Errorf("%w: run %d belongs to workflow %q, not %q", ErrInvalidArgument, id, info.Workflow, w.name)
 	}
-	if info, err = s.WaitRun(ctx, id); err != nil {
+	if info, err = s.Runs().Wait(ctx, id); err != nil {
 		return out, err
 	}
 	switch info.Status {
@@ -273,7 +273,7 @@ func (e *engine) execute(ctx context.Context, c *Consumer, m *Message) error {
 func (e *engine) admit(ctx context.Context, c *Consumer, m *Message) (*Run, json.RawMessage, error) {
 	run, loaded, err := e.load(ctx, m.ID)
 	if errors.Is(err, errNoRun) {
-		// A run retried with RetryRun moved to a new message, leaving this
+		// A run retried with Runs.Retry moved to a new message, leaving this
 		// one (its worker died before archiving it); or the message was
 		// never a trigger. Nothing to run: archive it, where it stays visible.
 		return nil, nil, nil

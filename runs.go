@@ -232,12 +232,11 @@ func (s *Store) runSteps(ctx context.Context, id int64) ([]StepInfo, error) {
 // Every operation on existing runs is here, whether an application calls it
 // (wait for a run, cancel it) or an operator does (retry a failed run, list,
 // purge), so that one type's method set is the whole answer to "what can I do
-// with a run ID". River's client and DBOS's likewise keep all of a job's or
-// workflow's operations on one receiver. Starting a run and reading its typed
-// output belong to its workflow ([Workflow.Trigger], [Workflow.Result]).
-// Workflow definitions stay on [Admin] ([Admin.ListWorkflows],
-// [Admin.DeleteWorkflow]): deleting one deletes the queue it owns, and
-// Admin is where queues are listed and deleted.
+// with a run ID". Starting a run and reading its typed output belong to its
+// workflow ([Workflow.Trigger], [Workflow.Result]). Workflow definitions
+// stay on [Admin] ([Admin.ListWorkflows], [Admin.DeleteWorkflow]): deleting
+// one deletes the queue it owns, and Admin is where queues are listed and
+// deleted.
 type Runs struct {
 	s *Store
 }

@@ -8,7 +8,7 @@ import (
 
 // Wakeups. A Store tells the goroutines of its own process that something
 // happened, so that they look now instead of at their next poll: a Run loop
-// that its queue has new messages, a WaitRun that its run ended. On Postgres
+// that its queue has new messages, a Runs.Wait that its run ended. On Postgres
 // the same news also travels between processes by NOTIFY on the dialect's
 // notifyChannel (the enqueue, run-end and run-status statements send it at
 // commit), and every Store with a DSN listens. Wakeups are hints: whoever

@@ -54,10 +54,10 @@
 // [Step]s are persisted: after a crash or a suspension the run starts over
 // and completed steps return their recorded results instead of running
 // again. Steps retry by a [RetryPolicy] with the retry scheduled in the store,
-// [Sleep] waits durably, a step can [Pause] its run, and runs can be
-// cancelled ([Store.CancelRun]), awaited ([Workflow.Result]) and retried
-// ([Admin.RetryRun]). Each workflow owns a queue of its name; [Workflow.Serve]
-// runs its runs on [Consumer.Run]:
+// [Sleep] waits durably, a step can [Pause] its run, and runs are awaited
+// with [Workflow.Result] and read, cancelled, resumed, retried, listed and
+// purged through [Store.Runs]. Each workflow owns a queue of its name;
+// [Workflow.Serve] runs its runs on [Consumer.Run]:
 //
 //	var greet = pgqrs.NewWorkflow("greet", func(ctx context.Context, run *pgqrs.Run, name string) (string, error) {
 //		return pgqrs.Step(ctx, run, "hello", func(ctx context.Context) (string, error) {
@@ -207,17 +207,17 @@ var (
 	ErrInvalidTransition = errors.New("pgqrs: invalid worker state transition")
 	// ErrWorkflowNotFound is returned by [Workflow.TriggerTx] for a workflow
 	// never registered ([Workflow.Register], [Workflow.Serve],
-	// [Workflow.Trigger] register it), and by [Admin.ListRuns] and
-	// [Admin.DeleteWorkflow] for an unknown workflow name.
+	// [Workflow.Trigger] register it), and by [Runs.List], [Runs.Purge]
+	// and [Admin.DeleteWorkflow] for an unknown workflow name.
 	ErrWorkflowNotFound = errors.New("pgqrs: workflow not registered")
 	// ErrRunNotFound is returned for a run ID that does not exist.
 	ErrRunNotFound = errors.New("pgqrs: run not found")
-	// ErrRunFinished is returned by [Store.CancelRun] and [Store.ResumeRun]
+	// ErrRunFinished is returned by [Runs.Cancel] and [Runs.Resume]
 	// for a run that already ended (SUCCESS, ERROR or CANCELLED).
 	ErrRunFinished = errors.New("pgqrs: run already finished")
 	// ErrRunState is returned when a run is not in a state the operation
-	// needs: [Store.ResumeRun] of a run that is not paused, [Admin.RetryRun]
-	// of one that did not fail.
+	// needs: [Runs.Resume] of a run that is not paused, [Runs.Retry] of
+	// one that did not fail.
 	ErrRunState = errors.New("pgqrs: run is not in a state that allows this")
 	// ErrRunCancelled is returned by [Step] and [Sleep] once the run was
 	// cancelled, and by [Workflow.Result] for a cancelled run.
@@ -420,7 +420,7 @@ type Store struct {
 	schema    schemaRepo
 	hooks     *testHooks    // nil outside tests
 	workflows sync.Map      // workflow name → workflowRef, once registered
-	waitPoll  time.Duration // WaitRun's fixed poll (0: 10ms doubling to 1s); tests set an hour
+	waitPoll  time.Duration // Runs.Wait's fixed poll (0: 10ms doubling to 1s); tests set an hour
 }
 
 // New returns a Store on db, which must be an open pool for the backend d.

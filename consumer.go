@@ -151,7 +151,10 @@ func (c *Consumer) claim(ctx context.Context, n int, cfg dequeueConfig) ([]*Mess
 	}
 	slices.SortFunc(msgs, func(a, b *Message) int { return cmp.Compare(a.ID, b.ID) })
 	if cfg.maxAttempts > 0 {
-		return c.dropExhausted(ctx, msgs, cfg.maxAttempts)
+		// A failed dead-letter statement is not the caller's problem: the
+		// messages it holds are returned all the same.
+		keep, _ := c.dropExhausted(ctx, msgs, cfg.maxAttempts)
+		return keep, nil
 	}
 	return msgs, nil
 }
@@ -190,18 +193,19 @@ func (c *Consumer) dropExhausted(ctx context.Context, msgs []*Message, maxAttemp
 			exhausted = append(exhausted, m.ID)
 		}
 	}
-	// A failed dead-letter statement is not the caller's problem: those
-	// messages stay leased and the next claim after their lease dead-letters
-	// them. The ones kept are returned either way, so none hides.
+	// The ones kept are returned even when the dead-letter statement
+	// failed, so none hides; the exhausted ones stay leased, and the next
+	// claim after their lease dead-letters them.
+	var err error
 	if len(exhausted) > 0 {
 		reason := fmt.Sprintf("no success in %d %s: the last one ended without a result (its lease expired or it was released)",
 			maxAttempts, plural(maxAttempts, "attempt", "attempts"))
-		c.settle(ctx, nil, "dead-letter", exhausted, c.s.messages.exhaust(reason))
+		_, err = c.settle(ctx, nil, "dead-letter", exhausted, c.s.messages.exhaust(reason))
 	}
 	if keep == nil {
 		keep = []*Message{}
 	}
-	return keep, nil
+	return keep, err
 }
 
 // settle runs one of the fenced message statements for ids and reports per

@@ -40,12 +40,14 @@ type dialect struct {
 
 	// Connecting (Open): the database/sql driver name and the import that
 	// registers it, the DSN schemes the backend reads (lower case), whether
-	// it also reads scheme-less key=value DSNs, and readDSN, which turns a
-	// DSN whose scheme it owns (rest: what follows "scheme:"; for key=value,
-	// the whole DSN) into what sql.Open needs, without secrets in errors.
+	// it also reads scheme-less key=value DSNs, how errors show those forms
+	// to the user, and readDSN, which turns a DSN whose scheme it owns (rest:
+	// what follows "scheme:"; for key=value, the whole DSN) into what
+	// sql.Open needs, without secrets in errors.
 	driver, driverImport string
 	schemes              []string
 	keyValueDSN          bool
+	dsnForms             string
 	readDSN              func(dsn, scheme, rest string) (dsnInfo, error)
 
 	// indexes are the indexes (and triggers) Verify expects.
@@ -168,7 +170,7 @@ type adminSQL struct {
 	systemStats     string // () → queues, live messages, archived, dead letters, workers not stopped, all workers, schema version
 	tableExists     string // (relation) → bool
 	indexExists     string // (relation) → bool; triggers count as indexes on SQLite
-	orphans         string // () → rows whose queue is gone (a partial uninstall)
+	orphans         string // () → count of messages and archived rows whose queue is gone (a partial uninstall)
 
 	moveToDLQ    string // (max attempts) → id of each visible message of any queue claimed that often, dead-lettered
 	replayInsert string // (queue, ids, all) → ∅: the dead letters (all of the queue's when all) live again under their IDs, visible now, read count 0, no last error
@@ -206,16 +208,16 @@ type workflowSQL struct {
 	list         string // (workflow or "", status or "", IDs below, limit) → the same columns, newest first
 
 	// Run transitions; each returns the status the run has afterwards.
-	start      string // (run) → status: QUEUED becomes RUNNING
+	start      string // (run) → status: a PAUSED run becomes RUNNING; no row unless it was PAUSED
 	pause      string // (run, resume-at) → status: PAUSED until resume-at
-	finish     string // (run, status, output, error, last step name, position, output, attempts; step NULLs when none) → ∅: the last step and the run's end in one statement, announced when someone waits
+	finish     string // (run, status, output, error, last step name or NULL, its position, its output or NULL, its attempts) → ∅ (Postgres returns the status, unread): the last step and the run's end in one statement, announced when someone waits
 	markWaited string // (run) → ∅: a result waiter exists, so finish announces
 	setStatus  string // (run, status) → status; announced
 	requeue    string // (run, message) → ∅: an ERROR run QUEUED again on a new message
 
 	// Steps.
 	steps             string // (run) → name, position, status, output, error, attempts, retry_at, updated_at per step, by position
-	stepDone          string // (run, name, position, output JSON, attempts) → run status; no row unless the run may still take steps
+	stepDone          string // (run, name, position, output JSON, attempts) → run status; no row unless the run may still take steps and the step has no success recorded
 	stepFailed        string // (run, name, position, error text, attempts, retry-at or NULL) → run status; likewise
 	deleteFailedSteps string // (run) → ∅: a retried run forgets its failed steps
 	wakeMessage       string // (message) → ∅: a delayed, unleased message visible now

@@ -34,6 +34,7 @@ func newPostgresDialect(schema string) *dialect {
 		driverImport: "github.com/lib/pq",
 		schemes:      []string{"postgres", "postgresql"},
 		keyValueDSN:  true, // host=/run/postgresql user=app dbname=app
+		dsnForms:     "postgres://, postgresql://, a Postgres key=value DSN",
 		readDSN:      func(dsn, _, _ string) (dsnInfo, error) { return pgDSN(dsn) },
 		queue: queueSQL{
 			insert:     t(`INSERT INTO pgqrs_queues (name) VALUES ($1) RETURNING id, name, created_at`),
@@ -490,13 +491,29 @@ var pgTableName = regexp.MustCompile(`\bpgqrs_(queues|workers|messages|archive|s
 // text unchanged (the tables are found through the search_path). schema was
 // validated as a plain identifier by WithSchema, so quoting it cannot break
 // out of the identifier. It runs once per statement, in newPostgresDialect,
-// and on the migrations' text.
+// and on the migrations' text. A name right after "." (already qualified),
+// ":" (the NOTIFY channel 'pgqrs:<schema>') or a quote is left alone, so a
+// schema named like a table keeps its channel, and qualifying twice changes
+// nothing.
 func pgQualifier(schema string) func(string) string {
 	if schema == "" {
 		return func(s string) string { return s }
 	}
 	prefix := `"` + schema + `".`
-	return func(s string) string { return pgTableName.ReplaceAllString(s, prefix+"$0") }
+	return func(s string) string {
+		var b strings.Builder
+		last := 0
+		for _, loc := range pgTableName.FindAllStringIndex(s, -1) {
+			if loc[0] > 0 && strings.ContainsRune(`.:"'`, rune(s[loc[0]-1])) {
+				continue
+			}
+			b.WriteString(s[last:loc[0]])
+			b.WriteString(prefix)
+			last = loc[0]
+		}
+		b.WriteString(s[last:])
+		return b.String()
+	}
 }
 
 // pgInstallPrelude is what Install runs first in its transaction: a lock

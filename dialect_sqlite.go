@@ -38,6 +38,7 @@ func newSQLiteDialect() *dialect {
 		driver:       "sqlite",
 		driverImport: "modernc.org/sqlite",
 		schemes:      []string{"sqlite", "sqlite3", "file"},
+		dsnForms:     "sqlite:, sqlite3:, file:",
 		readDSN:      sqliteDSN,
 		queue: queueSQL{
 			insert:     `INSERT INTO pgqrs_queues (name) VALUES (?1) RETURNING id, name, created_at`,

@@ -18,6 +18,7 @@ func newTursoDialect() *dialect {
 	// libsql:// and http(s):// speak HTTP to the server, ws(s):// WebSocket.
 	d.schemes = []string{"libsql", "http", "https", "ws", "wss"}
 	d.readDSN = tursoDSN
+	d.dsnForms = "libsql://, http(s)://, ws(s)://"
 	// sqld is SQLite (3.45): the same schema, from the same files, so the two
 	// can never drift apart.
 	d.migrations = "sqlite"

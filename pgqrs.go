@@ -113,6 +113,9 @@ const (
 	Turso    Dialect = "turso"    // github.com/tursodatabase/libsql-client-go (driver name "libsql")
 )
 
+// allDialects are the backends, in the order Open tries their DSN schemes.
+var allDialects = []Dialect{Postgres, SQLite, Turso}
+
 // impl returns d's dialect for pgqrs's tables in schema ("" for the
 // default place: the search_path on Postgres, the database elsewhere).
 func (d Dialect) impl(schema string) (*dialect, error) {
@@ -543,7 +546,7 @@ type dsnInfo struct {
 // returns contains a password, a token or a query value.
 func parseDSN(dsn string) (dsnInfo, error) {
 	var all []*dialect
-	for _, d := range []Dialect{Postgres, SQLite, Turso} {
+	for _, d := range allDialects {
 		impl, _ := d.impl("")
 		all = append(all, impl)
 	}
@@ -568,12 +571,7 @@ func parseDSN(dsn string) (dsnInfo, error) {
 func wantSchemes(all []*dialect) string {
 	var forms []string
 	for _, d := range all {
-		for _, sc := range d.schemes {
-			forms = append(forms, sc+":")
-		}
-		if d.keyValueDSN {
-			forms = append(forms, "a key=value DSN ("+string(d.name)+")")
-		}
+		forms = append(forms, d.dsnForms)
 	}
 	return "want " + strings.Join(forms, ", ")
 }

@@ -197,7 +197,10 @@ type runner struct {
 	stop       chan struct{} // closed to stop claiming
 	hardStop   chan struct{} // closed when handlers must give up
 	stopping   atomic.Bool   // set before the claim loop drains work
-	abandoned  atomic.Bool   // set when Run stops waiting for its handlers
+	// abandoned is set, under settleMu, when Run stops waiting for its
+	// handlers; handlers settle under settleMu's read lock.
+	settleMu  sync.RWMutex
+	abandoned bool
 
 	mu       sync.Mutex
 	held     map[int64]*lease // claimed and not yet settled, by message ID
@@ -268,12 +271,16 @@ func (c *Consumer) run(ctx context.Context, opts *RunOptions, single bool, handl
 	go func() { handlers.Wait(); close(finished) }()
 	select {
 	case <-finished:
-	case <-time.After(o.ShutdownTimeout + abandonAfter):
-		// Handlers that ignore their cancelled context are abandoned: the
-		// final Shutdown releases their messages, which may then run again.
-		// Whatever they return later is dropped (see process): a later Run
-		// of this consumer may hold their messages by then.
-		r.abandoned.Store(true)
+	case <-time.After(o.ShutdownTimeout + c.s.hooks.abandonAfter()):
+		// Handlers that ignore their cancelled context are abandoned: their
+		// messages are released by the final Shutdown, or come back when
+		// their leases expire (interrupted: no Shutdown). Whatever they
+		// return later is dropped (see process): a later Run of this
+		// consumer may hold their messages by then. Settles in flight finish
+		// first.
+		r.settleMu.Lock()
+		r.abandoned = true
+		r.settleMu.Unlock()
 		r.log.Error("pgqrs: handlers did not return after their context was cancelled; abandoning them")
 	}
 	grace.Stop()

@@ -192,7 +192,8 @@ func TestRunLogsToSlogDefault(t *testing.T) {
 }
 
 // setHolder makes consumer worker holder (0: none) the holder of message id,
-// as a lease that ran out and was claimed by that worker would.
+// as a lease that ran out and was claimed by that worker would. It reports
+// a failure with t.Errorf, so hooks on other goroutines may call it.
 func setHolder(t *testing.T, s *Store, id, holder int64) {
 	t.Helper()
 	h := "NULL"
@@ -201,7 +202,7 @@ func setHolder(t *testing.T, s *Store, id, holder int64) {
 	}
 	stmt := s.d.qualify(fmt.Sprintf("UPDATE pgqrs_messages SET consumer_worker_id = %s WHERE id = %d", h, id))
 	if _, err := s.DB().ExecContext(t.Context(), stmt); err != nil {
-		t.Fatalf("set holder of %d: %v", id, err)
+		t.Errorf("set holder of %d: %v", id, err)
 	}
 }
 
@@ -391,6 +392,7 @@ func TestRunAbandonedHandlerCannotSettleALaterRun(t *testing.T) {
 		s.hooks = &testHooks{
 			afterGiveBack:      func([]int64) { outcome <- "given back" },
 			afterDropAbandoned: func([]int64) { outcome <- "dropped" },
+			abandonWait:        200 * time.Millisecond,
 		}
 		var calls atomic.Int64
 		started := make(chan int64, 2)

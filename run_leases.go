@@ -22,12 +22,13 @@ type lease struct {
 	lost   bool                    // an extension found the message held by another consumer, or by none
 	gone   bool                    // the message no longer exists: settled outside the loop (by its handler's ArchiveTx, ...) or purged
 	done   bool                    // a settle statement for this delivery was sent: a claim of its ID is a new delivery
+	renews int                     // claims of this loop that renewed the delivery's lease (see track)
 	cancel context.CancelCauseFunc // set while a handler runs
 }
 
 // Why the loop cancels a running handler's context (its cause).
 var (
-	errLeaseLost  = errors.New("pgqrs: lease lost: another consumer has the message")
+	errLeaseLost  = errors.New("pgqrs: lease lost: the message is held by another consumer, or by none")
 	errGraceEnded = errors.New("pgqrs: shutdown grace period over")
 )
 
@@ -62,6 +63,7 @@ func (r *runner) track(msgs []*Message) []*lease {
 	fresh := make([]*lease, 0, len(msgs))
 	for _, m := range msgs {
 		if old := r.held[m.ID]; old != nil && !old.done && !old.lost && !old.gone {
+			old.renews++
 			continue
 		}
 		l := &lease{m: m}
@@ -87,10 +89,13 @@ func (r *runner) dropExhausted(fresh []*lease) []*lease {
 	}
 	mine, others := r.settling(exhausted)
 	r.settled(others)
-	if _, err := r.c.dropExhausted(r.bg, leaseMessages(mine), r.o.MaxAttempts); err != nil {
-		r.log.Error("pgqrs: dead-lettering exhausted messages failed; they are dead-lettered after their leases expire", "err", err)
+	if len(mine) > 0 {
+		if _, err := r.c.dropExhausted(r.bg, leaseMessages(mine), r.o.MaxAttempts); err != nil {
+			r.log.Error("pgqrs: dead-lettering exhausted messages failed; they are dead-lettered after their leases expire", "ids", leaseIDs(mine), "err", err)
+		} else {
+			r.log.Warn("pgqrs: dead-lettered after max attempts", "ids", leaseIDs(mine), "attempts", r.o.MaxAttempts)
+		}
 	}
-	r.log.Warn("pgqrs: dead-lettered after max attempts", "ids", leaseIDs(mine), "attempts", r.o.MaxAttempts)
 	r.settled(mine)
 	return keep
 }
@@ -196,6 +201,12 @@ func (r *runner) keepLeases(done <-chan struct{}) {
 // held by another consumer, or by none, is lost, and its handler's context
 // is cancelled.
 func (r *runner) lostOrGone(ls []*lease) {
+	renews := make([]int, len(ls))
+	r.mu.Lock()
+	for i, l := range ls {
+		renews[i] = l.renews
+	}
+	r.mu.Unlock()
 	holders, err := r.c.holders(r.bg, leaseIDs(ls))
 	if err != nil {
 		r.log.Warn("pgqrs: checking messages whose lease was not renewed failed", "ids", leaseIDs(ls), "err", err)
@@ -203,11 +214,13 @@ func (r *runner) lostOrGone(ls []*lease) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, l := range ls {
+	for i, l := range ls {
 		holder, exists := holders[l.m.ID]
 		switch {
 		case l.lost || l.gone || l.done || r.held[l.m.ID] != l:
 			// settled or replaced meanwhile
+		case l.renews != renews[i]:
+			// claimed again by this loop after the look: its lease again
 		case !exists:
 			l.gone = true
 			r.log.Debug("pgqrs: message settled outside the loop", "id", l.m.ID)

@@ -79,7 +79,11 @@ func (r *runner) process(unit []*lease) {
 		l.cancel = nil
 	}
 	r.mu.Unlock()
-	if r.abandoned.Load() {
+	// Settling happens under settleMu's read lock, so Run either waits for
+	// it or has abandoned this handler before it starts.
+	r.settleMu.RLock()
+	defer r.settleMu.RUnlock()
+	if r.abandoned {
 		// Run gave up on this handler and returned. Its messages are no
 		// longer this loop's: settling them now could archive or release a
 		// delivery of a later Run of the same consumer, which the fence
@@ -106,13 +110,14 @@ func (r *runner) process(unit []*lease) {
 		return
 	}
 	ids := leaseIDs(mine)
-	if lostOne {
-		// A batch whose handler was cancelled because another consumer took
-		// one of its messages: the failure is the loop's doing, not the
-		// messages', so the ones still held go back visible now, this
-		// delivery uncounted. (A handler that returned nil anyway succeeded:
-		// its held messages were archived above, and the lost one is the
-		// other consumer's.)
+	if lostOne && errors.Is(err, context.Canceled) {
+		// A batch whose handler gave up because its context was cancelled
+		// when another consumer took one of its messages: the failure is
+		// the loop's doing, not the messages', so the ones still held go
+		// back visible now, this delivery uncounted. A handler error of its
+		// own is a failure as always. (A handler that returned nil anyway
+		// succeeded: its held messages were archived above, and the lost
+		// one is the other consumer's.)
 		if _, err := r.c.settleAll(r.bg, "give back", ids, r.c.s.messages.unclaim); err != nil {
 			r.log.Error("pgqrs: giving back a batch interrupted by a lost lease failed; they return when their leases expire", "ids", ids, "err", err)
 		}
@@ -314,6 +319,17 @@ type testHooks struct {
 	afterMissedExtension, afterSortMissed func(ids []int64)
 	// afterDropAbandoned runs when a handler Run abandoned returned.
 	afterDropAbandoned func(ids []int64)
+	// abandonWait replaces abandonAfter when set.
+	abandonWait time.Duration
+}
+
+// abandonAfter is how long Run waits, after the grace period, for handlers
+// that ignore their cancelled context.
+func (h *testHooks) abandonAfter() time.Duration {
+	if h != nil && h.abandonWait > 0 {
+		return h.abandonWait
+	}
+	return abandonAfter
 }
 
 func (h *testHooks) droppedAbandoned(ids []int64) {

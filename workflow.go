@@ -313,6 +313,9 @@ func (e *engine) admit(ctx context.Context, c *Consumer, m *Message) (*Run, json
 			return nil, nil, err
 		}
 	}
+	if loaded.status == RunRunning || loaded.status == RunQueued {
+		return run, loaded.input, nil // resumed by the last look
+	}
 	return nil, nil, fmt.Errorf("run %d: status kept changing", run.id)
 }
 

@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS pgqrs_runs (
     error       TEXT,
     -- PAUSED: when the run resumes by itself (NULL: only when resumed).
     resume_at   TIMESTAMPTZ,
-    -- Someone waits for the run's end (Store.WaitRun): only then does the end
+    -- Someone waits for the run's end (Runs.Wait): only then does the end
     -- send a NOTIFY, which serialises commits.
     waited      BOOLEAN NOT NULL DEFAULT false,
     created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),

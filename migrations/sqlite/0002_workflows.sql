@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS pgqrs_runs (
     error       TEXT,
     -- PAUSED: when the run resumes by itself (NULL: only when resumed).
     resume_at   TEXT,
-    -- Someone waits for the run's end (Store.WaitRun); used where ends are
+    -- Someone waits for the run's end (Runs.Wait); used where ends are
     -- announced across processes (Postgres).
     waited      INTEGER NOT NULL DEFAULT 0,
     created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),

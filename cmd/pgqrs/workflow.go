@@ -22,15 +22,25 @@ var runStatuses = []pgqrs.RunStatus{
 	pgqrs.RunCancelled, pgqrs.RunSucceeded, pgqrs.RunFailed,
 }
 
-func runsFlags(c *cli, fs *flag.FlagSet) {
-	fs.StringVar(&c.f.workflow, "workflow", "", "only the runs of the workflow `NAME`")
-	fs.StringVar(&c.f.status, "status", "", "only runs in `STATUS`: queued, running, paused, cancelling, cancelled, success or error")
-	fs.IntVar(&c.f.limit, "limit", 20, "print at most this many runs")
-	fs.Int64Var(&c.f.before, "before", 0, "only runs with an ID below this one (for paging; 0: from the newest)")
+// runsOptions are the flags of workflow runs.
+type runsOptions struct {
+	workflow, status string
+	limit            int
+	before           int64
 }
 
-func purgeRunsFlags(c *cli, fs *flag.FlagSet) {
-	fs.DurationVar(&c.f.olderThan, "older-than", 7*24*time.Hour, "delete runs that finished longer ago than this")
+func workflowRunsCommand(c *cli, fs *flag.FlagSet) runFunc {
+	var o runsOptions
+	fs.StringVar(&o.workflow, "workflow", "", "only the runs of the workflow `NAME`")
+	fs.StringVar(&o.status, "status", "", "only runs in `STATUS`: queued, running, paused, cancelling, cancelled, success or error")
+	fs.IntVar(&o.limit, "limit", 20, "print at most this many runs")
+	fs.Int64Var(&o.before, "before", 0, "only runs with an ID below this one (for paging; 0: from the newest)")
+	return func(ctx context.Context, _ []string) error { return c.workflowRuns(ctx, o) }
+}
+
+func workflowPurgeCommand(c *cli, fs *flag.FlagSet) runFunc {
+	olderThan := fs.Duration("older-than", 7*24*time.Hour, "delete runs that finished longer ago than this")
+	return func(ctx context.Context, args []string) error { return c.workflowPurge(ctx, args[0], *olderThan) }
 }
 
 // runStatusJSON is the result of cancel, resume and retry.
@@ -78,26 +88,26 @@ func (c *cli) workflowList(ctx context.Context, _ []string) error {
 
 // workflowRuns lists runs newest first. The status is matched without
 // regard to case; the library rejects an unknown one as invalid (exit 2).
-func (c *cli) workflowRuns(ctx context.Context, _ []string) error {
-	if err := atLeastOne("--limit", c.f.limit); err != nil {
+func (c *cli) workflowRuns(ctx context.Context, o runsOptions) error {
+	if err := atLeastOne("--limit", o.limit); err != nil {
 		return err
 	}
-	if c.f.before < 0 {
-		return usagef("--before must not be negative, got %d", c.f.before)
+	if o.before < 0 {
+		return usagef("--before must not be negative, got %d", o.before)
 	}
 	s, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
 	f := pgqrs.RunFilter{
-		Workflow: c.f.workflow,
-		Status:   pgqrs.RunStatus(strings.ToUpper(c.f.status)),
-		Before:   c.f.before,
-		Limit:    c.f.limit,
+		Workflow: o.workflow,
+		Status:   pgqrs.RunStatus(strings.ToUpper(o.status)),
+		Before:   o.before,
+		Limit:    o.limit,
 	}
 	runs, err := s.Admin().ListRuns(ctx, f)
 	if err != nil {
-		if errors.Is(err, pgqrs.ErrInvalidArgument) && c.f.status != "" {
+		if errors.Is(err, pgqrs.ErrInvalidArgument) && o.status != "" {
 			return fmt.Errorf("%w (--status takes queued, running, paused, cancelling, cancelled, success or error)", err)
 		}
 		return err
@@ -273,22 +283,22 @@ func (c *cli) workflowDelete(ctx context.Context, args []string) error {
 }
 
 // workflowPurge deletes a workflow's runs that finished long enough ago.
-func (c *cli) workflowPurge(ctx context.Context, args []string) error {
-	if err := nonNegative("--older-than", c.f.olderThan); err != nil {
+func (c *cli) workflowPurge(ctx context.Context, name string, olderThan time.Duration) error {
+	if err := nonNegative("--older-than", olderThan); err != nil {
 		return err
 	}
 	s, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
-	n, err := s.Admin().PurgeRuns(ctx, args[0], time.Now().Add(-c.f.olderThan))
+	n, err := s.Admin().PurgeRuns(ctx, name, time.Now().Add(-olderThan))
 	if err != nil {
 		return err
 	}
 	if c.json {
 		return printJSON(c.stdout, map[string]int64{"purged": n})
 	}
-	_, err = fmt.Fprintf(c.stdout, "deleted %d finished runs of %q\n", n, args[0])
+	_, err = fmt.Fprintf(c.stdout, "deleted %d finished runs of %q\n", n, name)
 	return err
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -60,30 +61,24 @@ func parseRunID(cmd, arg string) (int64, error) {
 }
 
 func (c *cli) workflowList(ctx context.Context, _ []string) error {
-	s, err := c.open(ctx)
-	if err != nil {
-		return err
-	}
-	ws, err := s.Admin().ListWorkflows(ctx)
-	if err != nil {
-		return err
-	}
-	if c.json {
-		return printJSON(c.stdout, jsonList(ws))
-	}
-	header := []string{"NAME", "CREATED"}
-	for _, st := range runStatuses {
-		header = append(header, string(st))
-	}
-	t := newTable(c.stdout, header...)
-	for _, w := range ws {
-		cells := []string{w.Name, timeCell(w.CreatedAt)}
+	return query(ctx, c, func(s *pgqrs.Store) ([]pgqrs.WorkflowInfo, error) {
+		ws, err := s.Admin().ListWorkflows(ctx)
+		return jsonList(ws), err
+	}, func(w io.Writer, ws []pgqrs.WorkflowInfo) error {
+		header := []string{"NAME", "CREATED"}
 		for _, st := range runStatuses {
-			cells = append(cells, num(w.Runs[st]))
+			header = append(header, string(st))
 		}
-		t.row(cells...)
-	}
-	return t.flush()
+		t := newTable(w, header...)
+		for _, wf := range ws {
+			cells := []string{wf.Name, timeCell(wf.CreatedAt)}
+			for _, st := range runStatuses {
+				cells = append(cells, num(wf.Runs[st]))
+			}
+			t.row(cells...)
+		}
+		return t.flush()
+	})
 }
 
 // workflowRuns lists runs newest first. The status is matched without
@@ -265,21 +260,18 @@ func (c *cli) workflowRetry(ctx context.Context, args []string) error {
 // workflowDelete deletes a workflow whose runs have all finished, with its
 // runs and queue.
 func (c *cli) workflowDelete(ctx context.Context, args []string) error {
-	s, err := c.open(ctx)
-	if err != nil {
-		return err
-	}
-	if err := s.Admin().DeleteWorkflow(ctx, args[0]); err != nil {
-		if errors.Is(err, pgqrs.ErrQueueInUse) {
-			return fmt.Errorf("%w (cancel or finish its runs and stop its workers first)", err)
+	return query(ctx, c, func(s *pgqrs.Store) (map[string]string, error) {
+		if err := s.Admin().DeleteWorkflow(ctx, args[0]); err != nil {
+			if errors.Is(err, pgqrs.ErrQueueInUse) {
+				return nil, fmt.Errorf("%w (cancel or finish its runs and stop its workers first)", err)
+			}
+			return nil, err
 		}
+		return map[string]string{"deleted": args[0]}, nil
+	}, func(w io.Writer, _ map[string]string) error {
+		_, err := fmt.Fprintf(w, "deleted workflow %q with its runs and queue\n", args[0])
 		return err
-	}
-	if c.json {
-		return printJSON(c.stdout, map[string]string{"deleted": args[0]})
-	}
-	_, err = fmt.Fprintf(c.stdout, "deleted workflow %q with its runs and queue\n", args[0])
-	return err
+	})
 }
 
 // workflowPurge deletes a workflow's runs that finished long enough ago.

@@ -1,17 +1,16 @@
 package bench
 
 // The floor: the drain written directly in SQL with the same driver, pool,
-// prepared statements and write serialisation as pgqrs, and no pgqrs code.
-// It is the cheapest correct queue measured on each backend
-// (docs/benchmarks.md): archive in place. One table
-// (pgqrs_bench_floor_inplace, in --schema on Postgres) keeps archived rows,
-// marked by archived_at, and a partial index over the live rows serves the
-// claim, so archived rows never stand in its way. A claim leases up to n
-// visible messages to one consumer, oldest first (vt and read_ct as in
-// pgqrs); an archive sets archived_at on the rows that consumer still holds
-// and reports how many. The claim and the archive are one statement each, as
-// in pgqrs, so drain ÷ floor measures what the library and its schema add on
-// top of the cheapest design the database allows.
+// prepared statements and write serialisation as pgqrs, and no pgqrs code:
+// the cheapest correct queue measured on each backend (docs/benchmarks.md).
+// A claim leases up to n visible messages to one consumer, oldest first (vt
+// and read_ct as in pgqrs); an archive settles the rows that consumer still
+// holds, once, and reports how many. The claim and the archive are one
+// statement each, as in pgqrs, so drain ÷ floor measures what the library
+// and its schema add on top of the cheapest design the database allows.
+// The designs differ per backend: SQLite and Turso archive in place
+// (floor_sqlite.go), Postgres moves rows to an archive table
+// (floor_postgres.go).
 
 import (
 	"context"
@@ -27,9 +26,10 @@ import (
 
 // floorSQL is one backend's floor statements.
 type floorSQL struct {
+	design  string   // the result rows' mode: "in-place" or "archive-table"
 	setup   []string // idempotent DDL
-	table   string   // the floor's table, vacuumed after a purge on Postgres
-	purge   string   // (queue) deletes the queue's rows
+	tables  []string // the floor's tables, the live one first; vacuumed after a purge on Postgres
+	purge   []string // (queue) delete the queue's rows
 	fill    string   // (queue, JSON array of payloads)
 	analyze string   // run after a fill ("" for none)
 	claim   string   // (queue, n, consumer) → id, payload
@@ -39,9 +39,6 @@ type floorSQL struct {
 	// single-writer backends, so the floor never waits in a busy handler.
 	serialize bool
 }
-
-// floorDesign names the floor's design in its result rows (mode).
-const floorDesign = "in-place"
 
 // floorStatements returns the floor of the bench's backend: floor_postgres.go
 // on Postgres, floor_sqlite.go on SQLite and Turso.
@@ -71,10 +68,17 @@ func (b *bencher) floorSetup(ctx context.Context) error {
 // floorPurge deletes this invocation's floor rows.
 func (b *bencher) floorPurge(ctx context.Context) error {
 	q := b.floorStatements()
-	if _, err := b.s.DB().ExecContext(ctx, q.purge, b.floorID); err != nil {
-		return fmt.Errorf("purge floor: %w", err)
+	for _, stmt := range q.purge {
+		if _, err := b.s.DB().ExecContext(ctx, stmt, b.floorID); err != nil {
+			return fmt.Errorf("purge floor: %w", err)
+		}
 	}
-	return b.vacuum(ctx, q.table)
+	for _, t := range q.tables {
+		if err := b.vacuum(ctx, t); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // floorCleanup deletes this invocation's floor rows, best effort.
@@ -169,7 +173,7 @@ func (b *bencher) floor(ctx context.Context, consumers, batch int) (*Result, err
 		return nil, err
 	}
 	r := b.result("floor")
-	r.Mode = floorDesign
+	r.Mode = q.design
 	r.Consumers, r.Batch, r.Backlog = consumers, batch, n
 	r.FillSeconds = fillTime.Seconds()
 	st.fill(r)

@@ -13,9 +13,14 @@ func sqliteIDs(ids []int64) any {
 	return string(data)
 }
 
-// sqliteFloor is the floor on SQLite and Turso.
+// sqliteFloor is the floor on SQLite and Turso: archive in place. One table
+// keeps archived rows, marked by archived_at, and a partial index over the
+// live rows serves the claim, so archived rows never stand in its way.
+// Without MVCC, an update of one column writes less than moving the row to
+// another table (a delete plus an insert).
 func sqliteFloor() floorSQL {
 	return floorSQL{
+		design: "in-place",
 		setup: []string{
 			`CREATE TABLE IF NOT EXISTS pgqrs_bench_floor_inplace (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -31,8 +36,8 @@ func sqliteFloor() floorSQL {
 			// for the claim's sub-select.
 			`CREATE INDEX IF NOT EXISTS pgqrs_bench_floor_inplace_live ON pgqrs_bench_floor_inplace (queue_id, vt, id, archived_at) WHERE archived_at IS NULL`,
 		},
-		table: "pgqrs_bench_floor_inplace",
-		purge: `DELETE FROM pgqrs_bench_floor_inplace WHERE queue_id = ?1`,
+		tables: []string{"pgqrs_bench_floor_inplace"},
+		purge:  []string{`DELETE FROM pgqrs_bench_floor_inplace WHERE queue_id = ?1`},
 		fill: `INSERT INTO pgqrs_bench_floor_inplace (queue_id, payload)
 SELECT ?1, ?2 -> p.key FROM json_each(?2) AS p ORDER BY p.key`,
 		claim: `

@@ -131,7 +131,8 @@ func TestFloorIsACorrectQueue(t *testing.T) {
 				}
 				return n
 			}
-			table, expire := "pgqrs_bench_floor_inplace", `UPDATE pgqrs_bench_floor_inplace SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 minute')`
+			table := q.tables[0] // the live one
+			expire := `UPDATE ` + table + ` SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-1 minute')`
 			if b.s.Dialect() == pgqrs.Postgres {
 				table = b.pgTable(table)
 				expire = `UPDATE ` + table + ` SET vt = now() - interval '1 minute'`

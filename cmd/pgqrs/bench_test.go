@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/pgqrs/pgqrs-go/cmd/pgqrs/internal/bench"
 )
 
 // TestBenchSmoke runs every bench scenario on every backend with a tiny
@@ -82,9 +84,9 @@ func checkBenchJSON(t *testing.T, out, backend string) {
 				GoVersion string `json:"go_version"`
 				Database  string `json:"database"`
 			} `json:"machine"`
-			Mode      string            `json:"mode"`
-			DequeueMs *benchPercentiles `json:"dequeue_ms"`
-			LatencyMs *benchPercentiles `json:"latency_ms"`
+			Mode      string             `json:"mode"`
+			DequeueMs *bench.Percentiles `json:"dequeue_ms"`
+			LatencyMs *bench.Percentiles `json:"latency_ms"`
 		}
 		err := dec.Decode(&r)
 		if errors.Is(err, io.EOF) {
@@ -191,22 +193,5 @@ func TestBenchUsageErrors(t *testing.T) {
 	for _, tt := range tests {
 		args := append([]string{"--dsn", dsn}, tt.args...)
 		checkFailure(t, runBin(t, "", "", nil, args...), 2, tt.want, args)
-	}
-}
-
-func TestBenchBackendOf(t *testing.T) {
-	for dsn, want := range map[string]string{
-		"postgres://u@h/db":                "postgres",
-		"host=/tmp user=u dbname=db":       "postgres",
-		"sqlite:app.db":                    "sqlite",
-		"http://127.0.0.1:8080":            "turso",
-		"nonsense":                         "",
-		"http://h/?x=host=/tmp":            "turso",
-		"sqlite:/tmp/a=b.db":               "sqlite",
-		"mysql://u:p@h/db?charset=utf8mb4": "",
-	} {
-		if got := benchBackendOf(dsn); got != want {
-			t.Errorf("benchBackendOf(%q) = %q, want %q", dsn, got, want)
-		}
 	}
 }

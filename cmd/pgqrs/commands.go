@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,62 +15,87 @@ import (
 	"time"
 
 	"github.com/pgqrs/pgqrs-go"
+	"github.com/pgqrs/pgqrs-go/cmd/pgqrs/internal/bench"
 )
 
 // maxStdinPayload bounds how much of stdin send reads; the store's own
 // payload limit (1 MiB by default) applies after that.
 const maxStdinPayload = 64 << 20
 
-func sendFlags(c *cli, fs *flag.FlagSet) {
-	fs.DurationVar(&c.f.delay, "delay", 0, "keep the messages invisible for this long")
-	fs.IntVar(&c.f.count, "count", 1, "enqueue this many copies of the payload, in one batch")
+// Each command with flags has a setup function here (see command.setup):
+// it declares the command's flags and runs it with their values.
+
+func sendCommand(c *cli, fs *flag.FlagSet) runFunc {
+	delay := fs.Duration("delay", 0, "keep the messages invisible for this long")
+	count := fs.Int("count", 1, "enqueue this many copies of the payload, in one batch")
+	return func(ctx context.Context, args []string) error { return c.send(ctx, args, *delay, *count) }
 }
 
-func recvFlags(c *cli, fs *flag.FlagSet) {
-	fs.IntVar(&c.f.batch, "batch", 1, "claim at most this many messages")
-	fs.DurationVar(&c.f.vt, "vt", pgqrs.DefaultVisibilityTimeout, "visibility timeout: the messages are hidden from other consumers for this long")
-	fs.BoolVar(&c.f.archive, "archive", false, "archive the messages after printing them (default: they become visible again after --vt)")
+func recvCommand(c *cli, fs *flag.FlagSet) runFunc {
+	batch := fs.Int("batch", 1, "claim at most this many messages")
+	vt := fs.Duration("vt", pgqrs.DefaultVisibilityTimeout, "visibility timeout: the messages are hidden from other consumers for this long")
+	archive := fs.Bool("archive", false, "archive the messages after printing them (default: they become visible again after --vt)")
+	return func(ctx context.Context, args []string) error { return c.recv(ctx, args[0], *batch, *vt, *archive) }
 }
 
-func pageFlags(c *cli, fs *flag.FlagSet) {
-	fs.IntVar(&c.f.limit, "limit", 20, "print at most this many messages")
-	fs.Int64Var(&c.f.before, "before", 0, "only messages with an ID below this one (for paging; 0: from the newest)")
+func archiveListCommand(c *cli, fs *flag.FlagSet) runFunc {
+	return c.pageCommand(fs, (*pgqrs.Admin).ListArchived)
 }
 
-func replayFlags(c *cli, fs *flag.FlagSet) {
-	fs.BoolVar(&c.f.all, "all", false, "replay every dead letter of the queue")
+func dlqListCommand(c *cli, fs *flag.FlagSet) runFunc {
+	return c.pageCommand(fs, (*pgqrs.Admin).ListDeadLetters)
 }
 
-func workersListFlags(c *cli, fs *flag.FlagSet) {
-	fs.BoolVar(&c.f.live, "live", false, "only workers that are not stopped")
+// pageCommand declares the paging flags of archive list and dlq list.
+func (c *cli) pageCommand(fs *flag.FlagSet, list listArchiveFunc) runFunc {
+	limit := fs.Int("limit", 20, "print at most this many messages")
+	before := fs.Int64("before", 0, "only messages with an ID below this one (for paging; 0: from the newest)")
+	return func(ctx context.Context, args []string) error {
+		return c.listArchive(ctx, args[0], list, pgqrs.ArchivePage{Limit: *limit, BeforeID: *before})
+	}
 }
 
-func staleFlags(c *cli, fs *flag.FlagSet) {
-	fs.DurationVar(&c.f.stale, "stale", 30*time.Second, "a producer or consumer without a heartbeat for this long is stale")
+func dlqReplayCommand(c *cli, fs *flag.FlagSet) runFunc {
+	all := fs.Bool("all", false, "replay every dead letter of the queue")
+	return func(ctx context.Context, args []string) error { return c.dlqReplay(ctx, args[0], args[1:], *all) }
 }
 
-func purgeWorkersFlags(c *cli, fs *flag.FlagSet) {
-	fs.DurationVar(&c.f.olderThan, "older-than", 24*time.Hour, "delete workers stopped longer ago than this")
+func workersListCommand(c *cli, fs *flag.FlagSet) runFunc {
+	live := fs.Bool("live", false, "only workers that are not stopped")
+	return func(ctx context.Context, args []string) error { return c.workersList(ctx, args, *live) }
+}
+
+func workersHealthCommand(c *cli, fs *flag.FlagSet) runFunc {
+	stale := staleFlag(fs)
+	return func(ctx context.Context, args []string) error { return c.workersHealth(ctx, args, *stale) }
+}
+
+func workersReclaimCommand(c *cli, fs *flag.FlagSet) runFunc {
+	stale := staleFlag(fs)
+	return func(ctx context.Context, _ []string) error { return c.workersReclaim(ctx, *stale) }
+}
+
+func staleFlag(fs *flag.FlagSet) *time.Duration {
+	return fs.Duration("stale", 30*time.Second, "a producer or consumer without a heartbeat for this long is stale")
+}
+
+func workersPurgeCommand(c *cli, fs *flag.FlagSet) runFunc {
+	olderThan := fs.Duration("older-than", 24*time.Hour, "delete workers stopped longer ago than this")
+	return func(ctx context.Context, _ []string) error { return c.workersPurge(ctx, *olderThan) }
 }
 
 // install creates or upgrades the schema.
 func (c *cli) install(ctx context.Context, _ []string) error {
-	s, err := c.open(ctx)
-	if err != nil {
+	return query(ctx, c, func(s *pgqrs.Store) (map[string]any, error) {
+		if err := s.Admin().Install(ctx); err != nil {
+			return nil, fmt.Errorf("install: %w", err)
+		}
+		st, err := s.Admin().SystemStats(ctx)
+		return map[string]any{"installed": true, "dialect": s.Dialect(), "schema_version": st.SchemaVersion}, err
+	}, func(w io.Writer, v map[string]any) error {
+		_, err := fmt.Fprintf(w, "pgqrs schema installed (%s, version %d)\n", v["dialect"], v["schema_version"])
 		return err
-	}
-	if err := s.Admin().Install(ctx); err != nil {
-		return fmt.Errorf("install: %w", err)
-	}
-	st, err := s.Admin().SystemStats(ctx)
-	if err != nil {
-		return err
-	}
-	if c.json {
-		return printJSON(c.stdout, map[string]any{"installed": true, "dialect": s.Dialect(), "schema_version": st.SchemaVersion})
-	}
-	_, err = fmt.Fprintf(c.stdout, "pgqrs schema installed (%s, version %d)\n", s.Dialect(), st.SchemaVersion)
-	return err
+	})
 }
 
 // verify checks the schema. Problems are the command's output; the error
@@ -126,86 +152,66 @@ func (c *cli) version(_ context.Context, _ []string) error {
 }
 
 func (c *cli) queueCreate(ctx context.Context, args []string) error {
-	s, err := c.open(ctx)
-	if err != nil {
+	return query(ctx, c, func(s *pgqrs.Store) (*pgqrs.Queue, error) {
+		return s.Admin().CreateQueue(ctx, args[0])
+	}, func(w io.Writer, q *pgqrs.Queue) error {
+		_, err := fmt.Fprintf(w, "created queue %q (id %d)\n", q.Name, q.ID)
 		return err
-	}
-	q, err := s.Admin().CreateQueue(ctx, args[0])
-	if err != nil {
-		return err
-	}
-	if c.json {
-		return printJSON(c.stdout, q)
-	}
-	_, err = fmt.Fprintf(c.stdout, "created queue %q (id %d)\n", q.Name, q.ID)
-	return err
+	})
 }
 
 func (c *cli) queueList(ctx context.Context, _ []string) error {
-	s, err := c.open(ctx)
-	if err != nil {
-		return err
-	}
-	qs, err := s.Admin().ListQueues(ctx)
-	if err != nil {
-		return err
-	}
-	if c.json {
-		return printJSON(c.stdout, jsonList(qs))
-	}
-	t := newTable(c.stdout, "ID", "NAME", "CREATED")
-	for _, q := range qs {
-		t.row(num(q.ID), q.Name, timeCell(q.CreatedAt))
-	}
-	return t.flush()
+	return query(ctx, c, func(s *pgqrs.Store) ([]*pgqrs.Queue, error) {
+		qs, err := s.Admin().ListQueues(ctx)
+		return jsonList(qs), err
+	}, func(w io.Writer, qs []*pgqrs.Queue) error {
+		t := newTable(w, "ID", "NAME", "CREATED")
+		for _, q := range qs {
+			t.row(num(q.ID), q.Name, timeCell(q.CreatedAt))
+		}
+		return t.flush()
+	})
 }
 
 func (c *cli) queueDelete(ctx context.Context, args []string) error {
-	s, err := c.open(ctx)
-	if err != nil {
-		return err
-	}
-	if err := s.Admin().DeleteQueue(ctx, args[0]); err != nil {
-		if errors.Is(err, pgqrs.ErrQueueInUse) {
-			return fmt.Errorf("%w (purge it with \"pgqrs queue purge %s\" and stop its workers first, with \"pgqrs workers stop ID\" for those whose process is gone; a workflow's queue goes with \"pgqrs workflow delete\")", err, args[0])
+	return query(ctx, c, func(s *pgqrs.Store) (map[string]string, error) {
+		if err := s.Admin().DeleteQueue(ctx, args[0]); err != nil {
+			if errors.Is(err, pgqrs.ErrQueueInUse) {
+				return nil, fmt.Errorf("%w (purge it with \"pgqrs queue purge %s\" and stop its workers first, with \"pgqrs workers stop ID\" for those whose process is gone; a workflow's queue goes with \"pgqrs workflow delete\")", err, args[0])
+			}
+			return nil, err
 		}
+		return map[string]string{"deleted": args[0]}, nil
+	}, func(w io.Writer, _ map[string]string) error {
+		_, err := fmt.Fprintf(w, "deleted queue %q\n", args[0])
 		return err
-	}
-	if c.json {
-		return printJSON(c.stdout, map[string]string{"deleted": args[0]})
-	}
-	_, err = fmt.Fprintf(c.stdout, "deleted queue %q\n", args[0])
-	return err
+	})
 }
 
 func (c *cli) queuePurge(ctx context.Context, args []string) error {
-	s, err := c.open(ctx)
-	if err != nil {
-		return err
-	}
-	n, err := s.Admin().PurgeQueue(ctx, args[0])
-	if err != nil {
-		return err
-	}
-	return c.printCount(args[0], "purged", n, "deleted %d messages of queue %q\n")
+	return c.count(ctx, args[0], "purged", "deleted %d messages of queue %q\n", func(s *pgqrs.Store) (int64, error) {
+		return s.Admin().PurgeQueue(ctx, args[0])
+	})
 }
 
-// printCount prints the result of a command that changed n things of queue:
+// count runs op, which changes n things of queue, and prints n:
 // {"queue": ..., key: n} with --json, else text formatted with n and queue.
-func (c *cli) printCount(queue, key string, n int64, text string) error {
-	if c.json {
-		return printJSON(c.stdout, map[string]any{"queue": queue, key: n})
-	}
-	_, err := fmt.Fprintf(c.stdout, text, n, queue)
-	return err
+func (c *cli) count(ctx context.Context, queue, key, text string, op func(*pgqrs.Store) (int64, error)) error {
+	return query(ctx, c, func(s *pgqrs.Store) (map[string]any, error) {
+		n, err := op(s)
+		return map[string]any{"queue": queue, key: n}, err
+	}, func(w io.Writer, v map[string]any) error {
+		_, err := fmt.Fprintf(w, text, v[key], queue)
+		return err
+	})
 }
 
 // send enqueues --count copies of one JSON payload in one batch.
-func (c *cli) send(ctx context.Context, args []string) (err error) {
-	if err := nonNegative("--delay", c.f.delay); err != nil {
+func (c *cli) send(ctx context.Context, args []string, delay time.Duration, count int) (err error) {
+	if err := nonNegative("--delay", delay); err != nil {
 		return err
 	}
-	if err := atLeastOne("--count", c.f.count); err != nil {
+	if err := atLeastOne("--count", count); err != nil {
 		return err
 	}
 	payload, err := c.readPayload(args[1:])
@@ -221,25 +227,26 @@ func (c *cli) send(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	defer shutdownWorker(ctx, p.Shutdown, &err)
-	payloads := make([]any, c.f.count)
+	payloads := make([]any, count)
 	for i := range payloads {
 		payloads[i] = payload
 	}
 	var opts []pgqrs.EnqueueOption
-	if c.f.delay > 0 {
-		opts = append(opts, pgqrs.Delay(c.f.delay))
+	if delay > 0 {
+		opts = append(opts, pgqrs.Delay(delay))
 	}
 	ids, err := p.EnqueueBatch(ctx, payloads, opts...)
 	if err != nil {
 		return err
 	}
-	if c.json {
-		return printJSON(c.stdout, map[string][]int64{"ids": ids})
-	}
-	for _, id := range ids {
-		fmt.Fprintln(c.stdout, id)
-	}
-	return nil
+	return c.show(map[string][]int64{"ids": ids}, func(w io.Writer) error {
+		for _, id := range ids {
+			if _, err := fmt.Fprintln(w, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // readPayload returns the JSON payload given as the argument, or read from
@@ -282,23 +289,23 @@ func (c *cli) readPayload(args []string) (json.RawMessage, error) {
 // of --vt (Consumer.ReleaseBatch). The read count keeps this delivery. Until
 // --vt passes the messages count as delayed, not leased, in metrics: no
 // consumer holds them any more.
-func (c *cli) recv(ctx context.Context, args []string) (err error) {
-	if err := atLeastOne("--batch", c.f.batch); err != nil {
+func (c *cli) recv(ctx context.Context, queue string, batch int, vt time.Duration, archive bool) (err error) {
+	if err := atLeastOne("--batch", batch); err != nil {
 		return err
 	}
-	if err := positive("--vt", c.f.vt); err != nil {
+	if err := positive("--vt", vt); err != nil {
 		return err
 	}
 	s, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
-	cons, err := s.Consumer(ctx, args[0])
+	cons, err := s.Consumer(ctx, queue)
 	if err != nil {
 		return err
 	}
 	defer shutdownWorker(ctx, cons.Shutdown, &err)
-	msgs, err := cons.Dequeue(ctx, c.f.batch, pgqrs.VisibilityTimeout(c.f.vt))
+	msgs, err := cons.Dequeue(ctx, batch, pgqrs.VisibilityTimeout(vt))
 	if err != nil {
 		return err
 	}
@@ -307,8 +314,8 @@ func (c *cli) recv(ctx context.Context, args []string) (err error) {
 		for i, m := range msgs {
 			ids[i] = m.ID
 		}
-		op, settle := "release", func() ([]bool, error) { return cons.ReleaseBatch(ctx, ids, c.f.vt) }
-		if c.f.archive {
+		op, settle := "release", func() ([]bool, error) { return cons.ReleaseBatch(ctx, ids, vt) }
+		if archive {
 			op, settle = "archive", func() ([]bool, error) { return cons.ArchiveBatch(ctx, ids) }
 		}
 		done, err := settle()
@@ -317,29 +324,28 @@ func (c *cli) recv(ctx context.Context, args []string) (err error) {
 		}
 		for i, ok := range done {
 			if !ok {
-				return fmt.Errorf("%s message %d of %q: %w", op, ids[i], args[0], pgqrs.ErrLeaseLost)
+				return fmt.Errorf("%s message %d of %q: %w", op, ids[i], queue, pgqrs.ErrLeaseLost)
 			}
 		}
 	}
-	if c.json {
-		return printJSON(c.stdout, jsonList(msgs))
-	}
-	if len(msgs) == 0 {
-		_, err := fmt.Fprintf(c.stdout, "no visible messages in queue %q\n", args[0])
-		return err
-	}
-	if c.f.archive {
-		t := newTable(c.stdout, "ID", "READS", "ENQUEUED", "PAYLOAD (archived)")
+	return c.show(jsonList(msgs), func(w io.Writer) error {
+		if len(msgs) == 0 {
+			_, err := fmt.Fprintf(w, "no visible messages in queue %q\n", queue)
+			return err
+		}
+		if archive {
+			t := newTable(w, "ID", "READS", "ENQUEUED", "PAYLOAD (archived)")
+			for _, m := range msgs {
+				t.row(num(m.ID), num(m.ReadCount), timeCell(m.EnqueuedAt), payloadCell(m.Payload))
+			}
+			return t.flush()
+		}
+		t := newTable(w, "ID", "READS", "ENQUEUED", "VISIBLE AGAIN", "PAYLOAD")
 		for _, m := range msgs {
-			t.row(num(m.ID), num(m.ReadCount), timeCell(m.EnqueuedAt), payloadCell(m.Payload))
+			t.row(num(m.ID), num(m.ReadCount), timeCell(m.EnqueuedAt), timeCell(m.VisibleAt), payloadCell(m.Payload))
 		}
 		return t.flush()
-	}
-	t := newTable(c.stdout, "ID", "READS", "ENQUEUED", "VISIBLE AGAIN", "PAYLOAD")
-	for _, m := range msgs {
-		t.row(num(m.ID), num(m.ReadCount), timeCell(m.EnqueuedAt), timeCell(m.VisibleAt), payloadCell(m.Payload))
-	}
-	return t.flush()
+	})
 }
 
 // shutdownWorker stops the worker of a one-shot command, even after ctx is
@@ -355,72 +361,49 @@ func shutdownWorker(ctx context.Context, shutdown func(context.Context) error, e
 // metrics prints the counts of one queue (an object with --json) or of all
 // queues (an array).
 func (c *cli) metrics(ctx context.Context, args []string) error {
-	s, err := c.open(ctx)
-	if err != nil {
-		return err
-	}
 	if len(args) == 1 {
-		m, err := s.Admin().QueueMetrics(ctx, args[0])
-		if err != nil {
-			return err
-		}
-		if c.json {
-			return printJSON(c.stdout, m)
-		}
-		return metricsTable(c.stdout, []pgqrs.QueueMetrics{m})
+		return query(ctx, c, func(s *pgqrs.Store) (pgqrs.QueueMetrics, error) {
+			return s.Admin().QueueMetrics(ctx, args[0])
+		}, func(w io.Writer, m pgqrs.QueueMetrics) error {
+			return metricsTable(w, []pgqrs.QueueMetrics{m})
+		})
 	}
-	ms, err := s.Admin().AllQueueMetrics(ctx)
-	if err != nil {
-		return err
-	}
-	if c.json {
-		return printJSON(c.stdout, jsonList(ms))
-	}
-	return metricsTable(c.stdout, ms)
+	return query(ctx, c, func(s *pgqrs.Store) ([]pgqrs.QueueMetrics, error) {
+		ms, err := s.Admin().AllQueueMetrics(ctx)
+		return jsonList(ms), err
+	}, metricsTable)
 }
 
-func (c *cli) archiveList(ctx context.Context, args []string) error {
-	return c.listArchive(ctx, args[0], (*pgqrs.Admin).ListArchived)
-}
-
-func (c *cli) dlqList(ctx context.Context, args []string) error {
-	return c.listArchive(ctx, args[0], (*pgqrs.Admin).ListDeadLetters)
-}
+// listArchiveFunc is Admin.ListArchived or Admin.ListDeadLetters.
+type listArchiveFunc func(*pgqrs.Admin, context.Context, string, pgqrs.ArchivePage) ([]*pgqrs.ArchivedMessage, error)
 
 // listArchive prints a page of archived messages or dead letters.
-func (c *cli) listArchive(ctx context.Context, queue string, list func(*pgqrs.Admin, context.Context, string, pgqrs.ArchivePage) ([]*pgqrs.ArchivedMessage, error)) error {
-	if err := atLeastOne("--limit", c.f.limit); err != nil {
+func (c *cli) listArchive(ctx context.Context, queue string, list listArchiveFunc, page pgqrs.ArchivePage) error {
+	if err := atLeastOne("--limit", page.Limit); err != nil {
 		return err
 	}
-	if c.f.before < 0 {
-		return usagef("--before must not be negative, got %d", c.f.before)
+	if page.BeforeID < 0 {
+		return usagef("--before must not be negative, got %d", page.BeforeID)
 	}
-	s, err := c.open(ctx)
-	if err != nil {
-		return err
-	}
-	ms, err := list(s.Admin(), ctx, queue, pgqrs.ArchivePage{Limit: c.f.limit, BeforeID: c.f.before})
-	if err != nil {
-		return err
-	}
-	if c.json {
-		return printJSON(c.stdout, jsonList(ms))
-	}
-	t := newTable(c.stdout, "ID", "READS", "ENQUEUED", "ARCHIVED", "LAST ERROR", "PAYLOAD")
-	for _, m := range ms {
-		t.row(num(m.ID), num(m.ReadCount), timeCell(m.EnqueuedAt), timeCell(m.ArchivedAt), errorCell(m.LastError), payloadCell(m.Payload))
-	}
-	return t.flush()
+	return query(ctx, c, func(s *pgqrs.Store) ([]*pgqrs.ArchivedMessage, error) {
+		ms, err := list(s.Admin(), ctx, queue, page)
+		return jsonList(ms), err
+	}, func(w io.Writer, ms []*pgqrs.ArchivedMessage) error {
+		t := newTable(w, "ID", "READS", "ENQUEUED", "ARCHIVED", "LAST ERROR", "PAYLOAD")
+		for _, m := range ms {
+			t.row(num(m.ID), num(m.ReadCount), timeCell(m.EnqueuedAt), timeCell(m.ArchivedAt), errorCell(m.LastError), payloadCell(m.Payload))
+		}
+		return t.flush()
+	})
 }
 
 // dlqReplay puts the dead letters named by ID, or all of them, back in the
 // queue.
-func (c *cli) dlqReplay(ctx context.Context, args []string) error {
-	queue, rest := args[0], args[1:]
+func (c *cli) dlqReplay(ctx context.Context, queue string, rest []string, all bool) error {
 	switch {
-	case c.f.all && len(rest) > 0:
+	case all && len(rest) > 0:
 		return usagef("dlq replay: give message IDs or --all, not both")
-	case !c.f.all && len(rest) == 0:
+	case !all && len(rest) == 0:
 		return usagef("dlq replay: missing argument: give message IDs or --all")
 	}
 	ids := make([]int64, len(rest))
@@ -431,109 +414,72 @@ func (c *cli) dlqReplay(ctx context.Context, args []string) error {
 		}
 		ids[i] = id
 	}
-	s, err := c.open(ctx)
-	if err != nil {
-		return err
-	}
-	var n int64
-	if c.f.all {
-		n, err = s.Admin().ReplayAllDeadLetters(ctx, queue)
-	} else {
-		n, err = s.Admin().ReplayDeadLetters(ctx, queue, ids)
-	}
-	if err != nil {
-		return err
-	}
-	return c.printCount(queue, "replayed", n, "replayed %d dead letters of queue %q\n")
+	return c.count(ctx, queue, "replayed", "replayed %d dead letters of queue %q\n", func(s *pgqrs.Store) (int64, error) {
+		if all {
+			return s.Admin().ReplayAllDeadLetters(ctx, queue)
+		}
+		return s.Admin().ReplayDeadLetters(ctx, queue, ids)
+	})
 }
 
 func (c *cli) dlqPurge(ctx context.Context, args []string) error {
-	s, err := c.open(ctx)
-	if err != nil {
-		return err
-	}
-	n, err := s.Admin().PurgeDeadLetters(ctx, args[0])
-	if err != nil {
-		return err
-	}
-	return c.printCount(args[0], "purged", n, "deleted %d dead letters of queue %q\n")
+	return c.count(ctx, args[0], "purged", "deleted %d dead letters of queue %q\n", func(s *pgqrs.Store) (int64, error) {
+		return s.Admin().PurgeDeadLetters(ctx, args[0])
+	})
 }
 
-func (c *cli) workersList(ctx context.Context, args []string) error {
-	var queue string
+// optionalQueue returns the optional QUEUE argument, "" for all queues.
+func optionalQueue(args []string) string {
 	if len(args) == 1 {
-		queue = args[0]
+		return args[0]
 	}
-	s, err := c.open(ctx)
-	if err != nil {
-		return err
-	}
-	ws, err := s.Admin().ListWorkers(ctx, queue)
-	if err != nil {
-		return err
-	}
-	out := []pgqrs.WorkerInfo{}
-	for _, w := range ws {
-		if !c.f.live || w.Status != pgqrs.WorkerStopped {
-			out = append(out, w)
+	return ""
+}
+
+func (c *cli) workersList(ctx context.Context, args []string, live bool) error {
+	return query(ctx, c, func(s *pgqrs.Store) ([]pgqrs.WorkerInfo, error) {
+		ws, err := s.Admin().ListWorkers(ctx, optionalQueue(args))
+		out := []pgqrs.WorkerInfo{}
+		for _, w := range ws {
+			if !live || w.Status != pgqrs.WorkerStopped {
+				out = append(out, w)
+			}
 		}
-	}
-	if c.json {
-		return printJSON(c.stdout, out)
-	}
-	t := newTable(c.stdout, "ID", "NAME", "QUEUE", "ROLE", "STATUS", "STARTED", "HEARTBEAT", "STOPPED")
-	for _, w := range ws {
-		if !c.f.live || w.Status != pgqrs.WorkerStopped {
+		return out, err
+	}, func(w io.Writer, ws []pgqrs.WorkerInfo) error {
+		t := newTable(w, "ID", "NAME", "QUEUE", "ROLE", "STATUS", "STARTED", "HEARTBEAT", "STOPPED")
+		for _, w := range ws {
 			t.row(num(w.ID), w.Name, w.Queue, w.Role, string(w.Status), timeCell(w.StartedAt), timeCell(w.HeartbeatAt), timeCell(w.StoppedAt))
 		}
-	}
-	return t.flush()
+		return t.flush()
+	})
 }
 
-func (c *cli) workersHealth(ctx context.Context, args []string) error {
-	if err := positive("--stale", c.f.stale); err != nil {
+func (c *cli) workersHealth(ctx context.Context, args []string, stale time.Duration) error {
+	if err := positive("--stale", stale); err != nil {
 		return err
 	}
-	var queue string
-	if len(args) == 1 {
-		queue = args[0]
-	}
-	s, err := c.open(ctx)
-	if err != nil {
-		return err
-	}
-	h, err := s.Admin().WorkerHealth(ctx, queue, c.f.stale)
-	if err != nil {
-		return err
-	}
-	if c.json {
-		return printJSON(c.stdout, h)
-	}
-	if queue == "" {
-		queue = "(all)"
-	}
-	t := newTable(c.stdout, "QUEUE", "READY", "POLLING", "SUSPENDED", "INTERRUPTED", "STOPPED", "STALE")
-	t.row(queue, num(h.Ready), num(h.Polling), num(h.Suspended), num(h.Interrupted), num(h.Stopped), num(h.Stale))
-	return t.flush()
+	queue := optionalQueue(args)
+	return query(ctx, c, func(s *pgqrs.Store) (pgqrs.WorkerHealth, error) {
+		return s.Admin().WorkerHealth(ctx, queue, stale)
+	}, func(w io.Writer, h pgqrs.WorkerHealth) error {
+		t := newTable(w, "QUEUE", "READY", "POLLING", "SUSPENDED", "INTERRUPTED", "STOPPED", "STALE")
+		t.row(cmp.Or(queue, "(all)"), num(h.Ready), num(h.Polling), num(h.Suspended), num(h.Interrupted), num(h.Stopped), num(h.Stale))
+		return t.flush()
+	})
 }
 
-func (c *cli) workersReclaim(ctx context.Context, _ []string) error {
-	if err := positive("--stale", c.f.stale); err != nil {
+func (c *cli) workersReclaim(ctx context.Context, stale time.Duration) error {
+	if err := positive("--stale", stale); err != nil {
 		return err
 	}
-	s, err := c.open(ctx)
-	if err != nil {
+	return query(ctx, c, func(s *pgqrs.Store) (map[string]int64, error) {
+		workers, messages, err := s.Admin().ReclaimStale(ctx, stale)
+		return map[string]int64{"workers": workers, "messages": messages}, err
+	}, func(w io.Writer, v map[string]int64) error {
+		_, err := fmt.Fprintf(w, "stopped %d stale workers and released %d messages\n", v["workers"], v["messages"])
 		return err
-	}
-	workers, messages, err := s.Admin().ReclaimStale(ctx, c.f.stale)
-	if err != nil {
-		return err
-	}
-	if c.json {
-		return printJSON(c.stdout, map[string]int64{"workers": workers, "messages": messages})
-	}
-	_, err = fmt.Fprintf(c.stdout, "stopped %d stale workers and released %d messages\n", workers, messages)
-	return err
+	})
 }
 
 func (c *cli) workersStop(ctx context.Context, args []string) error {
@@ -541,36 +487,38 @@ func (c *cli) workersStop(ctx context.Context, args []string) error {
 	if err != nil || id < 1 {
 		return usagef("workers stop: %q is not a worker ID", args[0])
 	}
-	s, err := c.open(ctx)
-	if err != nil {
+	return query(ctx, c, func(s *pgqrs.Store) (map[string]int64, error) {
+		released, err := s.Admin().StopWorker(ctx, id)
+		return map[string]int64{"worker": id, "released": released}, err
+	}, func(w io.Writer, v map[string]int64) error {
+		_, err := fmt.Fprintf(w, "stopped worker %d and released %d messages\n", id, v["released"])
 		return err
-	}
-	released, err := s.Admin().StopWorker(ctx, id)
-	if err != nil {
-		return err
-	}
-	if c.json {
-		return printJSON(c.stdout, map[string]int64{"worker": id, "released": released})
-	}
-	_, err = fmt.Fprintf(c.stdout, "stopped worker %d and released %d messages\n", id, released)
-	return err
+	})
 }
 
-func (c *cli) workersPurge(ctx context.Context, _ []string) error {
-	if err := nonNegative("--older-than", c.f.olderThan); err != nil {
+func (c *cli) workersPurge(ctx context.Context, olderThan time.Duration) error {
+	if err := nonNegative("--older-than", olderThan); err != nil {
 		return err
 	}
-	s, err := c.open(ctx)
-	if err != nil {
+	return query(ctx, c, func(s *pgqrs.Store) (map[string]int64, error) {
+		n, err := s.Admin().PurgeWorkers(ctx, olderThan)
+		return map[string]int64{"purged": n}, err
+	}, func(w io.Writer, v map[string]int64) error {
+		_, err := fmt.Fprintf(w, "deleted %d stopped workers\n", v["purged"])
 		return err
+	})
+}
+
+// benchCommand is "pgqrs bench": the benchmark tool, package bench, with its
+// own flags. Its DSN falls back to the global one only when the user chose
+// that (--dsn or $PGQRS_DSN); otherwise bench runs on a temporary SQLite file.
+func benchCommand(c *cli, fs *flag.FlagSet) runFunc {
+	cfg := bench.Flags(fs)
+	return func(ctx context.Context, _ []string) error {
+		global := c.dsn
+		if global == defaultDSN && c.getenv(dsnEnv) == "" {
+			global = "" // the fallback, not the user's choice
+		}
+		return bench.Run(ctx, cfg, bench.Env{Stdout: c.stdout, Stderr: c.stderr, JSON: c.json, DSN: global, Schema: c.schema})
 	}
-	n, err := s.Admin().PurgeWorkers(ctx, c.f.olderThan)
-	if err != nil {
-		return err
-	}
-	if c.json {
-		return printJSON(c.stdout, map[string]int64{"purged": n})
-	}
-	_, err = fmt.Fprintf(c.stdout, "deleted %d stopped workers\n", n)
-	return err
 }

@@ -31,10 +31,19 @@ const (
 	demoSettleTimeout = 10 * time.Second       // for the final reads after an interrupt
 )
 
-func demoFlags(c *cli, fs *flag.FlagSet) {
-	fs.StringVar(&c.f.queue, "queue", "demo", "queue to use (created if missing; its messages are deleted first)")
-	fs.IntVar(&c.f.messages, "messages", 3000, "how many messages to produce")
-	fs.IntVar(&c.f.workers, "workers", 4, "how many consumers to run")
+// demoOptions are the flags of demo.
+type demoOptions struct {
+	queue    string
+	messages int
+	workers  int
+}
+
+func demoCommand(c *cli, fs *flag.FlagSet) runFunc {
+	var o demoOptions
+	fs.StringVar(&o.queue, "queue", "demo", "queue to use (created if missing; its messages are deleted first)")
+	fs.IntVar(&o.messages, "messages", 3000, "how many messages to produce")
+	fs.IntVar(&o.workers, "workers", 4, "how many consumers to run")
+	return func(ctx context.Context, _ []string) error { return c.demo(ctx, o) }
 }
 
 // demoPayload is the body of a demo message.
@@ -116,17 +125,17 @@ func work(ctx context.Context, m *pgqrs.Message) error {
 // demo installs the schema, fills a queue while consumers drain it with
 // Consumer.Run, shows progress, and checks that every message ended
 // archived or dead-lettered.
-func (c *cli) demo(ctx context.Context, _ []string) (err error) {
-	if err := atLeastOne("--messages", c.f.messages); err != nil {
+func (c *cli) demo(ctx context.Context, o demoOptions) (err error) {
+	if err := atLeastOne("--messages", o.messages); err != nil {
 		return err
 	}
-	if err := atLeastOne("--workers", c.f.workers); err != nil {
+	if err := atLeastOne("--workers", o.workers); err != nil {
 		return err
 	}
-	if c.f.workers > 64 {
-		return usagef("--workers must be at most 64, got %d", c.f.workers)
+	if o.workers > 64 {
+		return usagef("--workers must be at most 64, got %d", o.workers)
 	}
-	queue, total := c.f.queue, int64(c.f.messages)
+	queue, total := o.queue, int64(o.messages)
 	start := time.Now()
 	s, err := c.open(ctx)
 	if err != nil {
@@ -143,12 +152,12 @@ func (c *cli) demo(ctx context.Context, _ []string) (err error) {
 	if err != nil {
 		return err
 	}
-	payloads, fail, flaky := demoPlan(c.f.messages)
+	payloads, fail, flaky := demoPlan(o.messages)
 	where := string(s.Dialect())
 	if c.dsn == defaultDSN {
 		where = defaultDSN
 	}
-	c.say("pgqrs demo on %s: %d messages to queue %q, %d consumers\n", where, total, queue, c.f.workers)
+	c.say("pgqrs demo on %s: %d messages to queue %q, %d consumers\n", where, total, queue, o.workers)
 	c.say("  %d always fail (dead-lettered after %d attempts); %d fail once, then succeed\n", fail, demoMaxAttempts, flaky)
 	if leftover > 0 {
 		c.say("  (deleted %d messages left in %q by an earlier run)\n", leftover, queue)
@@ -157,7 +166,7 @@ func (c *cli) demo(ctx context.Context, _ []string) (err error) {
 	var st demoStats
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
-	runDone, runErr := c.startConsumers(runCtx, s, queue, &st)
+	runDone, runErr := c.startConsumers(runCtx, s, queue, o.workers, &st)
 	p, err := s.Producer(ctx, queue)
 	if err != nil {
 		stopRun()
@@ -210,7 +219,7 @@ func (c *cli) demo(ctx context.Context, _ []string) (err error) {
 	}
 	if c.json {
 		return printJSON(c.stdout, demoJSON{
-			Queue: queue, Messages: total, Consumers: c.f.workers, ElapsedSeconds: elapsed.Seconds(),
+			Queue: queue, Messages: total, Consumers: o.workers, ElapsedSeconds: elapsed.Seconds(),
 			Archived: m.Archived, Dead: m.Dead, FailedAttempts: st.failed.Load(),
 			SucceededAfterRetry: st.okAfterFail.Load(), Metrics: m, Workflow: wf,
 		})
@@ -233,10 +242,10 @@ type demoJSON struct {
 	Workflow            *demoWorkflowResult `json:"workflow"`
 }
 
-// startConsumers starts c.f.workers consumers running Consumer.Run until
+// startConsumers starts n consumers running Consumer.Run until
 // ctx is cancelled. done is closed when all have returned; errs then
 // reports their failures.
-func (c *cli) startConsumers(ctx context.Context, s *pgqrs.Store, queue string, st *demoStats) (done <-chan struct{}, errs func() error) {
+func (c *cli) startConsumers(ctx context.Context, s *pgqrs.Store, queue string, n int, st *demoStats) (done <-chan struct{}, errs func() error) {
 	var (
 		wg     sync.WaitGroup
 		mu     sync.Mutex
@@ -256,7 +265,7 @@ func (c *cli) startConsumers(ctx context.Context, s *pgqrs.Store, queue string, 
 		ShutdownTimeout: 5 * time.Second,
 		Logger:          c.demoLogger(),
 	}
-	for range c.f.workers {
+	for range n {
 		cons, err := s.Consumer(ctx, queue)
 		if err != nil {
 			record(err)

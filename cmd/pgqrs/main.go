@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/pgqrs/pgqrs-go"
+	"github.com/pgqrs/pgqrs-go/cmd/pgqrs/internal/bench"
 
 	_ "github.com/lib/pq"
 	_ "github.com/tursodatabase/libsql-client-go/libsql"
@@ -80,77 +81,65 @@ type cli struct {
 	json    bool
 	timeout time.Duration
 
-	// Command flags; each command registers the ones it uses.
-	f cmdFlags
-
 	store *pgqrs.Store // opened by open on first use, closed by main
-}
-
-// cmdFlags holds the values of every command's flags.
-type cmdFlags struct {
-	delay     time.Duration // send
-	count     int           // send
-	batch     int           // recv
-	vt        time.Duration // recv
-	archive   bool          // recv
-	limit     int           // archive list, dlq list, workflow runs
-	before    int64         // archive list, dlq list, workflow runs
-	all       bool          // dlq replay
-	live      bool          // workers list
-	stale     time.Duration // workers health, workers reclaim
-	olderThan time.Duration // workers purge, workflow purge
-	workflow  string        // workflow runs
-	status    string        // workflow runs
-	queue     string        // demo
-	messages  int           // demo
-	workers   int           // demo
-	bench     benchFlags    // bench
 }
 
 // command is one entry of the command table.
 type command struct {
-	name      string // "queue create": one or two words
-	args      string // positional arguments, for usage
-	summary   string
-	minArgs   int
-	maxArgs   int                            // -1: no limit
-	flags     func(c *cli, fs *flag.FlagSet) // registers the command's flags; nil: none
-	run       func(c *cli, ctx context.Context, args []string) error
-	noTimeout bool // --timeout does not apply (demo)
+	name    string // "queue create": one or two words
+	args    string // positional arguments, for usage
+	summary string
+	minArgs int
+	maxArgs int // -1: no limit
+	// setup declares the command's own flags on fs and returns the function
+	// that runs the command with their values once fs is parsed. The values
+	// live in that function alone: no command sees another's flags.
+	setup     func(c *cli, fs *flag.FlagSet) runFunc
+	noTimeout bool // --timeout does not apply (demo, bench)
+}
+
+// runFunc runs a command with its positional arguments.
+type runFunc func(ctx context.Context, args []string) error
+
+// noFlags is the setup of a command without flags of its own.
+func noFlags(run func(c *cli, ctx context.Context, args []string) error) func(*cli, *flag.FlagSet) runFunc {
+	return func(c *cli, _ *flag.FlagSet) runFunc {
+		return func(ctx context.Context, args []string) error { return run(c, ctx, args) }
+	}
 }
 
 // commands returns the command table, in the order "pgqrs help" lists it.
 func commands() []command {
 	return []command{
-		{name: "install", summary: "create or upgrade the pgqrs tables (idempotent)", run: (*cli).install},
-		{name: "verify", summary: "check that every table, index and migration is in place", run: (*cli).verify},
-		{name: "version", summary: "print the pgqrs and Go versions", run: (*cli).version},
-		{name: "queue create", args: "NAME", summary: "create a queue", minArgs: 1, maxArgs: 1, run: (*cli).queueCreate},
-		{name: "queue list", summary: "list queues", run: (*cli).queueList},
-		{name: "queue delete", args: "NAME", summary: "delete an empty queue", minArgs: 1, maxArgs: 1, run: (*cli).queueDelete},
-		{name: "queue purge", args: "NAME", summary: "delete every message of a queue: live, archived and dead", minArgs: 1, maxArgs: 1, run: (*cli).queuePurge},
-		{name: "send", args: "QUEUE [JSON | -]", summary: "enqueue a JSON payload (from stdin with -) and print the new IDs", minArgs: 1, maxArgs: 2, flags: sendFlags, run: (*cli).send},
-		{name: "recv", args: "QUEUE", summary: "claim visible messages and print them", minArgs: 1, maxArgs: 1, flags: recvFlags, run: (*cli).recv},
-		{name: "metrics", args: "[QUEUE]", summary: "message counts per state, for one queue or all", maxArgs: 1, run: (*cli).metrics},
-		{name: "archive list", args: "QUEUE", summary: "list archived (processed) messages, newest (highest ID) first", minArgs: 1, maxArgs: 1, flags: pageFlags, run: (*cli).archiveList},
-		{name: "dlq list", args: "QUEUE", summary: "list dead letters with their last error, newest (highest ID) first", minArgs: 1, maxArgs: 1, flags: pageFlags, run: (*cli).dlqList},
-		{name: "dlq replay", args: "QUEUE (ID... | --all)", summary: "put dead letters back in the queue", minArgs: 1, maxArgs: -1, flags: replayFlags, run: (*cli).dlqReplay},
-		{name: "dlq purge", args: "QUEUE", summary: "delete every dead letter of a queue", minArgs: 1, maxArgs: 1, run: (*cli).dlqPurge},
-		{name: "workers list", args: "[QUEUE]", summary: "list registered producers and consumers", maxArgs: 1, flags: workersListFlags, run: (*cli).workersList},
-		{name: "workers health", args: "[QUEUE]", summary: "count workers by state, and stale consumers", maxArgs: 1, flags: staleFlags, run: (*cli).workersHealth},
-		{name: "workers reclaim", summary: "stop stale consumers and release their messages", flags: staleFlags, run: (*cli).workersReclaim},
-		{name: "workers stop", args: "ID", summary: "mark a worker stopped and release the messages it holds", minArgs: 1, maxArgs: 1, run: (*cli).workersStop},
-		{name: "workers purge", summary: "delete long-stopped workers", flags: purgeWorkersFlags, run: (*cli).workersPurge},
-		{name: "workflow list", summary: "list registered workflows with their run counts per status", run: (*cli).workflowList},
-		{name: "workflow runs", summary: "list workflow runs, newest first", flags: runsFlags, run: (*cli).workflowRuns},
-		{name: "workflow show", args: "RUN_ID", summary: "show a run with its input, result and steps", minArgs: 1, maxArgs: 1, run: (*cli).workflowShow},
-		{name: "workflow cancel", args: "RUN_ID", summary: "cancel a run; a running one stops at its next step", minArgs: 1, maxArgs: 1, run: (*cli).workflowCancel},
-		{name: "workflow resume", args: "RUN_ID", summary: "continue a paused run now", minArgs: 1, maxArgs: 1, run: (*cli).workflowResume},
-		{name: "workflow retry", args: "RUN_ID", summary: "run a failed run again from its failed step", minArgs: 1, maxArgs: 1, run: (*cli).workflowRetry},
-		{name: "workflow purge", args: "NAME", summary: "delete a workflow's runs that finished long ago, with their steps", flags: purgeRunsFlags, minArgs: 1, maxArgs: 1, run: (*cli).workflowPurge},
-		{name: "workflow delete", args: "NAME", summary: "delete a workflow whose runs have all finished, with its runs and queue", minArgs: 1, maxArgs: 1, run: (*cli).workflowDelete},
-		{name: "demo", summary: "run producers and consumers on a demo queue, with retries and dead letters", flags: demoFlags, run: (*cli).demo, noTimeout: true},
-		{name: "bench", summary: "measure throughput and latency on one backend, against a raw-SQL floor", flags: benchFlagSet, run: (*cli).bench, noTimeout: true},
+		{name: "install", summary: "create or upgrade the pgqrs tables (idempotent)", setup: noFlags((*cli).install)},
+		{name: "verify", summary: "check that every table, index and migration is in place", setup: noFlags((*cli).verify)},
+		{name: "version", summary: "print the pgqrs and Go versions", setup: noFlags((*cli).version)},
+		{name: "queue create", args: "NAME", summary: "create a queue", minArgs: 1, maxArgs: 1, setup: noFlags((*cli).queueCreate)},
+		{name: "queue list", summary: "list queues", setup: noFlags((*cli).queueList)},
+		{name: "queue delete", args: "NAME", summary: "delete an empty queue", minArgs: 1, maxArgs: 1, setup: noFlags((*cli).queueDelete)},
+		{name: "queue purge", args: "NAME", summary: "delete every message of a queue: live, archived and dead", minArgs: 1, maxArgs: 1, setup: noFlags((*cli).queuePurge)},
+		{name: "send", args: "QUEUE [JSON | -]", summary: "enqueue a JSON payload (from stdin with -) and print the new IDs", minArgs: 1, maxArgs: 2, setup: sendCommand},
+		{name: "recv", args: "QUEUE", summary: "claim visible messages and print them", minArgs: 1, maxArgs: 1, setup: recvCommand},
+		{name: "metrics", args: "[QUEUE]", summary: "message counts per state, for one queue or all", maxArgs: 1, setup: noFlags((*cli).metrics)},
+		{name: "archive list", args: "QUEUE", summary: "list archived (processed) messages, newest (highest ID) first", minArgs: 1, maxArgs: 1, setup: archiveListCommand},
+		{name: "dlq list", args: "QUEUE", summary: "list dead letters with their last error, newest (highest ID) first", minArgs: 1, maxArgs: 1, setup: dlqListCommand},
+		{name: "dlq replay", args: "QUEUE (ID... | --all)", summary: "put dead letters back in the queue", minArgs: 1, maxArgs: -1, setup: dlqReplayCommand},
+		{name: "dlq purge", args: "QUEUE", summary: "delete every dead letter of a queue", minArgs: 1, maxArgs: 1, setup: noFlags((*cli).dlqPurge)},
+		{name: "workers list", args: "[QUEUE]", summary: "list registered producers and consumers", maxArgs: 1, setup: workersListCommand},
+		{name: "workers health", args: "[QUEUE]", summary: "count workers by state, and stale consumers", maxArgs: 1, setup: workersHealthCommand},
+		{name: "workers reclaim", summary: "stop stale consumers and release their messages", setup: workersReclaimCommand},
+		{name: "workers stop", args: "ID", summary: "mark a worker stopped and release the messages it holds", minArgs: 1, maxArgs: 1, setup: noFlags((*cli).workersStop)},
+		{name: "workers purge", summary: "delete long-stopped workers", setup: workersPurgeCommand},
+		{name: "workflow list", summary: "list registered workflows with their run counts per status", setup: noFlags((*cli).workflowList)},
+		{name: "workflow runs", summary: "list workflow runs, newest first", setup: workflowRunsCommand},
+		{name: "workflow show", args: "RUN_ID", summary: "show a run with its input, result and steps", minArgs: 1, maxArgs: 1, setup: noFlags((*cli).workflowShow)},
+		{name: "workflow cancel", args: "RUN_ID", summary: "cancel a run; a running one stops at its next step", minArgs: 1, maxArgs: 1, setup: noFlags((*cli).workflowCancel)},
+		{name: "workflow resume", args: "RUN_ID", summary: "continue a paused run now", minArgs: 1, maxArgs: 1, setup: noFlags((*cli).workflowResume)},
+		{name: "workflow retry", args: "RUN_ID", summary: "run a failed run again from its failed step", minArgs: 1, maxArgs: 1, setup: noFlags((*cli).workflowRetry)},
+		{name: "workflow purge", args: "NAME", summary: "delete a workflow's runs that finished long ago, with their steps", minArgs: 1, maxArgs: 1, setup: workflowPurgeCommand},
+		{name: "workflow delete", args: "NAME", summary: "delete a workflow whose runs have all finished, with its runs and queue", minArgs: 1, maxArgs: 1, setup: noFlags((*cli).workflowDelete)},
+		{name: "demo", summary: "run producers and consumers on a demo queue, with retries and dead letters", setup: demoCommand, noTimeout: true},
+		{name: "bench", summary: "measure throughput and latency on one backend, against a raw-SQL floor", setup: benchCommand, noTimeout: true},
 	}
 }
 
@@ -218,9 +207,7 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 	}
 	cfs := flag.NewFlagSet("pgqrs "+cmd.name, flag.ContinueOnError)
 	cfs.SetOutput(io.Discard)
-	if cmd.flags != nil {
-		cmd.flags(c, cfs)
-	}
+	run := cmd.setup(c, cfs)
 	pos, err := parseInterleaved(cfs, rest)
 	if errors.Is(err, flag.ErrHelp) {
 		c.commandUsage(c.stdout, cmd, cfs)
@@ -243,7 +230,7 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	err = cmd.run(c, ctx, pos)
+	err = run(ctx, pos)
 	// Ask the context, not err: some errors carry their cause as text only.
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return fmt.Errorf("%w (timed out after %v; raise --timeout)", err, c.timeout)
@@ -325,9 +312,7 @@ func (c *cli) help(args []string) error {
 		return usagef("help: unexpected argument %q", rest[0])
 	}
 	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
-	if cmd.flags != nil {
-		cmd.flags(c, fs)
-	}
+	cmd.setup(c, fs)
 	c.commandUsage(c.stdout, cmd, fs)
 	return nil
 }
@@ -442,10 +427,11 @@ func isClosed(ch <-chan struct{}) bool {
 // everything else.
 func exitCode(err error) int {
 	var ue *usageError
+	var be *bench.UsageError
 	switch {
 	case errors.Is(err, pgqrs.ErrAuthFailed):
 		return 3
-	case errors.As(err, &ue),
+	case errors.As(err, &ue), errors.As(err, &be),
 		errors.Is(err, pgqrs.ErrInvalidDSN),
 		errors.Is(err, pgqrs.ErrInvalidName),
 		errors.Is(err, pgqrs.ErrInvalidArgument),

@@ -6,12 +6,15 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -273,6 +276,75 @@ func TestUsageErrors(t *testing.T) {
 	for _, tt := range tests {
 		args := append([]string{"--dsn", dsn}, tt.args...)
 		checkFailure(t, runBin(t, "", tt.stdin, nil, args...), 2, tt.want, args)
+	}
+}
+
+// TestCommandFlags: every command parses its own flags and only those. An
+// unknown flag, or another command's, is a usage error (exit 2) naming the
+// command and the flag; "COMMAND -h" lists exactly the command's flags.
+func TestCommandFlags(t *testing.T) {
+	dsn := "sqlite:" + filepath.Join(t.TempDir(), "flags.db")
+	// Every flag any command declares, by command.
+	own := map[string][]string{}
+	all := map[string]bool{}
+	global := flag.NewFlagSet("pgqrs", flag.ContinueOnError)
+	new(cli).globalFlags(global)
+	for _, cmd := range commands() {
+		fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
+		cmd.setup(new(cli), fs)
+		fs.VisitAll(func(f *flag.Flag) {
+			own[cmd.name] = append(own[cmd.name], f.Name)
+			if global.Lookup(f.Name) == nil { // a global name after the command gets its own hint
+				all[f.Name] = true
+			}
+		})
+	}
+	others := slices.Sorted(maps.Keys(all))
+	// A few commands' flags as docs/cli.md lists them.
+	for name, want := range map[string][]string{
+		"send": {"count", "delay"}, "recv": {"archive", "batch", "vt"}, "queue list": nil,
+		"archive list": {"before", "limit"}, "workers reclaim": {"stale"}, "workflow purge": {"older-than"},
+	} {
+		if got := own[name]; !slices.Equal(got, want) {
+			t.Errorf("%s declares flags %v, want %v", name, got, want)
+		}
+	}
+	for _, cmd := range commands() {
+		words := strings.Fields(cmd.name)
+		args := append([]string{"--dsn", dsn}, append(slices.Clone(words), "--no-such-flag")...)
+		checkFailure(t, runBin(t, "", "", nil, args...), 2, cmd.name+": flag provided but not defined: -no-such-flag", args)
+
+		// A flag of another command is unknown here too.
+		for _, name := range others {
+			if slices.Contains(own[cmd.name], name) {
+				continue
+			}
+			args := append([]string{"--dsn", dsn}, append(slices.Clone(words), "--"+name, "1")...)
+			checkFailure(t, runBin(t, "", "", nil, args...), 2, cmd.name+": flag provided but not defined: -"+name, args)
+			break // the first foreign flag in name order: one per command
+		}
+
+		r := runBin(t, "", "", nil, append(slices.Clone(words), "-h")...)
+		if r.code != 0 {
+			t.Errorf("pgqrs %s -h: exit %d, stderr %q", cmd.name, r.code, r.stderr)
+			continue
+		}
+		listed := map[string]bool{}
+		for _, line := range strings.Split(r.stdout, "\n") {
+			if name, ok := strings.CutPrefix(strings.TrimSpace(line), "--"); ok {
+				listed[strings.Fields(name)[0]] = true
+			}
+		}
+		for _, name := range own[cmd.name] {
+			if !listed[name] {
+				t.Errorf("pgqrs %s -h does not list its flag --%s:\n%s", cmd.name, name, r.stdout)
+			}
+		}
+		for name := range listed {
+			if !slices.Contains(own[cmd.name], name) {
+				t.Errorf("pgqrs %s -h lists --%s, which is not its flag:\n%s", cmd.name, name, r.stdout)
+			}
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -33,6 +34,30 @@ func nullTime(t time.Time) *time.Time {
 	}
 	u := t.UTC()
 	return &u
+}
+
+// query opens the Store, asks it for one result and prints that: one JSON
+// document with --json, else what text writes. Nothing is printed when ask
+// fails. The commands that read or change something and report the result
+// go through here.
+func query[T any](ctx context.Context, c *cli, ask func(*pgqrs.Store) (T, error), text func(io.Writer, T) error) error {
+	s, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	v, err := ask(s)
+	if err != nil {
+		return err
+	}
+	return c.show(v, func(w io.Writer) error { return text(w, v) })
+}
+
+// show prints v as one JSON document with --json, else what text writes.
+func (c *cli) show(v any, text func(io.Writer) error) error {
+	if c.json {
+		return printJSON(c.stdout, v)
+	}
+	return text(c.stdout)
 }
 
 // printJSON writes v as one indented JSON document.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -22,15 +23,25 @@ var runStatuses = []pgqrs.RunStatus{
 	pgqrs.RunCancelled, pgqrs.RunSucceeded, pgqrs.RunFailed,
 }
 
-func runsFlags(c *cli, fs *flag.FlagSet) {
-	fs.StringVar(&c.f.workflow, "workflow", "", "only the runs of the workflow `NAME`")
-	fs.StringVar(&c.f.status, "status", "", "only runs in `STATUS`: queued, running, paused, cancelling, cancelled, success or error")
-	fs.IntVar(&c.f.limit, "limit", 20, "print at most this many runs")
-	fs.Int64Var(&c.f.before, "before", 0, "only runs with an ID below this one (for paging; 0: from the newest)")
+// runsOptions are the flags of workflow runs.
+type runsOptions struct {
+	workflow, status string
+	limit            int
+	before           int64
 }
 
-func purgeRunsFlags(c *cli, fs *flag.FlagSet) {
-	fs.DurationVar(&c.f.olderThan, "older-than", 7*24*time.Hour, "delete runs that finished longer ago than this")
+func workflowRunsCommand(c *cli, fs *flag.FlagSet) runFunc {
+	var o runsOptions
+	fs.StringVar(&o.workflow, "workflow", "", "only the runs of the workflow `NAME`")
+	fs.StringVar(&o.status, "status", "", "only runs in `STATUS`: queued, running, paused, cancelling, cancelled, success or error")
+	fs.IntVar(&o.limit, "limit", 20, "print at most this many runs")
+	fs.Int64Var(&o.before, "before", 0, "only runs with an ID below this one (for paging; 0: from the newest)")
+	return func(ctx context.Context, _ []string) error { return c.workflowRuns(ctx, o) }
+}
+
+func workflowPurgeCommand(c *cli, fs *flag.FlagSet) runFunc {
+	olderThan := fs.Duration("older-than", 7*24*time.Hour, "delete runs that finished longer ago than this")
+	return func(ctx context.Context, args []string) error { return c.workflowPurge(ctx, args[0], *olderThan) }
 }
 
 // runStatusJSON is the result of cancel, resume and retry.
@@ -50,54 +61,48 @@ func parseRunID(cmd, arg string) (int64, error) {
 }
 
 func (c *cli) workflowList(ctx context.Context, _ []string) error {
-	s, err := c.open(ctx)
-	if err != nil {
-		return err
-	}
-	ws, err := s.Admin().ListWorkflows(ctx)
-	if err != nil {
-		return err
-	}
-	if c.json {
-		return printJSON(c.stdout, jsonList(ws))
-	}
-	header := []string{"NAME", "CREATED"}
-	for _, st := range runStatuses {
-		header = append(header, string(st))
-	}
-	t := newTable(c.stdout, header...)
-	for _, w := range ws {
-		cells := []string{w.Name, timeCell(w.CreatedAt)}
+	return query(ctx, c, func(s *pgqrs.Store) ([]pgqrs.WorkflowInfo, error) {
+		ws, err := s.Admin().ListWorkflows(ctx)
+		return jsonList(ws), err
+	}, func(w io.Writer, ws []pgqrs.WorkflowInfo) error {
+		header := []string{"NAME", "CREATED"}
 		for _, st := range runStatuses {
-			cells = append(cells, num(w.Runs[st]))
+			header = append(header, string(st))
 		}
-		t.row(cells...)
-	}
-	return t.flush()
+		t := newTable(w, header...)
+		for _, wf := range ws {
+			cells := []string{wf.Name, timeCell(wf.CreatedAt)}
+			for _, st := range runStatuses {
+				cells = append(cells, num(wf.Runs[st]))
+			}
+			t.row(cells...)
+		}
+		return t.flush()
+	})
 }
 
 // workflowRuns lists runs newest first. The status is matched without
 // regard to case; the library rejects an unknown one as invalid (exit 2).
-func (c *cli) workflowRuns(ctx context.Context, _ []string) error {
-	if err := atLeastOne("--limit", c.f.limit); err != nil {
+func (c *cli) workflowRuns(ctx context.Context, o runsOptions) error {
+	if err := atLeastOne("--limit", o.limit); err != nil {
 		return err
 	}
-	if c.f.before < 0 {
-		return usagef("--before must not be negative, got %d", c.f.before)
+	if o.before < 0 {
+		return usagef("--before must not be negative, got %d", o.before)
 	}
 	s, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
 	f := pgqrs.RunFilter{
-		Workflow: c.f.workflow,
-		Status:   pgqrs.RunStatus(strings.ToUpper(c.f.status)),
-		Before:   c.f.before,
-		Limit:    c.f.limit,
+		Workflow: o.workflow,
+		Status:   pgqrs.RunStatus(strings.ToUpper(o.status)),
+		Before:   o.before,
+		Limit:    o.limit,
 	}
 	runs, err := s.Runs().List(ctx, f)
 	if err != nil {
-		if errors.Is(err, pgqrs.ErrInvalidArgument) && c.f.status != "" {
+		if errors.Is(err, pgqrs.ErrInvalidArgument) && o.status != "" {
 			return fmt.Errorf("%w (--status takes queued, running, paused, cancelling, cancelled, success or error)", err)
 		}
 		return err
@@ -255,40 +260,37 @@ func (c *cli) workflowRetry(ctx context.Context, args []string) error {
 // workflowDelete deletes a workflow whose runs have all finished, with its
 // runs and queue.
 func (c *cli) workflowDelete(ctx context.Context, args []string) error {
-	s, err := c.open(ctx)
-	if err != nil {
-		return err
-	}
-	if err := s.Admin().DeleteWorkflow(ctx, args[0]); err != nil {
-		if errors.Is(err, pgqrs.ErrQueueInUse) {
-			return fmt.Errorf("%w (cancel or finish its runs and stop its workers first)", err)
+	return query(ctx, c, func(s *pgqrs.Store) (map[string]string, error) {
+		if err := s.Admin().DeleteWorkflow(ctx, args[0]); err != nil {
+			if errors.Is(err, pgqrs.ErrQueueInUse) {
+				return nil, fmt.Errorf("%w (cancel or finish its runs and stop its workers first)", err)
+			}
+			return nil, err
 		}
+		return map[string]string{"deleted": args[0]}, nil
+	}, func(w io.Writer, _ map[string]string) error {
+		_, err := fmt.Fprintf(w, "deleted workflow %q with its runs and queue\n", args[0])
 		return err
-	}
-	if c.json {
-		return printJSON(c.stdout, map[string]string{"deleted": args[0]})
-	}
-	_, err = fmt.Fprintf(c.stdout, "deleted workflow %q with its runs and queue\n", args[0])
-	return err
+	})
 }
 
 // workflowPurge deletes a workflow's runs that finished long enough ago.
-func (c *cli) workflowPurge(ctx context.Context, args []string) error {
-	if err := nonNegative("--older-than", c.f.olderThan); err != nil {
+func (c *cli) workflowPurge(ctx context.Context, name string, olderThan time.Duration) error {
+	if err := nonNegative("--older-than", olderThan); err != nil {
 		return err
 	}
 	s, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
-	n, err := s.Runs().Purge(ctx, args[0], time.Now().Add(-c.f.olderThan))
+	n, err := s.Runs().Purge(ctx, name, time.Now().Add(-olderThan))
 	if err != nil {
 		return err
 	}
 	if c.json {
 		return printJSON(c.stdout, map[string]int64{"purged": n})
 	}
-	_, err = fmt.Fprintf(c.stdout, "deleted %d finished runs of %q\n", n, args[0])
+	_, err = fmt.Fprintf(c.stdout, "deleted %d finished runs of %q\n", n, name)
 	return err
 }
 

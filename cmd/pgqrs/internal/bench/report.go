@@ -1,6 +1,6 @@
-package main
+package bench
 
-// The plumbing of pgqrs bench: resolving the database, parsing the sweep
+// The plumbing of the bench: resolving the database, parsing the sweep
 // flags, machine information, percentiles and the result tables.
 
 import (
@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/pgqrs/pgqrs-go"
@@ -21,7 +22,7 @@ import (
 
 // percentilesOf returns the p50/p95/p99 of ds in milliseconds (nearest
 // rank), or nil for none.
-func percentilesOf(ds []time.Duration) *benchPercentiles {
+func percentilesOf(ds []time.Duration) *Percentiles {
 	if len(ds) == 0 {
 		return nil
 	}
@@ -31,18 +32,14 @@ func percentilesOf(ds []time.Duration) *benchPercentiles {
 		i := int(math.Ceil(p*float64(len(s)))) - 1
 		return float64(s[max(0, min(i, len(s)-1))]) / float64(time.Millisecond)
 	}
-	return &benchPercentiles{P50: at(0.50), P95: at(0.95), P99: at(0.99)}
+	return &Percentiles{P50: at(0.50), P95: at(0.95), P99: at(0.99)}
 }
 
-// benchDSN resolves the database: bench's --dsn, else the global DSN when it
-// names --backend, else (SQLite only) a temporary file removed by cleanup.
-func (c *cli) benchDSN() (dsn string, cleanup func(), err error) {
-	f := c.f.bench
+// resolveDSN resolves the database: bench's --dsn, else the global DSN
+// (global, "" when the user gave none) when it names --backend, else (SQLite
+// only) a temporary file removed by cleanup.
+func resolveDSN(f Config, global string) (dsn string, cleanup func(), err error) {
 	cleanup = func() {}
-	global := c.dsn
-	if global == defaultDSN && c.getenv(dsnEnv) == "" {
-		global = "" // the fallback, not the user's choice
-	}
 	switch f.backend {
 	case "", "sqlite", "postgres", "turso":
 	default:
@@ -52,7 +49,7 @@ func (c *cli) benchDSN() (dsn string, cleanup func(), err error) {
 		if cand == "" {
 			continue
 		}
-		if f.backend == "" || benchBackendOf(cand) == f.backend {
+		if f.backend == "" || backendOf(cand) == f.backend {
 			return cand, cleanup, nil
 		}
 		if cand == f.dsn {
@@ -69,8 +66,8 @@ func (c *cli) benchDSN() (dsn string, cleanup func(), err error) {
 	return "sqlite:" + filepath.Join(dir, "bench.db"), func() { os.RemoveAll(dir) }, nil
 }
 
-// benchBackendOf names the backend a DSN's scheme selects.
-func benchBackendOf(dsn string) string {
+// backendOf names the backend a DSN's scheme selects.
+func backendOf(dsn string) string {
 	scheme, _, _ := strings.Cut(dsn, ":")
 	switch strings.ToLower(scheme) {
 	case "postgres", "postgresql":
@@ -86,9 +83,9 @@ func benchBackendOf(dsn string) string {
 	return ""
 }
 
-// benchLabel is the backend name results carry: Turso's includes its
+// backendLabel is the backend name results carry: Turso's includes its
 // transport, which changes the numbers severalfold.
-func benchLabel(d pgqrs.Dialect, dsn string) string {
+func backendLabel(d pgqrs.Dialect, dsn string) string {
 	if d != pgqrs.Turso {
 		return string(d)
 	}
@@ -102,8 +99,8 @@ func benchLabel(d pgqrs.Dialect, dsn string) string {
 	return "turso-" + strings.ToLower(scheme)
 }
 
-func benchMachineInfo(ctx context.Context, s *pgqrs.Store) benchMachine {
-	m := benchMachine{CPUs: runtime.NumCPU(), OS: runtime.GOOS, Arch: runtime.GOARCH, GoVersion: runtime.Version()}
+func machineInfo(ctx context.Context, s *pgqrs.Store) Machine {
+	m := Machine{CPUs: runtime.NumCPU(), OS: runtime.GOOS, Arch: runtime.GOARCH, GoVersion: runtime.Version()}
 	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for line := range strings.Lines(string(data)) {
 			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
@@ -125,25 +122,25 @@ func benchMachineInfo(ctx context.Context, s *pgqrs.Store) benchMachine {
 	return m
 }
 
-func benchParseScenarios(s string) (map[string]bool, error) {
+func parseScenarios(s string) (map[string]bool, error) {
 	out := map[string]bool{}
 	for name := range strings.SplitSeq(s, ",") {
 		name = strings.TrimSpace(name)
 		switch {
 		case name == "all":
-			for _, n := range benchScenarios {
+			for _, n := range scenarios {
 				out[n] = true
 			}
-		case slices.Contains(benchScenarios, name):
+		case slices.Contains(scenarios, name):
 			out[name] = true
 		default:
-			return nil, usagef("--scenario: unknown scenario %q (want %s or all)", name, strings.Join(benchScenarios, ", "))
+			return nil, usagef("--scenario: unknown scenario %q (want %s or all)", name, strings.Join(scenarios, ", "))
 		}
 	}
 	return out, nil
 }
 
-func benchParseInts(flagName, s string) ([]int, error) {
+func parseInts(flagName, s string) ([]int, error) {
 	var out []int
 	for part := range strings.SplitSeq(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(part))
@@ -157,10 +154,10 @@ func benchParseInts(flagName, s string) ([]int, error) {
 	return out, nil
 }
 
-// benchTables prints the results, one table per kind of scenario.
-func benchTables(w io.Writer, rs []*benchResult) error {
-	pick := func(scen ...string) []*benchResult {
-		var out []*benchResult
+// printTables prints the results, one table per kind of scenario.
+func printTables(w io.Writer, rs []*Result) error {
+	pick := func(scen ...string) []*Result {
+		var out []*Result
 		for _, r := range rs {
 			if slices.Contains(scen, r.Scenario) {
 				out = append(out, r)
@@ -168,7 +165,7 @@ func benchTables(w io.Writer, rs []*benchResult) error {
 		}
 		return out
 	}
-	pct := func(p *benchPercentiles) string {
+	pct := func(p *Percentiles) string {
 		if p == nil {
 			return "-"
 		}
@@ -238,6 +235,26 @@ func benchTables(w io.Writer, rs []*benchResult) error {
 	}
 	return nil
 }
+
+// table writes aligned columns; call row for each line, then flush.
+type table struct{ tw *tabwriter.Writer }
+
+func newTable(w io.Writer, header ...string) *table {
+	t := &table{tw: tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)}
+	t.row(header...)
+	return t
+}
+
+func (t *table) row(cells ...string) { fmt.Fprintln(t.tw, strings.Join(cells, "\t")) }
+
+func (t *table) flush() error {
+	if err := t.tw.Flush(); err != nil {
+		return fmt.Errorf("write table: %w", err)
+	}
+	return nil
+}
+
+func num[T ~int | ~int64](n T) string { return strconv.FormatInt(int64(n), 10) }
 
 func ms(v float64) string {
 	switch {

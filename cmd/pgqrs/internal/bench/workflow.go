@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -10,9 +10,9 @@ import (
 	"github.com/pgqrs/pgqrs-go"
 )
 
-// benchFlow is the workflow scenario's workflow: three steps that do
+// noopFlow is the workflow scenario's workflow: three steps that do
 // nothing but add one. done counts finished runs.
-func benchFlow(name string, done *atomic.Int64) *pgqrs.Workflow[int, int] {
+func noopFlow(name string, done *atomic.Int64) *pgqrs.Workflow[int, int] {
 	return pgqrs.NewWorkflow(name, func(ctx context.Context, run *pgqrs.Run, in int) (int, error) {
 		v := in
 		for _, step := range [...]string{"one", "two", "three"} {
@@ -37,11 +37,11 @@ func (b *bencher) workflowName(suffix string) string {
 // workflowDrain triggers --runs runs of a three-step no-op workflow, then
 // serves them at concurrency conc and reports runs per second from the
 // worker's start until the last run finished (triggering is not timed).
-func (b *bencher) workflowDrain(ctx context.Context, conc int) (*benchResult, error) {
+func (b *bencher) workflowDrain(ctx context.Context, conc int) (*Result, error) {
 	n := b.flags.runs
 	label := fmt.Sprintf("workflow c%d", conc)
 	var done atomic.Int64
-	wf := benchFlow(b.workflowName("wf"), &done)
+	wf := noopFlow(b.workflowName("wf"), &done)
 	if err := wf.Register(ctx, b.s); err != nil {
 		return nil, err
 	}
@@ -93,9 +93,9 @@ func (b *bencher) workflowDrain(ctx context.Context, conc int) (*benchResult, er
 // workflowLatency triggers one run at a time against an idle worker (the
 // same Store, concurrency 8) for --duration, and reports trigger → result
 // percentiles.
-func (b *bencher) workflowLatency(ctx context.Context) (*benchResult, error) {
+func (b *bencher) workflowLatency(ctx context.Context) (*Result, error) {
 	var done atomic.Int64
-	wf := benchFlow(b.workflowName("wflat"), &done)
+	wf := noopFlow(b.workflowName("wflat"), &done)
 	if err := wf.Register(ctx, b.s); err != nil {
 		return nil, err
 	}
@@ -134,7 +134,7 @@ func (b *bencher) workflowLatency(ctx context.Context) (*benchResult, error) {
 	r.Mode, r.Concurrency = "latency", 8
 	r.Messages, r.Seconds = int64(len(lat)), elapsed.Seconds()
 	r.MsgsPerSec = float64(len(lat)) / elapsed.Seconds()
-	r.LatencyMs = &benchPercentiles{P50: pct(0.5), P95: pct(0.95), P99: pct(0.99)}
+	r.LatencyMs = &Percentiles{P50: pct(0.5), P95: pct(0.95), P99: pct(0.99)}
 	b.logf("workflow latency: %d runs, trigger → result p50 %.2f ms, p95 %.2f ms", len(lat), r.LatencyMs.P50, r.LatencyMs.P95)
 	return r, nil
 }

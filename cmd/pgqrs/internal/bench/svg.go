@@ -1,4 +1,4 @@
-package main
+package bench
 
 // Standalone SVG charts of bench results, drawn with the standard library:
 // throughput against consumers (one line per batch size), throughput against
@@ -50,30 +50,30 @@ type svgBarChart struct {
 	values        [][]float64 // values[group][bar]
 }
 
-// writeBenchSVGs writes the charts the results allow into dir and returns
+// writeSVGs writes the charts the results allow into dir and returns
 // the files written.
-func writeBenchSVGs(dir, backend string, rs []*benchResult) ([]string, error) {
+func writeSVGs(dir, backend string, rs []*Result) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	charts := map[string][]byte{}
-	var drains []*benchResult
+	var drains []*Result
 	for _, r := range rs {
 		if r.Scenario == "drain" || r.Scenario == "floor" {
 			drains = append(drains, r)
 		}
 	}
 	if len(drains) > 0 {
-		consumers := benchAxis(drains, func(r *benchResult) int { return r.Consumers })
-		batches := benchAxis(drains, func(r *benchResult) int { return r.Batch })
+		consumers := axisOf(drains, func(r *Result) int { return r.Consumers })
+		batches := axisOf(drains, func(r *Result) int { return r.Batch })
 		ch := svgLineChart{
 			title:  backend + ": drain throughput by consumers (solid pgqrs, dashed raw-SQL floor)",
 			xLabel: "consumers", yLabel: "msgs/s", xTicks: intLabels(consumers),
 		}
 		for i, batch := range batches {
 			for _, scen := range []string{"drain", "floor"} {
-				ch.series = append(ch.series, benchLine(drains, scen, fmt.Sprintf("%s, batch %d", scen, batch), svgPalette[i%len(svgPalette)],
-					consumers, func(r *benchResult) bool { return r.Batch == batch }, func(r *benchResult) int { return r.Consumers }))
+				ch.series = append(ch.series, seriesOf(drains, scen, fmt.Sprintf("%s, batch %d", scen, batch), svgPalette[i%len(svgPalette)],
+					consumers, func(r *Result) bool { return r.Batch == batch }, func(r *Result) int { return r.Consumers }))
 			}
 		}
 		charts[backend+"-drain-consumers.svg"] = ch.render()
@@ -89,28 +89,28 @@ func writeBenchSVGs(dir, backend string, rs []*benchResult) ([]string, error) {
 			charts[backend+"-drain-latency.svg"] = bc.render()
 		}
 	}
-	var runs []*benchResult
+	var runs []*Result
 	for _, r := range rs {
 		if r.Scenario == "drain-run" {
 			runs = append(runs, r)
 		}
 	}
 	if len(drains)+len(runs) > 0 {
-		consumers := benchAxis(drains, func(r *benchResult) int { return r.Consumers })
-		batches := benchAxis(append(slices.Clone(drains), runs...), func(r *benchResult) int { return r.Batch })
+		consumers := axisOf(drains, func(r *Result) int { return r.Consumers })
+		batches := axisOf(append(slices.Clone(drains), runs...), func(r *Result) int { return r.Batch })
 		ch := svgLineChart{
 			title:  backend + ": drain throughput by batch size (solid pgqrs, dashed floor, dotted Run)",
 			xLabel: "batch size", yLabel: "msgs/s", xTicks: intLabels(batches),
 		}
 		for i, cons := range consumers {
 			for _, scen := range []string{"drain", "floor"} {
-				ch.series = append(ch.series, benchLine(drains, scen, fmt.Sprintf("%s, %d consumers", scen, cons), svgPalette[i%len(svgPalette)],
-					batches, func(r *benchResult) bool { return r.Consumers == cons }, func(r *benchResult) int { return r.Batch }))
+				ch.series = append(ch.series, seriesOf(drains, scen, fmt.Sprintf("%s, %d consumers", scen, cons), svgPalette[i%len(svgPalette)],
+					batches, func(r *Result) bool { return r.Consumers == cons }, func(r *Result) int { return r.Batch }))
 			}
 		}
-		for i, conc := range benchAxis(runs, func(r *benchResult) int { return r.Concurrency }) {
-			s := benchLine(runs, "drain-run", fmt.Sprintf("Run, concurrency %d", conc), svgPalette[(len(consumers)+i)%len(svgPalette)],
-				batches, func(r *benchResult) bool { return r.Concurrency == conc }, func(r *benchResult) int { return r.Batch })
+		for i, conc := range axisOf(runs, func(r *Result) int { return r.Concurrency }) {
+			s := seriesOf(runs, "drain-run", fmt.Sprintf("Run, concurrency %d", conc), svgPalette[(len(consumers)+i)%len(svgPalette)],
+				batches, func(r *Result) bool { return r.Concurrency == conc }, func(r *Result) int { return r.Batch })
 			s.dash = "2 4"
 			ch.series = append(ch.series, s)
 		}
@@ -138,8 +138,8 @@ func writeBenchSVGs(dir, backend string, rs []*benchResult) ([]string, error) {
 	return files, nil
 }
 
-// benchAxis returns the sorted distinct values of key over rs.
-func benchAxis(rs []*benchResult, key func(*benchResult) int) []int {
+// axisOf returns the sorted distinct values of key over rs.
+func axisOf(rs []*Result, key func(*Result) int) []int {
 	var out []int
 	for _, r := range rs {
 		if k := key(r); !slices.Contains(out, k) {
@@ -158,9 +158,9 @@ func intLabels(xs []int) []string {
 	return out
 }
 
-// benchLine makes the series of scenario's rows matching keep, placed on
+// seriesOf makes the series of scenario's rows matching keep, placed on
 // the x axis by x.
-func benchLine(rs []*benchResult, scenario, name, color string, axis []int, keep func(*benchResult) bool, x func(*benchResult) int) svgSeries {
+func seriesOf(rs []*Result, scenario, name, color string, axis []int, keep func(*Result) bool, x func(*Result) int) svgSeries {
 	s := svgSeries{name: name, color: color, ys: make([]float64, len(axis))}
 	for i := range s.ys {
 		s.ys[i] = math.NaN()

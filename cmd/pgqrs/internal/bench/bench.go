@@ -1,9 +1,11 @@
-package main
-
-// pgqrs bench: throughput, latency and scaling of pgqrs on one backend,
-// against a raw-SQL floor (bench_floor.go), with optional SVG charts
-// (bench_svg.go). docs/benchmarks.md explains the scenarios and shows the
-// numbers of this project's machine type.
+// Package bench is "pgqrs bench": throughput, latency and scaling of pgqrs
+// on one backend, measured end to end through pgqrs's public API, against a
+// floor, the same drain in raw SQL over database/sql (floor.go), with result
+// tables (report.go) and optional SVG charts (svg.go). It uses nothing of
+// pgqrs but its exported API. docs/benchmarks.md explains the scenarios and
+// shows the numbers of this project's machine type; docs/cli.md documents
+// the flags.
+package bench
 
 import (
 	"cmp"
@@ -29,22 +31,22 @@ import (
 
 // The bench's fixed settings.
 const (
-	benchQueuePrefix  = "pgqrs-bench-"   // bench's queues are named pgqrs-bench-<pid>-<random>-<scenario>
-	benchFillChunk    = 1000             // messages per EnqueueBatch (and per floor insert) while prefilling
-	benchProgress     = 5 * time.Second  // how often a long run reports progress on stderr
-	benchMaxErrors    = 100              // a run gives up after this many failed statements in a row
-	benchEnqueueLimit = 5 * time.Second  // longest an enqueue variant runs (also bounded by --duration and --backlog)
-	benchSettle       = 10 * time.Second // how long latency waits for the last messages after the producer stops
-	benchRunDeadline  = time.Hour        // a single drain that takes longer than this fails
-	benchLatencyConc  = 4                // handlers of the latency scenario's Run consumer
-	benchLatencyBatch = 10               // its claim batch
+	queuePrefix   = "pgqrs-bench-"   // queues are named pgqrs-bench-<pid>-<random>-<scenario>
+	fillChunk     = 1000             // messages per EnqueueBatch (and per floor insert) while prefilling
+	progressEvery = 5 * time.Second  // how often a long run reports progress on stderr
+	maxErrors     = 100              // a run gives up after this many failed statements in a row
+	enqueueLimit  = 5 * time.Second  // longest an enqueue variant runs (also bounded by --duration and --backlog)
+	settle        = 10 * time.Second // how long latency waits for the last messages after the producer stops
+	runDeadline   = time.Hour        // a single drain that takes longer than this fails
+	latencyConc   = 4                // handlers of the latency scenario's Run consumer
+	latencyBatch  = 10               // its claim batch
 )
 
-// benchScenarios lists the scenarios in the order bench runs them.
-var benchScenarios = []string{"drain", "floor", "drain-run", "enqueue", "latency", "workflow"}
+// scenarios lists the scenarios in the order bench runs them.
+var scenarios = []string{"drain", "floor", "drain-run", "enqueue", "latency", "workflow"}
 
-// benchFlags holds the flags of "pgqrs bench".
-type benchFlags struct {
+// Config holds the flags of "pgqrs bench".
+type Config struct {
 	backend     string
 	dsn         string
 	schema      string
@@ -63,12 +65,14 @@ type benchFlags struct {
 	from        string
 }
 
-func benchFlagSet(c *cli, fs *flag.FlagSet) {
-	b := &c.f.bench
+// Flags declares bench's flags on fs and returns the configuration they
+// fill when fs is parsed.
+func Flags(fs *flag.FlagSet) *Config {
+	b := &Config{}
 	fs.StringVar(&b.backend, "backend", "", "sqlite, postgres or turso (default: the backend of --dsn, else sqlite in a temporary file)")
 	fs.StringVar(&b.dsn, "dsn", "", "database `DSN` (default: the global --dsn when it names --backend)")
 	fs.StringVar(&b.schema, "schema", "", "PostgreSQL schema `NAME` for the pgqrs and floor tables (default: the global --schema)")
-	fs.StringVar(&b.scenarios, "scenario", "all", "comma-separated scenarios: "+strings.Join(benchScenarios, ", ")+", or all")
+	fs.StringVar(&b.scenarios, "scenario", "all", "comma-separated scenarios: "+strings.Join(scenarios, ", ")+", or all")
 	fs.IntVar(&b.backlog, "backlog", 50000, "messages prefilled for each drain, floor and drain-run")
 	fs.StringVar(&b.consumers, "consumers", "1,2,4", "comma-separated consumer counts for drain and floor")
 	fs.StringVar(&b.batch, "batch", "1,10,50", "comma-separated claim batch sizes for drain, floor and drain-run")
@@ -81,17 +85,18 @@ func benchFlagSet(c *cli, fs *flag.FlagSet) {
 	fs.StringVar(&b.svg, "svg", "", "write SVG charts into `DIR`")
 	fs.StringVar(&b.from, "from", "", "with --svg: draw the charts from `FILE`, the --json output of earlier runs (any backends), instead of running anything")
 	fs.StringVar(&b.cpuprofile, "cpuprofile", "", "write a CPU profile of each drain and floor loop (not its prefill) into `DIR`, one file per row")
+	return b
 }
 
-// benchPercentiles are latency percentiles in milliseconds.
-type benchPercentiles struct {
+// Percentiles are latency percentiles in milliseconds.
+type Percentiles struct {
 	P50 float64 `json:"p50"`
 	P95 float64 `json:"p95"`
 	P99 float64 `json:"p99"`
 }
 
-// benchMachine describes where a result was measured.
-type benchMachine struct {
+// Machine describes where a result was measured.
+type Machine struct {
 	CPUs      int    `json:"cpus"`
 	CPUModel  string `json:"cpu_model,omitempty"`
 	OS        string `json:"os"`
@@ -100,108 +105,131 @@ type benchMachine struct {
 	Database  string `json:"database"` // the server's or library's version string
 }
 
-// benchResult is one row of bench's output: one JSON line with --json.
-type benchResult struct {
-	Scenario    string            `json:"scenario"` // drain, floor, drain-run, enqueue, latency
-	Backend     string            `json:"backend"`  // sqlite, postgres, turso-http, turso-ws, turso-libsql
-	Mode        string            `json:"mode,omitempty"`
-	Consumers   int               `json:"consumers,omitempty"`
-	Concurrency int               `json:"concurrency,omitempty"`
-	Batch       int               `json:"batch"`
-	Backlog     int               `json:"backlog,omitempty"`
-	FillSeconds float64           `json:"fill_seconds,omitempty"` // drain, floor, drain-run: how long the prefill took
-	TargetRate  float64           `json:"target_rate,omitempty"`
-	PollMs      float64           `json:"poll_ms,omitempty"`
-	Messages    int64             `json:"messages"`
-	Seconds     float64           `json:"seconds"`
-	MsgsPerSec  float64           `json:"msgs_per_sec"`
-	FloorRatio  *float64          `json:"floor_ratio,omitempty"` // drain ÷ floor at the same consumers × batch
-	DequeueMs   *benchPercentiles `json:"dequeue_ms,omitempty"`
-	ArchiveMs   *benchPercentiles `json:"archive_ms,omitempty"`
-	LatencyMs   *benchPercentiles `json:"latency_ms,omitempty"` // latency: enqueue → handler start; enqueue: one call
-	EmptyPolls  int64             `json:"empty_polls"`
-	Errors      int64             `json:"errors"`
-	Machine     benchMachine      `json:"machine"`
+// Result is one row of bench's output: one JSON line with --json.
+type Result struct {
+	Scenario    string       `json:"scenario"` // drain, floor, drain-run, enqueue, latency
+	Backend     string       `json:"backend"`  // sqlite, postgres, turso-http, turso-ws, turso-libsql
+	Mode        string       `json:"mode,omitempty"`
+	Consumers   int          `json:"consumers,omitempty"`
+	Concurrency int          `json:"concurrency,omitempty"`
+	Batch       int          `json:"batch"`
+	Backlog     int          `json:"backlog,omitempty"`
+	FillSeconds float64      `json:"fill_seconds,omitempty"` // drain, floor, drain-run: how long the prefill took
+	TargetRate  float64      `json:"target_rate,omitempty"`
+	PollMs      float64      `json:"poll_ms,omitempty"`
+	Messages    int64        `json:"messages"`
+	Seconds     float64      `json:"seconds"`
+	MsgsPerSec  float64      `json:"msgs_per_sec"`
+	FloorRatio  *float64     `json:"floor_ratio,omitempty"` // drain ÷ floor at the same consumers × batch
+	DequeueMs   *Percentiles `json:"dequeue_ms,omitempty"`
+	ArchiveMs   *Percentiles `json:"archive_ms,omitempty"`
+	LatencyMs   *Percentiles `json:"latency_ms,omitempty"` // latency: enqueue → handler start; enqueue: one call
+	EmptyPolls  int64        `json:"empty_polls"`
+	Errors      int64        `json:"errors"`
+	Machine     Machine      `json:"machine"`
 }
 
 // bencher runs the scenarios of one invocation.
 type bencher struct {
-	c        *cli
 	s        *pgqrs.Store
 	prefix   string // of this invocation's queue names, so concurrent benches never touch each other's
 	floorID  int64  // queue_id of this invocation's floor rows: the ID of its "floor" queue
 	dsn      string
 	schema   string
 	backend  string // result label: sqlite, postgres, turso-http, ...
-	machine  benchMachine
-	flags    benchFlags
+	machine  Machine
+	flags    Config
 	progress io.Writer
-	results  []*benchResult
+	results  []*Result
 	enc      *json.Encoder // --json: one line per result as it is made
 
 	workflows []string // created by the workflow scenario, deleted at the end
 }
 
-// bench runs the selected scenarios and prints their results.
-func (c *cli) bench(ctx context.Context, _ []string) error {
-	f := c.f.bench
+// Env is what the command line hands bench besides its own flags.
+type Env struct {
+	Stdout, Stderr io.Writer
+	// JSON: print one JSON line per result on Stdout instead of tables.
+	JSON bool
+	// DSN is the global --dsn (or $PGQRS_DSN) when the user gave one, else
+	// "": bench then runs on --dsn, or on SQLite in a temporary file.
+	DSN string
+	// Schema is the global --schema, used when --schema is not given.
+	Schema string
+}
+
+// UsageError is a mistake in bench's flags (the command exits with 2).
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+func usagef(format string, args ...any) error {
+	return &UsageError{Msg: fmt.Sprintf(format, args...)}
+}
+
+// Run runs the scenarios cfg selects and prints their results.
+func Run(ctx context.Context, cfg *Config, env Env) error {
+	f := *cfg
 	if f.from != "" {
-		return c.benchChartsFrom(f.from, f.svg)
+		return chartsFrom(env.Stderr, f.from, f.svg)
 	}
-	scen, err := benchParseScenarios(f.scenarios)
+	scen, err := parseScenarios(f.scenarios)
 	if err != nil {
 		return err
 	}
-	consumers, err := benchParseInts("--consumers", f.consumers)
+	consumers, err := parseInts("--consumers", f.consumers)
 	if err != nil {
 		return err
 	}
-	batches, err := benchParseInts("--batch", f.batch)
+	batches, err := parseInts("--batch", f.batch)
 	if err != nil {
 		return err
 	}
-	concs, err := benchParseInts("--concurrency", f.concurrency)
+	concs, err := parseInts("--concurrency", f.concurrency)
 	if err != nil {
 		return err
 	}
-	wfConcs, err := benchParseInts("--workflow-concurrency", f.wfConc)
+	wfConcs, err := parseInts("--workflow-concurrency", f.wfConc)
 	if err != nil {
 		return err
 	}
-	if err := atLeastOne("--runs", f.runs); err != nil {
-		return err
-	}
-	if err := atLeastOne("--backlog", f.backlog); err != nil {
-		return err
-	}
-	if err := positive("--duration", f.duration); err != nil {
-		return err
-	}
-	if err := nonNegative("--poll", f.poll); err != nil {
-		return err
-	}
-	if !(f.rate > 0) || math.IsInf(f.rate, 0) {
+	switch {
+	case f.runs < 1:
+		return usagef("--runs must be at least 1, got %d", f.runs)
+	case f.backlog < 1:
+		return usagef("--backlog must be at least 1, got %d", f.backlog)
+	case f.duration <= 0:
+		return usagef("--duration must be positive, got %v", f.duration)
+	case f.poll < 0:
+		return usagef("--poll must not be negative, got %v", f.poll)
+	case !(f.rate > 0) || math.IsInf(f.rate, 0):
 		return usagef("--rate must be a positive number, got %v", f.rate)
 	}
-	dsn, cleanup, err := c.benchDSN()
+	dsn, cleanup, err := resolveDSN(f, env.DSN)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	c.dsn = dsn
-	c.schema = cmp.Or(f.schema, c.schema)
-	s, err := c.open(ctx)
+	schema := cmp.Or(f.schema, env.Schema)
+	var opts []pgqrs.Option
+	if schema != "" {
+		opts = append(opts, pgqrs.WithSchema(schema))
+	}
+	s, err := pgqrs.Open(ctx, dsn, opts...)
 	if err != nil {
 		return err
 	}
+	// The results are printed by then; a failure to close the pool changes
+	// nothing measured.
+	defer s.Close()
 	if err := s.Admin().Install(ctx); err != nil {
 		return err
 	}
-	b := &bencher{c: c, s: s, dsn: dsn, schema: c.schema, flags: f, progress: c.stderr, backend: benchLabel(s.Dialect(), dsn),
-		prefix: fmt.Sprintf("%s%d-%04x-", benchQueuePrefix, os.Getpid(), rand.N(1<<16))}
-	b.machine = benchMachineInfo(ctx, s)
-	if c.json {
-		b.enc = json.NewEncoder(c.stdout)
+	b := &bencher{s: s, dsn: dsn, schema: schema, flags: f, progress: env.Stderr, backend: backendLabel(s.Dialect(), dsn),
+		prefix: fmt.Sprintf("%s%d-%04x-", queuePrefix, os.Getpid(), rand.N(1<<16))}
+	b.machine = machineInfo(ctx, s)
+	if env.JSON {
+		b.enc = json.NewEncoder(env.Stdout)
 	}
 	b.logf("%s (%s), %d CPUs, %s", b.backend, b.machine.Database, b.machine.CPUs, b.machine.GoVersion)
 	runErr := b.run(ctx, scen, consumers, batches, concs)
@@ -209,13 +237,13 @@ func (c *cli) bench(ctx context.Context, _ []string) error {
 		runErr = b.runWorkflows(ctx, wfConcs)
 	}
 	b.cleanup(context.WithoutCancel(ctx))
-	if !c.json && len(b.results) > 0 {
-		if err := benchTables(c.stdout, b.results); err != nil {
+	if !env.JSON && len(b.results) > 0 {
+		if err := printTables(env.Stdout, b.results); err != nil {
 			return err
 		}
 	}
 	if f.svg != "" && len(b.results) > 0 {
-		files, err := writeBenchSVGs(f.svg, b.backend, b.results)
+		files, err := writeSVGs(f.svg, b.backend, b.results)
 		if err != nil {
 			return errors.Join(runErr, err)
 		}
@@ -226,10 +254,10 @@ func (c *cli) bench(ctx context.Context, _ []string) error {
 	return runErr
 }
 
-// benchChartsFrom draws the charts of every backend found in file, JSON
-// lines written by earlier runs with --json (several runs may be
-// concatenated, for example the best row of repeated runs), into dir.
-func (c *cli) benchChartsFrom(file, dir string) error {
+// chartsFrom draws the charts of every backend found in file, JSON lines
+// written by earlier runs with --json (several runs may be concatenated, for
+// example the best row of repeated runs), into dir.
+func chartsFrom(progress io.Writer, file, dir string) error {
 	if dir == "" {
 		return usagef("--from needs --svg DIR")
 	}
@@ -237,11 +265,11 @@ func (c *cli) benchChartsFrom(file, dir string) error {
 	if err != nil {
 		return err
 	}
-	byBackend := map[string][]*benchResult{}
+	byBackend := map[string][]*Result{}
 	var backends []string
 	dec := json.NewDecoder(strings.NewReader(string(data)))
 	for {
-		r := &benchResult{}
+		r := &Result{}
 		err := dec.Decode(r)
 		if errors.Is(err, io.EOF) {
 			break
@@ -261,12 +289,12 @@ func (c *cli) benchChartsFrom(file, dir string) error {
 		return fmt.Errorf("%s: no results", file)
 	}
 	for _, backend := range backends {
-		files, err := writeBenchSVGs(dir, backend, byBackend[backend])
+		files, err := writeSVGs(dir, backend, byBackend[backend])
 		if err != nil {
 			return err
 		}
 		for _, name := range files {
-			fmt.Fprintf(c.stderr, "bench: wrote %s\n", name)
+			fmt.Fprintf(progress, "bench: wrote %s\n", name)
 		}
 	}
 	return nil
@@ -283,7 +311,7 @@ func (b *bencher) run(ctx context.Context, scen map[string]bool, consumers, batc
 	if scen["drain"] || scen["floor"] {
 		for _, batch := range batches {
 			for _, cons := range consumers {
-				var drain, floor *benchResult
+				var drain, floor *Result
 				var err error
 				if scen["drain"] {
 					if drain, err = b.drain(ctx, cons, batch); err != nil {
@@ -299,7 +327,7 @@ func (b *bencher) run(ctx context.Context, scen map[string]bool, consumers, batc
 					r := drain.MsgsPerSec / floor.MsgsPerSec
 					drain.FloorRatio = &r
 				}
-				for _, r := range []*benchResult{drain, floor} {
+				for _, r := range []*Result{drain, floor} {
 					if r != nil {
 						if err := b.emit(r); err != nil {
 							return err
@@ -348,7 +376,7 @@ func (b *bencher) run(ctx context.Context, scen map[string]bool, consumers, batc
 }
 
 // emit records r and, with --json, prints it as one line.
-func (b *bencher) emit(r *benchResult) error {
+func (b *bencher) emit(r *Result) error {
 	b.results = append(b.results, r)
 	if b.enc != nil {
 		if err := b.enc.Encode(r); err != nil {
@@ -362,8 +390,8 @@ func (b *bencher) logf(format string, args ...any) {
 	fmt.Fprintf(b.progress, "bench: "+format+"\n", args...)
 }
 
-func (b *bencher) result(scenario string) *benchResult {
-	return &benchResult{Scenario: scenario, Backend: b.backend, Machine: b.machine}
+func (b *bencher) result(scenario string) *Result {
+	return &Result{Scenario: scenario, Backend: b.backend, Machine: b.machine}
 }
 
 // queue returns this invocation's queue for suffix, created if missing and
@@ -421,8 +449,8 @@ func (b *bencher) pgTable(name string) string {
 	return `"` + b.schema + `".` + name
 }
 
-// benchPayload is a small JSON job, as an application would enqueue.
-func benchPayload(i int) json.RawMessage {
+// jobPayload is a small JSON job, as an application would enqueue.
+func jobPayload(i int) json.RawMessage {
 	return json.RawMessage(`{"id":` + strconv.Itoa(i) + `,"kind":"email","to":"user` + strconv.Itoa(i%1000) + `@example.com"}`)
 }
 
@@ -433,11 +461,11 @@ func (b *bencher) fill(ctx context.Context, queue string, n int) error {
 		return err
 	}
 	defer p.Shutdown(context.WithoutCancel(ctx))
-	chunk := make([]any, 0, benchFillChunk)
+	chunk := make([]any, 0, fillChunk)
 	for i := 0; i < n; {
 		chunk = chunk[:0]
-		for ; len(chunk) < benchFillChunk && i < n; i++ {
-			chunk = append(chunk, benchPayload(i))
+		for ; len(chunk) < fillChunk && i < n; i++ {
+			chunk = append(chunk, jobPayload(i))
 		}
 		if _, err := p.EnqueueBatch(ctx, chunk); err != nil {
 			return fmt.Errorf("prefill: %w", err)
@@ -465,7 +493,7 @@ type drainStats struct {
 }
 
 func (b *bencher) runDrain(ctx context.Context, label string, l drainLoop) (drainStats, error) {
-	ctx, cancel := context.WithTimeout(ctx, benchRunDeadline)
+	ctx, cancel := context.WithTimeout(ctx, runDeadline)
 	defer cancel()
 	var (
 		done, empty, errs atomic.Int64
@@ -501,7 +529,7 @@ func (b *bencher) runDrain(ctx context.Context, label string, l drainLoop) (drai
 			failure := func(err error) bool {
 				errs.Add(1)
 				inARow++
-				if inARow >= benchMaxErrors || ctx.Err() != nil {
+				if inARow >= maxErrors || ctx.Err() != nil {
 					fail(fmt.Errorf("consumer %d: %d errors in a row, the last: %w", i, inARow, err))
 					return true
 				}
@@ -581,13 +609,13 @@ func (b *bencher) startProfile(label string) (stop func() error, err error) {
 	}, nil
 }
 
-// progressTicker reports done/total on stderr every benchProgress until the
+// progressTicker reports done/total on stderr every progressEvery until the
 // returned func is called.
 func (b *bencher) progressTicker(label string, done *atomic.Int64, total int64) func() {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		t := time.NewTicker(benchProgress)
+		t := time.NewTicker(progressEvery)
 		defer t.Stop()
 		for {
 			select {
@@ -601,7 +629,7 @@ func (b *bencher) progressTicker(label string, done *atomic.Int64, total int64) 
 	return func() { close(stop); wg.Wait() }
 }
 
-func (st drainStats) fill(r *benchResult) {
+func (st drainStats) fill(r *Result) {
 	r.Messages = st.done
 	r.Seconds = st.elapsed.Seconds()
 	r.MsgsPerSec = float64(st.done) / st.elapsed.Seconds()
@@ -613,7 +641,7 @@ func (st drainStats) fill(r *benchResult) {
 
 // drain prefills the queue and drains it with consumers Consumers, each
 // looping Dequeue(batch) → ArchiveBatch.
-func (b *bencher) drain(ctx context.Context, consumers, batch int) (*benchResult, error) {
+func (b *bencher) drain(ctx context.Context, consumers, batch int) (*Result, error) {
 	n := b.flags.backlog
 	label := fmt.Sprintf("drain %d×%d", consumers, batch)
 	queue, err := b.queue(ctx, "drain")
@@ -668,7 +696,7 @@ func (b *bencher) drain(ctx context.Context, consumers, batch int) (*benchResult
 
 // drainRun prefills the queue and drains it through Consumer.Run with a
 // no-op handler.
-func (b *bencher) drainRun(ctx context.Context, conc, batch int) (*benchResult, error) {
+func (b *bencher) drainRun(ctx context.Context, conc, batch int) (*Result, error) {
 	n := b.flags.backlog
 	label := fmt.Sprintf("drain-run %d×%d", conc, batch)
 	queue, err := b.queue(ctx, "run")
@@ -709,10 +737,10 @@ func (b *bencher) drainRun(ctx context.Context, conc, batch int) (*benchResult, 
 		if runErr == nil {
 			runErr = ctx.Err()
 		}
-	case <-time.After(benchRunDeadline):
+	case <-time.After(runDeadline):
 		cancel()
 		<-done
-		runErr = fmt.Errorf("not drained within %v", benchRunDeadline)
+		runErr = fmt.Errorf("not drained within %v", runDeadline)
 	}
 	elapsed := time.Since(start)
 	stopProgress()
@@ -739,7 +767,7 @@ func (b *bencher) drainRun(ctx context.Context, conc, batch int) (*benchResult, 
 // enqueue measures one producer enqueueing batches of the given size (1:
 // Enqueue, else EnqueueBatch) until --backlog messages are in or the time
 // limit passes.
-func (b *bencher) enqueue(ctx context.Context, batch int) (*benchResult, error) {
+func (b *bencher) enqueue(ctx context.Context, batch int) (*Result, error) {
 	queue, err := b.queue(ctx, "enqueue")
 	if err != nil {
 		return nil, err
@@ -751,9 +779,9 @@ func (b *bencher) enqueue(ctx context.Context, batch int) (*benchResult, error) 
 	defer p.Shutdown(context.WithoutCancel(ctx))
 	payloads := make([]any, batch)
 	for i := range payloads {
-		payloads[i] = benchPayload(i)
+		payloads[i] = jobPayload(i)
 	}
-	limit := min(b.flags.duration, benchEnqueueLimit)
+	limit := min(b.flags.duration, enqueueLimit)
 	var (
 		calls []time.Duration
 		sent  int
@@ -769,7 +797,7 @@ func (b *bencher) enqueue(ctx context.Context, batch int) (*benchResult, error) 
 		}
 		calls = append(calls, time.Since(t0))
 		if err != nil {
-			if errs++; errs >= benchMaxErrors || ctx.Err() != nil {
+			if errs++; errs >= maxErrors || ctx.Err() != nil {
 				return nil, err
 			}
 			continue
@@ -802,7 +830,7 @@ func (b *bencher) enqueue(ctx context.Context, batch int) (*benchResult, error) 
 // and consumer share the Store and the wakeup is in-process. Mode "poll":
 // the consumer's Store is made with pgqrs.New without a LISTEN DSN and the
 // producer's is another Store, so only the poll finds messages.
-func (b *bencher) latency(ctx context.Context, mode string) (*benchResult, error) {
+func (b *bencher) latency(ctx context.Context, mode string) (*Result, error) {
 	queue, err := b.queue(ctx, "latency")
 	if err != nil {
 		return nil, err
@@ -855,7 +883,7 @@ func (b *bencher) latency(ctx context.Context, mode string) (*benchResult, error
 			mu.Unlock()
 			handled.Add(1)
 			return nil
-		}, &pgqrs.RunOptions{Concurrency: benchLatencyConc, BatchSize: benchLatencyBatch, PollInterval: b.flags.poll})
+		}, &pgqrs.RunOptions{Concurrency: latencyConc, BatchSize: latencyBatch, PollInterval: b.flags.poll})
 	}()
 	time.Sleep(300 * time.Millisecond) // let the loop start, LISTEN and go idle
 	label := "latency " + mode
@@ -873,7 +901,7 @@ func (b *bencher) latency(ctx context.Context, mode string) (*benchResult, error
 		}
 		payload := json.RawMessage(`{"t":` + strconv.FormatInt(time.Now().UnixNano(), 10) + `}`)
 		if _, err := p.Enqueue(ctx, payload); err != nil {
-			if errs++; errs >= benchMaxErrors || ctx.Err() != nil {
+			if errs++; errs >= maxErrors || ctx.Err() != nil {
 				return nil, err
 			}
 			continue
@@ -881,7 +909,7 @@ func (b *bencher) latency(ctx context.Context, mode string) (*benchResult, error
 		sent++
 	}
 	sendTime := time.Since(start)
-	wait := time.Now().Add(benchSettle + b.flags.poll + time.Second)
+	wait := time.Now().Add(settle + b.flags.poll + time.Second)
 	for handled.Load() < sent && time.Now().Before(wait) {
 		select {
 		case err := <-done:
@@ -897,7 +925,7 @@ func (b *bencher) latency(ctx context.Context, mode string) (*benchResult, error
 	defer mu.Unlock()
 	r := b.result("latency")
 	r.Mode = mode
-	r.Concurrency, r.Batch = benchLatencyConc, benchLatencyBatch
+	r.Concurrency, r.Batch = latencyConc, latencyBatch
 	r.TargetRate = b.flags.rate
 	r.PollMs = float64(b.flags.poll) / float64(time.Millisecond)
 	r.Messages, r.Seconds = int64(len(lat)), sendTime.Seconds()

@@ -28,6 +28,11 @@ const sqliteNow = `strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`
 //   - Statements that look for a worker's messages without a queue (no
 //     index covers consumer_worker_id) read them through the claim index
 //     (INDEXED BY), so they scan live messages only, never the archive.
+//   - Only dead letters have an index of their own (pgqrs_messages_dead,
+//     WHERE dead = 1; SQLite re-plans a statement saying "dead = ?" for
+//     the value bound). Listing the rest of a queue's archive walks the
+//     table by ID, newest first, and counting it reads the table once: admin
+//     reads, kept off the hot path, where an index would cost every archive.
 //   - The first step recorded for a QUEUED run marks it RUNNING
 //     (pgqrs_steps_start); Postgres does this inside the statement.
 //   - A run's end is an INSERT into the view pgqrs_run_ends, whose INSTEAD OF
@@ -328,7 +333,7 @@ UPDATE pgqrs_messages SET vt = ` + sqliteNow + `
 WHERE id = ?1 AND vt > ` + sqliteNow + ` AND consumer_worker_id IS NULL AND archived_at IS NULL`,
 			listWorkflows: listWorkflowsSQL,
 		},
-		indexes: []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_messages_archived",
+		indexes: []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_messages_dead",
 			"pgqrs_runs_message", "pgqrs_runs_workflow", "pgqrs_steps_start", "pgqrs_run_ends_insert"},
 		poolSize:        8,
 		prepare:         true,
@@ -370,16 +375,19 @@ const sqliteWorkerSelect = `
 SELECT w.id, w.name, coalesce(q.name, ''), w.role, w.status, w.started_at, w.heartbeat_at, w.stopped_at
 FROM pgqrs_workers w LEFT JOIN pgqrs_queues q ON q.id = w.queue_id`
 
+// sqliteMetricsSelect counts a queue's archive from one pass over the
+// archived rows (they have no per-queue index; see newSQLiteDialect).
 const sqliteMetricsSelect = `
 SELECT q.name,
        (SELECT count(*) FROM pgqrs_messages m WHERE m.queue_id = q.id AND m.archived_at IS NULL),
        (SELECT count(*) FROM pgqrs_messages m WHERE m.queue_id = q.id AND m.vt <= ` + sqliteNow + ` AND m.archived_at IS NULL),
        (SELECT count(*) FROM pgqrs_messages m
         WHERE m.queue_id = q.id AND m.vt > ` + sqliteNow + ` AND m.archived_at IS NULL AND m.consumer_worker_id IS NOT NULL),
-       (SELECT count(*) FROM pgqrs_archive a WHERE a.queue_id = q.id AND a.dead = 0),
-       (SELECT count(*) FROM pgqrs_archive a WHERE a.queue_id = q.id AND a.dead = 1),
+       coalesce(a.archived, 0), coalesce(a.dead, 0),
        (SELECT min(m.enqueued_at) FROM pgqrs_messages m
         WHERE m.queue_id = q.id AND m.archived_at IS NULL AND (m.consumer_worker_id IS NULL OR m.vt <= ` + sqliteNow + `)),
        (SELECT max(m.enqueued_at) FROM pgqrs_messages m WHERE m.queue_id = q.id AND m.archived_at IS NULL),
        ` + sqliteNow + `
-FROM pgqrs_queues q`
+FROM pgqrs_queues q
+LEFT JOIN (SELECT queue_id, count(*) FILTER (WHERE dead = 0) AS archived, count(*) FILTER (WHERE dead = 1) AS dead
+           FROM pgqrs_archive GROUP BY queue_id) a ON a.queue_id = q.id`

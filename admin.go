@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 )
 
@@ -456,15 +455,6 @@ func (a *Admin) GetWorker(ctx context.Context, id int64) (WorkerInfo, error) {
 		return w, fmt.Errorf("worker %d: %w", id, ErrWorkerNotFound)
 	}
 	return w, err
-}
-
-// relation names a table or index for the existence checks: qualified with
-// the schema when there is one.
-func (d *dialect) relation(name string) string {
-	if d.schema == "" {
-		return name
-	}
-	return `"` + d.schema + `".` + strings.TrimSpace(name)
 }
 
 // ListDeadLetters returns a page of the queue's dead letters, newest first

@@ -14,47 +14,61 @@ import (
 	"github.com/lib/pq"
 )
 
-// newPostgresDialect returns the PostgreSQL dialect. Claims lock their rows
-// with FOR UPDATE SKIP LOCKED, so any number of consumers in any number of
+// newPostgresDialect returns the PostgreSQL dialect for pgqrs's tables in
+// schema ("" for the connection's search_path). Claims lock their rows with
+// FOR UPDATE SKIP LOCKED, so any number of consumers in any number of
 // processes claim disjoint messages.
-func newPostgresDialect() *dialect {
+//
+// Every statement is written with pgqrs's plain table names and passes
+// through t, which names the tables in schema; the statements that announce
+// something include the NOTIFY fragments wakeQueue and wakeRun, which send on
+// the schema's channel.
+func newPostgresDialect(schema string) *dialect {
+	t := pgQualifier(schema)
+	channel := pgChannel(schema)
+	wakeQueue, wakeRun := pgWake(channel)
 	d := &dialect{
-		name:       Postgres,
-		migrations: "postgres",
+		name:         Postgres,
+		migrations:   "postgres",
+		driver:       "postgres",
+		driverImport: "github.com/lib/pq",
+		schemes:      []string{"postgres", "postgresql"},
+		keyValueDSN:  true, // host=/run/postgresql user=app dbname=app
+		readDSN:      func(dsn, _, _ string) (dsnInfo, error) { return pgDSN(dsn) },
 		queue: queueSQL{
-			insert:     `INSERT INTO pgqrs_queues (name) VALUES ($1) RETURNING id, name, created_at`,
-			byName:     `SELECT id, name, created_at FROM pgqrs_queues WHERE name = $1`,
-			list:       `SELECT id, name, created_at FROM pgqrs_queues ORDER BY name`,
-			deleteByID: `DELETE FROM pgqrs_queues WHERE id = $1`,
+			insert:     t(`INSERT INTO pgqrs_queues (name) VALUES ($1) RETURNING id, name, created_at`),
+			byName:     t(`SELECT id, name, created_at FROM pgqrs_queues WHERE name = $1`),
+			list:       t(`SELECT id, name, created_at FROM pgqrs_queues ORDER BY name`),
+			deleteByID: t(`DELETE FROM pgqrs_queues WHERE id = $1`),
 			// FOR UPDATE on the queue row waits for enqueues in flight (their
 			// foreign-key check holds a KEY SHARE lock) and blocks new ones
 			// until the deleting transaction ends.
-			usage: `
+			usage: t(`
 SELECT (SELECT count(*) FROM pgqrs_messages WHERE queue_id = q.id),
        (SELECT count(*) FROM pgqrs_archive WHERE queue_id = q.id AND dead),
        (SELECT count(*) FROM pgqrs_workers WHERE queue_id = q.id AND status <> 'stopped')
-FROM pgqrs_queues q WHERE q.id = $1 FOR UPDATE`,
-			purgeMessages:        `DELETE FROM pgqrs_messages WHERE queue_id = $1`,
-			purgeArchive:         `DELETE FROM pgqrs_archive WHERE queue_id = $1`,
-			deleteStoppedWorkers: `DELETE FROM pgqrs_workers WHERE queue_id = $1 AND status = 'stopped'`,
+FROM pgqrs_queues q WHERE q.id = $1 FOR UPDATE`),
+			purgeMessages:        t(`DELETE FROM pgqrs_messages WHERE queue_id = $1`),
+			purgeArchive:         t(`DELETE FROM pgqrs_archive WHERE queue_id = $1`),
+			deleteStoppedWorkers: t(`DELETE FROM pgqrs_workers WHERE queue_id = $1 AND status = 'stopped'`),
 		},
 		message: messageSQL{
 			// Enqueue sends a NOTIFY (delivered at commit, coalesced per
 			// transaction) so idle Run loops wake at once; not for delayed
 			// messages, which nobody can claim yet.
-			enqueue: `
+			enqueue: t(`
 WITH ins AS (
     INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id)
     VALUES ($1::bigint, $2, coalesce($5::timestamptz, now() + make_interval(secs => $3::float8)), $4)
     RETURNING id
 )
 SELECT ins.id FROM ins LEFT JOIN (
-    SELECT pg_notify('pgqrs', $1::bigint::text) WHERE $5::timestamptz IS NULL AND $3::float8 = 0
-) AS wake ON true`,
+    SELECT ` + wakeQueue + ` WHERE $5::timestamptz IS NULL AND $3::float8 = 0
+) AS wake ON true`),
 			// One statement for the whole batch: the payloads arrive as one
 			// JSON array of strings (each a payload's JSON text) and are
 			// inserted in array order.
-			enqueueBatch: `
+			enqueueBatch: t(`
 WITH ins AS (
     INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id)
     SELECT $1::bigint, p.value::jsonb, coalesce($5::timestamptz, now() + make_interval(secs => $3::float8)), $4::bigint
@@ -63,15 +77,15 @@ WITH ins AS (
     RETURNING id
 )
 SELECT ins.id FROM ins LEFT JOIN (
-    SELECT pg_notify('pgqrs', $1::bigint::text) WHERE $5::timestamptz IS NULL AND $3::float8 = 0
-) AS wake ON true`,
+    SELECT ` + wakeQueue + ` WHERE $5::timestamptz IS NULL AND $3::float8 = 0
+) AS wake ON true`),
 			// The claim must stay an ordered range scan of pgqrs_messages_claim
 			// whatever the statistics say: "LIMIT (SELECT $2)" hides the batch
 			// size from the planner (a never-analyzed table otherwise gets a
 			// bitmap scan of the whole queue plus a sort once the batch exceeds
 			// its row estimate), and the ID array keeps the update a primary-key
 			// lookup rather than a hash join.
-			dequeue: `
+			dequeue: t(`
 WITH picked AS (
     SELECT id FROM pgqrs_messages
     WHERE queue_id = $1 AND vt <= now()
@@ -86,83 +100,83 @@ SET vt = now() + make_interval(secs => $3::float8),
     dequeued_at = coalesce(m.dequeued_at, now()),
     consumer_worker_id = $4
 WHERE m.id = ANY (ARRAY(SELECT id FROM picked))
-RETURNING m.id, m.payload, m.read_ct, m.enqueued_at, m.vt, m.last_error`,
+RETURNING m.id, m.payload, m.read_ct, m.enqueued_at, m.vt, m.last_error`),
 			// Only a worker that is ready or polling claims: the EXISTS is an
 			// InitPlan evaluated once, before the scan, by primary key.
 			// Archive moves rows to pgqrs_archive in one statement; only rows
 			// this consumer holds move. Settle statements look rows up by
 			// primary key: "queue_id + 0" keeps the planner from scanning the
 			// queue's whole range of the claim index instead.
-			archive: pgSettleToArchive + `)
+			archive: t(pgSettleToArchive + `)
 SELECT id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
        producer_worker_id, consumer_worker_id, last_error
 FROM gone
-RETURNING id`,
-			delete: `
+RETURNING id`),
+			delete: t(`
 DELETE FROM pgqrs_messages
 WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
-RETURNING id`,
-			release: `
+RETURNING id`),
+			release: t(`
 UPDATE pgqrs_messages
 SET vt = now() + make_interval(secs => $4::float8), consumer_worker_id = NULL
 WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
-RETURNING id`,
-			extend: `
+RETURNING id`),
+			extend: t(`
 UPDATE pgqrs_messages
 SET vt = now() + make_interval(secs => $4::float8)
 WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
-RETURNING id`,
-			fail: `
+RETURNING id`),
+			fail: t(`
 UPDATE pgqrs_messages
 SET vt = now() + make_interval(secs => $4::float8), consumer_worker_id = NULL, last_error = $5
 WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
-RETURNING id`,
-			deadLetter: pgSettleToArchive + `, dead)
+RETURNING id`),
+			deadLetter: t(pgSettleToArchive + `, dead)
 SELECT id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
        producer_worker_id, consumer_worker_id, coalesce($4::text, last_error), true
 FROM gone
-RETURNING id`,
-			exhaust: pgSettleToArchive + `, dead)
+RETURNING id`),
+			exhaust: t(pgSettleToArchive + `, dead)
 SELECT id, queue_id, payload, enqueued_at, greatest(read_ct - 1, 0), dequeued_at,
        producer_worker_id, consumer_worker_id, $4::text || coalesce('; last handler error: ' || last_error, ''), true
 FROM gone
-RETURNING id`,
-			unclaim: `
+RETURNING id`),
+			unclaim: t(`
 UPDATE pgqrs_messages
 SET vt = now(), consumer_worker_id = NULL, read_ct = greatest(read_ct - 1, 0)
 WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
-RETURNING id`,
-			reschedule: `
+RETURNING id`),
+			reschedule: t(`
 UPDATE pgqrs_messages
 SET vt = now() + make_interval(secs => $4::float8), consumer_worker_id = NULL, read_ct = greatest(read_ct - 1, 0)
 WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
-RETURNING id`,
-			holder:      `SELECT consumer_worker_id FROM pgqrs_messages WHERE id = $1 AND queue_id = $2`,
-			existing:    `SELECT id FROM pgqrs_messages WHERE id = ANY ($1::bigint[]) AND queue_id + 0 = $2`,
-			countHeld:   `SELECT count(*) FROM pgqrs_messages WHERE consumer_worker_id = $1 AND vt > now()`,
-			releaseHeld: `UPDATE pgqrs_messages SET vt = now(), consumer_worker_id = NULL WHERE consumer_worker_id = $1`,
+RETURNING id`),
+			holder:      t(`SELECT consumer_worker_id FROM pgqrs_messages WHERE id = $1 AND queue_id = $2`),
+			holders:     t(`SELECT id, consumer_worker_id FROM pgqrs_messages WHERE id = ANY ($1::bigint[]) AND queue_id + 0 = $2`),
+			countHeld:   t(`SELECT count(*) FROM pgqrs_messages WHERE consumer_worker_id = $1 AND vt > now()`),
+			releaseHeld: t(`UPDATE pgqrs_messages SET vt = now(), consumer_worker_id = NULL WHERE consumer_worker_id = $1`),
 		},
 		archive: archiveSQL{
-			get: `
+			get: t(`
 SELECT id, payload, read_ct, enqueued_at, archived_at, dead, coalesce(last_error, '')
-FROM pgqrs_archive WHERE queue_id = $1 AND id = $2`,
-			list: `
+FROM pgqrs_archive WHERE queue_id = $1 AND id = $2`),
+			list: t(`
 SELECT id, payload, read_ct, enqueued_at, archived_at, dead, coalesce(last_error, '')
 FROM pgqrs_archive WHERE queue_id = $1 AND dead = $2 AND id < $3
-ORDER BY id DESC LIMIT $4`,
-			count: `SELECT count(*) FROM pgqrs_archive WHERE queue_id = $1 AND dead = $2`,
+ORDER BY id DESC LIMIT $4`),
+			count: t(`SELECT count(*) FROM pgqrs_archive WHERE queue_id = $1 AND dead = $2`),
 		},
 		worker: workerSQL{
-			register: `
+			register: t(`
 INSERT INTO pgqrs_workers (name, queue_id, role) VALUES ($1, $2, $3)
-RETURNING id, started_at`,
-			heartbeat: `UPDATE pgqrs_workers SET heartbeat_at = now() WHERE id = $1 RETURNING status`,
-			transition: `
+RETURNING id, started_at`),
+			heartbeat: t(`UPDATE pgqrs_workers SET heartbeat_at = now() WHERE id = $1 RETURNING status`),
+			transition: t(`
 UPDATE pgqrs_workers
 SET status = $2::text, heartbeat_at = now(),
     stopped_at = CASE WHEN $2::text = 'stopped' THEN now() ELSE stopped_at END
-WHERE id = $1 AND status = ANY (string_to_array($3, ','))`,
-			producerBeat: `
+WHERE id = $1 AND status = ANY (string_to_array($3, ','))`),
+			producerBeat: t(`
 UPDATE pgqrs_workers w
 SET heartbeat_at = now(),
     status = CASE WHEN w.status = 'stopped' THEN 'ready' ELSE w.status END,
@@ -170,33 +184,33 @@ SET heartbeat_at = now(),
 WHERE w.id = $1
   AND (w.status <> 'stopped' OR NOT EXISTS (
       SELECT 1 FROM pgqrs_workers o WHERE o.name = w.name AND o.status <> 'stopped'))
-RETURNING w.status`,
-			rejoin: `
+RETURNING w.status`),
+			rejoin: t(`
 INSERT INTO pgqrs_workers (id, name, queue_id, role) VALUES ($1, $2, $3, $4)
 ON CONFLICT DO NOTHING
-RETURNING status`,
-			status: `SELECT status FROM pgqrs_workers WHERE id = $1`,
-			get:    pgWorkerSelect + ` WHERE w.id = $1`,
-			list:   pgWorkerSelect + ` WHERE $1::bigint = 0 OR w.queue_id = $1 ORDER BY w.id`,
+RETURNING status`),
+			status: t(`SELECT status FROM pgqrs_workers WHERE id = $1`),
+			get:    t(pgWorkerSelect + ` WHERE w.id = $1`),
+			list:   t(pgWorkerSelect + ` WHERE $1::bigint = 0 OR w.queue_id = $1 ORDER BY w.id`),
 		},
 		admin: adminSQL{
-			queueMetrics:    pgMetricsSelect + ` WHERE q.name = $1`,
-			allQueueMetrics: pgMetricsSelect + ` ORDER BY q.name`,
-			systemStats: `
+			queueMetrics:    t(pgMetricsSelect + ` WHERE q.name = $1`),
+			allQueueMetrics: t(pgMetricsSelect + ` ORDER BY q.name`),
+			systemStats: t(`
 SELECT (SELECT count(*) FROM pgqrs_queues),
        (SELECT count(*) FROM pgqrs_messages),
        (SELECT count(*) FROM pgqrs_archive WHERE NOT dead),
        (SELECT count(*) FROM pgqrs_archive WHERE dead),
        (SELECT count(*) FROM pgqrs_workers WHERE status <> 'stopped'),
        (SELECT count(*) FROM pgqrs_workers),
-       (SELECT coalesce(max(version), 0) FROM pgqrs_schema_version)`,
-			tableExists: `SELECT to_regclass($1) IS NOT NULL`,
-			indexExists: `SELECT to_regclass($1) IS NOT NULL`,
-			orphans: `
+       (SELECT coalesce(max(version), 0) FROM pgqrs_schema_version)`),
+			tableExists: t(`SELECT to_regclass($1) IS NOT NULL`),
+			indexExists: t(`SELECT to_regclass($1) IS NOT NULL`),
+			orphans: t(`
 SELECT (SELECT count(*) FROM pgqrs_messages m WHERE NOT EXISTS (SELECT 1 FROM pgqrs_queues q WHERE q.id = m.queue_id))
-     + (SELECT count(*) FROM pgqrs_archive a WHERE NOT EXISTS (SELECT 1 FROM pgqrs_queues q WHERE q.id = a.queue_id))`,
+     + (SELECT count(*) FROM pgqrs_archive a WHERE NOT EXISTS (SELECT 1 FROM pgqrs_queues q WHERE q.id = a.queue_id))`),
 			// Visible messages only: a live lease is left to its holder.
-			moveToDLQ: `
+			moveToDLQ: t(`
 WITH gone AS (
     DELETE FROM pgqrs_messages
     WHERE read_ct >= $1 AND vt <= now()
@@ -209,19 +223,19 @@ SELECT id, queue_id, payload, enqueued_at, read_ct, dequeued_at, producer_worker
        'no success in ' || read_ct || CASE WHEN read_ct = 1 THEN ' attempt' ELSE ' attempts' END
        || coalesce('; last handler error: ' || last_error, ''), true
 FROM gone
-RETURNING id`,
-			replayInsert: `
+RETURNING id`),
+			replayInsert: t(`
 INSERT INTO pgqrs_messages (id, queue_id, payload, vt, enqueued_at, read_ct, producer_worker_id, last_error)
 SELECT id, queue_id, payload, now(), enqueued_at, 0, producer_worker_id, NULL
 FROM pgqrs_archive
 WHERE queue_id = $1 AND dead AND ($3::boolean OR id = ANY ($2::bigint[]))
-ON CONFLICT (id) DO NOTHING`,
-			replayDelete: `
+ON CONFLICT (id) DO NOTHING`),
+			replayDelete: t(`
 DELETE FROM pgqrs_archive
-WHERE queue_id = $1 AND dead AND ($3::boolean OR id = ANY ($2::bigint[]))`,
-			purgeDead: `DELETE FROM pgqrs_archive WHERE queue_id = $1 AND dead`,
+WHERE queue_id = $1 AND dead AND ($3::boolean OR id = ANY ($2::bigint[]))`),
+			purgeDead: t(`DELETE FROM pgqrs_archive WHERE queue_id = $1 AND dead`),
 			// $2 is minus the stale age, in seconds.
-			workerHealth: `
+			workerHealth: t(`
 SELECT count(*) FILTER (WHERE status = 'ready'),
        count(*) FILTER (WHERE status = 'polling'),
        count(*) FILTER (WHERE status = 'suspended'),
@@ -229,81 +243,81 @@ SELECT count(*) FILTER (WHERE status = 'ready'),
        count(*) FILTER (WHERE status = 'stopped'),
        count(*) FILTER (WHERE role IN ('consumer', 'producer') AND status IN ('ready', 'polling', 'interrupted')
                         AND heartbeat_at < now() + make_interval(secs => $2::float8))
-FROM pgqrs_workers WHERE $1::bigint = 0 OR queue_id = $1`,
-			stopStaleWorkers: `
+FROM pgqrs_workers WHERE $1::bigint = 0 OR queue_id = $1`),
+			stopStaleWorkers: t(`
 UPDATE pgqrs_workers SET status = 'stopped', stopped_at = now()
 WHERE role IN ('consumer', 'producer') AND status IN ('ready', 'polling', 'interrupted')
   AND heartbeat_at < now() + make_interval(secs => $1::float8)
-RETURNING id`,
-			staleConsumers: `
+RETURNING id`),
+			staleConsumers: t(`
 SELECT EXISTS (
     SELECT 1 FROM pgqrs_workers
     WHERE queue_id = $1 AND status IN ('ready', 'polling', 'interrupted') AND role = 'consumer'
-      AND heartbeat_at < now() + make_interval(secs => $2::float8) AND id <> $3)`,
-			stopStaleConsumers: `
+      AND heartbeat_at < now() + make_interval(secs => $2::float8) AND id <> $3)`),
+			stopStaleConsumers: t(`
 UPDATE pgqrs_workers SET status = 'stopped', stopped_at = now()
 WHERE queue_id = $1 AND status IN ('ready', 'polling', 'interrupted') AND role = 'consumer'
   AND heartbeat_at < now() + make_interval(secs => $2::float8) AND id <> $3
-RETURNING id`,
-			releaseWorkers: `
+RETURNING id`),
+			releaseWorkers: t(`
 UPDATE pgqrs_messages SET vt = now(), consumer_worker_id = NULL
-WHERE consumer_worker_id = ANY ($1::bigint[])`,
-			purgeWorkers: `
+WHERE consumer_worker_id = ANY ($1::bigint[])`),
+			purgeWorkers: t(`
 DELETE FROM pgqrs_workers w
 WHERE w.status = 'stopped' AND w.stopped_at < now() + make_interval(secs => $1::float8)
   AND NOT EXISTS (SELECT 1 FROM pgqrs_messages m
-                  WHERE m.consumer_worker_id = w.id OR m.producer_worker_id = w.id)`,
+                  WHERE m.consumer_worker_id = w.id OR m.producer_worker_id = w.id)`),
 		},
 		version: versionSQL{
-			createTable: `
+			createTable: t(`
 CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
     version    BIGINT PRIMARY KEY,
     name       TEXT NOT NULL,
     applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-)`,
-			applied: `SELECT version FROM pgqrs_schema_version ORDER BY version`,
-			record:  `INSERT INTO pgqrs_schema_version (version, name) VALUES ($1, $2)`,
+)`),
+			applied: t(`SELECT version FROM pgqrs_schema_version ORDER BY version`),
+			record:  t(`INSERT INTO pgqrs_schema_version (version, name) VALUES ($1, $2)`),
 		},
 		workflow: workflowSQL{
-			byName:     `SELECT id, queue_id FROM pgqrs_workflows WHERE name = $1`,
-			byQueue:    `SELECT name FROM pgqrs_workflows WHERE queue_id = $1`,
-			unfinished: `SELECT count(*) FROM pgqrs_runs WHERE workflow_id = $1 AND status NOT IN ('SUCCESS', 'ERROR', 'CANCELLED')`,
-			deleteRuns: `DELETE FROM pgqrs_runs WHERE workflow_id = $1`,
+			byName:     t(`SELECT id, queue_id FROM pgqrs_workflows WHERE name = $1`),
+			byQueue:    t(`SELECT name FROM pgqrs_workflows WHERE queue_id = $1`),
+			unfinished: t(`SELECT count(*) FROM pgqrs_runs WHERE workflow_id = $1 AND status NOT IN ('SUCCESS', 'ERROR', 'CANCELLED')`),
+			deleteRuns: t(`DELETE FROM pgqrs_runs WHERE workflow_id = $1`),
 			// Finished runs that ended before $2 (their steps go with them).
-			purgeRuns: `
+			purgeRuns: t(`
 DELETE FROM pgqrs_runs
-WHERE workflow_id = $1 AND status IN ('SUCCESS', 'ERROR', 'CANCELLED') AND finished_at < $2`,
-			deleteByID: `DELETE FROM pgqrs_workflows WHERE id = $1`,
-			insert:     `INSERT INTO pgqrs_workflows (name, queue_id) VALUES ($1, $2) RETURNING id`,
-			insertRun:  `INSERT INTO pgqrs_runs (workflow_id, message_id, input) VALUES ($1, $2, $3) RETURNING id`,
-			runByMessage: `
+WHERE workflow_id = $1 AND status IN ('SUCCESS', 'ERROR', 'CANCELLED') AND finished_at < $2`),
+			deleteByID: t(`DELETE FROM pgqrs_workflows WHERE id = $1`),
+			insert:     t(`INSERT INTO pgqrs_workflows (name, queue_id) VALUES ($1, $2) RETURNING id`),
+			insertRun:  t(`INSERT INTO pgqrs_runs (workflow_id, message_id, input) VALUES ($1, $2, $3) RETURNING id`),
+			runByMessage: t(`
 SELECT id, status, input, resume_at, started_at IS NOT NULL, now()
-FROM pgqrs_runs WHERE message_id = $1`,
-			lock: `SELECT status, message_id FROM pgqrs_runs WHERE id = $1 FOR UPDATE`,
+FROM pgqrs_runs WHERE message_id = $1`),
+			lock: t(`SELECT status, message_id FROM pgqrs_runs WHERE id = $1 FOR UPDATE`),
 			// Whether a worker holds the run's message now. The row lock waits
 			// for a give-back in flight, so the answer is the committed one.
-			lockMessage: `
-SELECT consumer_worker_id IS NOT NULL AND vt > now() FROM pgqrs_messages WHERE id = $1 FOR UPDATE`,
-			get:  pgRunSelect + ` WHERE r.id = $1`,
-			list: pgRunSelect + ` WHERE ($1 = '' OR r.name = $1) AND ($2 = '' OR r.status = $2) AND r.id < $3 ORDER BY r.id DESC LIMIT $4`,
+			lockMessage: t(`
+SELECT consumer_worker_id IS NOT NULL AND vt > now() FROM pgqrs_messages WHERE id = $1 FOR UPDATE`),
+			get:  t(pgRunSelect + ` WHERE r.id = $1`),
+			list: t(pgRunSelect + ` WHERE ($1 = '' OR r.name = $1) AND ($2 = '' OR r.status = $2) AND r.id < $3 ORDER BY r.id DESC LIMIT $4`),
 			// A paused run continues (a queued one is marked RUNNING by its
 			// first recorded step).
-			start: `
+			start: t(`
 UPDATE pgqrs_runs
 SET status = 'RUNNING', started_at = coalesce(started_at, now()), resume_at = NULL, updated_at = now()
 WHERE id = $1 AND status = 'PAUSED'
-RETURNING status`,
-			pause: `
+RETURNING status`),
+			pause: t(`
 UPDATE pgqrs_runs
 SET status = 'PAUSED', resume_at = $2, started_at = coalesce(started_at, now()), updated_at = now()
 WHERE id = $1 AND status IN ('QUEUED', 'RUNNING')
-RETURNING status`,
+RETURNING status`),
 			// The run's end, with its last completed step ($5, NULL for none)
 			// recorded in the same statement; a run asked to cancel ends
 			// cancelled whatever it was finishing with. If another execution
 			// recorded that step first, this one's end is not recorded: the
 			// other execution goes on from the step's recorded result.
-			finish: `
+			finish: t(`
 WITH step AS (
     INSERT INTO pgqrs_steps (run_id, name, position, status, output, attempts)
     SELECT r.id, $5::text, $6::integer, 'SUCCESS', $7::jsonb, $8::integer
@@ -325,11 +339,11 @@ WITH step AS (
     RETURNING status, waited
 )
 SELECT u.status FROM u
-LEFT JOIN LATERAL (SELECT pg_notify('pgqrs', (-$1::bigint)::text) WHERE u.waited) AS wake ON true`,
+LEFT JOIN LATERAL (SELECT ` + wakeRun + ` WHERE u.waited) AS wake ON true`),
 			// A NOTIFY makes every committing transaction that sent one wait
 			// for the others: a run's end announces itself only to waiters.
-			markWaited: `UPDATE pgqrs_runs SET waited = true WHERE id = $1 AND NOT waited`,
-			setStatus: `
+			markWaited: t(`UPDATE pgqrs_runs SET waited = true WHERE id = $1 AND NOT waited`),
+			setStatus: t(`
 WITH u AS (
     UPDATE pgqrs_runs
     SET status = $2::text, resume_at = NULL, updated_at = now(),
@@ -337,22 +351,22 @@ WITH u AS (
     WHERE id = $1
     RETURNING status
 )
-SELECT u.status FROM u LEFT JOIN (SELECT pg_notify('pgqrs', (-$1::bigint)::text)) AS wake ON true`,
-			requeue: `
+SELECT u.status FROM u LEFT JOIN (SELECT ` + wakeRun + `) AS wake ON true`),
+			requeue: t(`
 UPDATE pgqrs_runs
 SET status = 'QUEUED', message_id = $2, output = NULL, error = NULL, resume_at = NULL,
     finished_at = NULL, updated_at = now()
-WHERE id = $1 AND status = 'ERROR'`,
-			steps: `
+WHERE id = $1 AND status = 'ERROR'`),
+			steps: t(`
 SELECT name, position, status, output, coalesce(error, ''), attempts, retry_at, updated_at
-FROM pgqrs_steps WHERE run_id = $1 ORDER BY position`,
+FROM pgqrs_steps WHERE run_id = $1 ORDER BY position`),
 			// Steps are recorded only while the run may still take them; the
 			// first recorded step marks a QUEUED run RUNNING. A recorded success
 			// is never overwritten (the first result wins if a run ever ran
 			// twice at once); a failed attempt is. The run's status comes back
 			// so a requested cancel is seen at once; no row means nothing was
 			// recorded.
-			stepDone: pgStepRecord + `
+			stepDone: t(pgStepRecord + `
     INSERT INTO pgqrs_steps (run_id, name, position, status, output, attempts)
     SELECT r.id, $2::text, $3::integer, 'SUCCESS', $4::jsonb, $5::integer FROM r
     ON CONFLICT (run_id, name) DO UPDATE
@@ -361,8 +375,8 @@ FROM pgqrs_steps WHERE run_id = $1 ORDER BY position`,
     WHERE pgqrs_steps.status = 'ERROR'
     RETURNING run_id
 )
-SELECT r.status FROM r JOIN s ON true`,
-			stepFailed: pgStepRecord + `
+SELECT r.status FROM r JOIN s ON true`),
+			stepFailed: t(pgStepRecord + `
     INSERT INTO pgqrs_steps (run_id, name, position, status, error, attempts, retry_at)
     SELECT r.id, $2::text, $3::integer, 'ERROR', $4::text, $5::integer, $6::timestamptz FROM r
     ON CONFLICT (run_id, name) DO UPDATE
@@ -371,21 +385,21 @@ SELECT r.status FROM r JOIN s ON true`,
     WHERE pgqrs_steps.status = 'ERROR'
     RETURNING run_id
 )
-SELECT r.status FROM r JOIN s ON true`,
-			deleteFailedSteps: `DELETE FROM pgqrs_steps WHERE run_id = $1 AND status = 'ERROR'`,
+SELECT r.status FROM r JOIN s ON true`),
+			deleteFailedSteps: t(`DELETE FROM pgqrs_steps WHERE run_id = $1 AND status = 'ERROR'`),
 			// Make a waiting (delayed, unleased) message visible now.
-			wakeMessage:   `UPDATE pgqrs_messages SET vt = now() WHERE id = $1 AND vt > now() AND consumer_worker_id IS NULL`,
-			listWorkflows: listWorkflowsSQL,
+			wakeMessage:   t(`UPDATE pgqrs_messages SET vt = now() WHERE id = $1 AND vt > now() AND consumer_worker_id IS NULL`),
+			listWorkflows: t(listWorkflowsSQL),
 		},
 		indexes: []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_archive_queue",
 			"pgqrs_runs_message", "pgqrs_runs_workflow"},
 		poolSize:       32,
 		prepare:        true,
-		installPrelude: []string{`SELECT pg_advisory_xact_lock(hashtext('pgqrs.install.' || current_schema()))`},
+		installPrelude: pgInstallPrelude(schema),
 		secondsArg:     func(d time.Duration) any { return d.Seconds() },
 		timeArg:        func(t time.Time) any { return t.UTC() },
 		idsArg:         func(ids []int64) any { return "{" + idList(ids) + "}" },
-		notifyChannel:  "pgqrs",
+		notifyChannel:  channel,
 		listen:         pgListen,
 		isUnique:       func(err error) bool { return sqlState(err) == "23505" },
 		isForeignKey:   func(err error) bool { return sqlState(err) == "23503" },
@@ -397,9 +411,15 @@ SELECT r.status FROM r JOIN s ON true`,
 		isBadJSON: func(err error) bool { s := sqlState(err); return s == "22P05" || s == "22P02" },
 		// Serialization failures and deadlocks roll the statement back.
 		isBusy:  func(err error) bool { s := sqlState(err); return s == "40001" || s == "40P01" },
-		qualify: func(s string) string { return s },
+		qualify: t,
+		schema:  schema,
+		relation: func(name string) string {
+			if schema == "" {
+				return name
+			}
+			return `"` + schema + `".` + strings.TrimSpace(name)
+		},
 	}
-	d.withSchema = func(schema string) *dialect { return pgInSchema(d, schema) }
 	return d
 }
 
@@ -460,41 +480,57 @@ SELECT q.name,
        now()
 FROM pgqrs_queues q`
 
-// pgTables are the relations whose names get a schema prefix under
-// WithSchema. Index names are left alone: Postgres creates an index in its
-// table's schema.
+// pgTableName matches the names of pgqrs's tables (and its one view):
+// whole words, so index names such as pgqrs_messages_claim stay as they are
+// (Postgres creates an index in its table's schema).
 var pgTableName = regexp.MustCompile(`\bpgqrs_(queues|workers|messages|archive|schema_version|workflows|runs|steps)\b`)
 
-// pgInSchema returns a copy of base whose statements name every pgqrs table
-// as "schema".table. schema was validated as a plain identifier by WithSchema,
-// so quoting it cannot break out of the identifier.
-func pgInSchema(base *dialect, schema string) *dialect {
-	d := *base
-	prefix := `"` + schema + `".`
-	d.schema = schema
-	d.notifyChannel = pgChannel(schema)
-	for _, stmt := range []*string{&d.message.enqueue, &d.message.enqueueBatch, &d.workflow.finish, &d.workflow.setStatus} {
-		*stmt = strings.ReplaceAll(*stmt, "pg_notify('pgqrs',", "pg_notify('"+d.notifyChannel+"',")
+// pgQualifier returns the function that names pgqrs's tables in schema:
+// "schema".pgqrs_messages for pgqrs_messages. With no schema it returns its
+// text unchanged (the tables are found through the search_path). schema was
+// validated as a plain identifier by WithSchema, so quoting it cannot break
+// out of the identifier. It runs once per statement, in newPostgresDialect,
+// and on the migrations' text.
+func pgQualifier(schema string) func(string) string {
+	if schema == "" {
+		return func(s string) string { return s }
 	}
-	d.qualify = func(s string) string { return pgTableName.ReplaceAllString(s, prefix+"$0") }
-	forEachSQLField(reflect.ValueOf(&d).Elem(), "", func(_ string, v reflect.Value) {
-		v.SetString(d.qualify(v.String()))
-	})
-	d.installPrelude = []string{
+	prefix := `"` + schema + `".`
+	return func(s string) string { return pgTableName.ReplaceAllString(s, prefix+"$0") }
+}
+
+// pgInstallPrelude is what Install runs first in its transaction: a lock
+// that makes concurrent installs of one schema take turns, and the schema.
+func pgInstallPrelude(schema string) []string {
+	if schema == "" {
+		return []string{`SELECT pg_advisory_xact_lock(hashtext('pgqrs.install.' || current_schema()))`}
+	}
+	return []string{
 		`SELECT pg_advisory_xact_lock(hashtext('pgqrs.install.` + schema + `'))`,
 		`CREATE SCHEMA IF NOT EXISTS "` + schema + `"`,
 	}
-	return &d
 }
 
-// pgChannel is the NOTIFY channel of a schema: "pgqrs:" and the schema name
-// while that fits Postgres's 63-byte identifier limit (pg_notify rejects
-// longer names, LISTEN truncates them), else "pgqrs:", the name's first 40
-// bytes, ":" and a hash of the whole name. Every process derives the same
-// channel from the same schema; a schema name cannot contain ":", so a
-// hashed channel never equals a plain one.
+// pgWake returns the NOTIFY fragments of the statements that announce
+// something on channel: wakeQueue (new messages are visible in queue $1) and
+// wakeRun (run $1 ended or changed status). Their payloads are the topics
+// parseTopic reads: "q" or "r", then the ID. NOTIFY is sent at commit and
+// coalesced per transaction.
+func pgWake(channel string) (wakeQueue, wakeRun string) {
+	return `pg_notify('` + channel + `', 'q' || $1::bigint)`, `pg_notify('` + channel + `', 'r' || $1::bigint)`
+}
+
+// pgChannel is the NOTIFY channel of a schema: "pgqrs" without one, else
+// "pgqrs:" and the schema name while that fits Postgres's 63-byte identifier
+// limit (pg_notify rejects longer names, LISTEN truncates them), else
+// "pgqrs:", the name's first 40 bytes, ":" and a hash of the whole name.
+// Every process derives the same channel from the same schema; a schema name
+// cannot contain ":", so a hashed channel never equals a plain one.
 func pgChannel(schema string) string {
 	const limit = 63
+	if schema == "" {
+		return "pgqrs"
+	}
 	if ch := "pgqrs:" + schema; len(ch) <= limit {
 		return ch
 	}

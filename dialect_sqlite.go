@@ -2,6 +2,8 @@ package pgqrs
 
 import (
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 )
 
@@ -40,8 +42,12 @@ const sqliteNow = `strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`
 //     writable CTE on Postgres).
 func newSQLiteDialect() *dialect {
 	return &dialect{
-		name:       SQLite,
-		migrations: "sqlite",
+		name:         SQLite,
+		migrations:   "sqlite",
+		driver:       "sqlite",
+		driverImport: "modernc.org/sqlite",
+		schemes:      []string{"sqlite", "sqlite3", "file"},
+		readDSN:      sqliteDSN,
 		queue: queueSQL{
 			insert:     `INSERT INTO pgqrs_queues (name) VALUES (?1) RETURNING id, name, created_at`,
 			byName:     `SELECT id, name, created_at FROM pgqrs_queues WHERE name = ?1`,
@@ -130,8 +136,8 @@ UPDATE pgqrs_messages
 SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4), consumer_worker_id = NULL, read_ct = max(read_ct - 1, 0)
 WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3 AND archived_at IS NULL
 RETURNING id`,
-			holder:   `SELECT consumer_worker_id FROM pgqrs_messages WHERE id = ?1 AND +queue_id = ?2 AND archived_at IS NULL`,
-			existing: `SELECT id FROM pgqrs_messages WHERE id IN (SELECT value FROM json_each(?1)) AND +queue_id = ?2 AND archived_at IS NULL`,
+			holder:  `SELECT consumer_worker_id FROM pgqrs_messages WHERE id = ?1 AND +queue_id = ?2 AND archived_at IS NULL`,
+			holders: `SELECT id, consumer_worker_id FROM pgqrs_messages WHERE id IN (SELECT value FROM json_each(?1)) AND +queue_id = ?2 AND archived_at IS NULL`,
 			// A consumer's messages are those of its queue: the claim index
 			// finds them among the queue's live messages.
 			countHeld: `
@@ -337,7 +343,7 @@ WHERE id = ?1 AND vt > ` + sqliteNow + ` AND consumer_worker_id IS NULL AND arch
 			"pgqrs_runs_message", "pgqrs_runs_workflow", "pgqrs_steps_start", "pgqrs_run_ends_insert"},
 		poolSize:        8,
 		prepare:         true,
-		beginImmediate:  true,
+		begin:           "BEGIN IMMEDIATE",
 		serializeWrites: true,
 		secondsArg:      func(d time.Duration) any { return fmt.Sprintf("%+.3f seconds", d.Seconds()) },
 		timeArg:         func(t time.Time) any { return formatTextTime(t) },
@@ -354,7 +360,8 @@ WHERE id = ?1 AND vt > ` + sqliteNow + ` AND consumer_worker_id IS NULL AND arch
 			c := sqliteCode(err) & 0xff
 			return c == 5 || c == 6 // SQLITE_BUSY, SQLITE_LOCKED
 		},
-		qualify: func(s string) string { return s },
+		qualify:  func(s string) string { return s },
+		relation: func(name string) string { return name },
 	}
 }
 
@@ -391,3 +398,41 @@ SELECT q.name,
 FROM pgqrs_queues q
 LEFT JOIN (SELECT queue_id, count(*) FILTER (WHERE dead = 0) AS archived, count(*) FILTER (WHERE dead = 1) AS dead
            FROM pgqrs_archive GROUP BY queue_id) a ON a.queue_id = q.id`
+
+// sqliteDSN reads sqlite:PATH, sqlite3:PATH and file:PATH[?query] (rest is
+// what follows the scheme) into modernc's file: DSN with pgqrs's pragmas:
+// WAL, synchronous=NORMAL, a 10 s busy timeout, foreign keys on, and
+// immediate transactions (so a transaction that will write takes the write
+// lock at BEGIN instead of failing with SQLITE_BUSY at its first write). A
+// ":memory:" database gets foreign keys only: it has no journal to set, and
+// one connection (Open limits the pool).
+func sqliteDSN(dsn, scheme, rest string) (dsnInfo, error) {
+	info := dsnInfo{shown: redactDSN(dsn), secrets: dsnSecrets(dsn)}
+	path := rest
+	if scheme == "file" {
+		path, _, _ = strings.Cut(rest, "?")
+	}
+	path = strings.TrimPrefix(path, "//")
+	if path == "" {
+		return dsnInfo{}, fmt.Errorf("%w: %s names no database file", ErrInvalidDSN, info.shown)
+	}
+	q := url.Values{}
+	if scheme == "file" {
+		if _, raw, ok := strings.Cut(rest, "?"); ok {
+			var err error
+			if q, err = url.ParseQuery(raw); err != nil {
+				return dsnInfo{}, fmt.Errorf("%w: %s: cannot parse the query", ErrInvalidDSN, info.shown)
+			}
+		}
+	}
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(NORMAL)", "busy_timeout(10000)", "foreign_keys(1)"} {
+		q.Add("_pragma", p)
+	}
+	if path == ":memory:" {
+		q.Del("_pragma")
+		q.Add("_pragma", "foreign_keys(1)")
+	}
+	q.Set("_txlock", "immediate")
+	info.dialect, info.driver, info.source = SQLite, "sqlite", "file:"+path+"?"+q.Encode()
+	return info, nil
+}

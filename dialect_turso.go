@@ -1,6 +1,8 @@
 package pgqrs
 
 import (
+	"fmt"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -12,6 +14,10 @@ import (
 func newTursoDialect() *dialect {
 	d := newSQLiteDialect()
 	d.name = Turso
+	d.driver, d.driverImport = "libsql", "github.com/tursodatabase/libsql-client-go/libsql"
+	// libsql:// and http(s):// speak HTTP to the server, ws(s):// WebSocket.
+	d.schemes = []string{"libsql", "http", "https", "ws", "wss"}
+	d.readDSN = tursoDSN
 	// sqld is SQLite (3.45): the same schema, from the same files, so the two
 	// can never drift apart.
 	d.migrations = "sqlite"
@@ -44,4 +50,15 @@ func tursoErr(err error, texts ...string) bool {
 		}
 	}
 	return false
+}
+
+// tursoDSN checks that a libSQL URL parses and hands it to the driver as it
+// is (the driver reads authToken and the transport from it).
+func tursoDSN(dsn, _, _ string) (dsnInfo, error) {
+	info := dsnInfo{shown: redactDSN(dsn), secrets: dsnSecrets(dsn)}
+	if _, err := url.Parse(dsn); err != nil {
+		return dsnInfo{}, fmt.Errorf("%w: %s: %s", ErrInvalidDSN, info.shown, urlProblem(err))
+	}
+	info.dialect, info.driver, info.source = Turso, "libsql", dsn
+	return info, nil
 }

@@ -273,7 +273,7 @@ func ExampleWorkflow() {
 		log.Fatal(err)
 	}
 	fmt.Printf("total %d, %s\n", r.Total, r.Note)
-	info, err := s.GetRun(ctx, id)
+	info, err := s.Runs().Get(ctx, id)
 	if err != nil {
 		log.Fatal(err)
 	}

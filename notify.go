@@ -8,7 +8,7 @@ import (
 
 // Wakeups. A Store tells the goroutines of its own process that something
 // happened, so that they look now instead of at their next poll: a Run loop
-// that its queue has new messages, a WaitRun that its run ended. On Postgres
+// that its queue has new messages, a Runs.Wait that its run ended. On Postgres
 // the same news also travels between processes by NOTIFY on the dialect's
 // notifyChannel (the enqueue, run-end and run-status statements send it at
 // commit), and every Store with a DSN listens. Wakeups are hints: whoever
@@ -31,18 +31,23 @@ const (
 func queueWake(queueID int64) topic { return topic{queueTopic, queueID} }
 func runWake(runID int64) topic     { return topic{runTopic, runID} }
 
-// parseTopic reads a NOTIFY payload: a queue ID, or minus a run ID. The
-// dialect statements that send notifications write these payloads
-// (pg_notify(channel, queue_id::text) and pg_notify(channel, (-run_id)::text)).
+// parseTopic reads a NOTIFY payload: "q" and a queue ID, or "r" and a run
+// ID, as the dialect's notification fragments write them (pgWake).
 func parseTopic(payload string) (topic, bool) {
-	id, err := strconv.ParseInt(payload, 10, 64)
-	switch {
-	case err != nil || id == 0:
+	if len(payload) < 2 {
 		return topic{}, false
-	case id < 0:
-		return runWake(-id), true
 	}
-	return queueWake(id), true
+	id, err := strconv.ParseInt(payload[1:], 10, 64)
+	if err != nil || id <= 0 {
+		return topic{}, false
+	}
+	switch payload[0] {
+	case 'q':
+		return queueWake(id), true
+	case 'r':
+		return runWake(id), true
+	}
+	return topic{}, false
 }
 
 // notifier fans wakeups out to the waiters of this process, per topic.

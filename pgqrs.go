@@ -54,10 +54,10 @@
 // [Step]s are persisted: after a crash or a suspension the run starts over
 // and completed steps return their recorded results instead of running
 // again. Steps retry by a [RetryPolicy] with the retry scheduled in the store,
-// [Sleep] waits durably, a step can [Pause] its run, and runs can be
-// cancelled ([Store.CancelRun]), awaited ([Workflow.Result]) and retried
-// ([Admin.RetryRun]). Each workflow owns a queue of its name; [Workflow.Serve]
-// runs its runs on [Consumer.Run]:
+// [Sleep] waits durably, a step can [Pause] its run, and runs are awaited
+// with [Workflow.Result] and read, cancelled, resumed, retried, listed and
+// purged through [Store.Runs]. Each workflow owns a queue of its name;
+// [Workflow.Serve] runs its runs on [Consumer.Run]:
 //
 //	var greet = pgqrs.NewWorkflow("greet", func(ctx context.Context, run *pgqrs.Run, name string) (string, error) {
 //		return pgqrs.Step(ctx, run, "hello", func(ctx context.Context) (string, error) {
@@ -113,13 +113,19 @@ const (
 	Turso    Dialect = "turso"    // github.com/tursodatabase/libsql-client-go (driver name "libsql")
 )
 
-func (d Dialect) impl() (*dialect, error) {
+// impl returns d's dialect for pgqrs's tables in schema ("" for the
+// default place: the search_path on Postgres, the database elsewhere).
+func (d Dialect) impl(schema string) (*dialect, error) {
 	switch d {
 	case Postgres:
-		return newPostgresDialect(), nil
-	case SQLite:
-		return newSQLiteDialect(), nil
-	case Turso:
+		return newPostgresDialect(schema), nil
+	case SQLite, Turso:
+		if schema != "" {
+			return nil, fmt.Errorf("%w: WithSchema is only supported on %s, not %s", ErrInvalidArgument, Postgres, d)
+		}
+		if d == SQLite {
+			return newSQLiteDialect(), nil
+		}
 		return newTursoDialect(), nil
 	}
 	return nil, fmt.Errorf("%w: unknown dialect %q (want %q, %q or %q)", ErrInvalidArgument, string(d), Postgres, SQLite, Turso)
@@ -201,17 +207,17 @@ var (
 	ErrInvalidTransition = errors.New("pgqrs: invalid worker state transition")
 	// ErrWorkflowNotFound is returned by [Workflow.TriggerTx] for a workflow
 	// never registered ([Workflow.Register], [Workflow.Serve],
-	// [Workflow.Trigger] register it), and by [Admin.ListRuns] and
-	// [Admin.DeleteWorkflow] for an unknown workflow name.
+	// [Workflow.Trigger] register it), and by [Runs.List], [Runs.Purge]
+	// and [Admin.DeleteWorkflow] for an unknown workflow name.
 	ErrWorkflowNotFound = errors.New("pgqrs: workflow not registered")
 	// ErrRunNotFound is returned for a run ID that does not exist.
 	ErrRunNotFound = errors.New("pgqrs: run not found")
-	// ErrRunFinished is returned by [Store.CancelRun] and [Store.ResumeRun]
+	// ErrRunFinished is returned by [Runs.Cancel] and [Runs.Resume]
 	// for a run that already ended (SUCCESS, ERROR or CANCELLED).
 	ErrRunFinished = errors.New("pgqrs: run already finished")
 	// ErrRunState is returned when a run is not in a state the operation
-	// needs: [Store.ResumeRun] of a run that is not paused, [Admin.RetryRun]
-	// of one that did not fail.
+	// needs: [Runs.Resume] of a run that is not paused, [Runs.Retry] of
+	// one that did not fail.
 	ErrRunState = errors.New("pgqrs: run is not in a state that allows this")
 	// ErrRunCancelled is returned by [Step] and [Sleep] once the run was
 	// cancelled, and by [Workflow.Result] for a cancelled run.
@@ -414,7 +420,7 @@ type Store struct {
 	schema    schemaRepo
 	hooks     *testHooks    // nil outside tests
 	workflows sync.Map      // workflow name → workflowRef, once registered
-	waitPoll  time.Duration // WaitRun's fixed poll (0: 10ms doubling to 1s); tests set an hour
+	waitPoll  time.Duration // Runs.Wait's fixed poll (0: 10ms doubling to 1s); tests set an hour
 }
 
 // New returns a Store on db, which must be an open pool for the backend d.
@@ -439,15 +445,9 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 			return nil, err
 		}
 	}
-	impl, err := d.impl()
+	impl, err := d.impl(cfg.schema)
 	if err != nil {
 		return nil, err
-	}
-	if cfg.schema != "" {
-		if impl.withSchema == nil {
-			return nil, fmt.Errorf("%w: WithSchema is only supported on %s, not %s", ErrInvalidArgument, Postgres, d)
-		}
-		impl = impl.withSchema(cfg.schema)
 	}
 	return &Store{db: db, pool: &stmtCache{db: db, off: !impl.prepare || cfg.unprepared}, d: impl, cfg: cfg, listenDSN: cfg.listenDSN,
 		queues: queueRepo{impl}, archive: archiveRepo{impl}, workers: workerRepo{impl}, messages: messageRepo{impl}, stats: statsRepo{impl}, runs: runRepo{impl}, schema: schemaRepo{impl}}, nil
@@ -478,8 +478,9 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	}
 	d, driver, source := info.dialect, info.driver, info.source
 	if !slices.Contains(sql.Drivers(), driver) {
+		impl, _ := d.impl("")
 		return nil, fmt.Errorf("%w: no database/sql driver %q is registered for %s; add: import _ %q",
-			ErrDriverNotImported, driver, d, driverImport[d])
+			ErrDriverNotImported, driver, d, impl.driverImport)
 	}
 	db, err := openPool(d, driver, source)
 	if err != nil {
@@ -529,12 +530,6 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	return s, nil
 }
 
-var driverImport = map[Dialect]string{
-	Postgres: "github.com/lib/pq",
-	SQLite:   "modernc.org/sqlite",
-	Turso:    "github.com/tursodatabase/libsql-client-go/libsql",
-}
-
 // dsnInfo is what Open needs to know about a DSN.
 type dsnInfo struct {
 	dialect        Dialect
@@ -543,59 +538,44 @@ type dsnInfo struct {
 	secrets        []string // texts that must never appear in an error
 }
 
-const wantSchemes = "want postgres://, sqlite:, file:, libsql://, http(s)://, ws(s)://, or a Postgres key=value DSN"
-
-// parseDSN maps a DSN to its dialect, driver name and driver data source.
-// No error it returns contains a password, a token or a query value.
+// parseDSN maps a DSN to its dialect, driver name and driver data source:
+// the backend whose dialect lists the DSN's scheme reads it. No error it
+// returns contains a password, a token or a query value.
 func parseDSN(dsn string) (dsnInfo, error) {
+	var all []*dialect
+	for _, d := range []Dialect{Postgres, SQLite, Turso} {
+		impl, _ := d.impl("")
+		all = append(all, impl)
+	}
 	scheme, rest, ok := strings.Cut(dsn, ":")
 	if !ok || !isScheme(scheme) {
-		if strings.Contains(dsn, "=") {
-			// host=/tmp user=app password=... dbname=app
-			return pgDSN(dsn)
-		}
-		return dsnInfo{}, fmt.Errorf("%w: the DSN has no scheme (%s)", ErrInvalidDSN, wantSchemes)
-	}
-	info := dsnInfo{shown: redactDSN(dsn), secrets: dsnSecrets(dsn)}
-	switch strings.ToLower(scheme) {
-	case "postgres", "postgresql":
-		return pgDSN(dsn)
-	case "sqlite", "sqlite3", "file":
-		path := rest
-		if strings.EqualFold(scheme, "file") {
-			path, _, _ = strings.Cut(rest, "?")
-		}
-		path = strings.TrimPrefix(path, "//")
-		if path == "" {
-			return dsnInfo{}, fmt.Errorf("%w: %s names no database file", ErrInvalidDSN, info.shown)
-		}
-		q := url.Values{}
-		if strings.EqualFold(scheme, "file") {
-			if _, raw, ok := strings.Cut(rest, "?"); ok {
-				var err error
-				if q, err = url.ParseQuery(raw); err != nil {
-					return dsnInfo{}, fmt.Errorf("%w: %s: cannot parse the query", ErrInvalidDSN, info.shown)
-				}
+		for _, d := range all {
+			if d.keyValueDSN && strings.Contains(dsn, "=") {
+				return d.readDSN(dsn, "", dsn)
 			}
 		}
-		for _, p := range []string{"journal_mode(WAL)", "synchronous(NORMAL)", "busy_timeout(10000)", "foreign_keys(1)"} {
-			q.Add("_pragma", p)
-		}
-		if path == ":memory:" {
-			q.Del("_pragma")
-			q.Add("_pragma", "foreign_keys(1)")
-		}
-		q.Set("_txlock", "immediate")
-		info.dialect, info.driver, info.source = SQLite, "sqlite", "file:"+path+"?"+q.Encode()
-		return info, nil
-	case "libsql", "http", "https", "ws", "wss":
-		if _, err := url.Parse(dsn); err != nil {
-			return dsnInfo{}, fmt.Errorf("%w: %s: %s", ErrInvalidDSN, info.shown, urlProblem(err))
-		}
-		info.dialect, info.driver, info.source = Turso, "libsql", dsn
-		return info, nil
+		return dsnInfo{}, fmt.Errorf("%w: the DSN has no scheme (%s)", ErrInvalidDSN, wantSchemes(all))
 	}
-	return dsnInfo{}, fmt.Errorf("%w: unknown scheme %q (%s)", ErrInvalidDSN, scheme, wantSchemes)
+	for _, d := range all {
+		if slices.Contains(d.schemes, strings.ToLower(scheme)) {
+			return d.readDSN(dsn, strings.ToLower(scheme), rest)
+		}
+	}
+	return dsnInfo{}, fmt.Errorf("%w: unknown scheme %q (%s)", ErrInvalidDSN, scheme, wantSchemes(all))
+}
+
+// wantSchemes lists the DSN forms the dialects read, for errors.
+func wantSchemes(all []*dialect) string {
+	var forms []string
+	for _, d := range all {
+		for _, sc := range d.schemes {
+			forms = append(forms, sc+":")
+		}
+		if d.keyValueDSN {
+			forms = append(forms, "a key=value DSN ("+string(d.name)+")")
+		}
+	}
+	return "want " + strings.Join(forms, ", ")
 }
 
 // isScheme reports whether s is a URL scheme: a letter, then letters,

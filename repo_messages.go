@@ -186,13 +186,24 @@ func (r messageRepo) exists(ctx context.Context, q querier, id, queueID int64) (
 	return err == nil, err
 }
 
-// existing returns which of ids are live messages of queue queueID.
-func (r messageRepo) existing(ctx context.Context, q querier, ids []int64, queueID int64) ([]int64, error) {
-	rows, err := q.QueryContext(ctx, r.d.message.existing, r.d.idsArg(ids), queueID)
+// holders returns, for each of ids that is a live message of queue
+// queueID, the consumer worker holding it (0: none).
+func (r messageRepo) holders(ctx context.Context, q querier, ids []int64, queueID int64) (map[int64]int64, error) {
+	rows, err := q.QueryContext(ctx, r.d.message.holders, r.d.idsArg(ids), queueID)
 	if err != nil {
 		return nil, err
 	}
-	return scanIDs(rows)
+	defer rows.Close()
+	out := make(map[int64]int64, len(ids))
+	for rows.Next() {
+		var id int64
+		var holder sql.NullInt64
+		if err := rows.Scan(&id, &holder); err != nil {
+			return nil, err
+		}
+		out[id] = holder.Int64
+	}
+	return out, rows.Err()
 }
 
 // countHeld counts the messages consumer holds unexpired leases on.

@@ -197,6 +197,7 @@ type runner struct {
 	stop       chan struct{} // closed to stop claiming
 	hardStop   chan struct{} // closed when handlers must give up
 	stopping   atomic.Bool   // set before the claim loop drains work
+	abandoned  atomic.Bool   // set when Run stops waiting for its handlers
 
 	mu       sync.Mutex
 	held     map[int64]*lease // claimed and not yet settled, by message ID
@@ -270,6 +271,9 @@ func (c *Consumer) run(ctx context.Context, opts *RunOptions, single bool, handl
 	case <-time.After(o.ShutdownTimeout + abandonAfter):
 		// Handlers that ignore their cancelled context are abandoned: the
 		// final Shutdown releases their messages, which may then run again.
+		// Whatever they return later is dropped (see process): a later Run
+		// of this consumer may hold their messages by then.
+		r.abandoned.Store(true)
 		r.log.Error("pgqrs: handlers did not return after their context was cancelled; abandoning them")
 	}
 	grace.Stop()
@@ -300,7 +304,10 @@ func (r *runner) requestStop() { r.stopOnce.Do(func() { close(r.stop) }) }
 // claimLoop claims while there is room, and waits for a wakeup, the poll
 // interval or room otherwise, until ctx is done or a stop is requested.
 func (r *runner) claimLoop(ctx context.Context, limit int, wake <-chan struct{}) {
-	cfg := dequeueConfig{vt: r.o.VisibilityTimeout, maxAttempts: r.o.MaxAttempts}
+	// Exhausted messages are dead-lettered after track, which knows which
+	// claims are new deliveries: a claim that only renewed the lease of a
+	// delivery still running here must not dead-letter it under its handler.
+	cfg := dequeueConfig{vt: r.o.VisibilityTimeout}
 	idle := time.NewTimer(0)
 	defer idle.Stop()
 	wait := func(ch <-chan struct{}, d time.Duration) {
@@ -342,7 +349,7 @@ func (r *runner) claimLoop(ctx context.Context, limit int, wake <-chan struct{})
 			continue
 		}
 		claimed := len(msgs)
-		fresh := r.track(msgs)
+		fresh := r.dropExhausted(r.track(msgs))
 		r.c.s.hooks.tracked(msgIDs(msgs))
 		if len(fresh) > 0 {
 			if r.single {

@@ -2,6 +2,7 @@ package pgqrs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -18,11 +19,17 @@ import (
 // Fields other than m are guarded by runner.mu.
 type lease struct {
 	m      *Message
-	lost   bool               // an extension found the message held by another consumer, or by none
-	gone   bool               // the message no longer exists: settled outside the loop (by its handler's ArchiveTx, ...) or purged
-	done   bool               // a settle statement for this delivery was sent: a claim of its ID is a new delivery
-	cancel context.CancelFunc // set while a handler runs
+	lost   bool                    // an extension found the message held by another consumer, or by none
+	gone   bool                    // the message no longer exists: settled outside the loop (by its handler's ArchiveTx, ...) or purged
+	done   bool                    // a settle statement for this delivery was sent: a claim of its ID is a new delivery
+	cancel context.CancelCauseFunc // set while a handler runs
 }
+
+// Why the loop cancels a running handler's context (its cause).
+var (
+	errLeaseLost  = errors.New("pgqrs: lease lost: another consumer has the message")
+	errGraceEnded = errors.New("pgqrs: shutdown grace period over")
+)
 
 func leaseIDs(ls []*lease) []int64 {
 	out := make([]int64, len(ls))
@@ -62,6 +69,30 @@ func (r *runner) track(msgs []*Message) []*lease {
 		fresh = append(fresh, l)
 	}
 	return fresh
+}
+
+// dropExhausted dead-letters the new deliveries claimed past their last
+// attempt (see [Consumer.dropExhausted]), forgets them, and returns the rest.
+func (r *runner) dropExhausted(fresh []*lease) []*lease {
+	var keep, exhausted []*lease
+	for _, l := range fresh {
+		if l.m.ReadCount > r.o.MaxAttempts {
+			exhausted = append(exhausted, l)
+		} else {
+			keep = append(keep, l)
+		}
+	}
+	if len(exhausted) == 0 {
+		return fresh
+	}
+	mine, others := r.settling(exhausted)
+	r.settled(others)
+	if _, err := r.c.dropExhausted(r.bg, leaseMessages(mine), r.o.MaxAttempts); err != nil {
+		r.log.Error("pgqrs: dead-lettering exhausted messages failed; they are dead-lettered after their leases expire", "err", err)
+	}
+	r.log.Warn("pgqrs: dead-lettered after max attempts", "ids", leaseIDs(mine), "attempts", r.o.MaxAttempts)
+	r.settled(mine)
+	return keep
 }
 
 // settling marks the current leases among ls done (a settle statement for
@@ -118,7 +149,7 @@ func (r *runner) keepLeases(done <-chan struct{}) {
 			r.mu.Lock()
 			for _, l := range r.held {
 				if l.cancel != nil {
-					l.cancel()
+					l.cancel(errGraceEnded)
 				}
 			}
 			r.mu.Unlock()
@@ -149,19 +180,23 @@ func (r *runner) keepLeases(done <-chan struct{}) {
 			}
 		}
 		if len(missed) > 0 {
+			r.c.s.hooks.missedExtension(leaseIDs(missed))
 			r.lostOrGone(missed)
+			r.c.s.hooks.sortedMissed(leaseIDs(missed))
 		}
 	}
 }
 
-// lostOrGone sorts out deliveries whose lease the loop found it no longer
-// holds. A message that still exists is held by another consumer (or by
-// none): its lease is lost, and its handler's context is cancelled. One that
-// no longer exists was settled outside the loop, typically by its own
-// handler with [Consumer.ArchiveTx] or [Consumer.DeleteTx]: it is gone, which
-// is no failure, and its handler runs on.
+// lostOrGone sorts out deliveries whose lease an extension found the loop
+// no longer held. A message that no longer exists was settled outside the
+// loop, typically by its own handler with [Consumer.ArchiveTx] or
+// [Consumer.DeleteTx]: it is gone, which is no failure, and its handler runs
+// on. One this loop holds again was claimed again by the loop itself after
+// its lease ran out (track kept the running delivery): nothing is lost. One
+// held by another consumer, or by none, is lost, and its handler's context
+// is cancelled.
 func (r *runner) lostOrGone(ls []*lease) {
-	exist, err := r.c.existing(r.bg, leaseIDs(ls))
+	holders, err := r.c.holders(r.bg, leaseIDs(ls))
 	if err != nil {
 		r.log.Warn("pgqrs: checking messages whose lease was not renewed failed", "ids", leaseIDs(ls), "err", err)
 		return // the next extension asks again
@@ -169,36 +204,35 @@ func (r *runner) lostOrGone(ls []*lease) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, l := range ls {
+		holder, exists := holders[l.m.ID]
 		switch {
 		case l.lost || l.gone || l.done || r.held[l.m.ID] != l:
 			// settled or replaced meanwhile
-		case exist[l.m.ID]:
+		case !exists:
+			l.gone = true
+			r.log.Debug("pgqrs: message settled outside the loop", "id", l.m.ID)
+		case holder == r.c.id:
+			// claimed again by this loop since the extension
+		default:
 			l.lost = true
 			r.log.Warn("pgqrs: lease lost; cancelling its handler", "id", l.m.ID)
 			if l.cancel != nil {
-				l.cancel()
+				l.cancel(errLeaseLost)
 			}
-		default:
-			l.gone = true
-			r.log.Debug("pgqrs: message settled outside the loop", "id", l.m.ID)
 		}
 	}
 }
 
-// existing reports which of ids are still live messages of the queue,
-// whoever holds them.
-func (c *Consumer) existing(ctx context.Context, ids []int64) (map[int64]bool, error) {
-	var found []int64
+// holders reports, for each of ids that is still a live message of the
+// queue, the consumer worker that holds it (0: none).
+func (c *Consumer) holders(ctx context.Context, ids []int64) (map[int64]int64, error) {
+	var out map[int64]int64
 	err := c.s.read(ctx, func(ctx context.Context, q querier) (err error) {
-		found, err = c.s.messages.existing(ctx, q, ids, c.queueID)
+		out, err = c.s.messages.holders(ctx, q, ids, c.queueID)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("look up messages in %q: %w", c.queue, err)
-	}
-	out := make(map[int64]bool, len(found))
-	for _, id := range found {
-		out[id] = true
 	}
 	return out, nil
 }

@@ -47,8 +47,8 @@ func (r *runner) drainWork() {
 // kept by keepLeases; a message whose lease was lost while it waited is
 // dropped without running the handler, and so is one that no longer exists.
 func (r *runner) process(unit []*lease) {
-	hctx, cancel := context.WithCancel(r.bg)
-	defer cancel()
+	hctx, cancel := context.WithCancelCause(r.bg)
+	defer cancel(nil)
 	var skip, keep []*lease
 	r.mu.Lock()
 	for _, l := range unit {
@@ -68,16 +68,26 @@ func (r *runner) process(unit []*lease) {
 		return
 	}
 	err := r.call(hctx, leaseMessages(keep))
-	if err == nil && hctx.Err() != nil {
-		// The lease was lost, or the grace period ended, while the handler
-		// ran; an archive would fail the fence anyway.
-		err = fmt.Errorf("handler context cancelled: %w", hctx.Err())
+	lostOne := context.Cause(hctx) == errLeaseLost
+	if err == nil && hctx.Err() != nil && !lostOne {
+		// The grace period ended while the handler ran: it may have stopped
+		// short of its work.
+		err = fmt.Errorf("handler context cancelled: %w", context.Cause(hctx))
 	}
 	r.mu.Lock()
 	for _, l := range keep {
 		l.cancel = nil
 	}
 	r.mu.Unlock()
+	if r.abandoned.Load() {
+		// Run gave up on this handler and returned. Its messages are no
+		// longer this loop's: settling them now could archive or release a
+		// delivery of a later Run of the same consumer, which the fence
+		// cannot tell apart.
+		r.log.Warn("pgqrs: an abandoned handler returned; its outcome is dropped", "ids", leaseIDs(keep), "err", err)
+		r.c.s.hooks.droppedAbandoned(leaseIDs(keep))
+		return
+	}
 	if err == nil {
 		for _, l := range keep {
 			r.acks <- l
@@ -96,6 +106,20 @@ func (r *runner) process(unit []*lease) {
 		return
 	}
 	ids := leaseIDs(mine)
+	if lostOne {
+		// A batch whose handler was cancelled because another consumer took
+		// one of its messages: the failure is the loop's doing, not the
+		// messages', so the ones still held go back visible now, this
+		// delivery uncounted. (A handler that returned nil anyway succeeded:
+		// its held messages were archived above, and the lost one is the
+		// other consumer's.)
+		if _, err := r.c.settleAll(r.bg, "give back", ids, r.c.s.messages.unclaim); err != nil {
+			r.log.Error("pgqrs: giving back a batch interrupted by a lost lease failed; they return when their leases expire", "ids", ids, "err", err)
+		}
+		r.c.s.hooks.givenBack(ids)
+		r.settled(mine)
+		return
+	}
 	var later *rescheduleError
 	if errors.As(err, &later) {
 		// A workflow run waits for a timer: give the message back for then,
@@ -242,9 +266,9 @@ func (r *runner) archiveBatch(batch []*lease) {
 		}
 	}
 	if len(missed) > 0 {
-		exist, err := r.c.existing(r.bg, missed)
+		holders, err := r.c.holders(r.bg, missed)
 		for _, id := range missed {
-			if err != nil || exist[id] {
+			if _, exists := holders[id]; err != nil || exists {
 				r.log.Warn("pgqrs: archive after lease loss; another consumer has the message", "id", id)
 			}
 		}
@@ -285,6 +309,29 @@ type testHooks struct {
 	afterGiveBack func(ids []int64)
 	// afterClaim runs after the claim loop recorded a claim's messages.
 	afterClaim func(ids []int64)
+	// missedExtension runs when a lease extension did not renew ids, before
+	// the loop looks at who holds them; sortedMissed after it has.
+	afterMissedExtension, afterSortMissed func(ids []int64)
+	// afterDropAbandoned runs when a handler Run abandoned returned.
+	afterDropAbandoned func(ids []int64)
+}
+
+func (h *testHooks) droppedAbandoned(ids []int64) {
+	if h != nil && h.afterDropAbandoned != nil {
+		h.afterDropAbandoned(ids)
+	}
+}
+
+func (h *testHooks) missedExtension(ids []int64) {
+	if h != nil && h.afterMissedExtension != nil {
+		h.afterMissedExtension(ids)
+	}
+}
+
+func (h *testHooks) sortedMissed(ids []int64) {
+	if h != nil && h.afterSortMissed != nil {
+		h.afterSortMissed(ids)
+	}
 }
 
 func (h *testHooks) givenBack(ids []int64) {

@@ -28,8 +28,8 @@ type RunInfo struct {
 	FinishedAt time.Time `json:"finished_at,omitzero"` // zero until the run ended
 	UpdatedAt  time.Time `json:"updated_at"`
 	// Steps are the run's recorded steps in the order the run reached them
-	// (filled by [Store.GetRun] and [Store.WaitRun], never nil there; nil
-	// in lists, and then left out of JSON).
+	// (filled by [Runs.Get] and [Runs.Wait], never nil there; nil in lists,
+	// and then left out of JSON).
 	Steps []StepInfo `json:"steps,omitzero"`
 }
 
@@ -224,9 +224,30 @@ func (s *Store) runSteps(ctx context.Context, id int64) ([]StepInfo, error) {
 	return steps, nil
 }
 
-// GetRun returns run id as stored now, with its steps, without waiting.
+// Runs reads and steers workflow runs: Get, Wait, Cancel, Resume, Retry,
+// List and Purge. Get one from [Store.Runs]; it is safe for concurrent use,
+// registers no worker, and after [Store.Close] every method returns
+// [ErrClosed].
+//
+// Every operation on existing runs is here, whether an application calls it
+// (wait for a run, cancel it) or an operator does (retry a failed run, list,
+// purge), so that one type's method set is the whole answer to "what can I do
+// with a run ID". Starting a run and reading its typed output belong to its
+// workflow ([Workflow.Trigger], [Workflow.Result]). Workflow definitions
+// stay on [Admin] ([Admin.ListWorkflows], [Admin.DeleteWorkflow]): deleting
+// one deletes the queue it owns, and Admin is where queues are listed and
+// deleted.
+type Runs struct {
+	s *Store
+}
+
+// Runs returns the run operations of the Store.
+func (s *Store) Runs() *Runs { return &Runs{s: s} }
+
+// Get returns run id as stored now, with its steps, without waiting.
 // It returns [ErrRunNotFound] for an unknown ID.
-func (s *Store) GetRun(ctx context.Context, id int64) (*RunInfo, error) {
+func (r *Runs) Get(ctx context.Context, id int64) (*RunInfo, error) {
+	s := r.s
 	info, err := s.getRun(ctx, id)
 	if err != nil {
 		return nil, err
@@ -237,13 +258,14 @@ func (s *Store) GetRun(ctx context.Context, id int64) (*RunInfo, error) {
 	return info, nil
 }
 
-// WaitRun waits until run id has finished (SUCCESS, ERROR or CANCELLED) and
-// returns it as [Store.GetRun] does, or returns ctx's error. A run
+// Wait waits until run id has finished (SUCCESS, ERROR or CANCELLED) and
+// returns it as [Runs.Get] does, or returns ctx's error. A run
 // finished by a worker of this Store wakes it at once; on Postgres, so does
 // one finished by any process (LISTEN/NOTIFY, when the Store has a DSN to
 // listen with); otherwise it checks again at growing intervals up to a
 // second.
-func (s *Store) WaitRun(ctx context.Context, id int64) (*RunInfo, error) {
+func (r *Runs) Wait(ctx context.Context, id int64) (*RunInfo, error) {
+	s := r.s
 	wake, unsubscribe := s.subscribe(runWake(id))
 	defer unsubscribe()
 	s.startListener(slog.New(slog.DiscardHandler))
@@ -295,13 +317,14 @@ func (s *Store) WaitRun(ctx context.Context, id int64) (*RunInfo, error) {
 	}
 }
 
-// CancelRun asks run id to stop. A run no worker is executing (queued,
+// Cancel asks run id to stop. A run no worker is executing (queued,
 // paused, sleeping or waiting for a retry) is CANCELLED at once; a running
 // one becomes CANCELLING and then CANCELLED at its next step boundary: the
-// step in progress finishes, no further step starts. CancelRun returns the
+// step in progress finishes, no further step starts. Cancel returns the
 // status it left the run in, [ErrRunFinished] for a run that already ended
 // and [ErrRunNotFound] for an unknown ID. Cancelling twice is harmless.
-func (s *Store) CancelRun(ctx context.Context, id int64) (RunStatus, error) {
+func (r *Runs) Cancel(ctx context.Context, id int64) (RunStatus, error) {
+	s := r.s
 	var to RunStatus
 	err := s.inTx(ctx, func(ctx context.Context, q querier) error {
 		status, msgID, executing, err := s.lockRun(ctx, q, id)
@@ -337,10 +360,11 @@ func (s *Store) CancelRun(ctx context.Context, id int64) (RunStatus, error) {
 	return to, nil
 }
 
-// ResumeRun continues a PAUSED run now, whatever time it was paused until.
+// Resume continues a PAUSED run now, whatever time it was paused until.
 // It returns [ErrRunState] for a run that is not paused, [ErrRunFinished]
 // for one that ended and [ErrRunNotFound] for an unknown ID.
-func (s *Store) ResumeRun(ctx context.Context, id int64) error {
+func (r *Runs) Resume(ctx context.Context, id int64) error {
+	s := r.s
 	err := s.inTx(ctx, func(ctx context.Context, q querier) error {
 		status, msgID, _, err := s.lockRun(ctx, q, id)
 		switch {
@@ -393,13 +417,13 @@ func (s *Store) lockRun(ctx context.Context, q querier, id int64) (status RunSta
 	return status, msgID, executing, err
 }
 
-// RetryRun runs a failed run again from its first failed step: steps that
+// Retry runs a failed run again from its first failed step: steps that
 // completed keep their results and are not run again; failed steps start
 // over with fresh attempts. The run is QUEUED with a new message. It returns
 // [ErrRunState] unless the run's status is ERROR, and [ErrRunNotFound] for an
 // unknown ID.
-func (a *Admin) RetryRun(ctx context.Context, id int64) error {
-	s := a.s
+func (r *Runs) Retry(ctx context.Context, id int64) error {
+	s := r.s
 	var queueID int64
 	err := s.inTx(ctx, func(ctx context.Context, q querier) error {
 		status, _, _, err := s.lockRun(ctx, q, id)
@@ -432,6 +456,99 @@ func (a *Admin) RetryRun(ctx context.Context, id int64) error {
 	}
 	s.wake(queueWake(queueID))
 	return nil
+}
+
+// Purge deletes the workflow's runs that finished (SUCCESS, ERROR or
+// CANCELLED) before the given time, with their steps, and returns how many
+// it deleted; runs keep accumulating otherwise. Their messages are in the
+// queue's archive, trimmed separately. It returns [ErrWorkflowNotFound] for
+// an unknown name.
+func (r *Runs) Purge(ctx context.Context, workflow string, finishedBefore time.Time) (int64, error) {
+	s := r.s
+	if finishedBefore.IsZero() {
+		return 0, fmt.Errorf("%w: purge runs needs a time", ErrInvalidArgument)
+	}
+	ref, err := s.lookupWorkflow(ctx, nil, workflow)
+	if err != nil {
+		return 0, fmt.Errorf("purge runs: %w", err)
+	}
+	var n int64
+	err = s.write(ctx, nil, func(ctx context.Context, q querier) (err error) {
+		n, err = s.runs.purge(ctx, q, ref.id, finishedBefore)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("purge runs of %q: %w", workflow, err)
+	}
+	return n, nil
+}
+
+// RunFilter selects runs for [Runs.List]; the zero value selects all.
+type RunFilter struct {
+	Workflow string    // only this workflow's runs
+	Status   RunStatus // only runs in this status
+	// Before pages backwards: only runs with a smaller ID (0: from the
+	// newest).
+	Before int64
+	// Limit is the page size; 0 means 100.
+	Limit int
+}
+
+// List returns runs, newest first, without their steps. A workflow name
+// that is not registered returns [ErrWorkflowNotFound].
+func (r *Runs) List(ctx context.Context, f RunFilter) ([]RunInfo, error) {
+	s := r.s
+	if f.Limit < 0 || f.Before < 0 {
+		return nil, fmt.Errorf("%w: negative limit or cursor", ErrInvalidArgument)
+	}
+	switch f.Status {
+	case "", RunQueued, RunRunning, RunPaused, RunCancelling, RunCancelled, RunSucceeded, RunFailed:
+	default:
+		return nil, fmt.Errorf("%w: unknown run status %q", ErrInvalidArgument, f.Status)
+	}
+	if f.Limit > s.cfg.maxBatch {
+		return nil, fmt.Errorf("list runs: %w: limit %d, at most %d", ErrBatchTooLarge, f.Limit, s.cfg.maxBatch)
+	}
+	if f.Workflow != "" {
+		if _, err := s.lookupWorkflow(ctx, nil, f.Workflow); err != nil {
+			return nil, fmt.Errorf("list runs: %w", err)
+		}
+	}
+	limit := cmpOr(f.Limit, 100)
+	before := f.Before
+	if before == 0 {
+		before = math.MaxInt64
+	}
+	var out []RunInfo
+	err := s.read(ctx, func(ctx context.Context, q querier) (err error) {
+		out, err = s.runs.list(ctx, q, f.Workflow, f.Status, before, limit)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	if out == nil {
+		out = []RunInfo{}
+	}
+	return out, nil
+}
+
+// ListWorkflows returns every registered workflow with its run counts, by
+// name.
+func (a *Admin) ListWorkflows(ctx context.Context) ([]WorkflowInfo, error) {
+	s := a.s
+	var out []WorkflowInfo
+	err := s.read(ctx, func(ctx context.Context, q querier) (err error) {
+		out, err = s.runs.workflows(ctx, q)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list workflows: %w", err)
+	}
+	if out == nil {
+		out = []WorkflowInfo{}
+	}
+	return out, nil
 }
 
 // DeleteWorkflow deletes the workflow called name with all its runs, their
@@ -469,97 +586,4 @@ func (a *Admin) DeleteWorkflow(ctx context.Context, name string) error {
 	}
 	s.workflows.Delete(name)
 	return nil
-}
-
-// PurgeRuns deletes the workflow's runs that finished (SUCCESS, ERROR or
-// CANCELLED) before the given time, with their steps, and returns how many
-// it deleted; runs keep accumulating otherwise. Their messages are in the
-// queue's archive, trimmed separately. It returns [ErrWorkflowNotFound] for
-// an unknown name.
-func (a *Admin) PurgeRuns(ctx context.Context, workflow string, finishedBefore time.Time) (int64, error) {
-	s := a.s
-	if finishedBefore.IsZero() {
-		return 0, fmt.Errorf("%w: purge runs needs a time", ErrInvalidArgument)
-	}
-	ref, err := s.lookupWorkflow(ctx, nil, workflow)
-	if err != nil {
-		return 0, fmt.Errorf("purge runs: %w", err)
-	}
-	var n int64
-	err = s.write(ctx, nil, func(ctx context.Context, q querier) (err error) {
-		n, err = s.runs.purge(ctx, q, ref.id, finishedBefore)
-		return err
-	})
-	if err != nil {
-		return 0, fmt.Errorf("purge runs of %q: %w", workflow, err)
-	}
-	return n, nil
-}
-
-// ListWorkflows returns every registered workflow with its run counts, by
-// name.
-func (a *Admin) ListWorkflows(ctx context.Context) ([]WorkflowInfo, error) {
-	s := a.s
-	var out []WorkflowInfo
-	err := s.read(ctx, func(ctx context.Context, q querier) (err error) {
-		out, err = s.runs.workflows(ctx, q)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list workflows: %w", err)
-	}
-	if out == nil {
-		out = []WorkflowInfo{}
-	}
-	return out, nil
-}
-
-// RunFilter selects runs for [Admin.ListRuns]; the zero value selects all.
-type RunFilter struct {
-	Workflow string    // only this workflow's runs
-	Status   RunStatus // only runs in this status
-	// Before pages backwards: only runs with a smaller ID (0: from the
-	// newest).
-	Before int64
-	// Limit is the page size; 0 means 100.
-	Limit int
-}
-
-// ListRuns returns runs, newest first, without their steps. A workflow name
-// that is not registered returns [ErrWorkflowNotFound].
-func (a *Admin) ListRuns(ctx context.Context, f RunFilter) ([]RunInfo, error) {
-	s := a.s
-	if f.Limit < 0 || f.Before < 0 {
-		return nil, fmt.Errorf("%w: negative limit or cursor", ErrInvalidArgument)
-	}
-	switch f.Status {
-	case "", RunQueued, RunRunning, RunPaused, RunCancelling, RunCancelled, RunSucceeded, RunFailed:
-	default:
-		return nil, fmt.Errorf("%w: unknown run status %q", ErrInvalidArgument, f.Status)
-	}
-	if f.Limit > s.cfg.maxBatch {
-		return nil, fmt.Errorf("list runs: %w: limit %d, at most %d", ErrBatchTooLarge, f.Limit, s.cfg.maxBatch)
-	}
-	if f.Workflow != "" {
-		if _, err := s.lookupWorkflow(ctx, nil, f.Workflow); err != nil {
-			return nil, fmt.Errorf("list runs: %w", err)
-		}
-	}
-	limit := cmpOr(f.Limit, 100)
-	before := f.Before
-	if before == 0 {
-		before = math.MaxInt64
-	}
-	var out []RunInfo
-	err := s.read(ctx, func(ctx context.Context, q querier) (err error) {
-		out, err = s.runs.list(ctx, q, f.Workflow, f.Status, before, limit)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list runs: %w", err)
-	}
-	if out == nil {
-		out = []RunInfo{}
-	}
-	return out, nil
 }

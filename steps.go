@@ -109,7 +109,7 @@ func (e *pauseError) Error() string {
 
 // Pause returns the error a step returns to pause its run: the run becomes
 // PAUSED, holds no worker, and continues at until, or when
-// [Store.ResumeRun] resumes it (until zero: only then). The step that
+// [Runs.Resume] resumes it (until zero: only then). The step that
 // paused did not complete; it runs again when the run continues. A workflow
 // function may return it too; the run then starts over from its first step,
 // replaying completed ones.
@@ -298,8 +298,41 @@ func Sleep(ctx context.Context, run *Run, name string, d time.Duration) error {
 	return nil
 }
 
-// step is Step without types: replay, run, record.
+// step is Step without types. A call goes through four phases: admit (may
+// the run take this step now, and at which position), replay (a step
+// recorded by an earlier execution returns its record instead of running),
+// attempt (run the body) and conclude (keep the result for recording, or
+// record the failure and schedule a retry or fail the step).
 func (r *Run) step(ctx context.Context, name string, opts []StepOption, body func(context.Context) (json.RawMessage, error)) (json.RawMessage, error) {
+	call, err := r.admit(name, opts)
+	if err != nil {
+		return nil, err
+	}
+	if out, done, err := r.replay(call); done {
+		return out, err
+	}
+	out, ran, err := r.attempt(ctx, body)
+	if !ran {
+		return nil, err
+	}
+	return r.conclude(ctx, call, out, err)
+}
+
+// stepCall is one call of [Step] as it goes through the phases of step.
+type stepCall struct {
+	name     string
+	position int         // in the order this execution reached its steps
+	record   *StepInfo   // recorded by an earlier execution, or nil
+	attempts int         // this attempt's number, counting recorded ones
+	policy   RetryPolicy // the step's own, or its workflow's
+}
+
+// admit checks the step's name and options and whether the run may take a
+// step now: not once it is suspended or cancelled, and not under a name
+// this execution already reached ([ErrDuplicateStep]). It marks the name
+// reached, takes the next position and looks up the step's record; it
+// reads no table (load read the records).
+func (r *Run) admit(name string, opts []StepOption) (*stepCall, error) {
 	if r == nil {
 		return nil, fmt.Errorf("%w: nil *Run", ErrInvalidArgument)
 	}
@@ -312,88 +345,124 @@ func (r *Run) step(ctx context.Context, name string, opts []StepOption, body fun
 			o.applyStep(&cfg)
 		}
 	}
+	call := &stepCall{name: name, attempts: 1, policy: r.e.retry}
+	if cfg.retry != nil {
+		call.policy = *cfg.retry
+	}
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	switch {
 	case r.suspend != nil:
-		r.mu.Unlock()
 		return nil, ErrSuspended
 	case r.cancelled:
-		r.mu.Unlock()
 		return nil, fmt.Errorf("run %d: %w", r.id, ErrRunCancelled)
 	case r.seen[name]:
-		r.mu.Unlock()
 		return nil, fmt.Errorf("run %d: %w: %q", r.id, ErrDuplicateStep, name)
 	}
 	r.seen[name] = true
-	pos := r.next
+	call.position = r.next
 	r.next++
-	rec := r.steps[name]
-	attempts := 1
-	if rec != nil {
-		switch {
-		case rec.Status == StepSucceeded:
-			r.mu.Unlock()
-			return rec.Output, nil
-		case rec.RetryAt.IsZero():
-			r.mu.Unlock()
-			return nil, &StepError{Step: name, Attempts: rec.Attempts, Err: errors.New(rec.Error)}
-		case r.now().Before(rec.RetryAt):
-			defer r.mu.Unlock()
-			return nil, r.suspendUntil(rec.RetryAt)
-		}
-		attempts = rec.Attempts + 1
+	call.record = r.steps[name]
+	return call, nil
+}
+
+// replay answers the call from the step's record when it has one: a
+// recorded success returns its result, a recorded final failure its
+// [*StepError], and a retry not yet due suspends the run until then. It
+// reports done false when the body must run: no record, or a retry that
+// is due (call.attempts is then the next attempt's number). It writes
+// nothing to the store.
+func (r *Run) replay(call *stepCall) (out json.RawMessage, done bool, err error) {
+	rec := call.record
+	switch {
+	case rec == nil:
+		return nil, false, nil
+	case rec.Status == StepSucceeded:
+		return rec.Output, true, nil
+	case rec.RetryAt.IsZero():
+		return nil, true, &StepError{Step: call.name, Attempts: rec.Attempts, Err: errors.New(rec.Error)}
+	case r.now().Before(rec.RetryAt):
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return nil, true, r.suspendUntil(rec.RetryAt)
 	}
-	r.mu.Unlock()
+	call.attempts = rec.Attempts + 1
+	return nil, false, nil
+}
+
+// attempt runs the step's body, turning a panic into a permanent error.
+// First it writes the previous step's pending record (flush): no body runs
+// before the steps ahead of it are durable. It reports ran false, with the
+// error, when the body did not run: ctx is done, or that write failed.
+func (r *Run) attempt(ctx context.Context, body func(context.Context) (json.RawMessage, error)) (out json.RawMessage, ran bool, err error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := r.flush(ctx); err != nil {
-		return nil, err
+		return nil, false, err
 	}
+	defer func() {
+		if p := recover(); p != nil {
+			out, ran, err = nil, true, Permanent(fmt.Errorf("panic: %v\n%s", p, debug.Stack()))
+		}
+	}()
+	out, err = body(ctx)
+	return out, true, err
+}
 
-	out, err := callStep(ctx, body)
+// conclude settles the attempt's outcome. A success becomes the run's
+// pending step, written with the run's next write (flush, or the run's
+// end). A body cut off by ctx is not the step's failure and records
+// nothing; a [Pause] pauses the run (runRepo.pause). Any other error is
+// recorded (runRepo.stepFailed) with the time of the next attempt when the
+// policy retries it, and then suspends the run until that time; otherwise
+// the step has failed for good and conclude returns a [*StepError].
+func (r *Run) conclude(ctx context.Context, call *stepCall, out json.RawMessage, err error) (json.RawMessage, error) {
 	if err == nil {
 		r.mu.Lock()
-		r.pending = &pendingStep{name: name, position: pos, output: out, attempts: attempts}
+		r.pending = &pendingStep{name: call.name, position: call.position, output: out, attempts: call.attempts}
 		r.mu.Unlock()
 		return out, nil
 	}
 	if ctx.Err() != nil {
 		// Cut off (lease lost, shutdown): not the step's failure.
-		return nil, fmt.Errorf("step %q: %w", name, ctx.Err())
+		return nil, fmt.Errorf("step %q: %w", call.name, ctx.Err())
 	}
 	var pause *pauseError
 	if errors.As(err, &pause) {
 		return nil, r.pause(ctx, pause.until)
 	}
-	policy := r.e.retry
-	if cfg.retry != nil {
-		policy = *cfg.retry
-	}
-	var transient *TransientError
-	var permanent *permanentError
-	isTransient := errors.As(err, &transient)
-	retry := !errors.As(err, &permanent) && (isTransient || policy.RetryAllErrors) && attempts <= policy.retries()
-	var at time.Time // zero: no more attempts
-	if retry {
-		d := policy.delay(attempts)
-		if isTransient && transient.RetryAfter > 0 {
-			d = transient.RetryAfter
-		}
-		at = r.now().Add(d)
-	}
+	at := r.retryAt(call, err)
 	text := errorText(err)
-	if rerr := r.record(ctx, name, func(ctx context.Context, q querier) (RunStatus, error) {
-		return r.e.s.runs.stepFailed(ctx, q, r.id, name, pos, text, attempts, at)
+	if rerr := r.record(ctx, call.name, func(ctx context.Context, q querier) (RunStatus, error) {
+		return r.e.s.runs.stepFailed(ctx, q, r.id, call.name, call.position, text, call.attempts, at)
 	}); rerr != nil {
 		return nil, rerr
 	}
-	if retry {
+	if !at.IsZero() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		return nil, r.suspendUntil(at)
 	}
-	return nil, &StepError{Step: name, Attempts: attempts, Err: err}
+	return nil, &StepError{Step: call.name, Attempts: call.attempts, Err: err}
+}
+
+// retryAt is when the step runs again after failing with err, by its
+// policy: zero when it does not (err is not retryable, or marked
+// [Permanent], or the retries are used up).
+func (r *Run) retryAt(call *stepCall, err error) time.Time {
+	var transient *TransientError
+	var permanent *permanentError
+	isTransient := errors.As(err, &transient)
+	retry := !errors.As(err, &permanent) && (isTransient || call.policy.RetryAllErrors) && call.attempts <= call.policy.retries()
+	if !retry {
+		return time.Time{}
+	}
+	d := call.policy.delay(call.attempts)
+	if isTransient && transient.RetryAfter > 0 {
+		d = transient.RetryAfter
+	}
+	return r.now().Add(d)
 }
 
 func validateStepName(name string) error {
@@ -401,16 +470,6 @@ func validateStepName(name string) error {
 		return fmt.Errorf("%w: step name %q must be 1 to 1000 bytes of UTF-8 without NUL", ErrInvalidArgument, name)
 	}
 	return nil
-}
-
-// callStep runs a step's body, turning a panic into a permanent error.
-func callStep(ctx context.Context, body func(context.Context) (json.RawMessage, error)) (out json.RawMessage, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = Permanent(fmt.Errorf("panic: %v\n%s", p, debug.Stack()))
-		}
-	}()
-	return body(ctx)
 }
 
 // flush writes the pending step's record, if any. A run that stopped

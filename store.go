@@ -10,165 +10,12 @@ import (
 	"io/fs"
 	"math"
 	"math/rand/v2"
-	"reflect"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 )
-
-// dialect is everything that differs between backends: SQL text, grouped by
-// table, and the few behaviours that really differ. Constructors in
-// dialect_*.go return complete values; no other code switches on the backend.
-//
-// Conventions every dialect's statements keep:
-//
-//   - Arguments are positional and mean the same on every backend: $n on
-//     Postgres is ?n on SQLite and Turso. The repository method that runs a
-//     statement (repo_*.go) documents its arguments and what it returns.
-//   - Fenced settle statements (archive, delete, release, extend, fail,
-//     deadLetter, exhaust, unclaim, reschedule) take the ID list, the
-//     consumer and the queue first ($1, $2, $3), then their own arguments,
-//     and RETURNING id yields the IDs they changed: rows that consumer held.
-//   - Times are computed by the database clock (now()); arguments that are
-//     times go through timeArg (time.Time on Postgres, the fixed UTC text of
-//     textTimeLayout on SQLite and Turso, whose schemas default to the same
-//     text); durations go through secondsArg; ID lists through idsArg (a
-//     Postgres array literal, or a JSON array read with json_each).
-//   - Statements that create or change rows say what they did with
-//     RETURNING, so that each repository call is one round trip.
-//   - A statement that finds nothing returns no row (sql.ErrNoRows for a
-//     single-row query), never an error of its own.
-type dialect struct {
-	name       Dialect
-	migrations string // directory under migrations/ (Turso shares SQLite's)
-	queue      queueSQL
-	message    messageSQL
-	archive    archiveSQL
-	worker     workerSQL
-	admin      adminSQL
-	version    versionSQL
-	workflow   workflowSQL
-
-	// indexes are the indexes (and triggers) Verify expects.
-	indexes []string
-
-	// installPrelude runs first inside Install's transaction: the advisory
-	// lock and schema creation on Postgres; nothing elsewhere.
-	installPrelude []string
-	// beginImmediate opens write transactions with "BEGIN IMMEDIATE" on a
-	// dedicated connection (SQLite, Turso) instead of sql.DB.BeginTx.
-	beginImmediate bool
-	// serializeWrites makes a Store run its writes one at a time (single-writer
-	// databases).
-	serializeWrites bool
-	// poolSize is the connection limit Open sets.
-	poolSize int
-	// prepare runs statements on the pool as prepared statements (see
-	// stmtCache); off where the driver gains nothing from it.
-	prepare bool
-	// boundConnect runs the driver's connect under the caller's deadline
-	// (libSQL's WebSocket dial ignores its context and waits up to 120 s).
-	boundConnect bool
-	// callTimeout bounds every statement when the caller's ctx has no deadline
-	// (0: none). Turso's server can stall; a deadline turns that into an error.
-	callTimeout time.Duration
-
-	secondsArg func(time.Duration) any // a delay as the SQL expects it
-	timeArg    func(time.Time) any     // an absolute time as stored
-	idsArg     func([]int64) any       // a list of IDs for "id IN (list)"
-
-	isUnique     func(error) bool
-	isForeignKey func(error) bool
-	isBusy       func(error) bool // retryable: the statement did not apply
-	// isCloseNoise recognises errors from closing a pool that lost nothing
-	// (sqld drops WebSockets without answering the close handshake).
-	isCloseNoise func(error) bool
-	// isAuthFailed recognises a server that refused the credentials.
-	isAuthFailed func(error) bool
-	// isBadJSON recognises a payload the database refuses although
-	// encoding/json accepted it (Postgres jsonb rejects \u0000).
-	isBadJSON func(error) bool
-
-	// notifyChannel and listen: Postgres LISTEN/NOTIFY wakeups (listen is nil
-	// where the backend has none; in-process wakeups work everywhere).
-	notifyChannel string
-	listen        func(dsn, channel string, notify func(payload string), connected func()) (stop func())
-
-	// withSchema returns a copy of the dialect whose statements name tables
-	// in schema (nil where schemas do not exist).
-	withSchema func(schema string) *dialect
-	// qualify applies the same renaming to migration text (identity when
-	// there is no schema).
-	qualify func(string) string
-	schema  string
-}
-
-type queueSQL struct {
-	insert, byName, list, deleteByID, usage, purgeMessages, purgeArchive, deleteStoppedWorkers string
-}
-
-type messageSQL struct {
-	enqueue, enqueueBatch, dequeue, archive, delete, release, extend, holder, countHeld, releaseHeld string
-	fail                                                                                             string // release after a delay, recording the error
-	deadLetter                                                                                       string // archive as dead, recording the error
-	exhaust                                                                                          string // dead-letter messages claimed past their last attempt: that claim was no delivery (read count restored); the reason, then any last handler error
-	unclaim                                                                                          string // give back a claimed message the handler never saw: visible now, read count restored
-	reschedule                                                                                       string // give back after a delay, read count restored (a workflow run waiting for a timer)
-	existing                                                                                         string // which of the IDs (any holder) are still live messages of the queue
-}
-
-type archiveSQL struct {
-	get, list, count string
-}
-
-type workerSQL struct {
-	register, heartbeat, transition, status, get, list string
-	// producerBeat is a producer's heartbeat, which marks a row stopped from
-	// outside ready again unless its name is taken; rejoin registers a
-	// purged producer again under its ID.
-	producerBeat, rejoin string
-}
-
-type adminSQL struct {
-	queueMetrics, allQueueMetrics, systemStats, tableExists, indexExists, orphans string
-
-	moveToDLQ, replayInsert, replayDelete, purgeDead             string
-	workerHealth, stopStaleWorkers, releaseWorkers, purgeWorkers string
-	// One queue's stale consumers, for the reclaim of Run loops: whether
-	// there are any, and the guarded stop (arguments: queue, minus the stale
-	// age, the asking worker).
-	staleConsumers, stopStaleConsumers string
-}
-
-// workflowSQL: workflows, their runs and the runs' steps. Statements that
-// finish or cancel a run announce it (NOTIFY on Postgres) to result waiters.
-type workflowSQL struct {
-	byName, byQueue, insert, unfinished, deleteRuns, purgeRuns, deleteByID string // workflows
-	insertRun, runByMessage, lock, lockMessage, get, list                  string // runs
-	start, pause, finish, markWaited, setStatus, requeue                   string // run transitions
-	steps, stepDone, stepFailed, deleteFailedSteps                         string // steps
-	wakeMessage, listWorkflows                                             string
-}
-
-// listWorkflowsSQL is the same on every backend.
-const listWorkflowsSQL = `
-SELECT w.name, w.created_at,
-       count(r.id) FILTER (WHERE r.status = 'QUEUED'),
-       count(r.id) FILTER (WHERE r.status = 'RUNNING'),
-       count(r.id) FILTER (WHERE r.status = 'PAUSED'),
-       count(r.id) FILTER (WHERE r.status = 'CANCELLING'),
-       count(r.id) FILTER (WHERE r.status = 'CANCELLED'),
-       count(r.id) FILTER (WHERE r.status = 'SUCCESS'),
-       count(r.id) FILTER (WHERE r.status = 'ERROR')
-FROM pgqrs_workflows w LEFT JOIN pgqrs_runs r ON r.workflow_id = w.id
-GROUP BY w.id, w.name, w.created_at ORDER BY w.name`
-
-type versionSQL struct {
-	createTable, applied, record string
-}
 
 // querier is what store code needs; *sql.DB, *sql.Tx and *sql.Conn all have it.
 type querier interface {
@@ -348,8 +195,9 @@ func (s *Store) retryBusy(ctx context.Context, f func() error) error {
 	}
 }
 
-// inTx runs f in a write transaction: BEGIN IMMEDIATE on a dedicated
-// connection for single-writer backends, an ordinary transaction elsewhere.
+// inTx runs f in a write transaction: the dialect's begin statement on a
+// dedicated connection (BEGIN IMMEDIATE for single-writer backends), an
+// ordinary transaction elsewhere.
 // It commits when f returns nil and rolls back on error or panic.
 func (s *Store) inTx(ctx context.Context, f func(ctx context.Context, q querier) error) (err error) {
 	if err := s.check(); err != nil {
@@ -363,7 +211,7 @@ func (s *Store) inTx(ctx context.Context, f func(ctx context.Context, q querier)
 		}
 		defer s.wmu.unlock()
 	}
-	if !s.d.beginImmediate {
+	if s.d.begin == "" {
 		// A deadlock or serialization failure rolled everything back; every
 		// f given to inTx can run again from the start.
 		return s.retryBusy(ctx, func() error { return s.dbTx(ctx, f) })
@@ -374,7 +222,7 @@ func (s *Store) inTx(ctx context.Context, f func(ctx context.Context, q querier)
 	}
 	defer conn.Close()
 	if err := s.retryBusy(ctx, func() error {
-		_, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE")
+		_, err := conn.ExecContext(ctx, s.d.begin)
 		return err
 	}); err != nil {
 		return err
@@ -425,7 +273,7 @@ func openPool(d Dialect, driverName, source string) (*sql.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	impl, err := d.impl()
+	impl, err := d.impl("")
 	if err != nil || !impl.boundConnect {
 		return db, err
 	}
@@ -668,7 +516,7 @@ var migrationsFS embed.FS
 // in ";" (trigger bodies end at "END;"). [Admin.Install] applies the same
 // files and records them in pgqrs_schema_version.
 func Migrations(d Dialect) (fs.FS, error) {
-	impl, err := d.impl()
+	impl, err := d.impl("")
 	if err != nil {
 		return nil, err
 	}
@@ -780,25 +628,4 @@ func (s *Store) migrateTo(ctx context.Context, last int) error {
 		}
 		return nil
 	})
-}
-
-// forEachSQLField calls f for every string field of the statement groups
-// (the struct-typed fields) of a dialect value.
-func forEachSQLField(v reflect.Value, path string, f func(path string, v reflect.Value)) {
-	for i := 0; i < v.NumField(); i++ {
-		field, ft := v.Field(i), v.Type().Field(i)
-		if ft.Type.Kind() != reflect.Struct {
-			continue
-		}
-		for j := 0; j < field.NumField(); j++ {
-			fj := field.Field(j)
-			if fj.Kind() != reflect.String {
-				continue
-			}
-			if fj.CanAddr() { // unexported fields: reach them through their address
-				fj = reflect.NewAt(fj.Type(), unsafe.Pointer(fj.UnsafeAddr())).Elem()
-			}
-			f(path+ft.Name+"."+field.Type().Field(j).Name, fj)
-		}
-	}
 }

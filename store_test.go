@@ -23,7 +23,7 @@ import (
 func TestDialectsDefineEveryStatement(t *testing.T) {
 	for _, d := range []Dialect{Postgres, SQLite, Turso} {
 		t.Run(string(d), func(t *testing.T) {
-			impl, err := d.impl()
+			impl, err := d.impl("")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -40,28 +40,66 @@ func TestDialectsDefineEveryStatement(t *testing.T) {
 			for name, f := range map[string]any{
 				"secondsArg": impl.secondsArg, "timeArg": impl.timeArg, "idsArg": impl.idsArg,
 				"isUnique": impl.isUnique, "isForeignKey": impl.isForeignKey, "isBusy": impl.isBusy, "qualify": impl.qualify,
-				"isCloseNoise": impl.isCloseNoise, "isBadJSON": impl.isBadJSON,
+				"isCloseNoise": impl.isCloseNoise, "isBadJSON": impl.isBadJSON, "isAuthFailed": impl.isAuthFailed,
+				"readDSN": impl.readDSN, "relation": impl.relation,
 			} {
 				if reflect.ValueOf(f).IsNil() {
 					t.Errorf("%s: hook %s is nil", d, name)
 				}
+			}
+			if impl.driver == "" || impl.driverImport == "" || len(impl.schemes) == 0 {
+				t.Errorf("%s: driver %q, import %q, schemes %q: Open cannot reach this backend", d, impl.driver, impl.driverImport, impl.schemes)
 			}
 		})
 	}
 }
 
 func TestPostgresSchemaQualifiesEveryTable(t *testing.T) {
-	d := newPostgresDialect().withSchema("app")
+	d := newPostgresDialect("app")
+	n := 0
 	forEachSQLField(reflect.ValueOf(d).Elem(), "", func(path string, v reflect.Value) {
-		for _, table := range []string{"pgqrs_queues", "pgqrs_workers", "pgqrs_messages", "pgqrs_archive", "pgqrs_schema_version"} {
-			bare := strings.ReplaceAll(v.String(), `"app".`+table, "")
-			if pgTableName.MatchString(bare) && strings.Contains(bare, table+" ") {
-				t.Errorf("%s names %s without the schema", path, table)
+		text := v.String()
+		for _, loc := range pgTableName.FindAllStringIndex(text, -1) {
+			n++
+			if !strings.HasSuffix(text[:loc[0]], `"app".`) {
+				t.Errorf("%s names %s without the schema", path, text[loc[0]:loc[1]])
 			}
 		}
+		if strings.Contains(text, "pg_notify(") && !strings.Contains(text, "pg_notify('pgqrs:app', ") {
+			t.Errorf("%s notifies on another channel than the schema's: %s", path, text)
+		}
 	})
+	if n < 100 {
+		t.Errorf("only %d table names found; the walker is broken", n)
+	}
 	if got := d.qualify("CREATE INDEX pgqrs_messages_claim ON pgqrs_messages (queue_id)"); got != `CREATE INDEX pgqrs_messages_claim ON "app".pgqrs_messages (queue_id)` {
 		t.Errorf("qualify touched an index name or missed the table: %s", got)
+	}
+	plain := newPostgresDialect("")
+	forEachSQLField(reflect.ValueOf(plain).Elem(), "", func(path string, v reflect.Value) {
+		if strings.Contains(v.String(), `".pgqrs_`) {
+			t.Errorf("%s names a schema in the dialect without one: %s", path, v.String())
+		}
+	})
+	if !strings.Contains(plain.message.enqueue, "pg_notify('pgqrs', 'q' || $1::bigint)") {
+		t.Errorf("enqueue without a schema does not wake queue $1 on channel pgqrs: %s", plain.message.enqueue)
+	}
+}
+
+// forEachSQLField calls f for every string field of the statement groups
+// (the struct-typed fields) of a dialect value. The fields are unexported,
+// so f may read them (String) but not set them.
+func forEachSQLField(v reflect.Value, path string, f func(path string, v reflect.Value)) {
+	for i := 0; i < v.NumField(); i++ {
+		field, ft := v.Field(i), v.Type().Field(i)
+		if ft.Type.Kind() != reflect.Struct {
+			continue
+		}
+		for j := 0; j < field.NumField(); j++ {
+			if fj := field.Field(j); fj.Kind() == reflect.String {
+				f(path+ft.Name+"."+field.Type().Field(j).Name, fj)
+			}
+		}
 	}
 }
 
@@ -299,7 +337,7 @@ func TestLongSchemaNameIsFullyUsable(t *testing.T) {
 }
 
 func TestParseTopic(t *testing.T) {
-	for payload, want := range map[string]topic{"7": queueWake(7), "-7": runWake(7), "0": {}, "": {}, "x": {}, "99999999999999999999": {}} {
+	for payload, want := range map[string]topic{"q7": queueWake(7), "r7": runWake(7), "7": {}, "-7": {}, "q0": {}, "r-7": {}, "q": {}, "": {}, "x7": {}, "q99999999999999999999": {}} {
 		got, ok := parseTopic(payload)
 		if got != want || ok != (want != topic{}) {
 			t.Errorf("parseTopic(%q) = %v, %v; want %v", payload, got, ok, want)

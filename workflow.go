@@ -196,7 +196,7 @@ func (w *Workflow[In, Out]) call(ctx context.Context, run *Run, input json.RawMe
 }
 
 // Result waits for run id to finish and returns its output: at once if it
-// has, otherwise as soon as it does (see [Store.WaitRun]) or ctx ends. A run
+// has, otherwise as soon as it does (see [Runs.Wait]) or ctx ends. A run
 // that failed returns a [*RunError]; a cancelled one [ErrRunCancelled]; an
 // unknown ID [ErrRunNotFound]; a run of another workflow [ErrInvalidArgument].
 func (w *Workflow[In, Out]) Result(ctx context.Context, s *Store, id int64) (Out, error) {
@@ -208,7 +208,7 @@ func (w *Workflow[In, Out]) Result(ctx context.Context, s *Store, id int64) (Out
 	if info.Workflow != w.name {
 		return out, fmt.Errorf("%w: run %d belongs to workflow %q, not %q", ErrInvalidArgument, id, info.Workflow, w.name)
 	}
-	if info, err = s.WaitRun(ctx, id); err != nil {
+	if info, err = s.Runs().Wait(ctx, id); err != nil {
 		return out, err
 	}
 	switch info.Status {
@@ -246,65 +246,113 @@ type engine struct {
 	call          func(ctx context.Context, run *Run, input json.RawMessage) (json.RawMessage, error)
 }
 
-// execute is the handler of a workflow's messages: it loads the run, runs
-// the workflow function and records how the run ended or when it continues.
-// It returns nil when the message is done with (archive), a
-// *rescheduleError when the run waits, and other errors only when the
-// outcome could not be recorded.
+// execute is the handler of a workflow's messages. A delivery goes through
+// three phases: admit (is there a run to execute, and may it execute now),
+// attempt (run the workflow function from the top; each [Step] replays its
+// recorded result or attempts its body, see [Run.step]) and conclude (record
+// how the run ended, or give its message back until it continues). It
+// returns nil when the message is done with (archive), a *rescheduleError
+// when the run waits, and other errors only when the outcome could not be
+// recorded.
 func (e *engine) execute(ctx context.Context, c *Consumer, m *Message) error {
+	run, input, err := e.admit(ctx, c, m)
+	if run == nil {
+		return err
+	}
+	out, err := e.attempt(ctx, run, input)
+	return e.conclude(ctx, c, m, run, out, err)
+}
+
+// admit decides whether this delivery of message m executes a run. It reads
+// the run m drives with its recorded steps (load) and then lets only a
+// QUEUED or RUNNING run through: a run whose deliveries are used up is failed
+// as abandoned, a finished one is done with, a cancel request ends the run
+// CANCELLED, a pause not yet due gives the message back, and a pause that is
+// due is claimed back to RUNNING (runRepo.start). It returns the run to
+// execute and its input, or a nil run and the delivery's result.
+func (e *engine) admit(ctx context.Context, c *Consumer, m *Message) (*Run, json.RawMessage, error) {
 	run, loaded, err := e.load(ctx, m.ID)
 	if errors.Is(err, errNoRun) {
-		// A run retried with RetryRun moved to a new message, leaving this
+		// A run retried with Runs.Retry moved to a new message, leaving this
 		// one (its worker died before archiving it); or the message was
 		// never a trigger. Nothing to run: archive it, where it stays visible.
-		return nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if m.ReadCount > e.maxDeliveries {
 		msg := fmt.Sprintf("abandoned: %d deliveries ended without the run finishing or suspending (crashed or lost workers)", e.maxDeliveries)
-		return e.finish(ctx, run.id, nil, RunFailed, nil, &msg)
+		return nil, nil, e.finish(ctx, run.id, nil, RunFailed, nil, &msg)
 	}
 	for range 3 {
 		switch loaded.status {
+		case RunRunning, RunQueued:
+			return run, loaded.input, nil
 		case RunSucceeded, RunFailed, RunCancelled:
-			return nil // finished before its message was archived
+			return nil, nil, nil // finished before its message was archived
 		case RunCancelling:
-			return e.finish(ctx, run.id, nil, RunCancelled, nil, nil)
+			return nil, nil, e.finish(ctx, run.id, nil, RunCancelled, nil, nil)
 		case RunPaused:
 			if loaded.resumeAt.IsZero() || run.now().Before(loaded.resumeAt) {
 				run.suspendUntil(loaded.resumeAt)
 				run.suspend.paused = true
 				e.bringForward(run.suspend, c, m.ID, run.id)
-				return run.suspend
+				return nil, nil, run.suspend
 			}
 		}
-		if loaded.status == RunRunning || loaded.status == RunQueued {
-			break
+		started, err := e.start(ctx, run.id)
+		if err != nil {
+			return nil, nil, err
 		}
-		var st RunStatus
-		err := e.s.write(ctx, nil, func(ctx context.Context, q querier) (err error) {
-			st, err = e.s.runs.start(ctx, q, run.id)
-			return err
-		})
-		if err == nil {
-			loaded.status = st
-			break
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("start run %d: %w", run.id, err)
+		if started {
+			return run, loaded.input, nil
 		}
 		// Cancelled or resumed meanwhile: look again.
 		if loaded.status, err = e.s.runStatus(ctx, run.id); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
-	if loaded.status != RunRunning && loaded.status != RunQueued {
-		return fmt.Errorf("run %d: status kept changing", run.id)
-	}
+	return nil, nil, fmt.Errorf("run %d: status kept changing", run.id)
+}
 
-	out, err := e.callWorkflow(ctx, run, loaded.input)
+// start moves a PAUSED run whose pause is due to RUNNING (runRepo.start).
+// It reports false when the run was not PAUSED any more.
+func (e *engine) start(ctx context.Context, id int64) (bool, error) {
+	err := e.s.write(ctx, nil, func(ctx context.Context, q querier) error {
+		_, err := e.s.runs.start(ctx, q, id)
+		return err
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("start run %d: %w", id, err)
+	}
+	return true, nil
+}
+
+// attempt runs the workflow function on input, turning a panic into an
+// error. It reads and writes nothing itself: the function's steps replay
+// their records or record their outcomes, and leave on run what conclude
+// needs (a suspension, a cancel, the last step's pending record).
+func (e *engine) attempt(ctx context.Context, run *Run, input json.RawMessage) (out json.RawMessage, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return e.call(ctx, run, input)
+}
+
+// conclude turns how the workflow function returned (out, err) and what its
+// steps left on run into the delivery's result. A suspended run (sleep,
+// step retry) writes its pending step record and gives the message back; a
+// cancelled run is done with; a delivery cut off (lease lost, shutdown)
+// gives the run back without using an attempt; a failure to record is
+// retried; a pause requested by the function pauses the run; any other
+// outcome ends the run (end).
+func (e *engine) conclude(ctx context.Context, c *Consumer, m *Message, run *Run, out json.RawMessage, err error) error {
 	run.mu.Lock()
 	suspend, cancelled, pending := run.suspend, run.cancelled, run.pending
 	run.mu.Unlock()
@@ -337,18 +385,25 @@ func (e *engine) execute(ctx context.Context, c *Consumer, m *Message) error {
 		return run.suspend
 	case err != nil:
 		text := errorText(err)
-		err = e.finish(ctx, run.id, pending, RunFailed, nil, &text)
-	default:
-		err = e.finish(ctx, run.id, pending, RunSucceeded, out, nil)
+		return e.end(ctx, m, run.id, pending, RunFailed, nil, &text)
 	}
-	if err != nil || pending == nil || m.ReadCount <= 1 {
+	return e.end(ctx, m, run.id, pending, RunSucceeded, out, nil)
+}
+
+// end records the run's end together with its last step's pending record
+// (finish). When that record was not written because an earlier delivery of
+// the run, still executing after its lease expired, recorded the step first,
+// the end was not recorded either: end then reads the run's status and
+// gives the run back at once, so that the next delivery replays the step
+// and ends the run.
+func (e *engine) end(ctx context.Context, m *Message, id int64, pending *pendingStep, status RunStatus, out json.RawMessage, errText *string) error {
+	if err := e.finish(ctx, id, pending, status, out, errText); err != nil {
 		return err
 	}
-	// An earlier delivery of this run may still be executing (its lease
-	// expired without it noticing) and may have recorded the last step
-	// first; then this end was not recorded. Give the run back at once:
-	// the next delivery replays the recorded step and ends the run.
-	if st, err := e.s.runStatus(ctx, run.id); err != nil || !st.Finished() {
+	if pending == nil || m.ReadCount <= 1 {
+		return nil // no earlier delivery, or no step record to lose
+	}
+	if st, err := e.s.runStatus(ctx, id); err != nil || !st.Finished() {
 		return &rescheduleError{}
 	}
 	return nil
@@ -378,16 +433,6 @@ func handled(err error) error {
 		return nil
 	}
 	return err
-}
-
-// callWorkflow runs the workflow function, turning a panic into an error.
-func (e *engine) callWorkflow(ctx context.Context, run *Run, input json.RawMessage) (out json.RawMessage, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
-		}
-	}()
-	return e.call(ctx, run, input)
 }
 
 // errNoRun: the message drives no run.

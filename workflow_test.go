@@ -35,7 +35,7 @@ func waitResult[In, Out any](t *testing.T, s *Store, wf *Workflow[In, Out], id i
 
 func runStatus(t *testing.T, s *Store, id int64) *RunInfo {
 	t.Helper()
-	info, err := s.GetRun(t.Context(), id)
+	info, err := s.Runs().Get(t.Context(), id)
 	if err != nil {
 		t.Fatalf("run status: %v", err)
 	}
@@ -388,14 +388,14 @@ func TestWorkflowPauseAndResume(t *testing.T) {
 		if info := runStatus(t, s, id); !info.ResumeAt.IsZero() || len(info.Steps) != 0 {
 			t.Errorf("paused run = %+v, want no resume time and no recorded step", info)
 		}
-		wantErr(t, s.ResumeRun(ctx, 999999), ErrRunNotFound)
-		if err := s.ResumeRun(ctx, id); err != nil {
+		wantErr(t, s.Runs().Resume(ctx, 999999), ErrRunNotFound)
+		if err := s.Runs().Resume(ctx, id); err != nil {
 			t.Fatal(err)
 		}
 		if got, err := waitResult(t, s, wf, id); err != nil || got != "approved" {
 			t.Fatalf("result = %q, %v", got, err)
 		}
-		wantErr(t, s.ResumeRun(ctx, id), ErrRunFinished)
+		wantErr(t, s.Runs().Resume(ctx, id), ErrRunFinished)
 
 		// Paused until a time: it continues by itself.
 		approvals.Store(0)
@@ -452,10 +452,10 @@ func TestWorkflowCancellation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st, err := s.CancelRun(ctx, queued); err != nil || st != RunCancelled {
+		if st, err := s.Runs().Cancel(ctx, queued); err != nil || st != RunCancelled {
 			t.Fatalf("cancel a queued run = %s, %v; want CANCELLED", st, err)
 		}
-		if st, err := s.CancelRun(ctx, queued); err == nil {
+		if st, err := s.Runs().Cancel(ctx, queued); err == nil {
 			t.Errorf("second cancel = %s, want an error", st)
 		} else {
 			wantErr(t, err, ErrRunFinished)
@@ -479,7 +479,7 @@ func TestWorkflowCancellation(t *testing.T) {
 			m := metrics(t, s, "cancellable")
 			return len(runStatus(t, s, sleeping).Steps) == 2 && m.Delayed == 1 && m.Leased == 0
 		})
-		if st, err := s.CancelRun(ctx, sleeping); err != nil || st != RunCancelled {
+		if st, err := s.Runs().Cancel(ctx, sleeping); err != nil || st != RunCancelled {
 			t.Fatalf("cancel a sleeping run = %s, %v; want CANCELLED", st, err)
 		}
 		_, err = waitResult(t, s, wf, sleeping)
@@ -494,7 +494,7 @@ func TestWorkflowCancellation(t *testing.T) {
 			t.Fatal(err)
 		}
 		<-inFirst
-		if st, err := s.CancelRun(ctx, running); err != nil || st != RunCancelling {
+		if st, err := s.Runs().Cancel(ctx, running); err != nil || st != RunCancelling {
 			t.Fatalf("cancel a running run = %s, %v; want CANCELLING", st, err)
 		}
 		if st := runStatus(t, s, running).Status; st != RunCancelling {
@@ -513,7 +513,7 @@ func TestWorkflowCancellation(t *testing.T) {
 		if first.Load() != 2 {
 			t.Errorf("first step ran %d times, want 2 (sleep and block runs)", first.Load())
 		}
-		_, err = s.CancelRun(ctx, 987654)
+		_, err = s.Runs().Cancel(ctx, 987654)
 		wantErr(t, err, ErrRunNotFound)
 	})
 }
@@ -583,10 +583,10 @@ func TestWorkflowUnicodeNameAndNoInput(t *testing.T) {
 		if got, err := waitResult(t, s, bare, id); err != nil || !got {
 			t.Fatalf("no-input result = %v, %v", got, err)
 		}
-		if n, err := s.Admin().PurgeRuns(ctx, "bare", time.Now().Add(time.Minute)); err != nil || n != 1 {
+		if n, err := s.Runs().Purge(ctx, "bare", time.Now().Add(time.Minute)); err != nil || n != 1 {
 			t.Errorf("purge finished runs = %d, %v; want 1", n, err)
 		}
-		_, err = s.GetRun(ctx, id)
+		_, err = s.Runs().Get(ctx, id)
 		wantErr(t, err, ErrRunNotFound)
 	})
 }
@@ -609,11 +609,11 @@ func TestWorkflowBadInput(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantErr(t, NewWorkflow("plain", ok).Register(ctx, s), ErrQueueExists)
-		_, err = s.GetRun(ctx, 424242)
+		_, err = s.Runs().Get(ctx, 424242)
 		wantErr(t, err, ErrRunNotFound)
-		_, err = s.Admin().ListRuns(ctx, RunFilter{Status: "DONE"})
+		_, err = s.Runs().List(ctx, RunFilter{Status: "DONE"})
 		wantErr(t, err, ErrInvalidArgument)
-		_, err = s.Admin().ListRuns(ctx, RunFilter{Workflow: "nope"})
+		_, err = s.Runs().List(ctx, RunFilter{Workflow: "nope"})
 		wantErr(t, err, ErrWorkflowNotFound)
 
 		if err := wf.Register(ctx, s); err != nil {
@@ -623,7 +623,7 @@ func TestWorkflowBadInput(t *testing.T) {
 		_, err = s.Admin().PurgeQueue(ctx, "unregistered")
 		wantErr(t, err, ErrQueueInUse)
 		wantErr(t, s.Admin().DeleteQueue(ctx, "unregistered"), ErrQueueInUse)
-		_, err = s.Admin().ListRuns(ctx, RunFilter{Limit: 100000})
+		_, err = s.Runs().List(ctx, RunFilter{Limit: 100000})
 		wantErr(t, err, ErrBatchTooLarge)
 		_, err = wf.Trigger(ctx, s, 1, Delay(-time.Second))
 		wantErr(t, err, ErrInvalidArgument)
@@ -662,7 +662,7 @@ func TestWorkflowTriggerTx(t *testing.T) {
 		if err := tx.Rollback(); err != nil {
 			t.Fatal(err)
 		}
-		_, err = s.GetRun(ctx, rolledBack)
+		_, err = s.Runs().Get(ctx, rolledBack)
 		wantErr(t, err, ErrRunNotFound)
 
 		tx, err = s.DB().BeginTx(ctx, nil)
@@ -715,14 +715,14 @@ func TestWorkflowRetryRunFromFailedStep(t *testing.T) {
 		stop := serveInBackground(t, s, wf, fastPoll)
 		_, err = waitResult(t, s, wf, id)
 		wantErr(t, err, ErrRunFailed)
-		runs, err := s.Admin().ListRuns(ctx, RunFilter{Workflow: "repairable", Status: RunFailed})
+		runs, err := s.Runs().List(ctx, RunFilter{Workflow: "repairable", Status: RunFailed})
 		if err != nil || len(runs) != 1 || runs[0].ID != id {
 			t.Fatalf("failed runs = %+v, %v", runs, err)
 		}
-		wantErr(t, func() error { _, err := s.CancelRun(ctx, id); return err }(), ErrRunFinished)
+		wantErr(t, func() error { _, err := s.Runs().Cancel(ctx, id); return err }(), ErrRunFinished)
 
 		broken.Store(false)
-		if err := s.Admin().RetryRun(ctx, id); err != nil {
+		if err := s.Runs().Retry(ctx, id); err != nil {
 			t.Fatal(err)
 		}
 		if got, err := waitResult(t, s, wf, id); err != nil || got != "ab" {
@@ -731,14 +731,14 @@ func TestWorkflowRetryRunFromFailedStep(t *testing.T) {
 		if firstCalls.Load() != 1 || secondCalls.Load() != 2 {
 			t.Errorf("first ran %d times (want 1), second %d (want 2)", firstCalls.Load(), secondCalls.Load())
 		}
-		wantErr(t, s.Admin().RetryRun(ctx, id), ErrRunState)
+		wantErr(t, s.Runs().Retry(ctx, id), ErrRunState)
 		// Retention: finished runs older than a time go, with their steps.
-		if n, err := s.Admin().PurgeRuns(ctx, "repairable", time.Now().Add(-time.Hour)); err != nil || n != 0 {
+		if n, err := s.Runs().Purge(ctx, "repairable", time.Now().Add(-time.Hour)); err != nil || n != 0 {
 			t.Errorf("purge runs finished over an hour ago = %d, %v; want 0", n, err)
 		}
-		_, err = s.Admin().PurgeRuns(ctx, "nope", time.Now())
+		_, err = s.Runs().Purge(ctx, "nope", time.Now())
 		wantErr(t, err, ErrWorkflowNotFound)
-		_, err = s.Admin().PurgeRuns(ctx, "repairable", time.Time{})
+		_, err = s.Runs().Purge(ctx, "repairable", time.Time{})
 		wantErr(t, err, ErrInvalidArgument)
 		// A workflow is deleted with its runs and queue once nothing is live.
 		wantErr(t, s.Admin().DeleteWorkflow(ctx, "nope"), ErrWorkflowNotFound)
@@ -759,7 +759,7 @@ func TestWorkflowRetryRunFromFailedStep(t *testing.T) {
 		if err := s.Admin().DeleteWorkflow(ctx, "repairable"); err != nil {
 			t.Fatalf("delete workflow: %v", err)
 		}
-		_, err = s.GetRun(ctx, id)
+		_, err = s.Runs().Get(ctx, id)
 		wantErr(t, err, ErrRunNotFound)
 		_, err = s.Admin().GetQueue(ctx, "repairable")
 		wantErr(t, err, ErrQueueNotFound)
@@ -783,7 +783,7 @@ func TestWorkflowRetryRunFromFailedStep(t *testing.T) {
 		if _, err := s.Admin().PurgeQueue(ctx, "repairable"); !errors.Is(err, ErrQueueInUse) {
 			t.Fatalf("purge = %v", err)
 		}
-		if runs, err := s.Admin().ListRuns(ctx, RunFilter{Status: RunFailed}); err != nil || len(runs) != 0 {
+		if runs, err := s.Runs().List(ctx, RunFilter{Status: RunFailed}); err != nil || len(runs) != 0 {
 			t.Errorf("failed runs after the retry = %+v, %v", runs, err)
 		}
 	})
@@ -978,7 +978,7 @@ func TestWorkflowRedeliveryOfEndedOrAbandonedRuns(t *testing.T) {
 		if err := c.Shutdown(ctx); err != nil {
 			t.Fatal(err)
 		}
-		// 3. A message that drives no run (a run retried with RetryRun moved
+		// 3. A message that drives no run (a run retried with Runs.Retry moved
 		// to a new message) is archived, not retried.
 		p, err := s.Producer(ctx, "redelivered")
 		if err != nil {
@@ -1123,5 +1123,45 @@ func TestWorkflowRefusesUnstorableJSON(t *testing.T) {
 		if !errors.As(err, &re) || !strings.Contains(re.Message, "UTF-8") {
 			t.Errorf("output: %v, want a failure naming UTF-8", err)
 		}
+	})
+}
+
+// TestRunsOnClosedStore: after Close, every run operation returns
+// ErrClosed, as every other method of a Store does, also through a *Runs
+// obtained before Close and for a run and a workflow that exist.
+func TestRunsOnClosedStore(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second) // a Wait that does not refuse fails, not hangs
+		defer cancel()
+		wf := NewWorkflow("closing", func(ctx context.Context, run *Run, in int) (int, error) { return in, nil })
+		id, err := wf.Trigger(ctx, s, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs := s.Runs()
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		_, err = runs.Get(ctx, id)
+		wantErr(t, err, ErrClosed)
+		_, err = runs.Wait(ctx, id)
+		wantErr(t, err, ErrClosed)
+		_, err = runs.Cancel(ctx, id)
+		wantErr(t, err, ErrClosed)
+		wantErr(t, runs.Resume(ctx, id), ErrClosed)
+		wantErr(t, runs.Retry(ctx, id), ErrClosed)
+		_, err = runs.List(ctx, RunFilter{})
+		wantErr(t, err, ErrClosed)
+		_, err = runs.List(ctx, RunFilter{Workflow: "closing"})
+		wantErr(t, err, ErrClosed)
+		_, err = runs.Purge(ctx, "closing", time.Now())
+		wantErr(t, err, ErrClosed)
+		_, err = s.Runs().Get(ctx, id)
+		wantErr(t, err, ErrClosed)
+		_, err = wf.Result(ctx, s, id)
+		wantErr(t, err, ErrClosed)
+		_, err = s.Admin().ListWorkflows(ctx)
+		wantErr(t, err, ErrClosed)
+		wantErr(t, s.Admin().DeleteWorkflow(ctx, "closing"), ErrClosed)
 	})
 }

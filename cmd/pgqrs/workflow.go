@@ -95,7 +95,7 @@ func (c *cli) workflowRuns(ctx context.Context, _ []string) error {
 		Before:   c.f.before,
 		Limit:    c.f.limit,
 	}
-	runs, err := s.Admin().ListRuns(ctx, f)
+	runs, err := s.Runs().List(ctx, f)
 	if err != nil {
 		if errors.Is(err, pgqrs.ErrInvalidArgument) && c.f.status != "" {
 			return fmt.Errorf("%w (--status takes queued, running, paused, cancelling, cancelled, success or error)", err)
@@ -147,7 +147,7 @@ func (c *cli) workflowShow(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	r, err := s.GetRun(ctx, id)
+	r, err := s.Runs().Get(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -205,7 +205,7 @@ func (c *cli) workflowCancel(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := s.CancelRun(ctx, id)
+	st, err := s.Runs().Cancel(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -230,7 +230,7 @@ func (c *cli) workflowResume(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := s.ResumeRun(ctx, id); err != nil {
+	if err := s.Runs().Resume(ctx, id); err != nil {
 		return err
 	}
 	return c.printRunStatus(ctx, s, id, "resumed run %d (%s)\n")
@@ -246,7 +246,7 @@ func (c *cli) workflowRetry(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := s.Admin().RetryRun(ctx, id); err != nil {
+	if err := s.Runs().Retry(ctx, id); err != nil {
 		return err
 	}
 	return c.printRunStatus(ctx, s, id, "retrying run %d from its failed step (%s); completed steps keep their results\n")
@@ -281,7 +281,7 @@ func (c *cli) workflowPurge(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	n, err := s.Admin().PurgeRuns(ctx, args[0], time.Now().Add(-c.f.olderThan))
+	n, err := s.Runs().Purge(ctx, args[0], time.Now().Add(-c.f.olderThan))
 	if err != nil {
 		return err
 	}
@@ -296,7 +296,7 @@ func (c *cli) workflowPurge(ctx context.Context, args []string) error {
 // with --json, else text formatted with the ID and the status. The status
 // is read afresh, so a worker may already have moved the run on.
 func (c *cli) printRunStatus(ctx context.Context, s *pgqrs.Store, id int64, text string) error {
-	r, err := s.GetRun(ctx, id)
+	r, err := s.Runs().Get(ctx, id)
 	if err != nil {
 		return fmt.Errorf("the change to run %d is made, but reading its status failed: %w", id, err)
 	}

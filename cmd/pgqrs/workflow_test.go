@@ -108,7 +108,7 @@ func waitStatus(t *testing.T, s *pgqrs.Store, id int64, want pgqrs.RunStatus) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		info, err := s.GetRun(t.Context(), id)
+		info, err := s.Runs().Get(t.Context(), id)
 		if err != nil {
 			t.Fatalf("run %d: %v", id, err)
 		}

@@ -117,7 +117,7 @@ func run(ctx context.Context, out io.Writer) (err error) {
 	}
 	fmt.Fprintf(out, "archived %d files into %s\n", res.Files, filepath.Base(res.Path))
 
-	info, err := s.GetRun(ctx, id)
+	info, err := s.Runs().Get(ctx, id)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,243 @@
+package pgqrs
+
+import "time"
+
+// dialect is everything that differs between backends: SQL text, grouped by
+// table, and the few behaviours that really differ. Constructors in
+// dialect_*.go return complete values; no other code switches on the backend.
+//
+// Conventions every dialect's statements keep:
+//
+//   - Arguments are positional and mean the same on every backend: $n on
+//     Postgres is ?n on SQLite and Turso. Each statement field below says
+//     "(arguments) → returned columns"; "→ n" is a statement run for its
+//     count of affected rows, "→ ∅" one run for its effect only. The
+//     repository method that runs a statement (repo_*.go) is its only
+//     caller and gives the arguments their Go types.
+//   - Fenced settle statements (archive, delete, release, extend, fail,
+//     deadLetter, exhaust, unclaim, reschedule) take the ID list, the
+//     consumer and the queue first ($1, $2, $3), then their own arguments,
+//     and RETURNING id yields the IDs they changed: rows that consumer held.
+//   - Times are computed by the database clock (now()); arguments that are
+//     times go through timeArg (time.Time on Postgres, the fixed UTC text of
+//     textTimeLayout on SQLite and Turso, whose schemas default to the same
+//     text); durations go through secondsArg; ID lists through idsArg (a
+//     Postgres array literal, or a JSON array read with json_each).
+//   - Statements that create or change rows say what they did with
+//     RETURNING, so that each repository call is one round trip.
+//   - A statement that finds nothing returns no row (sql.ErrNoRows for a
+//     single-row query), never an error of its own.
+type dialect struct {
+	name       Dialect
+	migrations string // directory under migrations/ (Turso shares SQLite's)
+	queue      queueSQL
+	message    messageSQL
+	archive    archiveSQL
+	worker     workerSQL
+	admin      adminSQL
+	version    versionSQL
+	workflow   workflowSQL
+
+	// Connecting (Open): the database/sql driver name and the import that
+	// registers it, the DSN schemes the backend reads (lower case), whether
+	// it also reads scheme-less key=value DSNs, and readDSN, which turns a
+	// DSN whose scheme it owns (rest: what follows "scheme:"; for key=value,
+	// the whole DSN) into what sql.Open needs, without secrets in errors.
+	driver, driverImport string
+	schemes              []string
+	keyValueDSN          bool
+	readDSN              func(dsn, scheme, rest string) (dsnInfo, error)
+
+	// indexes are the indexes (and triggers) Verify expects.
+	indexes []string
+
+	// installPrelude runs first inside Install's transaction: the advisory
+	// lock and schema creation on Postgres; nothing elsewhere.
+	installPrelude []string
+	// begin, when set, is the statement that opens a write transaction on a
+	// dedicated connection ("BEGIN IMMEDIATE": take the write lock first, on
+	// SQLite and Turso), ended by COMMIT or ROLLBACK; "" uses sql.DB.BeginTx.
+	begin string
+	// serializeWrites makes a Store run its writes one at a time (single-writer
+	// databases).
+	serializeWrites bool
+	// poolSize is the connection limit Open sets.
+	poolSize int
+	// prepare runs statements on the pool as prepared statements (see
+	// stmtCache); off where the driver gains nothing from it.
+	prepare bool
+	// boundConnect runs the driver's connect under the caller's deadline
+	// (libSQL's WebSocket dial ignores its context and waits up to 120 s).
+	boundConnect bool
+	// callTimeout bounds every statement when the caller's ctx has no deadline
+	// (0: none). Turso's server can stall; a deadline turns that into an error.
+	callTimeout time.Duration
+
+	secondsArg func(time.Duration) any // a delay as the SQL expects it
+	timeArg    func(time.Time) any     // an absolute time as stored
+	idsArg     func([]int64) any       // a list of IDs for "id IN (list)"
+
+	isUnique     func(error) bool
+	isForeignKey func(error) bool
+	isBusy       func(error) bool // retryable: the statement did not apply
+	// isCloseNoise recognises errors from closing a pool that lost nothing
+	// (sqld drops WebSockets without answering the close handshake).
+	isCloseNoise func(error) bool
+	// isAuthFailed recognises a server that refused the credentials.
+	isAuthFailed func(error) bool
+	// isBadJSON recognises a payload the database refuses although
+	// encoding/json accepted it (Postgres jsonb rejects \u0000).
+	isBadJSON func(error) bool
+
+	// notifyChannel and listen: Postgres LISTEN/NOTIFY wakeups (listen is nil
+	// where the backend has none; in-process wakeups work everywhere).
+	notifyChannel string
+	listen        func(dsn, channel string, notify func(payload string), connected func()) (stop func())
+
+	// qualify names pgqrs's tables in schema in migration text (identity
+	// when there is no schema: SQLite and Turso always). The dialect's own
+	// statements were built with it.
+	qualify func(string) string
+	// relation names a pgqrs table or index as an argument of the
+	// existence checks (tableExists, indexExists): quoted with the schema
+	// on Postgres when there is one, else the plain name.
+	relation func(name string) string
+	schema   string // the Postgres schema of WithSchema, or ""
+}
+
+// queueSQL: pgqrs_queues, and what deleting or purging a queue removes.
+type queueSQL struct {
+	insert               string // (name) → id, name, created_at
+	byName               string // (name) → id, name, created_at
+	list                 string // () → id, name, created_at per queue, by name
+	deleteByID           string // (queue) → n
+	usage                string // (queue) → live messages, dead letters, workers not stopped; locks the queue row on Postgres
+	purgeMessages        string // (queue) → n: its live messages, gone without a trace
+	purgeArchive         string // (queue) → n: its archived messages and dead letters
+	deleteStoppedWorkers string // (queue) → n
+}
+
+// messageSQL: pgqrs_messages, the live messages. The fenced settle
+// statements take (ids, consumer, queue, …) and return the IDs they changed
+// (see the conventions on dialect).
+type messageSQL struct {
+	enqueue      string // (queue, payload JSON, delay seconds, producer or NULL, visible-at or NULL) → id; wakes the queue's Run loops on Postgres when visible now
+	enqueueBatch string // (queue, JSON array of payload texts, delay, producer, visible-at) → id per payload, in array order
+	dequeue      string // (queue, n, lease seconds, consumer) → id, payload, read_ct, enqueued_at, vt, last_error per claimed message; nothing unless the consumer's worker is ready or polling
+	archive      string // fenced (ids, consumer, queue) → id: moved to the archive
+	delete       string // fenced (ids, consumer, queue) → id: removed without archiving
+	release      string // fenced (ids, consumer, queue, delay seconds) → id: visible after delay, read count kept
+	extend       string // fenced (ids, consumer, queue, lease seconds) → id: lease renewed from now
+	fail         string // fenced (ids, consumer, queue, delay seconds, error text) → id: released after delay with its error recorded
+	deadLetter   string // fenced (ids, consumer, queue, reason or NULL) → id: archived as dead letters
+	exhaust      string // fenced (ids, consumer, queue, reason) → id: dead-lettered past their last attempt; that claim was no delivery (read count restored), reason then any last handler error
+	unclaim      string // fenced (ids, consumer, queue) → id: given back unseen, visible now, read count restored
+	reschedule   string // fenced (ids, consumer, queue, delay seconds) → id: given back until delay, read count restored (a workflow run waiting for a timer)
+	holder       string // (id, queue) → consumer_worker_id (NULL when none holds it); no row when the message is not live
+	holders      string // (ids, queue) → id, consumer_worker_id (NULL: none) of each still live
+	countHeld    string // (consumer) → unexpired leases it holds
+	releaseHeld  string // (consumer) → n: every message it holds, visible now
+}
+
+// archiveSQL: pgqrs_archive, archived messages and dead letters.
+type archiveSQL struct {
+	get   string // (queue, id) → id, payload, read_ct, enqueued_at, archived_at, dead, last_error
+	list  string // (queue, dead, IDs below, limit) → the same columns, newest first by message ID
+	count string // (queue, dead) → count
+}
+
+// workerSQL: pgqrs_workers, one row per producer or consumer.
+type workerSQL struct {
+	register   string // (name, queue or NULL, role) → id, started_at; unique among live workers
+	heartbeat  string // (worker) → status
+	transition string // (worker, to, comma-separated from-statuses) → n: 1 when the worker was in one of them
+	status     string // (worker) → status
+	get        string // (worker) → id, name, queue name, role, status, started_at, heartbeat_at, stopped_at
+	list       string // (queue, 0 for all) → the same columns per worker, by ID
+	// producerBeat is a producer's heartbeat, which marks a row stopped from
+	// outside ready again unless its name is taken; rejoin registers a
+	// purged producer again under its ID.
+	producerBeat string // (worker) → status
+	rejoin       string // (worker, name, queue, role) → status
+}
+
+// adminSQL: the statements of Admin and Verify, over several tables.
+type adminSQL struct {
+	queueMetrics    string // (queue name) → name, live, visible, leased, archived, dead, oldest enqueued_at not leased, newest enqueued_at, now
+	allQueueMetrics string // () → the same columns per queue, by name
+	systemStats     string // () → queues, live messages, archived, dead letters, workers not stopped, all workers, schema version
+	tableExists     string // (relation) → bool
+	indexExists     string // (relation) → bool; triggers count as indexes on SQLite
+	orphans         string // () → rows whose queue is gone (a partial uninstall)
+
+	moveToDLQ    string // (max attempts) → id of each visible message of any queue claimed that often, dead-lettered
+	replayInsert string // (queue, ids, all) → ∅: the dead letters (all of the queue's when all) live again under their IDs, visible now, read count 0, no last error
+	replayDelete string // (queue, ids, all) → n: the replayed dead letters leave the archive
+	purgeDead    string // (queue) → n
+
+	workerHealth     string // (queue, 0 for all; minus stale age seconds) → ready, polling, suspended, interrupted, stopped, stale
+	stopStaleWorkers string // (minus stale age seconds) → id of each live worker whose heartbeat is older, now stopped
+	releaseWorkers   string // (worker ids) → n: their held messages, visible now
+	purgeWorkers     string // (minus age seconds) → n: workers stopped longer ago
+	// One queue's stale consumers, for the reclaim of Run loops: whether
+	// there are any, and the guarded stop.
+	staleConsumers     string // (queue, minus stale age seconds, asking worker) → bool
+	stopStaleConsumers string // (queue, minus stale age seconds, asking worker) → id of each stopped
+}
+
+// workflowSQL: workflows, their runs and the runs' steps. Statements that
+// finish or cancel a run announce it (NOTIFY on Postgres) to result waiters.
+type workflowSQL struct {
+	// Workflows.
+	byName     string // (name) → id, queue_id
+	byQueue    string // (queue) → name of the workflow the queue belongs to
+	insert     string // (name, queue) → id
+	unfinished string // (workflow) → runs not yet ended
+	deleteRuns string // (workflow) → n
+	purgeRuns  string // (workflow, finished-before) → n: ended runs that finished before
+	deleteByID string // (workflow) → n
+
+	// Runs.
+	insertRun    string // (workflow, message, input JSON) → id
+	runByMessage string // (message) → id, status, input, resume_at, started, now: the run a worker claimed
+	lock         string // (run) → status, message_id; FOR UPDATE on Postgres
+	lockMessage  string // (message) → whether a worker holds its lease now
+	get          string // (run) → id, workflow, status, input, output, error, resume_at, created_at, started_at, finished_at, updated_at
+	list         string // (workflow or "", status or "", IDs below, limit) → the same columns, newest first
+
+	// Run transitions; each returns the status the run has afterwards.
+	start      string // (run) → status: QUEUED becomes RUNNING
+	pause      string // (run, resume-at) → status: PAUSED until resume-at
+	finish     string // (run, status, output, error, last step name, position, output, attempts; step NULLs when none) → ∅: the last step and the run's end in one statement, announced when someone waits
+	markWaited string // (run) → ∅: a result waiter exists, so finish announces
+	setStatus  string // (run, status) → status; announced
+	requeue    string // (run, message) → ∅: an ERROR run QUEUED again on a new message
+
+	// Steps.
+	steps             string // (run) → name, position, status, output, error, attempts, retry_at, updated_at per step, by position
+	stepDone          string // (run, name, position, output JSON, attempts) → run status; no row unless the run may still take steps
+	stepFailed        string // (run, name, position, error text, attempts, retry-at or NULL) → run status; likewise
+	deleteFailedSteps string // (run) → ∅: a retried run forgets its failed steps
+	wakeMessage       string // (message) → ∅: a delayed, unleased message visible now
+	listWorkflows     string // () → name, created_at, runs per status (QUEUED … ERROR) per workflow, by name
+}
+
+// listWorkflowsSQL is the same on every backend.
+const listWorkflowsSQL = `
+SELECT w.name, w.created_at,
+       count(r.id) FILTER (WHERE r.status = 'QUEUED'),
+       count(r.id) FILTER (WHERE r.status = 'RUNNING'),
+       count(r.id) FILTER (WHERE r.status = 'PAUSED'),
+       count(r.id) FILTER (WHERE r.status = 'CANCELLING'),
+       count(r.id) FILTER (WHERE r.status = 'CANCELLED'),
+       count(r.id) FILTER (WHERE r.status = 'SUCCESS'),
+       count(r.id) FILTER (WHERE r.status = 'ERROR')
+FROM pgqrs_workflows w LEFT JOIN pgqrs_runs r ON r.workflow_id = w.id
+GROUP BY w.id, w.name, w.created_at ORDER BY w.name`
+
+// versionSQL: pgqrs_schema_version, the applied migrations.
+type versionSQL struct {
+	createTable string // () → ∅
+	applied     string // () → version per applied migration, in order
+	record      string // (version, file name) → ∅
+}

@@ -17,15 +17,24 @@ const sqliteNow = `strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`
 // JSON array argument read with json_each, so every statement has a fixed
 // text whatever the batch size.
 //
-// Part of the work is done by the schema's triggers (migrations/sqlite),
-// which a reader of the statements below must know about:
+// The schema (migrations/sqlite) does part of the work, which a reader of
+// the statements below must know about:
 //
-//   - A plain DELETE of pgqrs_messages rows ARCHIVES them: trigger
-//     pgqrs_messages_archive copies each deleted row into pgqrs_archive. So
-//     the archive statement is a DELETE ... RETURNING id.
-//   - Setting archive_as deletes the row at once (pgqrs_messages_leave):
-//     'dead' archives it as a dead letter, 'gone' drops it without a trace
-//     (the delete statement and queue purges).
+//   - Messages are archived IN PLACE (0003_archive_in_place.sql): an
+//     archived message keeps its pgqrs_messages row with archived_at set
+//     (and dead = 1 for a dead letter), and pgqrs_archive is a view of those
+//     rows. So every statement about live messages says "archived_at IS
+//     NULL", which also lets SQLite use the partial claim index
+//     pgqrs_messages_claim (live rows only); archive and dead-letter are
+//     one UPDATE; delete and purges are plain DELETEs.
+//   - Statements that look for a worker's messages without a queue (no
+//     index covers consumer_worker_id) read them through the claim index
+//     (INDEXED BY), so they scan live messages only, never the archive.
+//   - Only dead letters have an index of their own (pgqrs_messages_dead,
+//     WHERE dead = 1; SQLite re-plans a statement saying "dead = ?" for
+//     the value bound). Listing the rest of a queue's archive walks the
+//     table by ID, newest first, and counting it reads the table once: admin
+//     reads, kept off the hot path, where an index would cost every archive.
 //   - The first step recorded for a QUEUED run marks it RUNNING
 //     (pgqrs_steps_start); Postgres does this inside the statement.
 //   - A run's end is an INSERT into the view pgqrs_run_ends, whose INSTEAD OF
@@ -46,13 +55,12 @@ func newSQLiteDialect() *dialect {
 			list:       `SELECT id, name, created_at FROM pgqrs_queues ORDER BY name`,
 			deleteByID: `DELETE FROM pgqrs_queues WHERE id = ?1`,
 			usage: `
-SELECT (SELECT count(*) FROM pgqrs_messages WHERE queue_id = q.id),
-       (SELECT count(*) FROM pgqrs_archive WHERE queue_id = q.id AND dead),
+SELECT (SELECT count(*) FROM pgqrs_messages WHERE queue_id = q.id AND archived_at IS NULL),
+       (SELECT count(*) FROM pgqrs_archive WHERE queue_id = q.id AND dead = 1),
        (SELECT count(*) FROM pgqrs_workers WHERE queue_id = q.id AND status <> 'stopped')
 FROM pgqrs_queues q WHERE q.id = ?1`,
-			// A plain DELETE would archive the rows; 'gone' deletes them.
-			purgeMessages:        `UPDATE pgqrs_messages SET archive_as = 'gone' WHERE queue_id = ?1`,
-			purgeArchive:         `DELETE FROM pgqrs_archive WHERE queue_id = ?1`,
+			purgeMessages:        `DELETE FROM pgqrs_messages WHERE queue_id = ?1 AND archived_at IS NULL`,
+			purgeArchive:         `DELETE FROM pgqrs_messages WHERE queue_id = ?1 AND archived_at IS NOT NULL`,
 			deleteStoppedWorkers: `DELETE FROM pgqrs_workers WHERE queue_id = ?1 AND status = 'stopped'`,
 		},
 		message: messageSQL{
@@ -76,65 +84,70 @@ SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3),
     consumer_worker_id = ?4
 WHERE id IN (
     SELECT id FROM pgqrs_messages
-    WHERE queue_id = ?1 AND vt <= ` + sqliteNow + `
+    WHERE queue_id = ?1 AND vt <= ` + sqliteNow + ` AND archived_at IS NULL
       AND EXISTS (SELECT 1 FROM pgqrs_workers WHERE id = ?4 AND status IN ('ready', 'polling'))
     ORDER BY vt, id
     LIMIT ?2
 )
 RETURNING id, payload, read_ct, enqueued_at, vt, last_error`,
-			// The pgqrs_messages_archive trigger copies each deleted row to
-			// pgqrs_archive within this statement. Settle statements look rows
-			// up by primary key: the unary "+" on queue_id keeps SQLite from
-			// walking the queue's whole range of the claim index instead.
+			// Archived in place: the row stays, out of the claim index.
+			// Settle statements look rows up by primary key: the unary "+" on
+			// queue_id keeps SQLite from walking the queue's whole range of
+			// the claim index instead.
 			archive: `
-DELETE FROM pgqrs_messages
-WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3
+UPDATE pgqrs_messages SET archived_at = ` + sqliteNow + `
+WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3 AND archived_at IS NULL
 RETURNING id`,
-			// Marked 'gone', the pgqrs_messages_leave trigger deletes the row
-			// without archiving it.
 			delete: `
-UPDATE pgqrs_messages SET archive_as = 'gone'
-WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3
+DELETE FROM pgqrs_messages
+WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3 AND archived_at IS NULL
 RETURNING id`,
 			release: `
 UPDATE pgqrs_messages
 SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4), consumer_worker_id = NULL
-WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3
+WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3 AND archived_at IS NULL
 RETURNING id`,
 			extend: `
 UPDATE pgqrs_messages
 SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4)
-WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3
+WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3 AND archived_at IS NULL
 RETURNING id`,
 			fail: `
 UPDATE pgqrs_messages
 SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4), consumer_worker_id = NULL, last_error = ?5
-WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3
+WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3 AND archived_at IS NULL
 RETURNING id`,
 			deadLetter: `
-UPDATE pgqrs_messages SET archive_as = 'dead', last_error = coalesce(?4, last_error)
-WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3
+UPDATE pgqrs_messages SET archived_at = ` + sqliteNow + `, dead = 1, last_error = coalesce(?4, last_error)
+WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3 AND archived_at IS NULL
 RETURNING id`,
 			exhaust: `
 UPDATE pgqrs_messages
-SET archive_as = 'dead', read_ct = max(read_ct - 1, 0),
+SET archived_at = ` + sqliteNow + `, dead = 1, read_ct = max(read_ct - 1, 0),
     last_error = ?4 || coalesce('; last handler error: ' || last_error, '')
-WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3
+WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3 AND archived_at IS NULL
 RETURNING id`,
 			unclaim: `
 UPDATE pgqrs_messages
 SET vt = ` + sqliteNow + `, consumer_worker_id = NULL, read_ct = max(read_ct - 1, 0)
-WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3
+WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3 AND archived_at IS NULL
 RETURNING id`,
 			reschedule: `
 UPDATE pgqrs_messages
 SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4), consumer_worker_id = NULL, read_ct = max(read_ct - 1, 0)
-WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3
+WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3 AND archived_at IS NULL
 RETURNING id`,
-			holder:      `SELECT consumer_worker_id FROM pgqrs_messages WHERE id = ?1 AND queue_id = ?2`,
-			holders:     `SELECT id, consumer_worker_id FROM pgqrs_messages WHERE id IN (SELECT value FROM json_each(?1)) AND +queue_id = ?2`,
-			countHeld:   `SELECT count(*) FROM pgqrs_messages WHERE consumer_worker_id = ?1 AND vt > ` + sqliteNow,
-			releaseHeld: `UPDATE pgqrs_messages SET vt = ` + sqliteNow + `, consumer_worker_id = NULL WHERE consumer_worker_id = ?1`,
+			holder:  `SELECT consumer_worker_id FROM pgqrs_messages WHERE id = ?1 AND +queue_id = ?2 AND archived_at IS NULL`,
+			holders: `SELECT id, consumer_worker_id FROM pgqrs_messages WHERE id IN (SELECT value FROM json_each(?1)) AND +queue_id = ?2 AND archived_at IS NULL`,
+			// A consumer's messages are those of its queue: the claim index
+			// finds them among the queue's live messages.
+			countHeld: `
+SELECT count(*) FROM pgqrs_messages
+WHERE queue_id = (SELECT queue_id FROM pgqrs_workers WHERE id = ?1) AND vt > ` + sqliteNow + ` AND archived_at IS NULL
+  AND consumer_worker_id = ?1`,
+			releaseHeld: `
+UPDATE pgqrs_messages SET vt = ` + sqliteNow + `, consumer_worker_id = NULL
+WHERE queue_id = (SELECT queue_id FROM pgqrs_workers WHERE id = ?1) AND archived_at IS NULL AND consumer_worker_id = ?1`,
 		},
 		archive: archiveSQL{
 			get: `
@@ -178,34 +191,35 @@ RETURNING status`,
 			allQueueMetrics: sqliteMetricsSelect + ` ORDER BY q.name`,
 			systemStats: `
 SELECT (SELECT count(*) FROM pgqrs_queues),
-       (SELECT count(*) FROM pgqrs_messages),
-       (SELECT count(*) FROM pgqrs_archive WHERE NOT dead),
-       (SELECT count(*) FROM pgqrs_archive WHERE dead),
+       (SELECT count(*) FROM pgqrs_messages WHERE archived_at IS NULL),
+       (SELECT count(*) FROM pgqrs_archive WHERE dead = 0),
+       (SELECT count(*) FROM pgqrs_archive WHERE dead = 1),
        (SELECT count(*) FROM pgqrs_workers WHERE status <> 'stopped'),
        (SELECT count(*) FROM pgqrs_workers),
        (SELECT coalesce(max(version), 0) FROM pgqrs_schema_version)`,
-			tableExists: `SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1`,
+			// pgqrs_archive is a view.
+			tableExists: `SELECT count(*) > 0 FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?1`,
 			indexExists: `SELECT count(*) > 0 FROM sqlite_master WHERE type IN ('index', 'trigger') AND name = ?1`,
 			orphans: `
-SELECT (SELECT count(*) FROM pgqrs_messages m WHERE NOT EXISTS (SELECT 1 FROM pgqrs_queues q WHERE q.id = m.queue_id))
-     + (SELECT count(*) FROM pgqrs_archive a WHERE NOT EXISTS (SELECT 1 FROM pgqrs_queues q WHERE q.id = a.queue_id))`,
+SELECT count(*) FROM pgqrs_messages m WHERE NOT EXISTS (SELECT 1 FROM pgqrs_queues q WHERE q.id = m.queue_id)`,
 			moveToDLQ: `
-UPDATE pgqrs_messages
-SET archive_as = 'dead',
+UPDATE pgqrs_messages INDEXED BY pgqrs_messages_claim
+SET archived_at = ` + sqliteNow + `, dead = 1,
     last_error = 'no success in ' || read_ct || CASE WHEN read_ct = 1 THEN ' attempt' ELSE ' attempts' END
                  || coalesce('; last handler error: ' || last_error, '')
-WHERE read_ct >= ?1 AND vt <= ` + sqliteNow + `
+WHERE read_ct >= ?1 AND vt <= ` + sqliteNow + ` AND archived_at IS NULL
 RETURNING id`,
+			// In place, a replay is two updates of the dead letters' rows:
+			// first they become new messages (visible now, no read, no error,
+			// no holder), then they leave the archive, which counts them.
 			replayInsert: `
-INSERT INTO pgqrs_messages (id, queue_id, payload, vt, enqueued_at, read_ct, producer_worker_id, last_error)
-SELECT id, queue_id, payload, ` + sqliteNow + `, enqueued_at, 0, producer_worker_id, NULL
-FROM pgqrs_archive
-WHERE queue_id = ?1 AND dead AND (?3 OR id IN (SELECT value FROM json_each(?2)))
-ON CONFLICT (id) DO NOTHING`,
+UPDATE pgqrs_messages
+SET vt = ` + sqliteNow + `, read_ct = 0, dequeued_at = NULL, consumer_worker_id = NULL, last_error = NULL
+WHERE queue_id = ?1 AND dead = 1 AND archived_at IS NOT NULL AND (?3 OR id IN (SELECT value FROM json_each(?2)))`,
 			replayDelete: `
-DELETE FROM pgqrs_archive
-WHERE queue_id = ?1 AND dead AND (?3 OR id IN (SELECT value FROM json_each(?2)))`,
-			purgeDead: `DELETE FROM pgqrs_archive WHERE queue_id = ?1 AND dead`,
+UPDATE pgqrs_messages SET archived_at = NULL, dead = 0
+WHERE queue_id = ?1 AND dead = 1 AND archived_at IS NOT NULL AND (?3 OR id IN (SELECT value FROM json_each(?2)))`,
+			purgeDead: `DELETE FROM pgqrs_messages WHERE queue_id = ?1 AND dead = 1 AND archived_at IS NOT NULL`,
 			workerHealth: `
 SELECT count(*) FILTER (WHERE status = 'ready'),
        count(*) FILTER (WHERE status = 'polling'),
@@ -231,13 +245,14 @@ WHERE queue_id = ?1 AND status IN ('ready', 'polling', 'interrupted') AND role =
   AND heartbeat_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2) AND id <> ?3
 RETURNING id`,
 			releaseWorkers: `
-UPDATE pgqrs_messages SET vt = ` + sqliteNow + `, consumer_worker_id = NULL
-WHERE consumer_worker_id IN (SELECT value FROM json_each(?1))`,
+UPDATE pgqrs_messages INDEXED BY pgqrs_messages_claim SET vt = ` + sqliteNow + `, consumer_worker_id = NULL
+WHERE consumer_worker_id IN (SELECT value FROM json_each(?1)) AND archived_at IS NULL`,
 			purgeWorkers: `
 DELETE FROM pgqrs_workers
 WHERE status = 'stopped' AND stopped_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)
-  AND NOT EXISTS (SELECT 1 FROM pgqrs_messages m
-                  WHERE m.consumer_worker_id = pgqrs_workers.id OR m.producer_worker_id = pgqrs_workers.id)`,
+  AND NOT EXISTS (SELECT 1 FROM pgqrs_messages m INDEXED BY pgqrs_messages_claim
+                  WHERE m.archived_at IS NULL
+                    AND (m.consumer_worker_id = pgqrs_workers.id OR m.producer_worker_id = pgqrs_workers.id))`,
 		},
 		version: versionSQL{
 			createTable: `
@@ -267,7 +282,7 @@ SELECT id, status, input, resume_at, started_at IS NOT NULL, ` + sqliteNow + `
 FROM pgqrs_runs WHERE message_id = ?1`,
 			lock: `SELECT status, message_id FROM pgqrs_runs WHERE id = ?1`,
 			lockMessage: `
-SELECT consumer_worker_id IS NOT NULL AND vt > ` + sqliteNow + ` FROM pgqrs_messages WHERE id = ?1`,
+SELECT consumer_worker_id IS NOT NULL AND vt > ` + sqliteNow + ` FROM pgqrs_messages WHERE id = ?1 AND archived_at IS NULL`,
 			get:  sqliteRunSelect + ` WHERE r.id = ?1`,
 			list: sqliteRunSelect + ` WHERE (?1 = '' OR r.name = ?1) AND (?2 = '' OR r.status = ?2) AND r.id < ?3 ORDER BY r.id DESC LIMIT ?4`,
 			start: `
@@ -322,11 +337,11 @@ RETURNING (SELECT status FROM pgqrs_runs WHERE id = ?1)`,
 			deleteFailedSteps: `DELETE FROM pgqrs_steps WHERE run_id = ?1 AND status = 'ERROR'`,
 			wakeMessage: `
 UPDATE pgqrs_messages SET vt = ` + sqliteNow + `
-WHERE id = ?1 AND vt > ` + sqliteNow + ` AND consumer_worker_id IS NULL`,
+WHERE id = ?1 AND vt > ` + sqliteNow + ` AND consumer_worker_id IS NULL AND archived_at IS NULL`,
 			listWorkflows: listWorkflowsSQL,
 		},
-		indexes: []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_archive_queue",
-			"pgqrs_messages_archive", "pgqrs_messages_leave", "pgqrs_runs_message", "pgqrs_runs_workflow", "pgqrs_steps_start", "pgqrs_run_ends_insert"},
+		indexes: []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_messages_dead",
+			"pgqrs_runs_message", "pgqrs_runs_workflow", "pgqrs_steps_start", "pgqrs_run_ends_insert"},
 		poolSize:        8,
 		prepare:         true,
 		begin:           "BEGIN IMMEDIATE",
@@ -361,25 +376,29 @@ SELECT * FROM (
            coalesce(r.started_at, CASE WHEN m.consumer_worker_id IS NOT NULL AND m.vt > ` + sqliteNow + ` THEN m.dequeued_at END) AS started_at,
            r.finished_at, r.updated_at
     FROM pgqrs_runs r JOIN pgqrs_workflows w ON w.id = r.workflow_id
-    LEFT JOIN pgqrs_messages m ON m.id = r.message_id
+    LEFT JOIN pgqrs_messages m ON m.id = r.message_id AND m.archived_at IS NULL
 ) AS r`
 
 const sqliteWorkerSelect = `
 SELECT w.id, w.name, coalesce(q.name, ''), w.role, w.status, w.started_at, w.heartbeat_at, w.stopped_at
 FROM pgqrs_workers w LEFT JOIN pgqrs_queues q ON q.id = w.queue_id`
 
+// sqliteMetricsSelect counts a queue's archive from one pass over the
+// archived rows (they have no per-queue index; see newSQLiteDialect).
 const sqliteMetricsSelect = `
 SELECT q.name,
-       (SELECT count(*) FROM pgqrs_messages m WHERE m.queue_id = q.id),
-       (SELECT count(*) FROM pgqrs_messages m WHERE m.queue_id = q.id AND m.vt <= ` + sqliteNow + `),
-       (SELECT count(*) FROM pgqrs_messages m WHERE m.queue_id = q.id AND m.vt > ` + sqliteNow + ` AND m.consumer_worker_id IS NOT NULL),
-       (SELECT count(*) FROM pgqrs_archive a WHERE a.queue_id = q.id AND NOT a.dead),
-       (SELECT count(*) FROM pgqrs_archive a WHERE a.queue_id = q.id AND a.dead),
+       (SELECT count(*) FROM pgqrs_messages m WHERE m.queue_id = q.id AND m.archived_at IS NULL),
+       (SELECT count(*) FROM pgqrs_messages m WHERE m.queue_id = q.id AND m.vt <= ` + sqliteNow + ` AND m.archived_at IS NULL),
+       (SELECT count(*) FROM pgqrs_messages m
+        WHERE m.queue_id = q.id AND m.vt > ` + sqliteNow + ` AND m.archived_at IS NULL AND m.consumer_worker_id IS NOT NULL),
+       coalesce(a.archived, 0), coalesce(a.dead, 0),
        (SELECT min(m.enqueued_at) FROM pgqrs_messages m
-        WHERE m.queue_id = q.id AND (m.consumer_worker_id IS NULL OR m.vt <= ` + sqliteNow + `)),
-       (SELECT max(m.enqueued_at) FROM pgqrs_messages m WHERE m.queue_id = q.id),
+        WHERE m.queue_id = q.id AND m.archived_at IS NULL AND (m.consumer_worker_id IS NULL OR m.vt <= ` + sqliteNow + `)),
+       (SELECT max(m.enqueued_at) FROM pgqrs_messages m WHERE m.queue_id = q.id AND m.archived_at IS NULL),
        ` + sqliteNow + `
-FROM pgqrs_queues q`
+FROM pgqrs_queues q
+LEFT JOIN (SELECT queue_id, count(*) FILTER (WHERE dead = 0) AS archived, count(*) FILTER (WHERE dead = 1) AS dead
+           FROM pgqrs_archive GROUP BY queue_id) a ON a.queue_id = q.id`
 
 // sqliteDSN reads sqlite:PATH, sqlite3:PATH and file:PATH[?query] (rest is
 // what follows the scheme) into modernc's file: DSN with pgqrs's pragmas:

@@ -86,8 +86,19 @@ func backendDSN(t testing.TB, backend string) (string, []Option) {
 // wipeTurso drops pgqrs's tables: sqld serves one database to every test.
 func wipeTurso(t testing.TB, s *Store) {
 	t.Helper()
-	if _, err := s.DB().Exec("DROP VIEW IF EXISTS pgqrs_run_ends"); err != nil {
-		t.Fatalf("wipe pgqrs_run_ends: %v", err)
+	// Views first: pgqrs_run_ends, and pgqrs_archive where the schema
+	// archives in place (a table before SQLite migration 0003).
+	for _, view := range []string{"pgqrs_run_ends", "pgqrs_archive"} {
+		var n int
+		if err := s.DB().QueryRow("SELECT count(*) FROM sqlite_master WHERE type = 'view' AND name = ?", view).Scan(&n); err != nil {
+			t.Fatalf("wipe %s: %v", view, err)
+		}
+		if n == 0 {
+			continue
+		}
+		if _, err := s.DB().Exec("DROP VIEW " + view); err != nil {
+			t.Fatalf("wipe %s: %v", view, err)
+		}
 	}
 	for _, table := range []string{"pgqrs_steps", "pgqrs_runs", "pgqrs_workflows", "pgqrs_archive", "pgqrs_messages", "pgqrs_workers", "pgqrs_queues", "pgqrs_schema_version"} {
 		if _, err := s.DB().Exec("DROP TABLE IF EXISTS " + table); err != nil {

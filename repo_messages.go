@@ -103,7 +103,8 @@ func (r messageRepo) settle(ctx context.Context, q querier, stmt string, f fence
 	return scanIDs(rows)
 }
 
-// archive moves the messages to pgqrs_archive.
+// archive moves the messages to the archive (pgqrs_archive on Postgres; on
+// SQLite their rows stay, marked archived).
 func (r messageRepo) archive(ctx context.Context, q querier, f fence) ([]int64, error) {
 	return r.settle(ctx, q, r.d.message.archive, f)
 }

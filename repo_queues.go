@@ -14,7 +14,8 @@ import (
 // never do. A statement that finds no row returns sql.ErrNoRows for the
 // caller to map to its sentinel.
 //
-// This file: pgqrs_queues, pgqrs_archive and the metrics over them.
+// This file: pgqrs_queues, pgqrs_archive (a table on Postgres, a view of
+// the archived rows of pgqrs_messages on SQLite) and the metrics over them.
 
 // queueRepo runs the statements of pgqrs_queues.
 type queueRepo struct{ d *dialect }
@@ -133,7 +134,9 @@ func (r archiveRepo) count(ctx context.Context, q querier, id int64, dead bool) 
 }
 
 // replayInsert puts dead letters of queue queueID (those of ids, or all)
-// back as new messages under their IDs.
+// back as new messages under their IDs (where the archive is a table of its
+// own; on SQLite, which archives in place, it makes their rows new again
+// and replayDelete takes them out of the archive).
 func (r archiveRepo) replayInsert(ctx context.Context, q querier, queueID int64, ids []int64, all bool) error {
 	_, err := q.ExecContext(ctx, r.d.admin.replayInsert, queueID, r.d.idsArg(ids), all)
 	return err

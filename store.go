@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"math/rand/v2"
 	"sort"
 	"strconv"
@@ -585,6 +586,12 @@ func splitStatements(text string) []string {
 // transaction (advisory-locked on Postgres, BEGIN IMMEDIATE elsewhere), so
 // concurrent installers wait for each other and the second finds nothing to do.
 func (s *Store) migrate(ctx context.Context) error {
+	return s.migrateTo(ctx, math.MaxInt)
+}
+
+// migrateTo is migrate for the migrations up to version last only (the
+// upgrade tests install an older schema with it).
+func (s *Store) migrateTo(ctx context.Context, last int) error {
 	ms, err := s.d.loadMigrations()
 	if err != nil {
 		return err
@@ -607,7 +614,7 @@ func (s *Store) migrate(ctx context.Context) error {
 			applied[v] = true
 		}
 		for _, m := range ms {
-			if applied[int64(m.version)] {
+			if applied[int64(m.version)] || m.version > last {
 				continue
 			}
 			for _, stmt := range m.stmts {

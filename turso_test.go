@@ -327,7 +327,7 @@ func TestTursoDrainChild(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 			qctx, cancel := context.WithTimeout(rctx, 5*time.Second)
 			var left int
-			err := s.DB().QueryRowContext(qctx, "SELECT count(*) FROM pgqrs_messages").Scan(&left)
+			err := s.DB().QueryRowContext(qctx, "SELECT count(*) FROM pgqrs_messages WHERE archived_at IS NULL").Scan(&left)
 			cancel()
 			if err == nil && left == 0 {
 				stop()

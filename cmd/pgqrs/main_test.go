@@ -157,8 +157,19 @@ func wipeTurso(t *testing.T, dsn string) {
 		t.Fatalf("open sqld: %v", err)
 	}
 	defer db.Close()
-	if _, err := db.Exec("DROP VIEW IF EXISTS pgqrs_run_ends"); err != nil {
-		t.Fatalf("wipe pgqrs_run_ends: %v", err)
+	// Views first: pgqrs_run_ends, and pgqrs_archive where the schema
+	// archives in place (a table before SQLite migration 0003).
+	for _, view := range []string{"pgqrs_run_ends", "pgqrs_archive"} {
+		var n int
+		if err := db.QueryRow("SELECT count(*) FROM sqlite_master WHERE type = 'view' AND name = ?", view).Scan(&n); err != nil {
+			t.Fatalf("wipe %s: %v", view, err)
+		}
+		if n == 0 {
+			continue
+		}
+		if _, err := db.Exec("DROP VIEW " + view); err != nil {
+			t.Fatalf("wipe %s: %v", view, err)
+		}
 	}
 	for _, table := range []string{"pgqrs_steps", "pgqrs_runs", "pgqrs_workflows", "pgqrs_archive", "pgqrs_messages", "pgqrs_workers", "pgqrs_queues", "pgqrs_schema_version"} {
 		if _, err := db.ExecContext(t.Context(), "DROP TABLE IF EXISTS "+table); err != nil {

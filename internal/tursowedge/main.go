@@ -287,7 +287,7 @@ func remaining(url string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var n int
-	q := "SELECT count(*) FROM pgqrs_messages"
+	q := "SELECT count(*) FROM pgqrs_messages WHERE archived_at IS NULL"
 	if raw() {
 		return 0 // raw children finish by count
 	}
@@ -373,7 +373,7 @@ func runChild(url string) error {
 			time.Sleep(500 * time.Millisecond)
 			var n int
 			qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err := s.DB().QueryRowContext(qctx, "SELECT count(*) FROM pgqrs_messages").Scan(&n)
+			err := s.DB().QueryRowContext(qctx, "SELECT count(*) FROM pgqrs_messages WHERE archived_at IS NULL").Scan(&n)
 			cancel()
 			if err == nil && n == 0 {
 				stop()

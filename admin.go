@@ -690,8 +690,9 @@ func (a *Admin) StopWorker(ctx context.Context, id int64) (int64, error) {
 	return released, nil
 }
 
-// PurgeWorkers deletes stopped workers that stopped more than olderThan ago
-// and that no live message references, and returns how many.
+// PurgeWorkers deletes the stopped workers that stopped olderThan ago or
+// earlier (0: every stopped worker) and that no live message references,
+// and returns how many.
 func (a *Admin) PurgeWorkers(ctx context.Context, olderThan time.Duration) (int64, error) {
 	if olderThan < 0 {
 		return 0, fmt.Errorf("%w: age must not be negative, got %v", ErrInvalidArgument, olderThan)

@@ -180,7 +180,7 @@ type adminSQL struct {
 	workerHealth     string // (queue, 0 for all; minus stale age seconds) → ready, polling, suspended, interrupted, stopped, stale
 	stopStaleWorkers string // (minus stale age seconds) → id of each live worker whose heartbeat is older, now stopped
 	releaseWorkers   string // (worker ids) → n: their held messages, visible now
-	purgeWorkers     string // (minus age seconds) → n: workers stopped longer ago
+	purgeWorkers     string // (minus age seconds) → n: workers stopped at least that long ago that no live message references
 	// One queue's stale consumers, for the reclaim of Run loops: whether
 	// there are any, and the guarded stop.
 	staleConsumers     string // (queue, minus stale age seconds, asking worker) → bool

@@ -265,7 +265,7 @@ UPDATE pgqrs_messages SET vt = now(), consumer_worker_id = NULL
 WHERE consumer_worker_id = ANY ($1::bigint[])`),
 			purgeWorkers: t(`
 DELETE FROM pgqrs_workers w
-WHERE w.status = 'stopped' AND w.stopped_at < now() + make_interval(secs => $1::float8)
+WHERE w.status = 'stopped' AND w.stopped_at <= now() + make_interval(secs => $1::float8)
   AND NOT EXISTS (SELECT 1 FROM pgqrs_messages m
                   WHERE m.consumer_worker_id = w.id OR m.producer_worker_id = w.id)`),
 		},

@@ -249,7 +249,7 @@ UPDATE pgqrs_messages INDEXED BY pgqrs_messages_claim SET vt = ` + sqliteNow + `
 WHERE consumer_worker_id IN (SELECT value FROM json_each(?1)) AND archived_at IS NULL`,
 			purgeWorkers: `
 DELETE FROM pgqrs_workers
-WHERE status = 'stopped' AND stopped_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)
+WHERE status = 'stopped' AND stopped_at <= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)
   AND NOT EXISTS (SELECT 1 FROM pgqrs_messages m INDEXED BY pgqrs_messages_claim
                   WHERE m.archived_at IS NULL
                     AND (m.consumer_worker_id = pgqrs_workers.id OR m.producer_worker_id = pgqrs_workers.id))`,

@@ -342,8 +342,10 @@ func TestProducerLiveness(t *testing.T) {
 			}
 			return w
 		}
-		// An enqueue heartbeats once the last beat is old enough.
+		// An enqueue heartbeats once the last beat is old enough. Times are
+		// stored to the millisecond: let the clock pass the registration's.
 		before := info().HeartbeatAt
+		await(t, time.Second, "the clock past the registration", func() bool { return time.Since(before) > 2*time.Millisecond })
 		p.lastBeat.Store(0)
 		mustEnqueue(t, p, 1)
 		if after := info().HeartbeatAt; !after.After(before) {

@@ -165,7 +165,7 @@ func TestRunLogsToSlogDefault(t *testing.T) {
 	old := slog.Default()
 	slog.SetDefault(slog.New(rec))
 	t.Cleanup(func() { slog.SetDefault(old) })
-	forEachBackend(t, func(t *testing.T, s *Store) {
+	forEachBackendSerial(t, func(t *testing.T, s *Store) {
 		p, c := fixture(t, s, "deflog")
 		mustEnqueue(t, p, "x")
 		handled := make(chan struct{})

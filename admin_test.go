@@ -12,8 +12,10 @@ import (
 )
 
 func TestInstallIsIdempotentAndConcurrent(t *testing.T) {
+	t.Parallel()
 	for _, b := range backends {
 		t.Run(b, func(t *testing.T) {
+			t.Parallel()
 			ctx := t.Context()
 			s := openBackend(t, b)
 			// Several stores (pools) install at once, as several processes
@@ -67,6 +69,7 @@ func schemaOpt(s *Store) []Option {
 }
 
 func TestVerifyReportsDamage(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		if err := s.Admin().Verify(ctx); err != nil {
@@ -98,6 +101,7 @@ func TestVerifyReportsDamage(t *testing.T) {
 }
 
 func TestQueueAdministration(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		a := s.Admin()
@@ -168,6 +172,7 @@ func TestQueueAdministration(t *testing.T) {
 }
 
 func TestMetricsFollowEachStep(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		p, c := fixture(t, s, "m")
@@ -213,6 +218,7 @@ func TestMetricsFollowEachStep(t *testing.T) {
 }
 
 func TestArchiveListing(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		p, c := fixture(t, s, "arch")
@@ -261,6 +267,7 @@ func TestArchiveListing(t *testing.T) {
 }
 
 func TestDeadLetterAdministration(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		a := s.Admin()
@@ -331,7 +338,7 @@ func TestDeadLetterAdministration(t *testing.T) {
 }
 
 func TestReclaimStaleWorkers(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, s *Store) {
+	forEachBackendSerial(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		a := s.Admin()
 		p, stale := fixture(t, s, "reclaim")

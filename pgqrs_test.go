@@ -141,7 +141,8 @@ func wipeTurso(t testing.TB, s *Store) {
 // forEachBackend runs f as a subtest on every backend with an installed
 // store. The subtests run in parallel with each other (and, when the test
 // itself called t.Parallel, with other parallel tests): each has a database
-// of its own. A test whose f touches process-wide state uses
+// of its own. A test whose f touches process-wide state (slog's default
+// logger) or asserts a timing window of a few hundred milliseconds uses
 // forEachBackendSerial.
 func forEachBackend(t *testing.T, f func(t *testing.T, s *Store)) {
 	t.Helper()

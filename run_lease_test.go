@@ -17,6 +17,7 @@ import (
 // then forgot it, so the message sat leased, unhandled, until its lease
 // expired (issue 10, item 1).
 func TestRunRunsAMessageClaimedAgainDuringItsGiveBack(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		p, c := fixture(t, s, "regive")
 		mustEnqueue(t, p, "x")
@@ -100,6 +101,7 @@ func (h *levelRecorder) records() []string {
 // cancel it, and the loop's own archive must not warn about a lost lease
 // (issue 10, item 9).
 func TestRunHandlerThatArchivesInItsOwnTx(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		p, c := fixture(t, s, "selfack")
 		const total = 4

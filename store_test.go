@@ -21,6 +21,7 @@ import (
 // TestDialectsDefineEveryStatement fails when a dialect lacks a statement
 // the others have.
 func TestDialectsDefineEveryStatement(t *testing.T) {
+	t.Parallel()
 	for _, d := range []Dialect{Postgres, SQLite, Turso} {
 		t.Run(string(d), func(t *testing.T) {
 			impl, err := d.impl()
@@ -51,6 +52,7 @@ func TestDialectsDefineEveryStatement(t *testing.T) {
 }
 
 func TestPostgresSchemaQualifiesEveryTable(t *testing.T) {
+	t.Parallel()
 	d := newPostgresDialect().withSchema("app")
 	forEachSQLField(reflect.ValueOf(d).Elem(), "", func(path string, v reflect.Value) {
 		for _, table := range []string{"pgqrs_queues", "pgqrs_workers", "pgqrs_messages", "pgqrs_archive", "pgqrs_schema_version"} {
@@ -66,6 +68,7 @@ func TestPostgresSchemaQualifiesEveryTable(t *testing.T) {
 }
 
 func TestSplitStatements(t *testing.T) {
+	t.Parallel()
 	text := `-- comment
 CREATE TABLE a (x INT);
 
@@ -87,6 +90,7 @@ CREATE INDEX i ON a (x);
 }
 
 func TestMigrationsFS(t *testing.T) {
+	t.Parallel()
 	for _, d := range []Dialect{Postgres, SQLite, Turso} {
 		fsys, err := Migrations(d)
 		if err != nil {
@@ -102,6 +106,7 @@ func TestMigrationsFS(t *testing.T) {
 }
 
 func TestErrorTranslation(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		if _, err := s.Admin().CreateQueue(ctx, "dup"); err != nil {
@@ -124,6 +129,7 @@ func TestErrorTranslation(t *testing.T) {
 // TestReadmeQuickstartIsTheExample keeps the README's quick start identical
 // to examples/quickstart/main.go, which its own test compiles and runs.
 func TestReadmeQuickstartIsTheExample(t *testing.T) {
+	t.Parallel()
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
@@ -140,6 +146,7 @@ func TestReadmeQuickstartIsTheExample(t *testing.T) {
 // TestOpenWithoutDriver builds a program that imports no SQLite driver: Open
 // must say which import to add.
 func TestOpenWithoutDriver(t *testing.T) {
+	t.Parallel()
 	// Stdout only: go run writes build chatter (GOFLAGS=-v prints package
 	// names) to stderr.
 	cmd := exec.Command("go", "run", "./testdata/nodriver")
@@ -156,6 +163,7 @@ func TestOpenWithoutDriver(t *testing.T) {
 }
 
 func TestParseTextTimeMatchesTimeParse(t *testing.T) {
+	t.Parallel()
 	for _, s := range []string{
 		"2024-02-29T23:59:59.999Z", "1970-01-01T00:00:00.000Z", "2026-11-26T01:02:03.004Z",
 		"2023-02-29T00:00:00.000Z", "2024-13-01T00:00:00.000Z", "2024-01-01T24:00:00.000Z",
@@ -174,6 +182,7 @@ func TestParseTextTimeMatchesTimeParse(t *testing.T) {
 // WithPreparedStatements(false) prepares none (for poolers that do not keep
 // prepared statements).
 func TestPreparedStatementsAreReleased(t *testing.T) {
+	t.Parallel()
 	dsn, opts := backendDSN(t, "postgres")
 	ctx := t.Context()
 	db, err := sql.Open("postgres", dsn)
@@ -213,6 +222,7 @@ func TestPreparedStatementsAreReleased(t *testing.T) {
 }
 
 func TestPgChannelFitsEverySchemaName(t *testing.T) {
+	t.Parallel()
 	seen := map[string]string{}
 	for n := 1; n <= 63; n++ {
 		for _, fill := range []string{"a", "b"} {
@@ -242,6 +252,7 @@ func TestPgChannelFitsEverySchemaName(t *testing.T) {
 // of 58 to 63 bytes used to make every immediate enqueue fail with "channel
 // name too long" (issue 10, item 6).
 func TestLongSchemaNameIsFullyUsable(t *testing.T) {
+	t.Parallel()
 	dsn := needEnv(t, "PGQRS_TEST_POSTGRES_DSN", "PostgreSQL server")
 	ctx := t.Context()
 	schema := fmt.Sprintf("long_%d_", os.Getpid())
@@ -299,6 +310,7 @@ func TestLongSchemaNameIsFullyUsable(t *testing.T) {
 }
 
 func TestParseTopic(t *testing.T) {
+	t.Parallel()
 	for payload, want := range map[string]topic{"7": queueWake(7), "-7": runWake(7), "0": {}, "": {}, "x": {}, "99999999999999999999": {}} {
 		got, ok := parseTopic(payload)
 		if got != want || ok != (want != topic{}) {
@@ -310,6 +322,7 @@ func TestParseTopic(t *testing.T) {
 // TestTranslateKeepsTheDriverError: a translated error still carries the
 // driver's own error, for errors.As (a *pq.Error's SQLSTATE, a SQLite code).
 func TestTranslateKeepsTheDriverError(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		if _, err := s.Admin().CreateQueue(ctx, "dup"); err != nil {
@@ -340,6 +353,7 @@ func TestTranslateKeepsTheDriverError(t *testing.T) {
 // TestFailedRollbackIsReported: when the connection dies inside a
 // transaction, the rollback fails too, and the error says so.
 func TestFailedRollbackIsReported(t *testing.T) {
+	t.Parallel()
 	s := openBackend(t, "postgres")
 	ctx := t.Context()
 	killer := openBackend(t, "postgres")

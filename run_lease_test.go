@@ -101,8 +101,7 @@ func (h *levelRecorder) records() []string {
 // cancel it, and the loop's own archive must not warn about a lost lease
 // (issue 10, item 9).
 func TestRunHandlerThatArchivesInItsOwnTx(t *testing.T) {
-	t.Parallel()
-	forEachBackend(t, func(t *testing.T, s *Store) {
+	forEachBackendSerial(t, func(t *testing.T, s *Store) {
 		p, c := fixture(t, s, "selfack")
 		const total = 4
 		for i := range total {

@@ -200,7 +200,7 @@ func TestRunSurvivesPanics(t *testing.T) {
 }
 
 func TestRunExtendsLeaseOfSlowHandler(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, s *Store) {
+	forEachBackendSerial(t, func(t *testing.T, s *Store) {
 		p, c := fixture(t, s, "slow")
 		other, err := s.Consumer(t.Context(), "slow")
 		if err != nil {

@@ -129,7 +129,6 @@ func (p *privateSQLD) writable() error {
 func TestTursoStalledServer(t *testing.T) {
 	for _, transport := range []string{"http", "ws"} {
 		t.Run(transport, func(t *testing.T) {
-			t.Parallel()
 			ctx := t.Context()
 			srv := startSQLD(t)
 			s, err := Open(ctx, srv.url(transport))

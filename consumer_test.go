@@ -130,7 +130,7 @@ func TestDequeueOrderAndBatch(t *testing.T) {
 }
 
 func TestDelayedMessages(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, s *Store) {
+	forEachBackendSerial(t, func(t *testing.T, s *Store) {
 		p, c := fixture(t, s, "later")
 		// Generous delays: the "not yet" check below must not race a slow machine.
 		delayed := mustEnqueue(t, p, "in 700ms", Delay(700*time.Millisecond))

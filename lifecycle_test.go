@@ -182,8 +182,7 @@ func TestWorkerStateMachine(t *testing.T) {
 // an admin stopped the worker, returns nil; so does a producer's second
 // Shutdown.
 func TestShutdownOfStoppedWorker(t *testing.T) {
-	t.Parallel()
-	forEachBackend(t, func(t *testing.T, s *Store) {
+	forEachBackendSerial(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		p, c := fixture(t, s, "shut")
 		runCtx, cancel := context.WithCancel(ctx)

@@ -497,8 +497,7 @@ func TestRunShutdownIsBounded(t *testing.T) {
 // for longer than their lease: the runner keeps their leases, so its own
 // next claim cannot take them again.
 func TestRunNeverRunsOneDeliveryTwice(t *testing.T) {
-	t.Parallel()
-	forEachBackend(t, func(t *testing.T, s *Store) {
+	forEachBackendSerial(t, func(t *testing.T, s *Store) {
 		p, c := fixture(t, s, "prefetch")
 		const total = 12
 		batch := make([]any, total)

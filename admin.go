@@ -508,11 +508,8 @@ func (a *Admin) replay(ctx context.Context, queue string, ids []int64, all bool)
 		return 0, err
 	}
 	var n int64
-	err = a.s.inTx(ctx, func(ctx context.Context, db querier) (err error) {
-		if err := a.s.archive.replayInsert(ctx, db, q.ID, ids, all); err != nil {
-			return err
-		}
-		n, err = a.s.archive.replayDelete(ctx, db, q.ID, ids, all)
+	err = a.s.write(ctx, nil, func(ctx context.Context, db querier) (err error) {
+		n, err = a.s.archive.replay(ctx, db, q.ID, ids, all)
 		return err
 	})
 	if err != nil {

@@ -12,8 +12,10 @@ import (
 )
 
 func TestInstallIsIdempotentAndConcurrent(t *testing.T) {
+	t.Parallel()
 	for _, b := range backends {
 		t.Run(b, func(t *testing.T) {
+			t.Parallel()
 			ctx := t.Context()
 			s := openBackend(t, b)
 			// Several stores (pools) install at once, as several processes
@@ -78,6 +80,7 @@ func latestMigration(t *testing.T, s *Store) int64 {
 }
 
 func TestVerifyReportsDamage(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		if err := s.Admin().Verify(ctx); err != nil {
@@ -121,6 +124,7 @@ func TestVerifyReportsDamage(t *testing.T) {
 }
 
 func TestQueueAdministration(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		a := s.Admin()
@@ -191,6 +195,7 @@ func TestQueueAdministration(t *testing.T) {
 }
 
 func TestMetricsFollowEachStep(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		p, c := fixture(t, s, "m")
@@ -236,6 +241,7 @@ func TestMetricsFollowEachStep(t *testing.T) {
 }
 
 func TestArchiveListing(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		p, c := fixture(t, s, "arch")
@@ -284,6 +290,7 @@ func TestArchiveListing(t *testing.T) {
 }
 
 func TestDeadLetterAdministration(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		a := s.Admin()
@@ -354,7 +361,7 @@ func TestDeadLetterAdministration(t *testing.T) {
 }
 
 func TestReclaimStaleWorkers(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, s *Store) {
+	forEachBackendSerial(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		a := s.Admin()
 		p, stale := fixture(t, s, "reclaim")

@@ -18,6 +18,7 @@ type job struct {
 }
 
 func TestRoundTrip(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		p, c := fixture(t, s, "emails")
@@ -68,6 +69,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestRawPayloads(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		p, c := fixture(t, s, "raw")
 		payloads := []any{json.RawMessage(`{"a": [1, 2]}`), []byte(`"text"`), 42, "plain string", []int{1, 2}}
@@ -91,6 +93,7 @@ func TestRawPayloads(t *testing.T) {
 }
 
 func TestDequeueOrderAndBatch(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		p, c := fixture(t, s, "orders")
 		var want []int64
@@ -127,7 +130,7 @@ func TestDequeueOrderAndBatch(t *testing.T) {
 }
 
 func TestDelayedMessages(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, s *Store) {
+	forEachBackendSerial(t, func(t *testing.T, s *Store) {
 		p, c := fixture(t, s, "later")
 		// Generous delays: the "not yet" check below must not race a slow machine.
 		delayed := mustEnqueue(t, p, "in 700ms", Delay(700*time.Millisecond))
@@ -208,7 +211,7 @@ func TestVisibilityTimeoutRedeliversAndFences(t *testing.T) {
 }
 
 func TestReleaseAndExtend(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, s *Store) {
+	forEachBackendSerial(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		p, c := fixture(t, s, "release")
 		id := mustEnqueue(t, p, "x")
@@ -251,9 +254,11 @@ func TestReleaseAndExtend(t *testing.T) {
 // is archived exactly once and none is delivered twice. On Postgres the
 // consumers use four separate pools, as separate processes would.
 func TestConcurrentDrain(t *testing.T) {
+	t.Parallel()
 	const total, consumers = 5000, 8
 	for _, b := range backends {
 		t.Run(b, func(t *testing.T) {
+			t.Parallel()
 			s := openBackend(t, b)
 			ctx := t.Context()
 			if err := s.Admin().Install(ctx); err != nil {
@@ -339,6 +344,7 @@ func TestConcurrentDrain(t *testing.T) {
 // TestDequeueDeadLettersAfterDefaultMaxAttempts: the sixth claim of a
 // message that was never archived dead-letters it.
 func TestDequeueDeadLettersAfterDefaultMaxAttempts(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		p, c := fixture(t, s, "attempts")
@@ -371,6 +377,7 @@ func TestDequeueDeadLettersAfterDefaultMaxAttempts(t *testing.T) {
 // first, the old handler error second, and the read count of its real
 // deliveries (issue 10, item 12).
 func TestExhaustedDeadLetterSaysWhatHappened(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		p, c := fixture(t, s, "exhaust")

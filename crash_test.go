@@ -138,6 +138,7 @@ func crashStore(t *testing.T, backend string) (string, *Store) {
 func TestCrashRecovery(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b, func(t *testing.T) {
+			t.Parallel()
 			ctx := t.Context()
 			dsn, s := crashStore(t, b)
 			if _, err := s.Admin().CreateQueue(ctx, "crash"); err != nil {
@@ -250,6 +251,7 @@ func TestWorkflowCrashChild(t *testing.T) {
 func TestWorkflowCrashRecovery(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b, func(t *testing.T) {
+			t.Parallel()
 			ctx := t.Context()
 			dsn, s := crashStore(t, b)
 			table := s.d.relation("test_effects")
@@ -327,6 +329,7 @@ func TestProducerCrashChild(t *testing.T) {
 func TestCrashedProducerQueueDelete(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b, func(t *testing.T) {
+			t.Parallel()
 			ctx := t.Context()
 			dsn, s := crashStore(t, b)
 			admin := s.Admin()
@@ -381,6 +384,7 @@ func TestCrashedProducerQueueDelete(t *testing.T) {
 func TestRunReclaimsCrashedConsumer(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b, func(t *testing.T) {
+			t.Parallel()
 			ctx := t.Context()
 			dsn, s := crashStore(t, b)
 			for _, q := range []string{"crash", "elsewhere"} {

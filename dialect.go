@@ -173,8 +173,7 @@ type adminSQL struct {
 	orphans         string // () → count of messages and archived rows whose queue is gone (a partial uninstall)
 
 	moveToDLQ    string // (max attempts) → id of each visible message of any queue claimed that often, dead-lettered
-	replayInsert string // (queue, ids, all) → ∅: the dead letters (all of the queue's when all) live again under their IDs, visible now, read count 0, no last error
-	replayDelete string // (queue, ids, all) → n: the replayed dead letters leave the archive
+	replay       string // (queue, ids, all) → n: the dead letters (all of the queue's when all) live again under their IDs, visible now, read count 0, no last error
 	purgeDead    string // (queue) → n
 
 	workerHealth     string // (queue, 0 for all; minus stale age seconds) → ready, polling, suspended, interrupted, stopped, stale

@@ -225,15 +225,16 @@ SELECT id, queue_id, payload, enqueued_at, read_ct, dequeued_at, producer_worker
        || coalesce('; last handler error: ' || last_error, ''), true
 FROM gone
 RETURNING id`),
-			replayInsert: t(`
+			// The dead letters leave the archive and return to the live table
+			// in one statement, under their IDs.
+			replay: t(`
+WITH gone AS (
+    DELETE FROM pgqrs_archive
+    WHERE queue_id = $1 AND dead AND ($3::boolean OR id = ANY ($2::bigint[]))
+    RETURNING id, queue_id, payload, enqueued_at, producer_worker_id
+)
 INSERT INTO pgqrs_messages (id, queue_id, payload, vt, enqueued_at, read_ct, producer_worker_id, last_error)
-SELECT id, queue_id, payload, now(), enqueued_at, 0, producer_worker_id, NULL
-FROM pgqrs_archive
-WHERE queue_id = $1 AND dead AND ($3::boolean OR id = ANY ($2::bigint[]))
-ON CONFLICT (id) DO NOTHING`),
-			replayDelete: t(`
-DELETE FROM pgqrs_archive
-WHERE queue_id = $1 AND dead AND ($3::boolean OR id = ANY ($2::bigint[]))`),
+SELECT id, queue_id, payload, now(), enqueued_at, 0, producer_worker_id, NULL FROM gone`),
 			purgeDead: t(`DELETE FROM pgqrs_archive WHERE queue_id = $1 AND dead`),
 			// $2 is minus the stale age, in seconds.
 			workerHealth: t(`

@@ -212,12 +212,11 @@ RETURNING id`,
 			// In place, a replay is two updates of the dead letters' rows:
 			// first they become new messages (visible now, no read, no error,
 			// no holder), then they leave the archive, which counts them.
-			replayInsert: `
+			// A dead letter is live again where it lies: one UPDATE.
+			replay: `
 UPDATE pgqrs_messages
-SET vt = ` + sqliteNow + `, read_ct = 0, dequeued_at = NULL, consumer_worker_id = NULL, last_error = NULL
-WHERE queue_id = ?1 AND dead = 1 AND archived_at IS NOT NULL AND (?3 OR id IN (SELECT value FROM json_each(?2)))`,
-			replayDelete: `
-UPDATE pgqrs_messages SET archived_at = NULL, dead = 0
+SET archived_at = NULL, dead = 0, vt = ` + sqliteNow + `, read_ct = 0, dequeued_at = NULL,
+    consumer_worker_id = NULL, last_error = NULL
 WHERE queue_id = ?1 AND dead = 1 AND archived_at IS NOT NULL AND (?3 OR id IN (SELECT value FROM json_each(?2)))`,
 			purgeDead: `DELETE FROM pgqrs_messages WHERE queue_id = ?1 AND dead = 1 AND archived_at IS NOT NULL`,
 			workerHealth: `

@@ -20,6 +20,7 @@ import (
 // password: those that do not parse are ErrInvalidDSN, those that parse but
 // reach nobody ErrUnreachable, and no error shows the secret.
 func TestOpenHidesSecrets(t *testing.T) {
+	t.Parallel()
 	const pw = "SECRETPW"
 	for _, tc := range []struct {
 		dsn  string
@@ -79,6 +80,7 @@ func TestOpenHidesSecrets(t *testing.T) {
 
 // TestOpenKeyValueDSN: a Postgres DSN in libpq's key=value form works.
 func TestOpenKeyValueDSN(t *testing.T) {
+	t.Parallel()
 	u, err := url.Parse(needEnv(t, "PGQRS_TEST_POSTGRES_DSN", "PostgreSQL server"))
 	if err != nil {
 		t.Fatal(err)
@@ -232,6 +234,7 @@ var dsnShapes = []struct {
 // (scripts/services.sh) makes roles other than postgres log in over TCP
 // with scram-sha-256.
 func TestOpenAuthFailedPostgres(t *testing.T) {
+	t.Parallel()
 	admin := needEnv(t, "PGQRS_TEST_POSTGRES_DSN", "PostgreSQL server")
 	s, err := Open(t.Context(), admin)
 	if err != nil {
@@ -301,6 +304,7 @@ func TestOpenAuthFailedPostgres(t *testing.T) {
 // key: no token, or one signed with another key, is ErrAuthFailed on both
 // transports; the right one opens.
 func TestOpenAuthFailedTurso(t *testing.T) {
+	t.Parallel()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 // documents `pgqrs --json` prints (docs/cli.md), with times that do not
 // apply left out, so an application's status endpoint can serve them as is.
 func TestResultTypesMarshalSnakeCase(t *testing.T) {
+	t.Parallel()
 	at := time.Date(2026, 12, 1, 10, 0, 0, 500_000_000, time.UTC)
 	for _, tt := range []struct {
 		name string

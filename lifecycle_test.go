@@ -11,6 +11,7 @@ import (
 )
 
 func TestWorkerLifecycle(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		if _, err := s.Admin().CreateQueue(ctx, "w"); err != nil {
@@ -125,6 +126,7 @@ func TestWorkerLifecycle(t *testing.T) {
 
 // TestWorkerStateMachine tries every operation from every state.
 func TestWorkerStateMachine(t *testing.T) {
+	t.Parallel()
 	all := []WorkerStatus{WorkerReady, WorkerPolling, WorkerSuspended, WorkerInterrupted, WorkerStopped}
 	type op struct {
 		name  string
@@ -180,7 +182,7 @@ func TestWorkerStateMachine(t *testing.T) {
 // an admin stopped the worker, returns nil; so does a producer's second
 // Shutdown.
 func TestShutdownOfStoppedWorker(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, s *Store) {
+	forEachBackendSerial(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		p, c := fixture(t, s, "shut")
 		runCtx, cancel := context.WithCancel(ctx)
@@ -222,6 +224,7 @@ func TestShutdownOfStoppedWorker(t *testing.T) {
 // outside claims nothing from its next Dequeue on, although this process
 // still believes it live, and its settle calls are fenced off.
 func TestStoppedConsumerClaimsNothing(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		a := s.Admin()
@@ -300,6 +303,7 @@ func pollingLoop(t *testing.T, c *Consumer) <-chan error {
 // ends with ErrWorkerStopped at its next claim, long before its next
 // heartbeat would tell it.
 func TestRunEndsWhenStopped(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		_, c := fixture(t, s, "runstop")
@@ -324,6 +328,7 @@ func TestRunEndsWhenStopped(t *testing.T) {
 // comes back; only its own Shutdown (or its name going to another worker)
 // ends it.
 func TestProducerLiveness(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		a := s.Admin()
@@ -460,6 +465,7 @@ func TestProducerLiveness(t *testing.T) {
 // claims nothing more, ends with ErrInterrupted and leaves the worker
 // suspended.
 func TestRunSuspendedFromOutside(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		_, c := fixture(t, s, "runsusp")
@@ -480,6 +486,7 @@ func TestRunSuspendedFromOutside(t *testing.T) {
 }
 
 func TestRunOptionsReclaimAfter(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in      RunOptions
 		want    time.Duration

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -73,7 +74,7 @@ func backendDSN(t testing.TB, backend string) (string, []Option) {
 		})
 		return dsn, []Option{WithSchema(schema)}
 	case "turso-http", "turso-ws":
-		dsn := needEnv(t, "PGQRS_TEST_TURSO_URL", "libSQL server (sqld)")
+		dsn := leaseTurso(t)
 		if backend == "turso-ws" {
 			dsn = "ws" + strings.TrimPrefix(dsn, "http")
 		}
@@ -83,7 +84,48 @@ func backendDSN(t testing.TB, backend string) (string, []Option) {
 	return "", nil
 }
 
-// wipeTurso drops pgqrs's tables: sqld serves one database to every test.
+// tursoPool is the channel of sqld servers tests lease, filled once from
+// PGQRS_TEST_TURSO_URLS (comma-separated; scripts/services.sh starts a pool)
+// or else PGQRS_TEST_TURSO_URL alone (then Turso tests take turns).
+var tursoPool = sync.OnceValue(func() chan string {
+	var urls []string
+	for u := range strings.SplitSeq(os.Getenv("PGQRS_TEST_TURSO_URLS"), ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			urls = append(urls, u)
+		}
+	}
+	if len(urls) == 0 && os.Getenv("PGQRS_TEST_TURSO_URL") != "" {
+		urls = []string{os.Getenv("PGQRS_TEST_TURSO_URL")}
+	}
+	pool := make(chan string, len(urls))
+	for _, u := range urls {
+		pool <- u
+	}
+	return pool
+})
+
+// leaseTurso returns the URL of a sqld server that is the test's alone
+// until it ends: one database per server, so Turso tests can run in
+// parallel and still wipe the database they get. Call t.Parallel before
+// leasing, never after: a paused test must not hold a server.
+func leaseTurso(t testing.TB) string {
+	t.Helper()
+	pool := tursoPool()
+	if cap(pool) == 0 {
+		needEnv(t, "PGQRS_TEST_TURSO_URL", "libSQL server (sqld)")
+	}
+	select {
+	case u := <-pool:
+		t.Cleanup(func() { pool <- u })
+		return u
+	case <-t.Context().Done():
+		t.Fatalf("no sqld server of PGQRS_TEST_TURSO_URLS became free: %v", t.Context().Err())
+		return ""
+	}
+}
+
+// wipeTurso drops pgqrs's tables: a leased sqld server still holds the
+// previous test's database.
 func wipeTurso(t testing.TB, s *Store) {
 	t.Helper()
 	// Views first: pgqrs_run_ends, and pgqrs_archive where the schema
@@ -107,11 +149,31 @@ func wipeTurso(t testing.TB, s *Store) {
 	}
 }
 
-// forEachBackend runs f as a subtest on every backend with an installed store.
+// forEachBackend runs f as a subtest on every backend with an installed
+// store. The subtests run in parallel with each other (and, when the test
+// itself called t.Parallel, with other parallel tests): each has a database
+// of its own. A test whose f touches process-wide state (slog's default
+// logger) or asserts a timing window of a few hundred milliseconds uses
+// forEachBackendSerial.
 func forEachBackend(t *testing.T, f func(t *testing.T, s *Store)) {
+	t.Helper()
+	eachBackend(t, true, f)
+}
+
+// forEachBackendSerial is forEachBackend with the subtests run one after
+// another.
+func forEachBackendSerial(t *testing.T, f func(t *testing.T, s *Store)) {
+	t.Helper()
+	eachBackend(t, false, f)
+}
+
+func eachBackend(t *testing.T, parallel bool, f func(t *testing.T, s *Store)) {
 	t.Helper()
 	for _, b := range backends {
 		t.Run(b, func(t *testing.T) {
+			if parallel {
+				t.Parallel()
+			}
 			s := openBackend(t, b)
 			if err := s.Admin().Install(t.Context()); err != nil {
 				t.Fatalf("install: %v", err)

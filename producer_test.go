@@ -13,6 +13,7 @@ import (
 )
 
 func TestEnqueueBatch(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		p, c := fixture(t, s, "batch")
@@ -59,6 +60,7 @@ func TestEnqueueBatch(t *testing.T) {
 }
 
 func TestEnqueueTx(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		p, c := fixture(t, s, "tx")
@@ -149,6 +151,7 @@ func TestEnqueueTx(t *testing.T) {
 // before any SQL, on every path; a bad item fails its whole batch, named by
 // its index, and nothing is inserted.
 func TestUnstorablePayloads(t *testing.T) {
+	t.Parallel()
 	bad := map[string]any{
 		"invalid UTF-8 raw":   json.RawMessage("\"\x8a\""),
 		"invalid UTF-8 bytes": []byte("{\"k\":\"a\xffb\"}"),
@@ -197,6 +200,7 @@ func TestUnstorablePayloads(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		p, c := fixture(t, s, "bad")
@@ -250,6 +254,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestSmallerLimits(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		small, err := New(s.DB(), s.Dialect(), append(schemaOpt(s), WithMaxPayloadBytes(10), WithMaxBatch(2))...)
 		if err != nil {
@@ -266,6 +271,7 @@ func TestSmallerLimits(t *testing.T) {
 }
 
 func TestOpenAndNewErrors(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	for _, dsn := range []string{"", "nonsense", "mysql://u:p@h/db", "sqlite:"} {
 		_, err := Open(ctx, dsn)
@@ -337,6 +343,7 @@ func TestOpenAndNewErrors(t *testing.T) {
 }
 
 func TestDSNParsing(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		dsn    string
 		want   Dialect
@@ -366,6 +373,7 @@ func TestDSNParsing(t *testing.T) {
 }
 
 func TestCloseIsClean(t *testing.T) {
+	t.Parallel()
 	for _, b := range backends {
 		t.Run(b, func(t *testing.T) {
 			dsn, opts := backendDSN(t, b)
@@ -387,6 +395,7 @@ func TestCloseIsClean(t *testing.T) {
 // nested values come back from a batch as they come back from single
 // enqueues.
 func TestEnqueueBatchKeepsEveryPayload(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		p, c := fixture(t, s, "shapes")
 		payloads := []any{

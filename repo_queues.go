@@ -133,19 +133,11 @@ func (r archiveRepo) count(ctx context.Context, q querier, id int64, dead bool) 
 	return n, err
 }
 
-// replayInsert puts dead letters of queue queueID (those of ids, or all)
-// back as new messages under their IDs (where the archive is a table of its
-// own; on SQLite, which archives in place, it makes their rows new again
-// and replayDelete takes them out of the archive).
-func (r archiveRepo) replayInsert(ctx context.Context, q querier, queueID int64, ids []int64, all bool) error {
-	_, err := q.ExecContext(ctx, r.d.admin.replayInsert, queueID, r.d.idsArg(ids), all)
-	return err
-}
-
-// replayDelete deletes the same dead letters from the archive and returns
-// how many; run it after replayInsert in one transaction.
-func (r archiveRepo) replayDelete(ctx context.Context, q querier, queueID int64, ids []int64, all bool) (int64, error) {
-	return execCount(ctx, q, "delete replayed dead letters", r.d.admin.replayDelete, queueID, r.d.idsArg(ids), all)
+// replay makes dead letters of queue queueID (those of ids, or all) live
+// messages again under their IDs, visible now with a fresh read count, in
+// one statement, and returns how many.
+func (r archiveRepo) replay(ctx context.Context, q querier, queueID int64, ids []int64, all bool) (int64, error) {
+	return execCount(ctx, q, "replay dead letters", r.d.admin.replay, queueID, r.d.idsArg(ids), all)
 }
 
 // purgeDead deletes queue queueID's dead letters and returns how many.

@@ -20,6 +20,7 @@ import (
 // then forgot it, so the message sat leased, unhandled, until its lease
 // expired (issue 10, item 1).
 func TestRunRunsAMessageClaimedAgainDuringItsGiveBack(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		p, c := fixture(t, s, "regive")
 		mustEnqueue(t, p, "x")
@@ -103,7 +104,7 @@ func (h *levelRecorder) records() []string {
 // cancel it, and the loop's own archive must not warn about a lost lease
 // (issue 10, item 9).
 func TestRunHandlerThatArchivesInItsOwnTx(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, s *Store) {
+	forEachBackendSerial(t, func(t *testing.T, s *Store) {
 		p, c := fixture(t, s, "selfack")
 		const total = 4
 		for i := range total {
@@ -168,7 +169,7 @@ func TestRunLogsToSlogDefault(t *testing.T) {
 	old := slog.Default()
 	slog.SetDefault(slog.New(rec))
 	t.Cleanup(func() { slog.SetDefault(old) })
-	forEachBackend(t, func(t *testing.T, s *Store) {
+	forEachBackendSerial(t, func(t *testing.T, s *Store) {
 		p, c := fixture(t, s, "deflog")
 		mustEnqueue(t, p, "x")
 		handled := make(chan struct{})

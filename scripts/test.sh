@@ -2,7 +2,8 @@
 # The one test command: start throwaway PostgreSQL and sqld, run the whole suite against
 # them, stop them. Extra arguments go to `go test` (e.g. -run TestFoo -v).
 # A server whose variable the caller already set (PGQRS_TEST_POSTGRES_DSN,
-# PGQRS_TEST_TURSO_URL) is used as given and not started.
+# PGQRS_TEST_TURSO_URL, with PGQRS_TEST_TURSO_URLS for a pool) is used as given and not
+# started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,13 @@ else
 	echo "test.sh: started no servers (using PGQRS_TEST_POSTGRES_DSN and PGQRS_TEST_TURSO_URL as given)"
 fi
 
+# Packages run side by side (-p 4) when the root package's Turso tests have a pool
+# of sqld servers of their own (PGQRS_TEST_TURSO_URLS): cmd/pgqrs's tests wipe the
+# database of PGQRS_TEST_TURSO_URL, which must then be no server of the pool. With one
+# sqld for everything, packages take turns (-p 1). -parallel 8: most tests wait on
+# timers and the network, not on the CPU, so more of them than cores run at once.
+pkgs=1
+[ -n "${PGQRS_TEST_TURSO_URLS:-}" ] && pkgs=4
 status=0
-go test -race -count=1 -p 1 -timeout 20m ./... "$@" || status=$?
+go test -race -count=1 -p "$pkgs" -parallel "${PGQRS_TEST_PARALLEL:-8}" -timeout 20m ./... "$@" || status=$?
 exit "$status"

@@ -172,9 +172,9 @@ type adminSQL struct {
 	indexExists     string // (relation) → bool; triggers count as indexes on SQLite
 	orphans         string // () → count of messages and archived rows whose queue is gone (a partial uninstall)
 
-	moveToDLQ    string // (max attempts) → id of each visible message of any queue claimed that often, dead-lettered
-	replay       string // (queue, ids, all) → n: the dead letters (all of the queue's when all) live again under their IDs, visible now, read count 0, no last error
-	purgeDead    string // (queue) → n
+	moveToDLQ string // (max attempts) → id of each visible message of any queue claimed that often, dead-lettered
+	replay    string // (queue, ids, all) → n: the dead letters (all of the queue's when all) live again under their IDs, visible now, read count 0, no last error
+	purgeDead string // (queue) → n
 
 	workerHealth     string // (queue, 0 for all; minus stale age seconds) → ready, polling, suspended, interrupted, stopped, stale
 	stopStaleWorkers string // (minus stale age seconds) → id of each live worker whose heartbeat is older, now stopped

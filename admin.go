@@ -20,7 +20,8 @@ type Admin struct {
 // Install creates or upgrades pgqrs's tables. It is idempotent and safe to
 // run from several processes at once: all of it runs in one transaction that
 // holds an advisory lock (Postgres) or the write lock (SQLite, Turso), so
-// later installers wait and then find nothing to do.
+// later installers wait and then find nothing to do. A database that a newer
+// pgqrs upgraded is left alone and reported with [ErrSchemaNewer].
 func (a *Admin) Install(ctx context.Context) error {
 	if err := a.s.check(); err != nil {
 		return err
@@ -30,7 +31,8 @@ func (a *Admin) Install(ctx context.Context) error {
 
 // Verify checks that every pgqrs table and index exists, that every migration
 // is applied and that no message references a missing queue. It returns a
-// [*SchemaError] listing every problem it found.
+// [*SchemaError] listing every problem it found, or [ErrSchemaNewer] for a
+// database a newer pgqrs upgraded.
 func (a *Admin) Verify(ctx context.Context) error {
 	s := a.s
 	if err := s.check(); err != nil {
@@ -76,6 +78,9 @@ func (a *Admin) Verify(ctx context.Context) error {
 			return err
 		})
 		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		if err := newerThan(ms, applied); err != nil {
 			return fmt.Errorf("verify: %w", err)
 		}
 		have := map[int64]bool{}

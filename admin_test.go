@@ -431,3 +431,22 @@ func TestReclaimStaleWorkers(t *testing.T) {
 		wantErr(t, err, ErrInvalidArgument)
 	})
 }
+
+// TestInstallRefusesANewerSchema: a database that a newer pgqrs upgraded
+// (a migration this program does not know is recorded) is neither touched
+// by Install nor passed by Verify; both say so with ErrSchemaNewer.
+func TestInstallRefusesANewerSchema(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		if err := s.schema.record(ctx, s.pool, 9999, "9999_from_the_future.sql"); err != nil {
+			t.Fatal(err)
+		}
+		err := s.Admin().Install(ctx)
+		wantErr(t, err, ErrSchemaNewer)
+		if err != nil && !strings.Contains(err.Error(), "9999") {
+			t.Errorf("install error %q does not name the unknown migration", err)
+		}
+		wantErr(t, s.Admin().Verify(ctx), ErrSchemaNewer)
+	})
+}

@@ -236,6 +236,11 @@ var (
 	ErrDuplicateStep = errors.New("pgqrs: duplicate step name")
 	// ErrSchema is wrapped by [*SchemaError], returned by [Admin.Verify].
 	ErrSchema = errors.New("pgqrs: schema check failed")
+	// ErrSchemaNewer is returned by [Admin.Install] and [Admin.Verify] when
+	// the database has migrations this version of pgqrs does not know: a
+	// newer pgqrs upgraded it. Upgrade this program too; its statements may
+	// no longer fit the tables.
+	ErrSchemaNewer = errors.New("pgqrs: the database schema is newer than this pgqrs")
 )
 
 // SchemaError lists what [Admin.Verify] found missing or inconsistent.

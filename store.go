@@ -582,9 +582,26 @@ func splitStatements(text string) []string {
 	return out
 }
 
+// newerThan reports [ErrSchemaNewer] when applied holds a migration version
+// that ms, this program's migrations, lacks.
+func newerThan(ms []migration, applied []int64) error {
+	known := map[int64]bool{}
+	for _, m := range ms {
+		known[int64(m.version)] = true
+	}
+	for _, v := range applied {
+		if !known[v] {
+			return fmt.Errorf("%w: migration %04d is applied, and this pgqrs knows up to %04d", ErrSchemaNewer, v, ms[len(ms)-1].version)
+		}
+	}
+	return nil
+}
+
 // migrate applies every migration not yet recorded, all in one write
 // transaction (advisory-locked on Postgres, BEGIN IMMEDIATE elsewhere), so
 // concurrent installers wait for each other and the second finds nothing to do.
+// A database with migrations this program does not know is refused with
+// [ErrSchemaNewer] before anything runs.
 func (s *Store) migrate(ctx context.Context) error {
 	return s.migrateTo(ctx, math.MaxInt)
 }
@@ -612,6 +629,9 @@ func (s *Store) migrateTo(ctx context.Context, last int) error {
 		}
 		for _, v := range ids {
 			applied[v] = true
+		}
+		if err := newerThan(ms, ids); err != nil {
+			return fmt.Errorf("install: %w", err)
 		}
 		for _, m := range ms {
 			if applied[int64(m.version)] || m.version > last {

@@ -132,11 +132,13 @@ func TestDequeueOrderAndBatch(t *testing.T) {
 func TestDelayedMessages(t *testing.T) {
 	forEachBackendSerial(t, func(t *testing.T, s *Store) {
 		p, c := fixture(t, s, "later")
-		// Generous delays: the "not yet" check below must not race a slow machine.
-		delayed := mustEnqueue(t, p, "in 700ms", Delay(700*time.Millisecond))
-		at := mustEnqueue(t, p, "at now+700ms", At(time.Now().Add(700*time.Millisecond)))
-		farAway := mustEnqueue(t, p, "tomorrow", Delay(24*time.Hour))
+		// Generous delays: the "not yet" check below must not race a slow
+		// machine. start is taken before the enqueues, so it is a lower
+		// bound however long they take.
 		start := time.Now()
+		delayed := mustEnqueue(t, p, "in 700ms", Delay(700*time.Millisecond))
+		at := mustEnqueue(t, p, "at now+700ms", At(start.Add(700*time.Millisecond)))
+		farAway := mustEnqueue(t, p, "tomorrow", Delay(24*time.Hour))
 		if got := mustDequeue(t, c, 10); len(got) != 0 {
 			t.Fatalf("delayed messages delivered early: %v", msgIDs(got))
 		}

@@ -221,7 +221,10 @@ func (c *Consumer) run(ctx context.Context, opts *RunOptions, single bool, handl
 	if err := c.usable(); err != nil {
 		return err
 	}
-	if err := c.transition(ctx, nil, WorkerPolling, WorkerReady); err != nil {
+	// Not under ctx: a cancel that lands during this first statement is a
+	// shutdown like any other (the loop sees it at once and stops cleanly),
+	// not an error that leaves the worker row half-way.
+	if err := c.transition(context.WithoutCancel(ctx), nil, WorkerPolling, WorkerReady); err != nil {
 		return fmt.Errorf("run %q: %w", c.name, err)
 	}
 	r := &runner{

@@ -456,3 +456,22 @@ func TestRunAbandonedHandlerCannotSettleALaterRun(t *testing.T) {
 		}
 	})
 }
+
+// TestRunWithCancelledContextStopsCleanly: a Run whose ctx is already done
+// (or is cancelled during its first statement) is a clean shutdown: nil,
+// and the worker ends stopped. Before the fix the first transition failed
+// with the ctx error and left the worker row as it was.
+func TestRunWithCancelledContextStopsCleanly(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		_, c := fixture(t, s, "cancelled")
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if err := c.Run(ctx, func(context.Context, *Message) error { return nil }, nil); err != nil {
+			t.Fatalf("Run with a cancelled ctx = %v, want nil", err)
+		}
+		if st, err := c.Status(t.Context()); err != nil || st != WorkerStopped {
+			t.Errorf("worker after Run = %s, %v; want stopped", st, err)
+		}
+	})
+}

@@ -314,8 +314,8 @@ type testHooks struct {
 	afterGiveBack func(ids []int64)
 	// afterClaim runs after the claim loop recorded a claim's messages.
 	afterClaim func(ids []int64)
-	// missedExtension runs when a lease extension did not renew ids, before
-	// the loop looks at who holds them; sortedMissed after it has.
+	// afterMissedExtension runs when a lease extension did not renew ids,
+	// before the loop looks at who holds them; afterSortMissed after it has.
 	afterMissedExtension, afterSortMissed func(ids []int64)
 	// afterDropAbandoned runs when a handler Run abandoned returned.
 	afterDropAbandoned func(ids []int64)

@@ -639,22 +639,31 @@ func (st drainStats) fill(r *Result) {
 	r.Errors = st.errs
 }
 
+// prefilled makes the scenario's queue (see queue) and fills it with n
+// messages, and returns it with how long the fill took.
+func (b *bencher) prefilled(ctx context.Context, label, scenario string, n int) (queue string, took time.Duration, err error) {
+	if queue, err = b.queue(ctx, scenario); err != nil {
+		return "", 0, err
+	}
+	b.logf("%s: prefilling %d messages", label, n)
+	start := time.Now()
+	if err := b.fill(ctx, queue, n); err != nil {
+		return "", 0, err
+	}
+	took = time.Since(start)
+	b.logf("%s: prefilled in %.2fs (%.0f msgs/s)", label, took.Seconds(), float64(n)/took.Seconds())
+	return queue, took, nil
+}
+
 // drain prefills the queue and drains it with consumers Consumers, each
 // looping Dequeue(batch) → ArchiveBatch.
 func (b *bencher) drain(ctx context.Context, consumers, batch int) (*Result, error) {
 	n := b.flags.backlog
 	label := fmt.Sprintf("drain %d×%d", consumers, batch)
-	queue, err := b.queue(ctx, "drain")
+	queue, fillTime, err := b.prefilled(ctx, label, "drain", n)
 	if err != nil {
 		return nil, err
 	}
-	b.logf("%s: prefilling %d messages", label, n)
-	fillStart := time.Now()
-	if err := b.fill(ctx, queue, n); err != nil {
-		return nil, err
-	}
-	fillTime := time.Since(fillStart)
-	b.logf("%s: prefilled in %.2fs (%.0f msgs/s)", label, fillTime.Seconds(), float64(n)/fillTime.Seconds())
 	cs := make([]*pgqrs.Consumer, consumers)
 	for i := range cs {
 		if cs[i], err = b.s.Consumer(ctx, queue); err != nil {
@@ -699,16 +708,10 @@ func (b *bencher) drain(ctx context.Context, consumers, batch int) (*Result, err
 func (b *bencher) drainRun(ctx context.Context, conc, batch int) (*Result, error) {
 	n := b.flags.backlog
 	label := fmt.Sprintf("drain-run %d×%d", conc, batch)
-	queue, err := b.queue(ctx, "run")
+	queue, fillTime, err := b.prefilled(ctx, label, "run", n)
 	if err != nil {
 		return nil, err
 	}
-	b.logf("%s: prefilling %d messages", label, n)
-	fillStart := time.Now()
-	if err := b.fill(ctx, queue, n); err != nil {
-		return nil, err
-	}
-	fillTime := time.Since(fillStart)
 	c, err := b.s.Consumer(ctx, queue)
 	if err != nil {
 		return nil, err

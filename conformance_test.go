@@ -208,7 +208,7 @@ func (e *repoEnv) setStatus(id int64, to WorkerStatus) {
 
 func (e *repoEnv) enqueueAfter(queue *Queue, payload string, delay time.Duration) int64 {
 	e.t.Helper()
-	id, err := e.s.messages.enqueue(e.ctx, e.q, queue.ID, []byte(payload), visibility{delay: delay}, 0)
+	id, err := e.s.messages.enqueue(e.ctx, e.q, queue.ID, []byte(payload), outgoing{vis: visibility{delay: delay}}, 0)
 	e.must(err, "enqueue")
 	return id
 }
@@ -764,9 +764,9 @@ var repoCases = map[string]repoCase{
 		c := e.worker("c", q, "consumer")
 		now := e.enqueue(q, `{"a": "x"}`)
 		later := e.enqueueAfter(q, `2`, time.Hour)
-		past, err := e.s.messages.enqueue(e.ctx, e.q, q.ID, []byte(`3`), visibility{at: time.Now().Add(-time.Hour)}, 0)
+		past, err := e.s.messages.enqueue(e.ctx, e.q, q.ID, []byte(`3`), outgoing{vis: visibility{at: time.Now().Add(-time.Hour)}}, 0)
 		e.must(err, "enqueue at a past time")
-		future, err := e.s.messages.enqueue(e.ctx, e.q, q.ID, []byte(`4`), visibility{at: time.Now().Add(time.Hour)}, 0)
+		future, err := e.s.messages.enqueue(e.ctx, e.q, q.ID, []byte(`4`), outgoing{vis: visibility{at: time.Now().Add(time.Hour)}}, 0)
 		e.must(err, "enqueue at a future time")
 		if !(now < later && later < past && past < future) {
 			e.t.Errorf("IDs %d %d %d %d do not ascend", now, later, past, future)
@@ -782,14 +782,14 @@ var repoCases = map[string]repoCase{
 			}
 		}
 		e.equal("live", e.live(q, now, later, past, future), sorted(now, later, past, future))
-		_, err = e.s.messages.enqueue(e.ctx, e.q, q.ID+1000, []byte(`1`), visibility{}, 0)
+		_, err = e.s.messages.enqueue(e.ctx, e.q, q.ID+1000, []byte(`1`), outgoing{}, 0)
 		e.isErr(err, errForeignKey, "enqueue to a missing queue")
 	}},
 	"messageRepo.enqueueBatch": {run: func(e *repoEnv) {
 		q := e.queue("q")
 		c := e.worker("c", q, "consumer")
 		p := e.worker("p", q, "producer")
-		ids, err := e.s.messages.enqueueBatch(e.ctx, e.q, q.ID, []string{`"a"`, `{"b": 1}`, `3`}, visibility{}, p)
+		ids, err := e.s.messages.enqueueBatch(e.ctx, e.q, q.ID, []string{`"a"`, `{"b": 1}`, `3`}, outgoing{}, p)
 		e.must(err, "enqueueBatch")
 		if len(ids) != 3 || !slices.IsSorted(ids) {
 			e.t.Fatalf("IDs %v: want three, ascending", ids)
@@ -801,10 +801,10 @@ var repoCases = map[string]repoCase{
 				e.t.Errorf("payload %d = %s, want %s", i, msgs[i].Payload, want)
 			}
 		}
-		none, err := e.s.messages.enqueueBatch(e.ctx, e.q, q.ID, []string{}, visibility{}, 0)
+		none, err := e.s.messages.enqueueBatch(e.ctx, e.q, q.ID, []string{}, outgoing{}, 0)
 		e.must(err, "empty batch")
 		e.equal("IDs of an empty batch", len(none), 0)
-		delayed, err := e.s.messages.enqueueBatch(e.ctx, e.q, q.ID, []string{`1`, `2`}, visibility{delay: time.Hour}, 0)
+		delayed, err := e.s.messages.enqueueBatch(e.ctx, e.q, q.ID, []string{`1`, `2`}, outgoing{vis: visibility{delay: time.Hour}}, 0)
 		e.must(err, "delayed batch")
 		e.equal("claimable of a delayed batch", e.claimIDs(q, c, 10), []int64{})
 		e.equal("live", e.live(q, delayed...), sorted(delayed...))
@@ -1238,7 +1238,7 @@ var repoCases = map[string]repoCase{
 	"workerRepo.purge": {fresh: true, run: func(e *repoEnv) {
 		q := e.queue("q")
 		gone, referenced, live := e.worker("gone", q, "consumer"), e.worker("ref", q, "producer"), e.worker("live", q, "consumer")
-		if _, err := e.s.messages.enqueue(e.ctx, e.q, q.ID, []byte(`1`), visibility{}, referenced); err != nil {
+		if _, err := e.s.messages.enqueue(e.ctx, e.q, q.ID, []byte(`1`), outgoing{}, referenced); err != nil {
 			e.t.Fatal(err)
 		}
 		e.setStatus(gone, WorkerStopped)

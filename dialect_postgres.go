@@ -27,6 +27,7 @@ func newPostgresDialect(schema string) *dialect {
 	t := pgQualifier(schema)
 	channel := pgChannel(schema)
 	wakeQueue, wakeRun := pgWake(channel)
+	claimArms, claimUnion := pgClaimArms()
 	d := &dialect{
 		name:         Postgres,
 		migrations:   "postgres",
@@ -59,8 +60,8 @@ FROM pgqrs_queues q WHERE q.id = $1 FOR UPDATE`),
 			// messages, which nobody can claim yet.
 			enqueue: t(`
 WITH ins AS (
-    INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id)
-    VALUES ($1::bigint, $2, coalesce($5::timestamptz, now() + make_interval(secs => $3::float8)), $4)
+    INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id, priority, headers)
+    VALUES ($1::bigint, $2, coalesce($5::timestamptz, now() + make_interval(secs => $3::float8)), $4, $6, $7::jsonb)
     RETURNING id
 )
 SELECT ins.id FROM ins LEFT JOIN (
@@ -71,8 +72,9 @@ SELECT ins.id FROM ins LEFT JOIN (
 			// inserted in array order.
 			enqueueBatch: t(`
 WITH ins AS (
-    INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id)
-    SELECT $1::bigint, p.value::jsonb, coalesce($5::timestamptz, now() + make_interval(secs => $3::float8)), $4::bigint
+    INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id, priority, headers)
+    SELECT $1::bigint, p.value::jsonb, coalesce($5::timestamptz, now() + make_interval(secs => $3::float8)), $4::bigint,
+           $6::smallint, $7::jsonb
     FROM jsonb_array_elements_text($2::jsonb) WITH ORDINALITY AS p (value, ord)
     ORDER BY p.ord
     RETURNING id
@@ -80,20 +82,24 @@ WITH ins AS (
 SELECT ins.id FROM ins LEFT JOIN (
     SELECT ` + wakeQueue + ` WHERE $5::timestamptz IS NULL AND $3::float8 = 0
 ) AS wake ON true`),
-			// The claim must stay an ordered range scan of pgqrs_messages_claim
-			// whatever the statistics say: "LIMIT (SELECT $2)" hides the batch
-			// size from the planner (a never-analyzed table otherwise gets a
-			// bitmap scan of the whole queue plus a sort once the batch exceeds
-			// its row estimate), and the ID array keeps the update a primary-key
-			// lookup rather than a hash join.
+			// The claim must stay ordered range scans of pgqrs_messages_claim
+			// whatever the statistics say: one per priority level, most urgent
+			// first (pgClaimArms); the outer LIMIT stops pulling rows, and so
+			// locking them, once it has the batch, so a queue whose messages
+			// all wait at one level reads one range. "LIMIT (SELECT $2)" hides
+			// the batch size from the planner (a never-analyzed table otherwise
+			// gets a bitmap scan of the whole queue plus a sort once the batch
+			// exceeds its row estimate), and the ID array keeps the update a
+			// primary-key lookup rather than a hash join. The EXISTS tests are
+			// InitPlans evaluated once, before any arm runs: a worker that is
+			// not ready or polling, or a paused queue, claims nothing.
 			dequeue: t(`
-WITH picked AS (
-    SELECT id FROM pgqrs_messages
-    WHERE queue_id = $1 AND vt <= now()
-      AND EXISTS (SELECT 1 FROM pgqrs_workers WHERE id = $4 AND status IN ('ready', 'polling'))
-    ORDER BY vt, id
+WITH ` + claimArms + `,
+picked AS (
+    SELECT id FROM (` + claimUnion + `) AS arms
+    WHERE EXISTS (SELECT 1 FROM pgqrs_workers WHERE id = $4 AND status IN ('ready', 'polling'))
+      AND EXISTS (SELECT 1 FROM pgqrs_queues WHERE id = $1 AND paused_at IS NULL)
     LIMIT (SELECT $2::bigint)
-    FOR UPDATE SKIP LOCKED
 )
 UPDATE pgqrs_messages m
 SET vt = now() + make_interval(secs => $3::float8),
@@ -101,16 +107,14 @@ SET vt = now() + make_interval(secs => $3::float8),
     dequeued_at = coalesce(m.dequeued_at, now()),
     consumer_worker_id = $4
 WHERE m.id = ANY (ARRAY(SELECT id FROM picked))
-RETURNING m.id, m.payload, m.read_ct, m.enqueued_at, m.vt, m.last_error`),
-			// Only a worker that is ready or polling claims: the EXISTS is an
-			// InitPlan evaluated once, before the scan, by primary key.
+RETURNING m.id, m.payload, m.read_ct, m.enqueued_at, m.vt, m.last_error, m.priority, m.headers`),
 			// Archive moves rows to pgqrs_archive in one statement; only rows
 			// this consumer holds move. Settle statements look rows up by
 			// primary key: "queue_id + 0" keeps the planner from scanning the
 			// queue's whole range of the claim index instead.
 			archive: t(pgSettleToArchive + `)
 SELECT id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
-       producer_worker_id, consumer_worker_id, last_error
+       producer_worker_id, consumer_worker_id, last_error, priority, dedup_key, headers
 FROM gone
 RETURNING id`),
 			delete: t(`
@@ -134,12 +138,13 @@ WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
 RETURNING id`),
 			deadLetter: t(pgSettleToArchive + `, dead)
 SELECT id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
-       producer_worker_id, consumer_worker_id, coalesce($4::text, last_error), true
+       producer_worker_id, consumer_worker_id, coalesce($4::text, last_error), priority, dedup_key, headers, true
 FROM gone
 RETURNING id`),
 			exhaust: t(pgSettleToArchive + `, dead)
 SELECT id, queue_id, payload, enqueued_at, greatest(read_ct - 1, 0), dequeued_at,
-       producer_worker_id, consumer_worker_id, $4::text || coalesce('; last handler error: ' || last_error, ''), true
+       producer_worker_id, consumer_worker_id, $4::text || coalesce('; last handler error: ' || last_error, ''),
+       priority, dedup_key, headers, true
 FROM gone
 RETURNING id`),
 			unclaim: t(`
@@ -159,10 +164,10 @@ RETURNING id`),
 		},
 		archive: archiveSQL{
 			get: t(`
-SELECT id, payload, read_ct, enqueued_at, archived_at, dead, coalesce(last_error, '')
+SELECT id, payload, read_ct, enqueued_at, archived_at, dead, coalesce(last_error, ''), priority, headers, cancelled
 FROM pgqrs_archive WHERE queue_id = $1 AND id = $2`),
 			list: t(`
-SELECT id, payload, read_ct, enqueued_at, archived_at, dead, coalesce(last_error, '')
+SELECT id, payload, read_ct, enqueued_at, archived_at, dead, coalesce(last_error, ''), priority, headers, cancelled
 FROM pgqrs_archive WHERE queue_id = $1 AND dead = $2 AND id < $3
 ORDER BY id DESC LIMIT $4`),
 			count: t(`SELECT count(*) FROM pgqrs_archive WHERE queue_id = $1 AND dead = $2`),
@@ -216,13 +221,13 @@ WITH gone AS (
     DELETE FROM pgqrs_messages
     WHERE read_ct >= $1 AND vt <= now()
     RETURNING id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
-              producer_worker_id, consumer_worker_id, last_error
+              producer_worker_id, consumer_worker_id, last_error, priority, dedup_key, headers
 )
 INSERT INTO pgqrs_archive (id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
-                           producer_worker_id, consumer_worker_id, last_error, dead)
+                           producer_worker_id, consumer_worker_id, last_error, priority, dedup_key, headers, dead)
 SELECT id, queue_id, payload, enqueued_at, read_ct, dequeued_at, producer_worker_id, consumer_worker_id,
        'no success in ' || read_ct || CASE WHEN read_ct = 1 THEN ' attempt' ELSE ' attempts' END
-       || coalesce('; last handler error: ' || last_error, ''), true
+       || coalesce('; last handler error: ' || last_error, ''), priority, dedup_key, headers, true
 FROM gone
 RETURNING id`),
 			// The dead letters leave the archive and return to the live table
@@ -231,10 +236,11 @@ RETURNING id`),
 WITH gone AS (
     DELETE FROM pgqrs_archive
     WHERE queue_id = $1 AND dead AND ($3::boolean OR id = ANY ($2::bigint[]))
-    RETURNING id, queue_id, payload, enqueued_at, producer_worker_id
+    RETURNING id, queue_id, payload, enqueued_at, producer_worker_id, priority, dedup_key, headers
 )
-INSERT INTO pgqrs_messages (id, queue_id, payload, vt, enqueued_at, read_ct, producer_worker_id, last_error)
-SELECT id, queue_id, payload, now(), enqueued_at, 0, producer_worker_id, NULL FROM gone`),
+INSERT INTO pgqrs_messages (id, queue_id, payload, vt, enqueued_at, read_ct, producer_worker_id, last_error,
+                            priority, dedup_key, headers)
+SELECT id, queue_id, payload, now(), enqueued_at, 0, producer_worker_id, NULL, priority, dedup_key, headers FROM gone`),
 			purgeDead: t(`DELETE FROM pgqrs_archive WHERE queue_id = $1 AND dead`),
 			// $2 is minus the stale age, in seconds.
 			workerHealth: t(`
@@ -394,7 +400,7 @@ SELECT r.status FROM r JOIN s ON true`),
 			listWorkflows: t(listWorkflowsSQL),
 		},
 		indexes: []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_archive_queue",
-			"pgqrs_runs_message", "pgqrs_runs_workflow"},
+			"pgqrs_runs_message", "pgqrs_runs_workflow", "pgqrs_messages_key", "pgqrs_archive_key"},
 		poolSize:       32,
 		prepare:        true,
 		installPrelude: pgInstallPrelude(schema),
@@ -425,6 +431,27 @@ SELECT r.status FROM r JOIN s ON true`),
 	return d
 }
 
+// pgClaimArms is the claim's candidate rows: for each priority level, one
+// ordered range scan of pgqrs_messages_claim that locks the rows it yields
+// and skips those another claim holds ($1 queue, $2 batch size), as CTEs
+// a0…a9 (Postgres refuses FOR UPDATE in the arms of a UNION itself), and
+// the UNION ALL that reads them, most urgent first. A CTE is read lazily,
+// so the claim's outer LIMIT stops at the batch and the less urgent arms
+// run (and lock) only when the more urgent ones run dry.
+func pgClaimArms() (ctes, union string) {
+	defs := make([]string, 0, MaxPriority+1)
+	reads := make([]string, 0, MaxPriority+1)
+	for p := 0; p <= MaxPriority; p++ {
+		defs = append(defs, fmt.Sprintf(`a%d AS (
+    SELECT id FROM pgqrs_messages
+    WHERE queue_id = $1 AND priority = %d AND vt <= now()
+    ORDER BY vt, id LIMIT (SELECT $2::bigint) FOR UPDATE SKIP LOCKED
+)`, p, p))
+		reads = append(reads, fmt.Sprintf("SELECT id FROM a%d", p))
+	}
+	return strings.Join(defs, ",\n"), strings.Join(reads, "\n    UNION ALL ")
+}
+
 // pgSettleToArchive starts the statements that move messages the consumer
 // holds ($1 IDs, $2 consumer, $3 queue) to pgqrs_archive in one statement:
 // the deleted rows in CTE "gone", then the archive's column list, which
@@ -434,10 +461,10 @@ WITH gone AS (
     DELETE FROM pgqrs_messages
     WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
     RETURNING id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
-              producer_worker_id, consumer_worker_id, last_error
+              producer_worker_id, consumer_worker_id, last_error, priority, dedup_key, headers
 )
 INSERT INTO pgqrs_archive (id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
-                           producer_worker_id, consumer_worker_id, last_error`
+                           producer_worker_id, consumer_worker_id, last_error, priority, dedup_key, headers`
 
 // pgStepRecord starts the step-recording statements: the run, if it may
 // still take steps, marked RUNNING; the step row follows in CTE "s".
@@ -487,11 +514,17 @@ FROM pgqrs_queues q`
 // (Postgres creates an index in its table's schema).
 var pgTableName = regexp.MustCompile(`\bpgqrs_(queues|workers|messages|archive|schema_version|workflows|runs|steps)\b`)
 
+// pgDroppedIndex matches the index a migration drops: unlike CREATE INDEX,
+// DROP INDEX finds its index through the search_path unless it is named
+// with its schema.
+var pgDroppedIndex = regexp.MustCompile(`\bDROP INDEX (IF EXISTS )?(pgqrs_\w+)`)
+
 // pgQualifier returns the function that names pgqrs's tables in schema:
 // "schema".pgqrs_messages for pgqrs_messages. With no schema it returns its
 // text unchanged (the tables are found through the search_path). schema was
 // validated as a plain identifier by WithSchema, so quoting it cannot break
-// out of the identifier. It runs once per statement, in newPostgresDialect,
+// out of the identifier. The index a DROP INDEX names is qualified too.
+// It runs once per statement, in newPostgresDialect,
 // and on the migrations' text. A name right after "." (already qualified),
 // ":" (the NOTIFY channel 'pgqrs:<schema>') or a quote is left alone, so a
 // schema named like a table keeps its channel, and qualifying twice changes
@@ -513,7 +546,7 @@ func pgQualifier(schema string) func(string) string {
 			last = loc[0]
 		}
 		b.WriteString(s[last:])
-		return b.String()
+		return pgDroppedIndex.ReplaceAllString(b.String(), "DROP INDEX $1"+prefix+"$2")
 	}
 }
 

@@ -3,6 +3,7 @@ package pgqrs
 import (
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -65,31 +66,36 @@ FROM pgqrs_queues q WHERE q.id = ?1`,
 		},
 		message: messageSQL{
 			enqueue: `
-INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id)
-VALUES (?1, ?2, coalesce(?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3)), ?4)
+INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id, priority, headers)
+VALUES (?1, ?2, coalesce(?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3)), ?4, ?6, ?7)
 RETURNING id`,
 			// ?2 is a JSON array of strings, each one payload's JSON text, so
 			// json_each hands back every payload exactly as sent.
 			enqueueBatch: `
-INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id)
-SELECT ?1, p.value, coalesce(?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3)), ?4
+INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id, priority, headers)
+SELECT ?1, p.value, coalesce(?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3)), ?4, ?6, ?7
 FROM json_each(?2) AS p
 ORDER BY p.key
 RETURNING id`,
+			// The claim reads one ordered range of pgqrs_messages_claim per
+			// priority level, most urgent first (sqliteClaimArms); SQLite runs
+			// the arms of a UNION ALL in order and stops at its LIMIT, so a
+			// queue whose messages all wait at one level reads one range. No
+			// row locks exist or are needed: SQLite admits one writer at a
+			// time, so this single UPDATE is the whole claim. The EXISTS tests
+			// are constant subqueries, evaluated once: a worker that is not
+			// ready or polling, or a paused queue, claims nothing.
 			dequeue: `
 UPDATE pgqrs_messages
 SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3),
     read_ct = read_ct + 1,
     dequeued_at = coalesce(dequeued_at, ` + sqliteNow + `),
     consumer_worker_id = ?4
-WHERE id IN (
-    SELECT id FROM pgqrs_messages
-    WHERE queue_id = ?1 AND vt <= ` + sqliteNow + ` AND archived_at IS NULL
-      AND EXISTS (SELECT 1 FROM pgqrs_workers WHERE id = ?4 AND status IN ('ready', 'polling'))
-    ORDER BY vt, id
-    LIMIT ?2
-)
-RETURNING id, payload, read_ct, enqueued_at, vt, last_error`,
+WHERE id IN (` + sqliteClaimArms() + `
+    LIMIT ?2)
+  AND EXISTS (SELECT 1 FROM pgqrs_workers WHERE id = ?4 AND status IN ('ready', 'polling'))
+  AND EXISTS (SELECT 1 FROM pgqrs_queues WHERE id = ?1 AND paused_at IS NULL)
+RETURNING id, payload, read_ct, enqueued_at, vt, last_error, priority, headers`,
 			// Archived in place: the row stays, out of the claim index.
 			// Settle statements look rows up by primary key: the unary "+" on
 			// queue_id keeps SQLite from walking the queue's whole range of
@@ -151,10 +157,10 @@ WHERE queue_id = (SELECT queue_id FROM pgqrs_workers WHERE id = ?1) AND archived
 		},
 		archive: archiveSQL{
 			get: `
-SELECT id, payload, read_ct, enqueued_at, archived_at, dead, coalesce(last_error, '')
+SELECT id, payload, read_ct, enqueued_at, archived_at, dead, coalesce(last_error, ''), priority, headers, cancelled
 FROM pgqrs_archive WHERE queue_id = ?1 AND id = ?2`,
 			list: `
-SELECT id, payload, read_ct, enqueued_at, archived_at, dead, coalesce(last_error, '')
+SELECT id, payload, read_ct, enqueued_at, archived_at, dead, coalesce(last_error, ''), priority, headers, cancelled
 FROM pgqrs_archive WHERE queue_id = ?1 AND dead = ?2 AND id < ?3
 ORDER BY id DESC LIMIT ?4`,
 			count: `SELECT count(*) FROM pgqrs_archive WHERE queue_id = ?1 AND dead = ?2`,
@@ -340,7 +346,8 @@ WHERE id = ?1 AND vt > ` + sqliteNow + ` AND consumer_worker_id IS NULL AND arch
 			listWorkflows: listWorkflowsSQL,
 		},
 		indexes: []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_messages_dead",
-			"pgqrs_runs_message", "pgqrs_runs_workflow", "pgqrs_steps_start", "pgqrs_run_ends_insert"},
+			"pgqrs_runs_message", "pgqrs_runs_workflow", "pgqrs_steps_start", "pgqrs_run_ends_insert",
+			"pgqrs_messages_key"},
 		poolSize:        8,
 		prepare:         true,
 		begin:           "BEGIN IMMEDIATE",
@@ -398,6 +405,21 @@ SELECT q.name,
 FROM pgqrs_queues q
 LEFT JOIN (SELECT queue_id, count(*) FILTER (WHERE dead = 0) AS archived, count(*) FILTER (WHERE dead = 1) AS dead
            FROM pgqrs_archive GROUP BY queue_id) a ON a.queue_id = q.id`
+
+// sqliteClaimArms is the claim's candidate IDs: for each priority level,
+// most urgent first, one ordered range scan of pgqrs_messages_claim (?1
+// queue, ?2 batch size), joined by UNION ALL, which the claim ends with its
+// LIMIT.
+func sqliteClaimArms() string {
+	arms := make([]string, 0, MaxPriority+1)
+	for p := 0; p <= MaxPriority; p++ {
+		arms = append(arms, `
+    SELECT id FROM (SELECT id FROM pgqrs_messages
+                    WHERE queue_id = ?1 AND priority = `+strconv.Itoa(p)+` AND vt <= `+sqliteNow+` AND archived_at IS NULL
+                    ORDER BY vt, id LIMIT ?2)`)
+	}
+	return strings.Join(arms, "\n    UNION ALL")
+}
 
 // sqliteDSN reads sqlite:PATH, sqlite3:PATH and file:PATH[?query] (rest is
 // what follows the scheme) into modernc's file: DSN with pgqrs's pragmas:

@@ -20,9 +20,9 @@ func TestResultTypesMarshalSnakeCase(t *testing.T) {
 		want string
 	}{
 		{"message", &Message{ID: 1, Queue: "q", Payload: json.RawMessage(`{"a":1}`), ReadCount: 2, EnqueuedAt: at, VisibleAt: at},
-			`{"id":1,"queue":"q","payload":{"a":1},"read_count":2,"enqueued_at":"2026-12-01T10:00:00.5Z","visible_at":"2026-12-01T10:00:00.5Z"}`},
+			`{"id":1,"queue":"q","payload":{"a":1},"read_count":2,"enqueued_at":"2026-12-01T10:00:00.5Z","visible_at":"2026-12-01T10:00:00.5Z","priority":0}`},
 		{"dead letter", &ArchivedMessage{ID: 1, Queue: "q", Payload: json.RawMessage(`1`), ReadCount: 5, EnqueuedAt: at, ArchivedAt: at, Dead: true, LastError: "boom"},
-			`{"id":1,"queue":"q","payload":1,"read_count":5,"enqueued_at":"2026-12-01T10:00:00.5Z","archived_at":"2026-12-01T10:00:00.5Z","dead":true,"last_error":"boom"}`},
+			`{"id":1,"queue":"q","payload":1,"read_count":5,"enqueued_at":"2026-12-01T10:00:00.5Z","archived_at":"2026-12-01T10:00:00.5Z","dead":true,"last_error":"boom","priority":0}`},
 		{"queue", Queue{ID: 3, Name: "emails", CreatedAt: at},
 			`{"id":3,"name":"emails","created_at":"2026-12-01T10:00:00.5Z"}`},
 		{"idle metrics", QueueMetrics{Queue: "q", Archived: 7},

@@ -289,19 +289,28 @@ type Message struct {
 	VisibleAt time.Time `json:"visible_at"`
 	// LastError is the error recorded by the last failed attempt, if any.
 	LastError string `json:"last_error,omitempty"`
+	// Priority is the message's priority, 0 (most urgent) to [MaxPriority].
+	Priority int `json:"priority"`
+	// Headers are the metadata given with [Header] or [Headers]; nil for
+	// none.
+	Headers map[string]string `json:"headers,omitempty"`
 }
 
 // ArchivedMessage is a message that was archived after it was processed, or
 // dead-lettered because it failed too often.
 type ArchivedMessage struct {
-	ID         int64           `json:"id"`
-	Queue      string          `json:"queue"`
-	Payload    json.RawMessage `json:"payload"`
-	ReadCount  int             `json:"read_count"`
-	EnqueuedAt time.Time       `json:"enqueued_at"`
-	ArchivedAt time.Time       `json:"archived_at"`
-	Dead       bool            `json:"dead"` // dead-lettered rather than archived on success
-	LastError  string          `json:"last_error,omitempty"`
+	ID         int64             `json:"id"`
+	Queue      string            `json:"queue"`
+	Payload    json.RawMessage   `json:"payload"`
+	ReadCount  int               `json:"read_count"`
+	EnqueuedAt time.Time         `json:"enqueued_at"`
+	ArchivedAt time.Time         `json:"archived_at"`
+	Dead       bool              `json:"dead"` // dead-lettered rather than archived on success
+	LastError  string            `json:"last_error,omitempty"`
+	Priority   int               `json:"priority"`
+	Headers    map[string]string `json:"headers,omitempty"`
+	// Cancelled: removed by an administrator's cancel rather than processed.
+	Cancelled bool `json:"cancelled,omitempty"`
 }
 
 // Queue is a named queue.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -52,9 +53,27 @@ type enqueueOptionFunc func(*enqueueConfig) error
 func (f enqueueOptionFunc) applyEnqueue(c *enqueueConfig) error { return f(c) }
 
 type enqueueConfig struct {
-	delay time.Duration
-	at    time.Time
+	delay    time.Duration
+	at       time.Time
+	priority int
+	headers  map[string]string
 }
+
+// Priorities run from 0, the most urgent, to MaxPriority, the least. A
+// message enqueued without [Priority] has DefaultPriority, the most urgent,
+// so a queue that never names a priority claims in visible-at order as
+// before.
+const (
+	DefaultPriority = 0
+	MaxPriority     = 9
+)
+
+// Header limits: a message carries at most MaxHeaders headers, whose keys
+// and values together hold at most MaxHeaderBytes bytes.
+const (
+	MaxHeaders     = 64
+	MaxHeaderBytes = 8 << 10
+)
 
 // Delay keeps the message invisible for d after it is enqueued. d must not be
 // negative. Default 0.
@@ -80,19 +99,109 @@ func At(t time.Time) EnqueueOption {
 	})
 }
 
-// visibility reads when the enqueue options make a message visible (at the
-// given time if set, else after the delay), and whether that is at once.
-func visibilityOf(opts []EnqueueOption) (v visibility, now bool, err error) {
+// Priority sets how urgent the message is: 0 ([DefaultPriority]) is the
+// most urgent, [MaxPriority] (9) the least. A claim takes the most urgent
+// visible messages first, then the earliest visible, then the oldest. A
+// value outside 0–9 returns [ErrInvalidArgument].
+func Priority(n int) EnqueueOption {
+	return enqueueOptionFunc(func(c *enqueueConfig) error {
+		if n < 0 || n > MaxPriority {
+			return fmt.Errorf("%w: priority must be 0 (most urgent) to %d, got %d", ErrInvalidArgument, MaxPriority, n)
+		}
+		c.priority = n
+		return nil
+	})
+}
+
+// Header adds the string metadata key=value to the message (trace context,
+// a correlation ID, a tenant). It is stored with the message, delivered in
+// [Message.Headers] and kept in the archive and dead letters. A later Header
+// with the same key replaces the value. The key must be non-empty; key and
+// value must be valid UTF-8 without NUL characters; see [MaxHeaders] and
+// [MaxHeaderBytes].
+func Header(key, value string) EnqueueOption {
+	return enqueueOptionFunc(func(c *enqueueConfig) error {
+		if err := checkHeader(key, value); err != nil {
+			return err
+		}
+		if c.headers == nil {
+			c.headers = make(map[string]string)
+		}
+		c.headers[key] = value
+		return nil
+	})
+}
+
+// Headers adds every entry of h, as [Header] does for one.
+func Headers(h map[string]string) EnqueueOption {
+	return enqueueOptionFunc(func(c *enqueueConfig) error {
+		for k, v := range h {
+			if err := checkHeader(k, v); err != nil {
+				return err
+			}
+			if c.headers == nil {
+				c.headers = make(map[string]string, len(h))
+			}
+			c.headers[k] = v
+		}
+		return nil
+	})
+}
+
+func checkHeader(key, value string) error {
+	switch {
+	case key == "":
+		return fmt.Errorf("%w: a header key must not be empty", ErrInvalidArgument)
+	case !utf8.ValidString(key) || !utf8.ValidString(value):
+		return fmt.Errorf("%w: header %q: not valid UTF-8", ErrInvalidArgument, key)
+	case strings.ContainsRune(key, 0) || strings.ContainsRune(value, 0):
+		return fmt.Errorf("%w: header %q holds a NUL character", ErrInvalidArgument, key)
+	}
+	return nil
+}
+
+// enqueueOptions applies opts and checks what they add up to.
+func enqueueOptions(opts []EnqueueOption) (enqueueConfig, error) {
 	var c enqueueConfig
 	for _, o := range opts {
 		if o == nil {
 			continue
 		}
 		if err := o.applyEnqueue(&c); err != nil {
-			return v, false, err
+			return c, err
 		}
 	}
-	return visibility{delay: c.delay, at: c.at}, c.at.IsZero() && c.delay == 0, nil
+	if len(c.headers) > MaxHeaders {
+		return c, fmt.Errorf("%w: %d headers, limit %d", ErrInvalidArgument, len(c.headers), MaxHeaders)
+	}
+	size := 0
+	for k, v := range c.headers {
+		size += len(k) + len(v)
+	}
+	if size > MaxHeaderBytes {
+		return c, fmt.Errorf("%w: headers hold %d bytes, limit %d", ErrInvalidArgument, size, MaxHeaderBytes)
+	}
+	return c, nil
+}
+
+// outgoing is what the options make of the stored message besides its
+// payload, and whether it is visible at once.
+func (c enqueueConfig) outgoing() (o outgoing, now bool) {
+	o = outgoing{vis: visibility{delay: c.delay, at: c.at}, priority: c.priority}
+	if len(c.headers) > 0 {
+		o.headers, _ = json.Marshal(c.headers) // a map of strings always encodes
+	}
+	return o, c.at.IsZero() && c.delay == 0
+}
+
+// outgoingOf applies opts (see enqueueOptions and outgoing).
+func outgoingOf(opts []EnqueueOption) (o outgoing, now bool, err error) {
+	c, err := enqueueOptions(opts)
+	if err != nil {
+		return o, false, err
+	}
+	o, now = c.outgoing()
+	return o, now, nil
 }
 
 // woken wakes this process's Run loops on the queue after an enqueue that
@@ -188,7 +297,7 @@ func (p *Producer) enqueue(ctx context.Context, tx *sql.Tx, payload any, opts []
 	if err != nil {
 		return 0, fmt.Errorf("enqueue to %q: %w", p.queue, err)
 	}
-	vis, now, err := visibilityOf(opts)
+	out, now, err := outgoingOf(opts)
 	if err != nil {
 		return 0, fmt.Errorf("enqueue to %q: %w", p.queue, err)
 	}
@@ -197,7 +306,7 @@ func (p *Producer) enqueue(ctx context.Context, tx *sql.Tx, payload any, opts []
 	}
 	var id int64
 	err = p.s.write(ctx, tx, func(ctx context.Context, q querier) (err error) {
-		id, err = p.s.messages.enqueue(ctx, q, p.queueID, body, vis, p.id)
+		id, err = p.s.messages.enqueue(ctx, q, p.queueID, body, out, p.id)
 		return err
 	})
 	if err != nil {
@@ -251,7 +360,7 @@ func (p *Producer) enqueueBatch(ctx context.Context, tx *sql.Tx, payloads []any,
 	if len(payloads) == 0 {
 		return []int64{}, nil
 	}
-	vis, now, err := visibilityOf(opts)
+	out, now, err := outgoingOf(opts)
 	if err != nil {
 		return nil, fmt.Errorf("enqueue batch to %q: %w", p.queue, err)
 	}
@@ -270,7 +379,7 @@ func (p *Producer) enqueueBatch(ctx context.Context, tx *sql.Tx, payloads []any,
 	}
 	var ids []int64
 	err = p.s.write(ctx, tx, func(ctx context.Context, q querier) (err error) {
-		ids, err = p.s.messages.enqueueBatch(ctx, q, p.queueID, texts, vis, p.id)
+		ids, err = p.s.messages.enqueueBatch(ctx, q, p.queueID, texts, out, p.id)
 		return err
 	})
 	if err != nil {

@@ -1,10 +1,12 @@
 package pgqrs
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"slices"
 	"time"
 )
 
@@ -27,6 +29,23 @@ func (r messageRepo) visibilityArgs(v visibility) (delay, at any) {
 	return r.d.secondsArg(v.delay), at
 }
 
+// outgoing is what an enqueue stores besides the payload: when the message
+// becomes visible, its priority, and its headers (a JSON object's text, nil
+// for none).
+type outgoing struct {
+	vis      visibility
+	priority int
+	headers  []byte
+}
+
+// headersArg is the headers column: NULL for none.
+func headersArg(h []byte) any {
+	if h == nil {
+		return nil
+	}
+	return string(h)
+}
+
 // producerArg is the producer worker of a message; 0 (a workflow trigger)
 // is none.
 func producerArg(id int64) any {
@@ -38,22 +57,24 @@ func producerArg(id int64) any {
 
 // enqueue inserts one message (payload: checked JSON text) and returns its
 // ID. On Postgres an immediately visible message also sends a NOTIFY.
-func (r messageRepo) enqueue(ctx context.Context, q querier, queueID int64, payload []byte, v visibility, producer int64) (int64, error) {
-	delay, at := r.visibilityArgs(v)
+func (r messageRepo) enqueue(ctx context.Context, q querier, queueID int64, payload []byte, o outgoing, producer int64) (int64, error) {
+	delay, at := r.visibilityArgs(o.vis)
 	var id int64
-	err := q.QueryRowContext(ctx, r.d.message.enqueue, queueID, string(payload), delay, producerArg(producer), at).Scan(&id)
+	err := q.QueryRowContext(ctx, r.d.message.enqueue, queueID, string(payload), delay, producerArg(producer), at,
+		o.priority, headersArg(o.headers)).Scan(&id)
 	return id, err
 }
 
 // enqueueBatch inserts every payload of one JSON array of payload texts, in
 // array order, in one statement, and returns the new IDs.
-func (r messageRepo) enqueueBatch(ctx context.Context, q querier, queueID int64, payloads []string, v visibility, producer int64) ([]int64, error) {
+func (r messageRepo) enqueueBatch(ctx context.Context, q querier, queueID int64, payloads []string, o outgoing, producer int64) ([]int64, error) {
 	array, err := json.Marshal(payloads)
 	if err != nil {
 		return nil, err
 	}
-	delay, at := r.visibilityArgs(v)
-	rows, err := q.QueryContext(ctx, r.d.message.enqueueBatch, queueID, string(array), delay, producerArg(producer), at)
+	delay, at := r.visibilityArgs(o.vis)
+	rows, err := q.QueryContext(ctx, r.d.message.enqueueBatch, queueID, string(array), delay, producerArg(producer), at,
+		o.priority, headersArg(o.headers))
 	if err != nil {
 		return nil, err
 	}
@@ -75,13 +96,28 @@ func (r messageRepo) dequeue(ctx context.Context, q querier, queue *Queue, n int
 		var payload []byte
 		var enq, vis dbTime
 		var lastErr sql.NullString
-		if err := rows.Scan(&m.ID, &payload, &m.ReadCount, &enq, &vis, &lastErr); err != nil {
+		var headers dbHeaders
+		if err := rows.Scan(&m.ID, &payload, &m.ReadCount, &enq, &vis, &lastErr, &m.Priority, &headers); err != nil {
 			return nil, err
 		}
-		m.Payload, m.EnqueuedAt, m.VisibleAt, m.LastError = payload, enq.t, vis.t, lastErr.String
+		m.Payload, m.EnqueuedAt, m.VisibleAt, m.LastError, m.Headers = payload, enq.t, vis.t, lastErr.String, headers.h
 		msgs = append(msgs, m)
 	}
-	return msgs, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// The claim's order: most urgent first, then as claimed (visible-at,
+	// then ID, which RETURNING does not keep).
+	slices.SortStableFunc(msgs, func(a, b *Message) int {
+		if c := cmp.Compare(a.Priority, b.Priority); c != 0 {
+			return c
+		}
+		if c := a.VisibleAt.Compare(b.VisibleAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	return msgs, nil
 }
 
 // fence names the messages a settle statement may touch: those of ids that

@@ -95,10 +95,11 @@ func scanArchived(sc interface{ Scan(...any) error }, queue string) (*ArchivedMe
 	m := &ArchivedMessage{Queue: queue}
 	var payload []byte
 	var enq, arch dbTime
-	if err := sc.Scan(&m.ID, &payload, &m.ReadCount, &enq, &arch, &m.Dead, &m.LastError); err != nil {
+	var headers dbHeaders
+	if err := sc.Scan(&m.ID, &payload, &m.ReadCount, &enq, &arch, &m.Dead, &m.LastError, &m.Priority, &headers, &m.Cancelled); err != nil {
 		return nil, err
 	}
-	m.Payload, m.EnqueuedAt, m.ArchivedAt = payload, enq.t, arch.t
+	m.Payload, m.EnqueuedAt, m.ArchivedAt, m.Headers = payload, enq.t, arch.t, headers.h
 	return m, nil
 }
 

@@ -156,7 +156,7 @@ func (s *Store) triggerRun(ctx context.Context, tx *sql.Tx, name string, input j
 	if err != nil {
 		return 0, fmt.Errorf("trigger %q: %w", name, err)
 	}
-	vis, now, err := visibilityOf(opts)
+	out, now, err := outgoingOf(opts)
 	if err != nil {
 		return 0, fmt.Errorf("trigger %q: %w", name, err)
 	}
@@ -166,7 +166,7 @@ func (s *Store) triggerRun(ctx context.Context, tx *sql.Tx, name string, input j
 	}
 	var id int64
 	insert := func(ctx context.Context, q querier) error {
-		msgID, err := s.messages.enqueue(ctx, q, ref.queueID, body, vis, 0)
+		msgID, err := s.messages.enqueue(ctx, q, ref.queueID, body, out, 0)
 		if err != nil {
 			return err
 		}
@@ -442,7 +442,7 @@ func (r *Runs) Retry(ctx context.Context, id int64) error {
 			return err
 		}
 		queueID = ref.queueID
-		msgID, err := s.messages.enqueue(ctx, q, ref.queueID, info.Input, visibility{}, 0)
+		msgID, err := s.messages.enqueue(ctx, q, ref.queueID, info.Input, outgoing{}, 0)
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -400,6 +401,29 @@ func sqliteCode(err error) int {
 
 // dbTime scans a timestamp stored either natively (Postgres) or as text in
 // the fixed UTC format (SQLite, Turso).
+// dbHeaders scans a headers column (a JSON object of strings, or NULL).
+type dbHeaders struct{ h map[string]string }
+
+func (d *dbHeaders) Scan(v any) error {
+	var b []byte
+	switch x := v.(type) {
+	case nil:
+		d.h = nil
+		return nil
+	case string:
+		b = []byte(x)
+	case []byte:
+		b = x
+	default:
+		return fmt.Errorf("pgqrs: cannot scan %T as headers", v)
+	}
+	d.h = nil
+	if err := json.Unmarshal(b, &d.h); err != nil {
+		return fmt.Errorf("pgqrs: headers: %w", err)
+	}
+	return nil
+}
+
 type dbTime struct{ t time.Time }
 
 const textTimeLayout = "2006-01-02T15:04:05.000Z"

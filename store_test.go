@@ -82,6 +82,9 @@ func TestPostgresSchemaQualifiesEveryTable(t *testing.T) {
 		if got, want := d.qualify("CREATE INDEX pgqrs_messages_claim ON pgqrs_messages (queue_id)"), `CREATE INDEX pgqrs_messages_claim ON "`+schema+`".pgqrs_messages (queue_id)`; got != want {
 			t.Errorf("qualify touched an index name or missed the table: %s", got)
 		}
+		if got, want := d.qualify("DROP INDEX IF EXISTS pgqrs_messages_claim"), `DROP INDEX IF EXISTS "`+schema+`".pgqrs_messages_claim`; got != want {
+			t.Errorf("qualify left a dropped index to the search_path: %s", got)
+		}
 		if once := d.qualify("SELECT 1 FROM pgqrs_queues"); d.qualify(once) != once {
 			t.Errorf("qualifying twice changed %q to %q", once, d.qualify(once))
 		}
@@ -163,7 +166,7 @@ func TestErrorTranslation(t *testing.T) {
 		if !s.d.isUnique(err) || !strings.Contains(s.translate(err).Error(), errUnique.Error()) {
 			t.Errorf("duplicate queue name: %v not classified as a unique violation", err)
 		}
-		_, err = s.DB().ExecContext(ctx, s.d.message.enqueue, 424242, `{}`, s.d.secondsArg(0), nil, nil)
+		_, err = s.DB().ExecContext(ctx, s.d.message.enqueue, 424242, `{}`, s.d.secondsArg(0), nil, nil, 0, nil)
 		if !s.d.isForeignKey(err) {
 			t.Errorf("message for a missing queue: %v not classified as a foreign key violation", err)
 		}

@@ -240,7 +240,7 @@ func TestSendRecvArchive(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &raw); err != nil || len(raw) == 0 {
 			t.Fatalf("recv: %v: %s", err, out)
 		}
-		wantKeys := []string{"enqueued_at", "id", "payload", "queue", "read_count", "visible_at"}
+		wantKeys := []string{"enqueued_at", "id", "payload", "priority", "queue", "read_count", "visible_at"}
 		if diff := cmp.Diff(wantKeys, keys(t, string(raw[0]))); diff != "" {
 			t.Errorf("recv message keys (-want +got):\n%s", diff)
 		}

@@ -234,6 +234,10 @@ var (
 	// ErrDuplicateStep is returned by [Step] and [Sleep] for a step name the
 	// run already used in this execution.
 	ErrDuplicateStep = errors.New("pgqrs: duplicate step name")
+	// ErrNondeterministic is wrapped by [*NondeterminismError], returned by
+	// [Step] and [Sleep] when an execution of a run leaves the path of steps
+	// the run recorded.
+	ErrNondeterministic = errors.New("pgqrs: workflow replay diverged from the recorded steps")
 	// ErrSchema is wrapped by [*SchemaError], returned by [Admin.Verify].
 	ErrSchema = errors.New("pgqrs: schema check failed")
 	// ErrSchemaNewer is returned by [Admin.Install] and [Admin.Verify] when

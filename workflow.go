@@ -354,11 +354,19 @@ func (e *engine) attempt(ctx context.Context, run *Run, input json.RawMessage) (
 // cancelled run is done with; a delivery cut off (lease lost, shutdown)
 // gives the run back without using an attempt; a failure to record is
 // retried; a pause requested by the function pauses the run; any other
-// outcome ends the run (end).
+// outcome ends the run (end). A replay that diverged from the run's
+// recorded steps ([*NondeterminismError]) fails the run, whatever the
+// function returned.
 func (e *engine) conclude(ctx context.Context, c *Consumer, m *Message, run *Run, out json.RawMessage, err error) error {
 	run.mu.Lock()
-	suspend, cancelled, pending := run.suspend, run.cancelled, run.pending
+	suspend, cancelled, pending, diverged := run.suspend, run.cancelled, run.pending, run.diverged
 	run.mu.Unlock()
+	if diverged != nil {
+		// Whatever the function made of the error: the run's record and its
+		// code disagree, so nothing it does from here on can be trusted.
+		text := errorText(diverged)
+		return e.end(ctx, m, run.id, pending, RunFailed, nil, &text)
+	}
 	if suspend != nil {
 		e.bringForward(suspend, c, m.ID, run.id)
 	}
@@ -451,7 +459,7 @@ type loadedRun struct {
 // load reads the run driven by message msgID, with its recorded steps if it
 // ever started.
 func (e *engine) load(ctx context.Context, msgID int64) (*Run, *loadedRun, error) {
-	run := &Run{workflow: e.name, e: e, steps: map[string]*StepInfo{}, seen: map[string]bool{}}
+	run := &Run{workflow: e.name, e: e, steps: map[string]*StepInfo{}, atPosition: map[int]string{}, seen: map[string]bool{}}
 	var row runRow
 	err := e.s.read(ctx, func(ctx context.Context, q querier) (err error) {
 		row, err = e.s.runs.byMessage(ctx, q, msgID)
@@ -473,6 +481,7 @@ func (e *engine) load(ctx context.Context, msgID int64) (*Run, *loadedRun, error
 		}
 		for i := range steps {
 			run.steps[steps[i].Name] = &steps[i]
+			run.atPosition[steps[i].Position] = steps[i].Name
 		}
 	}
 	return run, &l, nil

@@ -551,6 +551,65 @@ func TestWorkflowRejectsDuplicateStepNames(t *testing.T) {
 	})
 }
 
+// TestWorkflowDetectsNondeterministicReplay changes a workflow's first step
+// while its run sleeps: the next execution reaches another step where the
+// run recorded "charge", and the run must fail naming both steps, even
+// though the function swallows the error and returns a result, and no step
+// after the divergence may run.
+func TestWorkflowDetectsNondeterministicReplay(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		var changed atomic.Bool
+		var afterRan atomic.Int64
+		var seen atomic.Value
+		wf := NewWorkflow("drifter", func(ctx context.Context, run *Run, _ struct{}) (string, error) {
+			first := "charge"
+			if changed.Load() {
+				first = "refund"
+			}
+			if _, err := Step(ctx, run, first, func(context.Context) (bool, error) { return true, nil }); err != nil {
+				seen.Store(err)
+				return "swallowed", nil // a careless function; the run must fail anyway
+			}
+			if err := Sleep(ctx, run, "nap", 300*time.Millisecond); err != nil {
+				return "", err
+			}
+			return Step(ctx, run, "ship", func(context.Context) (string, error) { afterRan.Add(1); return "shipped", nil })
+		})
+		if err := wf.Register(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		id, err := wf.Trigger(ctx, s, struct{}{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := serveInBackground(t, s, wf, fastPoll)
+		await(t, 10*time.Second, "the run to sleep", func() bool { return len(runStatus(t, s, id).Steps) == 2 })
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		changed.Store(true) // a deploy while the run sleeps
+		serveInBackground(t, s, wf, fastPoll)
+		_, err = waitResult(t, s, wf, id)
+		var re *RunError
+		if !errors.As(err, &re) || !strings.Contains(re.Message, `"refund"`) || !strings.Contains(re.Message, `"charge"`) {
+			t.Errorf("result = %v, want a failure naming the recorded and the reached step", err)
+		}
+		var ne *NondeterminismError
+		if err, _ := seen.Load().(error); !errors.As(err, &ne) || !errors.Is(err, ErrNondeterministic) ||
+			ne.Position != 0 || ne.Recorded != "charge" || ne.Reached != "refund" {
+			t.Errorf("Step returned %v, want a *NondeterminismError at position 0", err)
+		}
+		if afterRan.Load() != 0 {
+			t.Error("a step after the divergence ran")
+		}
+		if st := runStatus(t, s, id); st.Status != RunFailed || len(st.Steps) != 2 {
+			t.Errorf("run = %s with %d steps, want ERROR with the 2 recorded", st.Status, len(st.Steps))
+		}
+	})
+}
+
 func TestWorkflowUnicodeNameAndNoInput(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {

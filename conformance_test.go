@@ -382,7 +382,7 @@ func (e *repoEnv) workflow(name string) (workflowRef, *Queue) {
 func (e *repoEnv) run(wf workflowRef, q *Queue, input string) (run, msg int64) {
 	e.t.Helper()
 	msg = e.enqueue(q, `{}`)
-	run, err := e.s.runs.insert(e.ctx, e.q, wf.id, msg, []byte(input))
+	run, err := e.s.runs.insert(e.ctx, e.q, wf.id, msg, []byte(input), 0)
 	e.must(err, "insert run")
 	return run, msg
 }
@@ -1296,7 +1296,15 @@ var repoCases = map[string]repoCase{
 			e.t.Errorf("inserted run = %+v", r)
 		}
 		e.recent("CreatedAt", r.CreatedAt)
-		_, err := e.s.runs.insert(e.ctx, e.q, wf.id+1000, e.enqueue(q, `1`), []byte(`1`))
+		if !r.Deadline.IsZero() {
+			e.t.Errorf("a run without a timeout has deadline %v", r.Deadline)
+		}
+		timed, err := e.s.runs.insert(e.ctx, e.q, wf.id, e.enqueue(q, `2`), []byte(`2`), time.Hour)
+		e.must(err, "insert run with a timeout")
+		if d := e.getRun(timed).Deadline; d.Before(time.Now().Add(59*time.Minute)) || d.After(time.Now().Add(61*time.Minute)) {
+			e.t.Errorf("a run with a 1h timeout has deadline %v", d)
+		}
+		_, err = e.s.runs.insert(e.ctx, e.q, wf.id+1000, e.enqueue(q, `1`), []byte(`1`), 0)
 		e.isErr(err, errForeignKey, "insert of a run of a missing workflow")
 	}},
 	"runRepo.byMessage": {run: func(e *repoEnv) {
@@ -1304,7 +1312,7 @@ var repoCases = map[string]repoCase{
 		id, msg := e.run(wf, q, `[1]`)
 		row, err := e.s.runs.byMessage(e.ctx, e.q, msg)
 		e.must(err, "byMessage")
-		if row.id != id || row.status != RunQueued || row.started || !row.resumeAt.IsZero() || !sameJSON(row.input, []byte(`[1]`)) {
+		if row.id != id || row.status != RunQueued || row.started || !row.resumeAt.IsZero() || !row.deadline.IsZero() || !sameJSON(row.input, []byte(`[1]`)) {
 			e.t.Errorf("byMessage = %+v", row)
 		}
 		e.recent("dbNow", row.dbNow)

@@ -199,8 +199,8 @@ type workflowSQL struct {
 	deleteByID string // (workflow) → n
 
 	// Runs.
-	insertRun    string // (workflow, message, input JSON) → id
-	runByMessage string // (message) → id, status, input, resume_at, started, now: the run a worker claimed
+	insertRun    string // (workflow, message, input JSON, timeout seconds or NULL) → id; deadline_at = now + timeout
+	runByMessage string // (message) → id, status, input, resume_at, started, now, deadline_at: the run a worker claimed
 	lock         string // (run) → status, message_id; FOR UPDATE on Postgres
 	lockMessage  string // (message) → whether a worker holds its lease now
 	get          string // (run) → id, workflow, status, input, output, error, resume_at, created_at, started_at, finished_at, updated_at

@@ -297,9 +297,12 @@ DELETE FROM pgqrs_runs
 WHERE workflow_id = $1 AND status IN ('SUCCESS', 'ERROR', 'CANCELLED') AND finished_at < $2`),
 			deleteByID: t(`DELETE FROM pgqrs_workflows WHERE id = $1`),
 			insert:     t(`INSERT INTO pgqrs_workflows (name, queue_id) VALUES ($1, $2) RETURNING id`),
-			insertRun:  t(`INSERT INTO pgqrs_runs (workflow_id, message_id, input) VALUES ($1, $2, $3) RETURNING id`),
+			insertRun: t(`
+INSERT INTO pgqrs_runs (workflow_id, message_id, input, deadline_at)
+VALUES ($1, $2, $3, now() + make_interval(secs => $4::float8))
+RETURNING id`),
 			runByMessage: t(`
-SELECT id, status, input, resume_at, started_at IS NOT NULL, now()
+SELECT id, status, input, resume_at, started_at IS NOT NULL, now(), deadline_at
 FROM pgqrs_runs WHERE message_id = $1`),
 			lock: t(`SELECT status, message_id FROM pgqrs_runs WHERE id = $1 FOR UPDATE`),
 			// Whether a worker holds the run's message now. The row lock waits
@@ -487,7 +490,7 @@ SELECT * FROM (
                 THEN 'RUNNING' ELSE r.status END AS status,
            r.input, r.output, coalesce(r.error, '') AS error, r.resume_at, r.created_at,
            coalesce(r.started_at, CASE WHEN m.consumer_worker_id IS NOT NULL AND m.vt > now() THEN m.dequeued_at END) AS started_at,
-           r.finished_at, r.updated_at
+           r.finished_at, r.updated_at, r.deadline_at
     FROM pgqrs_runs r JOIN pgqrs_workflows w ON w.id = r.workflow_id
     LEFT JOIN pgqrs_messages m ON m.id = r.message_id
 ) AS r`

@@ -20,14 +20,15 @@ type runRow struct {
 	resumeAt time.Time // a PAUSED run's own wake-up time
 	started  bool      // it ever started (then it may have recorded steps)
 	dbNow    time.Time // the database clock, read with the row
+	deadline time.Time // when the run is cancelled if not finished; zero: never
 }
 
 // byMessage loads the run driven by message msgID, or sql.ErrNoRows.
 func (r runRepo) byMessage(ctx context.Context, q querier, msgID int64) (runRow, error) {
 	var row runRow
-	var resume, now dbTime
-	err := q.QueryRowContext(ctx, r.d.workflow.runByMessage, msgID).Scan(&row.id, &row.status, &row.input, &resume, &row.started, &now)
-	row.resumeAt, row.dbNow = resume.t, now.t
+	var resume, now, deadline dbTime
+	err := q.QueryRowContext(ctx, r.d.workflow.runByMessage, msgID).Scan(&row.id, &row.status, &row.input, &resume, &row.started, &now, &deadline)
+	row.resumeAt, row.dbNow, row.deadline = resume.t, now.t, deadline.t
 	return row, err
 }
 
@@ -125,21 +126,27 @@ func (r runRepo) insertWorkflow(ctx context.Context, q querier, name string, que
 
 // insert creates a QUEUED run of workflowID driven by message msgID and
 // returns its ID.
-func (r runRepo) insert(ctx context.Context, q querier, workflowID, msgID int64, input []byte) (id int64, err error) {
-	err = q.QueryRowContext(ctx, r.d.workflow.insertRun, workflowID, msgID, string(input)).Scan(&id)
+// insert records a run driven by message msgID; a positive timeout sets
+// its deadline that long after now (the database's clock).
+func (r runRepo) insert(ctx context.Context, q querier, workflowID, msgID int64, input []byte, timeout time.Duration) (id int64, err error) {
+	var secs any
+	if timeout > 0 {
+		secs = r.d.secondsArg(timeout)
+	}
+	err = q.QueryRowContext(ctx, r.d.workflow.insertRun, workflowID, msgID, string(input), secs).Scan(&id)
 	return id, err
 }
 
 func scanRun(sc interface{ Scan(...any) error }) (*RunInfo, error) {
 	var r RunInfo
 	var input, output []byte
-	var resume, created, started, finished, updated dbTime
+	var resume, created, started, finished, updated, deadline dbTime
 	if err := sc.Scan(&r.ID, &r.Workflow, &r.Status, &input, &output, &r.Error, &resume,
-		&created, &started, &finished, &updated); err != nil {
+		&created, &started, &finished, &updated, &deadline); err != nil {
 		return nil, err
 	}
-	r.Input, r.ResumeAt, r.CreatedAt, r.StartedAt, r.FinishedAt, r.UpdatedAt =
-		input, resume.t, created.t, started.t, finished.t, updated.t
+	r.Input, r.ResumeAt, r.CreatedAt, r.StartedAt, r.FinishedAt, r.UpdatedAt, r.Deadline =
+		input, resume.t, created.t, started.t, finished.t, updated.t, deadline.t
 	if output != nil {
 		r.Output = output
 	}

@@ -19,7 +19,7 @@ type RunInfo struct {
 	Status   RunStatus       `json:"status"`
 	Input    json.RawMessage `json:"input"`
 	Output   json.RawMessage `json:"output,omitempty"` // SUCCESS only
-	Error    string          `json:"error,omitempty"`  // ERROR only: what failed the run
+	Error    string          `json:"error,omitempty"`  // ERROR: what failed the run; CANCELLED by its deadline: that
 	// ResumeAt is when a PAUSED run continues by itself (zero: only when
 	// resumed).
 	ResumeAt   time.Time `json:"resume_at,omitzero"`
@@ -27,6 +27,9 @@ type RunInfo struct {
 	StartedAt  time.Time `json:"started_at,omitzero"`  // zero until a worker started the run
 	FinishedAt time.Time `json:"finished_at,omitzero"` // zero until the run ended
 	UpdatedAt  time.Time `json:"updated_at"`
+	// Deadline is when the run is cancelled if it has not finished (set by
+	// [Timeout] at trigger time); zero: never.
+	Deadline time.Time `json:"deadline,omitzero"`
 	// Steps are the run's recorded steps in the order the run reached them
 	// (filled by [Runs.Get] and [Runs.Wait], never nil there; nil in lists,
 	// and then left out of JSON).
@@ -156,10 +159,11 @@ func (s *Store) triggerRun(ctx context.Context, tx *sql.Tx, name string, input j
 	if err != nil {
 		return 0, fmt.Errorf("trigger %q: %w", name, err)
 	}
-	out, now, err := outgoingOf(opts)
+	cfg, err := enqueueOptions(opts)
 	if err != nil {
 		return 0, fmt.Errorf("trigger %q: %w", name, err)
 	}
+	out, now := cfg.outgoing()
 	ref, err := s.lookupWorkflow(ctx, tx, name)
 	if err != nil {
 		return 0, fmt.Errorf("trigger %q: %w", name, err)
@@ -170,7 +174,7 @@ func (s *Store) triggerRun(ctx context.Context, tx *sql.Tx, name string, input j
 		if err != nil {
 			return err
 		}
-		id, err = s.runs.insert(ctx, q, ref.id, msgID, body)
+		id, err = s.runs.insert(ctx, q, ref.id, msgID, body, cfg.timeout)
 		return err
 	}
 	if tx != nil {

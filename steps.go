@@ -153,6 +153,7 @@ type Run struct {
 	workflow string
 	e        *engine
 	offset   time.Duration // database clock minus local clock
+	deadline time.Time     // on the database clock; zero: none
 
 	mu         sync.Mutex
 	steps      map[string]*StepInfo // recorded by earlier executions
@@ -207,8 +208,17 @@ func (r *Run) suspendUntil(t time.Time) error {
 	if !t.IsZero() {
 		d = min(max(t.Sub(r.now()), 0), maxSuspend)
 	}
+	if !r.deadline.IsZero() {
+		d = min(d, max(r.deadline.Sub(r.now()), 0)) // the deadline ends the wait
+	}
 	r.suspend = &rescheduleError{delay: d}
 	return ErrSuspended
+}
+
+// pastDeadline is the error text of a run cancelled by its deadline.
+func (r *Run) pastDeadline() *string {
+	text := "deadline exceeded: the run did not finish by " + r.deadline.UTC().Format(time.RFC3339Nano)
+	return &text
 }
 
 // recordError marks a failure to record a step's outcome: the delivery is

@@ -215,6 +215,9 @@ func (w *Workflow[In, Out]) Result(ctx context.Context, s *Store, id int64) (Out
 	case RunFailed:
 		return out, &RunError{RunID: id, Workflow: info.Workflow, Message: info.Error}
 	case RunCancelled:
+		if info.Error != "" { // the deadline passed
+			return out, fmt.Errorf("run %d of %q: %w: %s", id, info.Workflow, ErrRunCancelled, info.Error)
+		}
 		return out, fmt.Errorf("run %d of %q: %w", id, info.Workflow, ErrRunCancelled)
 	}
 	if err := json.Unmarshal(info.Output, &out); err != nil {
@@ -259,7 +262,21 @@ func (e *engine) execute(ctx context.Context, c *Consumer, m *Message) error {
 	if run == nil {
 		return err
 	}
-	out, err := e.attempt(ctx, run, input)
+	actx := ctx
+	if !run.deadline.IsZero() {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithDeadline(ctx, run.deadline.Add(-run.offset)) // on the local clock
+		defer cancel()
+	}
+	out, err := e.attempt(actx, run, input)
+	if err != nil && ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded) {
+		// The deadline cut the run off: it ends CANCELLED, keeping its last
+		// completed step's record.
+		run.mu.Lock()
+		pending := run.pending
+		run.mu.Unlock()
+		return e.end(ctx, m, run.id, pending, RunCancelled, nil, run.pastDeadline())
+	}
 	return e.conclude(ctx, c, m, run, out, err)
 }
 
@@ -284,6 +301,9 @@ func (e *engine) admit(ctx context.Context, c *Consumer, m *Message) (*Run, json
 	if m.ReadCount > e.maxDeliveries {
 		msg := fmt.Sprintf("abandoned: %d deliveries ended without the run finishing or suspending (crashed or lost workers)", e.maxDeliveries)
 		return nil, nil, e.finish(ctx, run.id, nil, RunFailed, nil, &msg)
+	}
+	if !loaded.status.Finished() && !run.deadline.IsZero() && !run.now().Before(run.deadline) {
+		return nil, nil, e.finish(ctx, run.id, nil, RunCancelled, nil, run.pastDeadline())
 	}
 	for range 3 {
 		switch loaded.status {
@@ -473,6 +493,7 @@ func (e *engine) load(ctx context.Context, msgID int64) (*Run, *loadedRun, error
 	}
 	run.id = row.id
 	run.offset = row.dbNow.Sub(time.Now())
+	run.deadline = row.deadline
 	l := loadedRun{status: row.status, input: row.input, resumeAt: row.resumeAt}
 	if row.started {
 		steps, err := e.s.runSteps(ctx, run.id)

@@ -610,6 +610,98 @@ func TestWorkflowDetectsNondeterministicReplay(t *testing.T) {
 	})
 }
 
+// TestWorkflowTimeout gives runs a deadline at trigger time: a run sleeping
+// past it, one whose step is still running at it and one paused until
+// resumed all end CANCELLED at the deadline with an error saying so, and no
+// step after the deadline runs; a run that finishes in time succeeds.
+func TestWorkflowTimeout(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		var after atomic.Int64
+		var stepCtxErr atomic.Value
+		wf := NewWorkflow("deadline", func(ctx context.Context, run *Run, mode string) (string, error) {
+			switch mode {
+			case "sleep":
+				if err := Sleep(ctx, run, "long", time.Hour); err != nil {
+					return "", err
+				}
+			case "block":
+				if _, err := Step(ctx, run, "block", func(ctx context.Context) (bool, error) {
+					<-ctx.Done()
+					stepCtxErr.Store(ctx.Err())
+					return false, ctx.Err()
+				}); err != nil {
+					return "", err
+				}
+			case "pause":
+				if _, err := Step(ctx, run, "pause", func(context.Context) (bool, error) { return false, Pause(time.Time{}) }); err != nil {
+					return "", err
+				}
+			}
+			return Step(ctx, run, "after", func(context.Context) (string, error) { after.Add(1); return "done", nil })
+		})
+		if err := wf.Register(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		const timeout = 700 * time.Millisecond
+		ids := map[string]int64{}
+		start := time.Now()
+		for _, mode := range []string{"sleep", "block", "pause"} {
+			id, err := wf.Trigger(ctx, s, mode, Timeout(timeout))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids[mode] = id
+		}
+		quick, err := wf.Trigger(ctx, s, "quick", Timeout(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		serveInBackground(t, s, wf, fastPoll)
+		for mode, id := range ids {
+			_, err := waitResult(t, s, wf, id)
+			if !errors.Is(err, ErrRunCancelled) || !strings.Contains(err.Error(), "deadline exceeded") {
+				t.Errorf("%s: result = %v, want ErrRunCancelled saying the deadline passed", mode, err)
+			}
+			info := runStatus(t, s, id)
+			if info.Status != RunCancelled || !strings.Contains(info.Error, "deadline exceeded") || info.Deadline.IsZero() {
+				t.Errorf("%s: run = %s %q (deadline %v), want CANCELLED by its deadline", mode, info.Status, info.Error, info.Deadline)
+			}
+			if info.FinishedAt.Before(info.Deadline.Add(-50 * time.Millisecond)) {
+				t.Errorf("%s: ended at %v, before its deadline %v", mode, info.FinishedAt, info.Deadline)
+			}
+		}
+		if elapsed := time.Since(start); elapsed < timeout {
+			t.Errorf("runs ended %v after their trigger, before the %v timeout", elapsed, timeout)
+		}
+		if err, _ := stepCtxErr.Load().(error); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("the blocked step's context ended with %v, want the deadline", err)
+		}
+		if got, err := waitResult(t, s, wf, quick); err != nil || got != "done" {
+			t.Errorf("a run that finishes in time = %q, %v", got, err)
+		}
+		if after.Load() != 1 {
+			t.Errorf("the step after the deadline ran %d times, want once (the quick run only)", after.Load())
+		}
+		for _, o := range []EnqueueOption{Timeout(0), Timeout(-time.Second)} {
+			if _, err := wf.Trigger(ctx, s, "quick", o); !errors.Is(err, ErrInvalidArgument) {
+				t.Errorf("trigger with a non-positive timeout = %v, want ErrInvalidArgument", err)
+			}
+		}
+		if _, err := s.Admin().CreateQueue(ctx, "plain"); err != nil {
+			t.Fatal(err)
+		}
+		p, err := s.Producer(ctx, "plain")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Enqueue(ctx, 1, Timeout(time.Second)); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("enqueue with Timeout = %v, want ErrInvalidArgument", err)
+		}
+	})
+}
+
 func TestWorkflowUnicodeNameAndNoInput(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {

@@ -1284,6 +1284,25 @@ var repoCases = map[string]repoCase{
 		_, err = e.s.runs.workflowByQueue(e.ctx, e.q, e.queue("plain").ID)
 		e.noRows(err, "workflowByQueue of a plain queue")
 	}},
+	"runRepo.insertMany": {run: func(e *repoEnv) {
+		wf, q := e.workflow("wf")
+		msgs := []int64{e.enqueue(q, `1`), e.enqueue(q, `2`), e.enqueue(q, `3`)}
+		inputs := []json.RawMessage{json.RawMessage(`{"a":"x"}`), json.RawMessage(`"text"`), json.RawMessage(`[1,2]`)}
+		ids, err := e.s.runs.insertMany(e.ctx, e.q, wf.id, msgs, inputs, time.Hour)
+		e.must(err, "insertMany")
+		if len(ids) != 3 || !slices.IsSorted(ids) {
+			e.t.Fatalf("insertMany = %v, want 3 ascending IDs", ids)
+		}
+		for i, msg := range msgs {
+			row, err := e.s.runs.byMessage(e.ctx, e.q, msg)
+			e.must(err, "byMessage")
+			if row.id != ids[i] || row.status != RunQueued || !sameJSON(row.input, inputs[i]) || row.deadline.Before(time.Now().Add(59*time.Minute)) {
+				e.t.Errorf("run %d = %+v, want id %d, input %s, a deadline in an hour", i, row, ids[i], inputs[i])
+			}
+		}
+		_, err = e.s.runs.insertMany(e.ctx, e.q, wf.id+1000, []int64{e.enqueue(q, `4`)}, inputs[:1], 0)
+		e.isErr(err, errForeignKey, "insertMany of runs of a missing workflow")
+	}},
 	"runRepo.insert": {run: func(e *repoEnv) {
 		wf, q := e.workflow("wf")
 		id, _ := e.run(wf, q, `{"in": [1]}`)

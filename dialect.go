@@ -200,10 +200,11 @@ type workflowSQL struct {
 
 	// Runs.
 	insertRun    string // (workflow, message, input JSON, timeout seconds or NULL) → id; deadline_at = now + timeout
+	insertRuns   string // (workflow, JSON array of [message, input] pairs, timeout seconds or NULL) → ids, in array order
 	runByMessage string // (message) → id, status, input, resume_at, started, now, deadline_at: the run a worker claimed
 	lock         string // (run) → status, message_id; FOR UPDATE on Postgres
 	lockMessage  string // (message) → whether a worker holds its lease now
-	get          string // (run) → id, workflow, status, input, output, error, resume_at, created_at, started_at, finished_at, updated_at
+	get          string // (run) → id, workflow, status, input, output, error, resume_at, created_at, started_at, finished_at, updated_at, deadline_at
 	list         string // (workflow or "", status or "", IDs below, limit) → the same columns, newest first
 
 	// Run transitions; each returns the status the run has afterwards.

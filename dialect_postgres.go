@@ -301,6 +301,12 @@ WHERE workflow_id = $1 AND status IN ('SUCCESS', 'ERROR', 'CANCELLED') AND finis
 INSERT INTO pgqrs_runs (workflow_id, message_id, input, deadline_at)
 VALUES ($1, $2, $3, now() + make_interval(secs => $4::float8))
 RETURNING id`),
+			insertRuns: t(`
+INSERT INTO pgqrs_runs (workflow_id, message_id, input, deadline_at)
+SELECT $1, (p.e ->> 0)::bigint, p.e -> 1, now() + make_interval(secs => $3::float8)
+FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS p (e, ord)
+ORDER BY p.ord
+RETURNING id`),
 			runByMessage: t(`
 SELECT id, status, input, resume_at, started_at IS NOT NULL, now(), deadline_at
 FROM pgqrs_runs WHERE message_id = $1`),

@@ -285,6 +285,12 @@ WHERE workflow_id = ?1 AND status IN ('SUCCESS', 'ERROR', 'CANCELLED') AND finis
 INSERT INTO pgqrs_runs (workflow_id, message_id, input, deadline_at)
 VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4))
 RETURNING id`,
+			insertRuns: `
+INSERT INTO pgqrs_runs (workflow_id, message_id, input, deadline_at)
+SELECT ?1, p.value ->> 0, p.value -> 1, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3)
+FROM json_each(?2) AS p
+ORDER BY p.key
+RETURNING id`,
 			runByMessage: `
 SELECT id, status, input, resume_at, started_at IS NOT NULL, ` + sqliteNow + `, deadline_at
 FROM pgqrs_runs WHERE message_id = ?1`,

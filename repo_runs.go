@@ -137,6 +137,28 @@ func (r runRepo) insert(ctx context.Context, q querier, workflowID, msgID int64,
 	return id, err
 }
 
+// insertMany records one run per message of msgIDs, with the input of
+// the same index, in one statement, and returns the run IDs in that order.
+func (r runRepo) insertMany(ctx context.Context, q querier, workflowID int64, msgIDs []int64, inputs []json.RawMessage, timeout time.Duration) ([]int64, error) {
+	pairs := make([][2]any, len(msgIDs))
+	for i := range msgIDs {
+		pairs[i] = [2]any{msgIDs[i], inputs[i]}
+	}
+	array, err := json.Marshal(pairs)
+	if err != nil {
+		return nil, err
+	}
+	var secs any
+	if timeout > 0 {
+		secs = r.d.secondsArg(timeout)
+	}
+	rows, err := q.QueryContext(ctx, r.d.workflow.insertRuns, workflowID, string(array), secs)
+	if err != nil {
+		return nil, err
+	}
+	return scanIDs(rows)
+}
+
 func scanRun(sc interface{ Scan(...any) error }) (*RunInfo, error) {
 	var r RunInfo
 	var input, output []byte

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -189,6 +190,64 @@ func (s *Store) triggerRun(ctx context.Context, tx *sql.Tx, name string, input j
 		s.wake(queueWake(ref.queueID))
 	}
 	return id, nil
+}
+
+// triggerRuns starts one run per input in one transaction of two
+// statements: the runs' messages (one batch insert), then the runs (one
+// insert of every message and input pair). It returns the run IDs in the
+// order of inputs (checked JSON each).
+func (s *Store) triggerRuns(ctx context.Context, tx *sql.Tx, name string, inputs []json.RawMessage, opts []EnqueueOption) ([]int64, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if len(inputs) > s.cfg.maxBatch {
+		return nil, fmt.Errorf("trigger %q: %w: %d runs, limit %d", name, ErrBatchTooLarge, len(inputs), s.cfg.maxBatch)
+	}
+	if len(inputs) == 0 {
+		return []int64{}, nil
+	}
+	cfg, err := enqueueOptions(opts)
+	if err != nil {
+		return nil, fmt.Errorf("trigger %q: %w", name, err)
+	}
+	out, now := cfg.outgoing()
+	ref, err := s.lookupWorkflow(ctx, tx, name)
+	if err != nil {
+		return nil, fmt.Errorf("trigger %q: %w", name, err)
+	}
+	texts := make([]string, len(inputs))
+	for i, in := range inputs {
+		texts[i] = string(in)
+	}
+	var ids []int64
+	insert := func(ctx context.Context, q querier) error {
+		msgIDs, err := s.messages.enqueueBatch(ctx, q, ref.queueID, texts, out, 0)
+		if err != nil {
+			return err
+		}
+		if len(msgIDs) != len(inputs) {
+			return fmt.Errorf("inserted %d of %d messages", len(msgIDs), len(inputs))
+		}
+		slices.Sort(msgIDs) // in insertion order, which is input order
+		ids, err = s.runs.insertMany(ctx, q, ref.id, msgIDs, inputs, cfg.timeout)
+		if err == nil && len(ids) != len(inputs) {
+			err = fmt.Errorf("inserted %d of %d runs", len(ids), len(inputs))
+		}
+		slices.Sort(ids)
+		return err
+	}
+	if tx != nil {
+		err = s.write(ctx, tx, insert)
+	} else {
+		err = s.inTx(ctx, insert)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("trigger %q: %w", name, err)
+	}
+	if tx == nil && now {
+		s.wake(queueWake(ref.queueID))
+	}
+	return ids, nil
 }
 
 // runStatus reads a run's stored status.

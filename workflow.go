@@ -139,6 +139,61 @@ func (w *Workflow[In, Out]) trigger(ctx context.Context, s *Store, tx *sql.Tx, i
 	return id, err
 }
 
+// TriggerBatch starts one run per input, all or none, in one transaction
+// of two statements (the runs' messages, then the runs), and returns their
+// IDs in the order of ins; opts apply to every run. An empty batch starts
+// nothing. More inputs than the store's batch limit return
+// [ErrBatchTooLarge]; other errors are as for [Workflow.Trigger] and name
+// the index of a bad input.
+func (w *Workflow[In, Out]) TriggerBatch(ctx context.Context, s *Store, ins []In, opts ...EnqueueOption) ([]int64, error) {
+	return w.triggerBatch(ctx, s, nil, ins, opts)
+}
+
+// TriggerBatchTx is like [Workflow.TriggerBatch] but inside tx, as
+// [Workflow.TriggerTx]: the runs exist only if tx commits, and the workflow
+// must be registered first.
+func (w *Workflow[In, Out]) TriggerBatchTx(ctx context.Context, tx *sql.Tx, s *Store, ins []In, opts ...EnqueueOption) ([]int64, error) {
+	if err := needTx(tx); err != nil {
+		return nil, err
+	}
+	return w.triggerBatch(ctx, s, tx, ins, opts)
+}
+
+func (w *Workflow[In, Out]) triggerBatch(ctx context.Context, s *Store, tx *sql.Tx, ins []In, opts []EnqueueOption) ([]int64, error) {
+	if err := w.valid(); err != nil {
+		return nil, err
+	}
+	inputs := make([]json.RawMessage, len(ins))
+	for i, in := range ins {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, fmt.Errorf("trigger %q: input %d: %w: %v", w.name, i, ErrInvalidPayload, err)
+		}
+		if err := checkJSON(b); err != nil {
+			return nil, fmt.Errorf("trigger %q: input %d: %w", w.name, i, err)
+		}
+		if len(b) > s.cfg.maxPayloadBytes {
+			return nil, fmt.Errorf("trigger %q: input %d: %w: %d bytes, limit %d", w.name, i, ErrPayloadTooLarge, len(b), s.cfg.maxPayloadBytes)
+		}
+		inputs[i] = b
+	}
+	if tx != nil {
+		return s.triggerRuns(ctx, tx, w.name, inputs, opts)
+	}
+	if _, err := s.registerWorkflow(ctx, w.name); err != nil {
+		return nil, err
+	}
+	ids, err := s.triggerRuns(ctx, nil, w.name, inputs, opts)
+	if errors.Is(err, errForeignKey) {
+		s.workflows.Delete(w.name) // deleted since this Store cached it
+		if _, err := s.registerWorkflow(ctx, w.name); err != nil {
+			return nil, err
+		}
+		ids, err = s.triggerRuns(ctx, nil, w.name, inputs, opts)
+	}
+	return ids, err
+}
+
 // Serve runs the workflow's triggered runs until ctx is cancelled, as
 // [Consumer.Run] runs handlers: opts sets the concurrency (runs at once),
 // batch size, poll interval, visibility timeout (extended while a run

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -802,6 +804,85 @@ func TestWorkflowBadInput(t *testing.T) {
 		if err := Sleep(ctx, nil, "x", -time.Second); !errors.Is(err, ErrInvalidArgument) {
 			t.Errorf("negative sleep = %v", err)
 		}
+	})
+}
+
+// TestWorkflowTriggerBatch starts many runs in one call, in and out of the
+// caller's transaction: every run executes once with its own input, a rolled
+// back batch leaves nothing, and bad batches are refused whole.
+func TestWorkflowTriggerBatch(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		var executions atomic.Int64
+		wf := NewWorkflow("batched", func(ctx context.Context, run *Run, in string) (string, error) {
+			return Step(ctx, run, "upper", func(context.Context) (string, error) {
+				executions.Add(1)
+				return strings.ToUpper(in), nil
+			})
+		})
+		ins := make([]string, 40)
+		for i := range ins {
+			ins[i] = fmt.Sprintf("run-%02d", i)
+		}
+		ids, err := wf.TriggerBatch(ctx, s, ins, Priority(3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ids) != len(ins) || !slices.IsSorted(ids) {
+			t.Fatalf("TriggerBatch = %v, want %d ascending IDs", ids, len(ins))
+		}
+		tx, err := s.DB().BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gone, err := wf.TriggerBatchTx(ctx, tx, s, []string{"x", "y"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Rollback(); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range gone {
+			_, err := s.Runs().Get(ctx, id)
+			wantErr(t, err, ErrRunNotFound)
+		}
+		tx, err = s.DB().BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept, err := wf.TriggerBatchTx(ctx, tx, s, []string{"in-tx"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		serveInBackground(t, s, wf, fastPoll)
+		for i, id := range append(ids, kept...) {
+			want := "IN-TX"
+			if i < len(ins) {
+				want = strings.ToUpper(ins[i])
+			}
+			if got, err := waitResult(t, s, wf, id); err != nil || got != want {
+				t.Errorf("run %d = %q, %v, want %q", id, got, err, want)
+			}
+		}
+		if n := executions.Load(); n != int64(len(ins)+1) {
+			t.Errorf("%d step executions, want %d", n, len(ins)+1)
+		}
+		if empty, err := wf.TriggerBatch(ctx, s, nil); err != nil || len(empty) != 0 {
+			t.Errorf("empty batch = %v, %v", empty, err)
+		}
+		bad := NewWorkflow("batched-bad", func(ctx context.Context, run *Run, in any) (int, error) { return 0, nil })
+		_, err = bad.TriggerBatch(ctx, s, []any{1, math.NaN()})
+		if !errors.Is(err, ErrInvalidPayload) || !strings.Contains(err.Error(), "input 1") {
+			t.Errorf("batch with an unencodable input = %v, want ErrInvalidPayload naming input 1", err)
+		}
+		_, err = bad.TriggerBatch(ctx, s, make([]any, s.cfg.maxBatch+1))
+		wantErr(t, err, ErrBatchTooLarge)
+		_, err = bad.TriggerBatch(ctx, s, []any{1}, Priority(99))
+		wantErr(t, err, ErrInvalidArgument)
 	})
 }
 

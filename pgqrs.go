@@ -187,6 +187,13 @@ var (
 	// the consumer's queue (it never existed, or was archived or deleted), and
 	// by the archive lookups for an unknown ID.
 	ErrMessageNotFound = errors.New("pgqrs: message not found")
+	// ErrMessageCancelled is returned by the single-message settle methods
+	// of a [Consumer] (Archive, Delete, Release, ExtendVisibility and their
+	// Tx forms) for a message an admin cancelled ([Admin.CancelMessage])
+	// while the consumer held it; the call changed nothing. It is also the
+	// cause ([context.Cause]) of a [Consumer.Run] handler's cancelled
+	// context when its message was cancelled.
+	ErrMessageCancelled = errors.New("pgqrs: message cancelled")
 	// ErrLeaseLost is returned by the single-message settle methods of a
 	// [Consumer] when the message exists but the consumer does not hold its
 	// lease: the lease expired and another consumer claimed it, or it was
@@ -318,6 +325,11 @@ type Queue struct {
 	ID        int64     `json:"id"`
 	Name      string    `json:"name"`
 	CreatedAt time.Time `json:"created_at"`
+	// Paused reports a queue paused by [Admin.PauseQueue]: no consumer
+	// claims from it until [Admin.ResumeQueue]. PausedAt is since when
+	// (zero when running).
+	Paused   bool      `json:"paused"`
+	PausedAt time.Time `json:"paused_at,omitzero"`
 }
 
 // Option configures a [Store]. Options are validated by [New] and [Open],

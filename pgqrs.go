@@ -44,9 +44,26 @@
 //		return send(ctx, m.Payload) // nil archives; an error retries later
 //	}, &pgqrs.RunOptions{Concurrency: 8})
 //
+// [HandlerFor] adapts a function of the decoded payload to a [Handler]; a
+// payload that does not decode is dead-lettered at once with the decode
+// error instead of being retried, as is any message whose handler returns
+// an error marked [Permanent]:
+//
+//	err := c.Run(ctx, pgqrs.HandlerFor(func(ctx context.Context, m *pgqrs.Message, e Email) error {
+//		return send(ctx, e.To, e.Subject)
+//	}), nil)
+//
 // Workers register in pgqrs_workers and heartbeat; [Admin] reports their
 // health, reclaims the messages of workers that died
 // ([Admin.ReclaimStale]), and manages dead letters.
+//
+// An operator can pause a queue for every process ([Admin.PauseQueue]:
+// consumers claim nothing, running handlers finish, producers go on
+// enqueueing) and resume it ([Admin.ResumeQueue], which wakes idle Run
+// loops at once), and take back a message that should not run
+// ([Admin.CancelMessage]): pending, delayed or leased, it leaves the queue
+// for the archive, marked cancelled, and a Run loop cancels the context of
+// a handler running it. See docs/operations.md.
 //
 // # Workflows
 //

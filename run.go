@@ -22,8 +22,8 @@ import (
 // decode (see [HandlerFor]). ctx is cancelled if the consumer loses the
 // message's lease, if an admin cancels the message ([Admin.CancelMessage];
 // [context.Cause] is then [ErrMessageCancelled]), and when the shutdown
-// grace period of [Consumer.Run] ends; in the first two cases what the
-// handler returns is dropped.
+// grace period of [Consumer.Run] ends; in the first two cases the message
+// is no longer the loop's, and what the handler returns does not settle it.
 type Handler func(ctx context.Context, m *Message) error
 
 // BatchHandler processes messages claimed together. Its result applies to

@@ -571,6 +571,55 @@ var repoCases = map[string]repoCase{
 		e.isErr(err, errForeignKey, "delete of a queue with live messages")
 	}},
 
+	"queueRepo.pause": {run: func(e *repoEnv) {
+		q, other := e.queue("q"), e.queue("other")
+		if q.Paused || !q.PausedAt.IsZero() {
+			e.t.Errorf("a new queue is paused: %+v", q)
+		}
+		c := e.worker("c", q, "consumer")
+		e.enqueue(q, `1`)
+		at, err := e.s.queues.pause(e.ctx, e.q, q.ID)
+		e.must(err, "pause")
+		e.recent("paused at", at)
+		got, err := e.s.queues.byName(e.ctx, e.q, q.Name)
+		e.must(err, "byName")
+		if !got.Paused || !dbMS(got.PausedAt).Equal(dbMS(at)) {
+			e.t.Errorf("paused queue reads as %+v, want paused at %v", got, at)
+		}
+		if o, _ := e.s.queues.byName(e.ctx, e.q, other.Name); o.Paused {
+			e.t.Errorf("pausing q paused %q too", other.Name)
+		}
+		e.equal("claimed from a paused queue", len(e.claim(q, c, 10)), 0)
+		again, err := e.s.queues.pause(e.ctx, e.q, q.ID)
+		e.must(err, "pause again")
+		if !dbMS(again).Equal(dbMS(at)) {
+			e.t.Errorf("second pause moved paused_at from %v to %v", at, again)
+		}
+		m, err := e.s.stats.queue(e.ctx, e.q, q.Name)
+		e.must(err, "metrics")
+		if !m.Paused || m.PausedAt.IsZero() || m.Visible != 1 {
+			e.t.Errorf("metrics of a paused queue = %+v", m)
+		}
+		_, err = e.s.queues.pause(e.ctx, e.q, q.ID+1000)
+		e.noRows(err, "pause of a missing queue")
+	}},
+	"queueRepo.resume": {run: func(e *repoEnv) {
+		q := e.queue("q")
+		c := e.worker("c", q, "consumer")
+		id := e.enqueue(q, `1`)
+		_, err := e.s.queues.pause(e.ctx, e.q, q.ID)
+		e.must(err, "pause")
+		e.must(e.s.queues.resume(e.ctx, e.q, q.ID), "resume")
+		got, err := e.s.queues.byName(e.ctx, e.q, q.Name)
+		e.must(err, "byName")
+		if got.Paused || !got.PausedAt.IsZero() {
+			e.t.Errorf("resumed queue reads as %+v", got)
+		}
+		e.equal("claimed after resume", e.claimIDs(q, c, 10), []int64{id})
+		e.must(e.s.queues.resume(e.ctx, e.q, q.ID), "resume of a running queue")
+		e.noRows(e.s.queues.resume(e.ctx, e.q, q.ID+1000), "resume of a missing queue")
+	}},
+
 	// archiveRepo
 
 	"archiveRepo.get": {run: func(e *repoEnv) {
@@ -697,6 +746,27 @@ var repoCases = map[string]repoCase{
 		e.equal("archived, dead", []int64{live, dead}, []int64{1, 0})
 	}},
 
+	"archiveRepo.cancelled": {run: func(e *repoEnv) {
+		q, other := e.queue("q"), e.queue("other")
+		c := e.worker("c", q, "consumer")
+		cancelled, archived, dead, live := e.enqueue(q, `1`), e.enqueue(q, `2`), e.enqueue(q, `3`), e.enqueue(q, `4`)
+		e.claim(q, c, 3)
+		e.archived(q, c, archived, false)
+		e.archived(q, c, dead, true)
+		_, err := e.s.messages.cancel(e.ctx, e.q, q.ID, []int64{cancelled})
+		e.must(err, "cancel")
+		all := []int64{cancelled, archived, dead, live, live + 1000}
+		got, err := e.s.archive.cancelled(e.ctx, e.q, q.ID, all)
+		e.must(err, "cancelled")
+		e.equal("cancelled of all", got, []int64{cancelled})
+		got, err = e.s.archive.cancelled(e.ctx, e.q, other.ID, all)
+		e.must(err, "cancelled")
+		e.equal("cancelled through another queue", got, []int64{})
+		got, err = e.s.archive.cancelled(e.ctx, e.q, q.ID, nil)
+		e.must(err, "cancelled")
+		e.equal("cancelled of no IDs", got, []int64{})
+	}},
+
 	// statsRepo
 
 	"statsRepo.queue": {run: func(e *repoEnv) {
@@ -758,6 +828,52 @@ var repoCases = map[string]repoCase{
 	}},
 
 	// messageRepo
+
+	"messageRepo.cancel": {run: func(e *repoEnv) {
+		h := e.held3() // m1, m2 held by c1; m3 by c2
+		done := e.enqueue(h.q, `6`)
+		e.claim(h.q, h.c1, 1)
+		e.archived(h.q, h.c1, done, false)
+		pending := e.enqueue(h.q, `{"p":1}`)
+		delayed := e.enqueueAfter(h.q, `5`, time.Hour)
+		other := e.enqueue(h.other, `7`)
+		got, err := e.s.messages.cancel(e.ctx, e.q, h.q.ID, []int64{other})
+		e.must(err, "cancel")
+		e.equal("cancel through another queue", got, []int64{})
+		got, err = e.s.messages.cancel(e.ctx, e.q, h.q.ID, nil)
+		e.must(err, "cancel")
+		e.equal("cancel of no IDs", got, []int64{})
+		got, err = e.s.messages.cancel(e.ctx, e.q, h.q.ID, []int64{pending, delayed, h.m1, done, done + 1000})
+		e.must(err, "cancel")
+		e.equal("cancelled", sorted(got...), sorted(pending, delayed, h.m1))
+		e.equal("live after cancel", e.live(h.q, pending, delayed, h.m1, h.m2, h.m3), sorted(h.m2, h.m3))
+		e.equal("other queue's live", e.live(h.other, other), []int64{other})
+		// Its holder's settles find it gone.
+		if got := e.settle(e.s.messages.archive, []int64{h.m1}, h.c1, h.q); len(got) != 0 {
+			e.t.Errorf("the holder archived a cancelled message: %v", got)
+		}
+		e.equal("c1 holds", e.held(h.c1), 1)
+		m := e.getArchived(h.q, pending)
+		if !m.Cancelled || m.Dead || !sameJSON(m.Payload, []byte(`{"p":1}`)) {
+			e.t.Errorf("cancelled message archived as %+v", m)
+		}
+		e.recent("ArchivedAt", m.ArchivedAt)
+		if m := e.getArchived(h.q, h.m1); !m.Cancelled || m.ReadCount != 1 {
+			e.t.Errorf("cancelled leased message archived as %+v", m)
+		}
+		if m := e.getArchived(h.q, done); m.Cancelled {
+			e.t.Errorf("an archived message reads as cancelled")
+		}
+		n, err := e.s.archive.count(e.ctx, e.q, h.q.ID, true)
+		e.must(err, "count")
+		e.equal("dead letters", n, 0)
+		n, err = e.s.archive.count(e.ctx, e.q, h.q.ID, false)
+		e.must(err, "count")
+		e.equal("archived (cancelled included)", n, 4)
+		got, err = e.s.messages.cancel(e.ctx, e.q, h.q.ID, []int64{pending})
+		e.must(err, "cancel")
+		e.equal("cancel again", got, []int64{})
+	}},
 
 	"messageRepo.enqueue": {run: func(e *repoEnv) {
 		q := e.queue("q")

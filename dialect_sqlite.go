@@ -51,10 +51,12 @@ func newSQLiteDialect() *dialect {
 		dsnForms:     "sqlite:, sqlite3:, file:",
 		readDSN:      sqliteDSN,
 		queue: queueSQL{
-			insert:     `INSERT INTO pgqrs_queues (name) VALUES (?1) RETURNING id, name, created_at`,
-			byName:     `SELECT id, name, created_at FROM pgqrs_queues WHERE name = ?1`,
-			list:       `SELECT id, name, created_at FROM pgqrs_queues ORDER BY name`,
+			insert:     `INSERT INTO pgqrs_queues (name) VALUES (?1) RETURNING id, name, created_at, paused_at`,
+			byName:     `SELECT id, name, created_at, paused_at FROM pgqrs_queues WHERE name = ?1`,
+			list:       `SELECT id, name, created_at, paused_at FROM pgqrs_queues ORDER BY name`,
 			deleteByID: `DELETE FROM pgqrs_queues WHERE id = ?1`,
+			pause:      `UPDATE pgqrs_queues SET paused_at = coalesce(paused_at, ` + sqliteNow + `) WHERE id = ?1 RETURNING paused_at`,
+			resume:     `UPDATE pgqrs_queues SET paused_at = NULL WHERE id = ?1 RETURNING id`,
 			usage: `
 SELECT (SELECT count(*) FROM pgqrs_messages WHERE queue_id = q.id AND archived_at IS NULL),
        (SELECT count(*) FROM pgqrs_archive WHERE queue_id = q.id AND dead = 1),
@@ -154,6 +156,13 @@ WHERE queue_id = (SELECT queue_id FROM pgqrs_workers WHERE id = ?1) AND vt > ` +
 			releaseHeld: `
 UPDATE pgqrs_messages SET vt = ` + sqliteNow + `, consumer_worker_id = NULL
 WHERE queue_id = (SELECT queue_id FROM pgqrs_workers WHERE id = ?1) AND archived_at IS NULL AND consumer_worker_id = ?1`,
+			// Archived in place, whoever holds the message: every settle
+			// statement says "archived_at IS NULL", so its holder's settles
+			// find it gone.
+			cancel: `
+UPDATE pgqrs_messages SET archived_at = ` + sqliteNow + `, cancelled = 1
+WHERE id IN (SELECT value FROM json_each(?1)) AND +queue_id = ?2 AND archived_at IS NULL
+RETURNING id`,
 		},
 		archive: archiveSQL{
 			get: `
@@ -164,6 +173,9 @@ SELECT id, payload, read_ct, enqueued_at, archived_at, dead, coalesce(last_error
 FROM pgqrs_archive WHERE queue_id = ?1 AND dead = ?2 AND id < ?3
 ORDER BY id DESC LIMIT ?4`,
 			count: `SELECT count(*) FROM pgqrs_archive WHERE queue_id = ?1 AND dead = ?2`,
+			cancelled: `
+SELECT id FROM pgqrs_messages
+WHERE id IN (SELECT value FROM json_each(?1)) AND +queue_id = ?2 AND archived_at IS NOT NULL AND cancelled = 1`,
 		},
 		worker: workerSQL{
 			register: `
@@ -410,7 +422,7 @@ SELECT q.name,
        (SELECT min(m.enqueued_at) FROM pgqrs_messages m
         WHERE m.queue_id = q.id AND m.archived_at IS NULL AND (m.consumer_worker_id IS NULL OR m.vt <= ` + sqliteNow + `)),
        (SELECT max(m.enqueued_at) FROM pgqrs_messages m WHERE m.queue_id = q.id AND m.archived_at IS NULL),
-       ` + sqliteNow + `
+       ` + sqliteNow + `, q.paused_at
 FROM pgqrs_queues q
 LEFT JOIN (SELECT queue_id, count(*) FILTER (WHERE dead = 0) AS archived, count(*) FILTER (WHERE dead = 1) AS dead
            FROM pgqrs_archive GROUP BY queue_id) a ON a.queue_id = q.id`

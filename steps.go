@@ -88,8 +88,10 @@ type permanentError struct{ err error }
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
-// Permanent marks err as not worth retrying, whatever the policy and even
-// if it wraps a [TransientError]. Permanent(nil) is nil.
+// Permanent marks err as not worth retrying: a step's, whatever its
+// policy and even if it wraps a [TransientError], and a [Handler]'s, whose
+// message [Consumer.Run] then dead-letters at once instead of delivering it
+// again. Permanent(nil) is nil.
 func Permanent(err error) error {
 	if err == nil {
 		return nil

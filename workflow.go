@@ -459,7 +459,9 @@ func (e *engine) conclude(ctx context.Context, c *Consumer, m *Message, run *Run
 		// Lease lost or shutdown: give the run back without using an attempt.
 		return &rescheduleError{}
 	case errors.As(err, &rec):
-		return err
+		// The recording failure alone, retried: never a [Permanent] the
+		// function wrapped around it, which the Run loop would dead-letter.
+		return rec
 	case errors.As(err, &pause):
 		if err := run.flush(ctx); err != nil {
 			return handled(err)

@@ -176,6 +176,13 @@ var (
 	// ErrBatchTooLarge is returned when a batch has more items than the
 	// store's limit (see [WithMaxBatch]).
 	ErrBatchTooLarge = errors.New("pgqrs: batch too large")
+	// ErrDuplicate is returned by [Producer.Enqueue], [Producer.EnqueueTx],
+	// [Producer.EnqueueBatch] and [Producer.EnqueueBatchTx] when a message
+	// with a [Key] is not enqueued because another message holds the key.
+	// The ID they return with it is the holder's; nothing was inserted.
+	// [Producer.EnqueueJobs] reports duplicates per job instead
+	// ([Enqueued.Duplicate]).
+	ErrDuplicate = errors.New("pgqrs: duplicate key")
 	// ErrQueueNotFound is returned when no queue has the given name.
 	ErrQueueNotFound = errors.New("pgqrs: queue not found")
 	// ErrQueueExists is returned by [Admin.CreateQueue] when the name is taken.

@@ -30,6 +30,23 @@
 //		_ = c.Archive(ctx, m.ID)
 //	}
 //
+// # Priorities, unique jobs, headers
+//
+// Enqueue options shape each message: [Priority] (0, the default, is the
+// most urgent; a claim takes the most urgent visible messages first),
+// [Key] (at most one live message per queue and key, enforced by the
+// database across processes; a duplicate enqueue inserts nothing and
+// returns the holder's ID with [ErrDuplicate]), [UniqueFor] (the key also
+// stays taken by messages enqueued within a period, archived or not), and
+// [Header] (string metadata delivered in [Message.Headers]).
+// [Producer.EnqueueJobs] enqueues a batch whose jobs each have their own
+// options, in one statement, with one [Enqueued] result per job:
+//
+//	id, err := p.Enqueue(ctx, invoice, pgqrs.Key("invoice-42"), pgqrs.Priority(1))
+//	if errors.Is(err, pgqrs.ErrDuplicate) {
+//		// already queued as message id; nothing was inserted
+//	}
+//
 // # Running consumers
 //
 // Most services run [Consumer.Run], the poll loop: it claims in batches,

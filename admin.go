@@ -546,6 +546,11 @@ func (a *Admin) CountDeadLetters(ctx context.Context, queue string) (int64, erro
 // letter's reason goes with it; read it first with [Admin.GetArchived] if it
 // matters), keeping their IDs. IDs that are not dead letters of
 // the queue are ignored. It returns how many it replayed.
+//
+// A dead letter with a [Key] stays dead while a live message holds its key,
+// and of several dead letters with one key only the newest is replayed (at
+// most one live message has a key); the count leaves them out. Replay
+// ignores [UniqueFor]: the period counts enqueues, and a replay is none.
 func (a *Admin) ReplayDeadLetters(ctx context.Context, queue string, ids []int64) (int64, error) {
 	if len(ids) > a.s.cfg.maxBatch {
 		return 0, fmt.Errorf("replay dead letters of %q: %w: %d IDs, limit %d", queue, ErrBatchTooLarge, len(ids), a.s.cfg.maxBatch)
@@ -568,10 +573,18 @@ func (a *Admin) replay(ctx context.Context, queue string, ids []int64, all bool)
 		return 0, err
 	}
 	var n int64
-	err = a.s.write(ctx, nil, func(ctx context.Context, db querier) (err error) {
-		n, err = a.s.archive.replay(ctx, db, q.ID, ids, all)
-		return err
-	})
+	// A key taken by an enqueue that committed while the statement ran
+	// fails it with a unique violation (Postgres), having changed nothing;
+	// run again, it sees that message and leaves the dead letter be.
+	for attempt := 1; ; attempt++ {
+		err = a.s.write(ctx, nil, func(ctx context.Context, db querier) (err error) {
+			n, err = a.s.archive.replay(ctx, db, q.ID, ids, all)
+			return err
+		})
+		if !errors.Is(err, errUnique) || attempt == keyAttempts {
+			break
+		}
+	}
 	if err != nil {
 		return 0, fmt.Errorf("replay dead letters of %q: %w", queue, err)
 	}

@@ -729,6 +729,29 @@ var repoCases = map[string]repoCase{
 		if n, _ := e.s.archive.count(e.ctx, e.q, q.ID, false); n != 1 {
 			e.t.Errorf("replay touched archived messages that are not dead: %d left, want 1", n)
 		}
+		// Keys: a dead letter whose key a live message holds stays dead; of
+		// two dead letters with one key, only the newer is replayed.
+		kq := e.queue("keys")
+		keyed := func(key string) int64 {
+			e.t.Helper()
+			ids, err := e.s.messages.enqueueJobs(e.ctx, e.q, kq.ID, []pendingJob{{payload: []byte(`1`), out: outgoing{key: key}}}, 0)
+			e.must(err, "enqueueJobs")
+			return ids[0]
+		}
+		k1 := keyed("k")
+		e.claim(kq, c, 10)
+		e.archived(kq, c, k1, true)
+		k2 := keyed("k")
+		e.claim(kq, c, 10)
+		e.archived(kq, c, k2, true)
+		held := keyed("held")
+		e.claim(kq, c, 10)
+		e.archived(kq, c, held, true)
+		holder := keyed("held")
+		n, err := e.s.archive.replay(e.ctx, e.q, kq.ID, nil, true)
+		e.must(err, "replay with keys")
+		e.equal("replayed with keys", n, 1)
+		e.equal("live after replaying with keys", e.live(kq, k1, k2, held, holder), sorted(k2, holder))
 	}},
 	"archiveRepo.purgeDead": {run: func(e *repoEnv) {
 		q := e.queue("q")
@@ -924,6 +947,99 @@ var repoCases = map[string]repoCase{
 		e.must(err, "delayed batch")
 		e.equal("claimable of a delayed batch", e.claimIDs(q, c, 10), []int64{})
 		e.equal("live", e.live(q, delayed...), sorted(delayed...))
+	}},
+	"messageRepo.enqueueJobs": {run: func(e *repoEnv) {
+		q, other := e.queue("q"), e.queue("other")
+		c := e.worker("c", q, "consumer")
+		p := e.worker("p", q, "producer")
+		jobs := func(js ...pendingJob) []int64 {
+			e.t.Helper()
+			ids, err := e.s.messages.enqueueJobs(e.ctx, e.q, q.ID, js, p)
+			e.must(err, "enqueueJobs")
+			if len(ids) != len(js) {
+				e.t.Fatalf("enqueueJobs returned %d IDs for %d jobs", len(ids), len(js))
+			}
+			return ids
+		}
+		job := func(payload string, o outgoing) pendingJob { return pendingJob{payload: []byte(payload), out: o} }
+		ids := jobs(
+			job(`{"a": 1}`, outgoing{priority: 3, headers: []byte(`{"h":"1"}`)}),
+			job(`"k"`, outgoing{key: "k"}),
+			job(`"later"`, outgoing{key: "later", vis: visibility{delay: time.Hour}}),
+			job(`"at"`, outgoing{vis: visibility{at: time.Now().Add(-time.Hour)}}),
+			job(`"last"`, outgoing{}),
+		)
+		if slices.Contains(ids, 0) || !slices.IsSorted(ids) {
+			e.t.Fatalf("IDs %v: want five, ascending in array order", ids)
+		}
+		// The key is taken: nothing inserted, 0 for it; the others go in.
+		again := jobs(job(`"k again"`, outgoing{key: "k"}), job(`"free"`, outgoing{key: "free"}), job(`"later"`, outgoing{key: "later"}))
+		if again[0] != 0 || again[1] == 0 || again[2] != 0 {
+			e.t.Errorf("taken keys: IDs %v, want [0 id 0]", again)
+		}
+		msgs := e.claim(q, c, 10)
+		e.equal("claimed: priority 0 by ID, then priority 3",
+			msgIDs(msgs), []int64{ids[1], ids[3], ids[4], again[1], ids[0]})
+		if len(msgs) == 5 {
+			if m := msgs[4]; m.Priority != 3 || m.Headers["h"] != "1" || !sameJSON(m.Payload, []byte(`{"a":1}`)) {
+				e.t.Errorf("first job claimed as %+v", m)
+			}
+			if string(msgs[2].Payload) != `"last"` {
+				e.t.Errorf("payload text %s, want it as sent", msgs[2].Payload)
+			}
+		}
+		// Archived, k is free, unless a job names a period covering it.
+		e.archived(q, c, ids[1], false)
+		period := jobs(job(`1`, outgoing{key: "k", uniqueFor: time.Hour}))
+		e.equal("a key archived within the period", period, []int64{0})
+		free := jobs(job(`1`, outgoing{key: "k"}))
+		if free[0] == 0 {
+			e.t.Errorf("a key archived, without a period, is still taken")
+		}
+		// Another queue's keys are its own.
+		o, err := e.s.messages.enqueueJobs(e.ctx, e.q, other.ID, []pendingJob{job(`1`, outgoing{key: "k"})}, 0)
+		e.must(err, "enqueueJobs in another queue")
+		if o[0] == 0 {
+			e.t.Errorf("a key of another queue is taken")
+		}
+		_, err = e.s.messages.enqueueJobs(e.ctx, e.q, q.ID+1000, []pendingJob{job(`1`, outgoing{})}, 0)
+		e.isErr(err, errForeignKey, "enqueueJobs to a missing queue")
+	}},
+	"messageRepo.keyHolders": {run: func(e *repoEnv) {
+		q := e.queue("q")
+		c := e.worker("c", q, "consumer")
+		enq := func(key string) int64 {
+			e.t.Helper()
+			ids, err := e.s.messages.enqueueJobs(e.ctx, e.q, q.ID, []pendingJob{{payload: []byte(`1`), out: outgoing{key: key}}}, 0)
+			e.must(err, "enqueueJobs")
+			return ids[0]
+		}
+		live := enq("live")
+		old := enq("archived")
+		e.claim(q, c, 10)
+		e.archived(q, c, old, false)
+		newer := enq("archived")
+		e.claim(q, c, 10)
+		e.archived(q, c, newer, false)
+		dead := enq("dead")
+		e.claim(q, c, 10)
+		e.archived(q, c, dead, true)
+		holders := func(claims ...keyClaim) map[string]int64 {
+			e.t.Helper()
+			h, err := e.s.messages.keyHolders(e.ctx, e.q, q.ID, claims)
+			e.must(err, "keyHolders")
+			return h
+		}
+		e.equal("live only", holders(keyClaim{key: "live"}, keyClaim{key: "archived"}, keyClaim{key: "dead"}, keyClaim{key: "none"}),
+			map[string]int64{"live": live})
+		hour := time.Hour
+		e.equal("within an hour", holders(keyClaim{key: "live", uniqueFor: hour}, keyClaim{key: "archived", uniqueFor: hour},
+			keyClaim{key: "dead", uniqueFor: hour}, keyClaim{key: "none", uniqueFor: hour}),
+			map[string]int64{"live": live, "archived": newer, "dead": dead})
+		// A live holder wins over archived ones.
+		again := enq("archived")
+		e.equal("live over archived", holders(keyClaim{key: "archived", uniqueFor: hour}), map[string]int64{"archived": again})
+		e.equal("no claims", holders(), map[string]int64{})
 	}},
 	"messageRepo.dequeue": {run: func(e *repoEnv) {
 		q, other := e.queue("q"), e.queue("other")

@@ -1,12 +1,10 @@
 package pgqrs
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -149,7 +147,8 @@ func (c *Consumer) claim(ctx context.Context, n int, cfg dequeueConfig) ([]*Mess
 		}
 		return msgs, nil
 	}
-	slices.SortFunc(msgs, func(a, b *Message) int { return cmp.Compare(a.ID, b.ID) })
+	// msgs are in claim order (messageRepo.dequeue): most urgent first,
+	// then by ID.
 	if cfg.maxAttempts > 0 {
 		// A failed dead-letter statement is not the caller's problem: the
 		// messages it holds are returned all the same.

@@ -127,21 +127,29 @@ type queueSQL struct {
 type messageSQL struct {
 	enqueue      string // (queue, payload JSON, delay seconds, producer or NULL, visible-at or NULL) → id; wakes the queue's Run loops on Postgres when visible now
 	enqueueBatch string // (queue, JSON array of payload texts, delay, producer, visible-at) → id per payload, in array order
-	dequeue      string // (queue, n, lease seconds, consumer) → id, payload, read_ct, enqueued_at, vt, last_error per claimed message; nothing unless the consumer's worker is ready or polling
-	archive      string // fenced (ids, consumer, queue) → id: moved to the archive
-	delete       string // fenced (ids, consumer, queue) → id: removed without archiving
-	release      string // fenced (ids, consumer, queue, delay seconds) → id: visible after delay, read count kept
-	extend       string // fenced (ids, consumer, queue, lease seconds) → id: lease renewed from now
-	fail         string // fenced (ids, consumer, queue, delay seconds, error text) → id: released after delay with its error recorded
-	deadLetter   string // fenced (ids, consumer, queue, reason or NULL) → id: archived as dead letters
-	exhaust      string // fenced (ids, consumer, queue, reason) → id: dead-lettered past their last attempt; that claim was no delivery (read count restored), reason then any last handler error
-	unclaim      string // fenced (ids, consumer, queue) → id: given back unseen, visible now, read count restored
-	reschedule   string // fenced (ids, consumer, queue, delay seconds) → id: given back until delay, read count restored (a workflow run waiting for a timer)
-	holder       string // (id, queue) → consumer_worker_id (NULL when none holds it); no row when the message is not live
-	holders      string // (ids, queue) → id, consumer_worker_id (NULL: none) of each still live
-	countHeld    string // (consumer) → unexpired leases it holds
-	releaseHeld  string // (consumer) → n: every message it holds, visible now
-	cancel       string // (ids, queue) → id of each live message (pending, delayed or leased by anyone) moved to the archive marked cancelled; unfenced
+	// enqueueJobs: each element of the array is an object: "p" the
+	// payload's JSON text, "d" delay (secondsArg), "a" visible-at (timeArg,
+	// absent for none), "r" priority, "h" headers object, "k" key, "w" minus
+	// the key's period (secondsArg; absent: taken only while live). A job
+	// with a key is skipped when a live message has the key, or one
+	// enqueued within its period; the keys in one array are distinct.
+	enqueueJobs string // (queue, JSON array of jobs, producer or NULL) → id, dedup_key per inserted message, in array order; wakes the queue's Run loops on Postgres when a job is visible now
+	keyHolders  string // (queue, JSON array of {"k": key, "w": minus period or absent}) → key, id: per taken key, the live message with it, or else the newest enqueued within the period
+	dequeue     string // (queue, n, lease seconds, consumer) → id, payload, read_ct, enqueued_at, vt, last_error per claimed message; nothing unless the consumer's worker is ready or polling
+	archive     string // fenced (ids, consumer, queue) → id: moved to the archive
+	delete      string // fenced (ids, consumer, queue) → id: removed without archiving
+	release     string // fenced (ids, consumer, queue, delay seconds) → id: visible after delay, read count kept
+	extend      string // fenced (ids, consumer, queue, lease seconds) → id: lease renewed from now
+	fail        string // fenced (ids, consumer, queue, delay seconds, error text) → id: released after delay with its error recorded
+	deadLetter  string // fenced (ids, consumer, queue, reason or NULL) → id: archived as dead letters
+	exhaust     string // fenced (ids, consumer, queue, reason) → id: dead-lettered past their last attempt; that claim was no delivery (read count restored), reason then any last handler error
+	unclaim     string // fenced (ids, consumer, queue) → id: given back unseen, visible now, read count restored
+	reschedule  string // fenced (ids, consumer, queue, delay seconds) → id: given back until delay, read count restored (a workflow run waiting for a timer)
+	holder      string // (id, queue) → consumer_worker_id (NULL when none holds it); no row when the message is not live
+	holders     string // (ids, queue) → id, consumer_worker_id (NULL: none) of each still live
+	countHeld   string // (consumer) → unexpired leases it holds
+	releaseHeld string // (consumer) → n: every message it holds, visible now
+	cancel      string // (ids, queue) → id of each live message (pending, delayed or leased by anyone) moved to the archive marked cancelled; unfenced
 }
 
 // archiveSQL: pgqrs_archive, archived messages and dead letters.
@@ -179,7 +187,7 @@ type adminSQL struct {
 	orphans         string // () → count of messages and archived rows whose queue is gone (a partial uninstall)
 
 	moveToDLQ string // (max attempts) → id of each visible message of any queue claimed that often, dead-lettered
-	replay    string // (queue, ids, all) → n: the dead letters (all of the queue's when all) live again under their IDs, visible now, read count 0, no last error
+	replay    string // (queue, ids, all) → n: the dead letters (all of the queue's when all) live again under their IDs, visible now, read count 0, no last error; one with a key stays dead while a live message has the key, and of several with one key only the newest is replayed
 	purgeDead string // (queue) → n
 
 	workerHealth     string // (queue, 0 for all; minus stale age seconds) → ready, polling, suspended, interrupted, stopped, stale

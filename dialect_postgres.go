@@ -91,6 +91,45 @@ WITH ins AS (
 SELECT ins.id FROM ins LEFT JOIN (
     SELECT ` + wakeQueue + ` WHERE $5::timestamptz IS NULL AND $3::float8 = 0
 ) AS wake ON true`),
+			// Jobs with keys: ON CONFLICT DO NOTHING on the unique index
+			// pgqrs_messages_key skips a job whose key a live message holds,
+			// even one committed after this statement's snapshot (the unique
+			// check sees it; nothing else in the statement can, which is why
+			// the holder is looked up by keyHolders, a statement of its own),
+			// and never raises a unique violation, so a caller's transaction
+			// survives a duplicate. A key's period is checked in the archive;
+			// the live table needs no period (a live message always holds its
+			// key).
+			enqueueJobs: t(`
+WITH ins AS (
+    INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id, priority, headers, dedup_key)
+    SELECT $1::bigint, (j.value->>'p')::jsonb,
+           coalesce((j.value->>'a')::timestamptz, now() + make_interval(secs => (j.value->>'d')::float8)),
+           $3::bigint, (j.value->>'r')::smallint, j.value->'h', j.value->>'k'
+    FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS j (value, ord)
+    WHERE j.value->>'w' IS NULL OR NOT EXISTS (
+        SELECT 1 FROM pgqrs_archive a
+        WHERE a.queue_id = $1::bigint AND a.dedup_key = j.value->>'k'
+          AND a.enqueued_at > now() + make_interval(secs => (j.value->>'w')::float8))
+    ORDER BY j.ord
+    ON CONFLICT (queue_id, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
+    RETURNING id, dedup_key
+)
+SELECT ins.id, ins.dedup_key FROM ins LEFT JOIN (
+    SELECT ` + wakeQueue + ` WHERE EXISTS (
+        SELECT 1 FROM jsonb_array_elements($2::jsonb) AS e (value)
+        WHERE e.value->>'a' IS NULL AND (e.value->>'d')::float8 = 0)
+) AS wake ON true`),
+			keyHolders: t(`
+SELECT key, id FROM (
+    SELECT k.value->>'k' AS key,
+           coalesce((SELECT m.id FROM pgqrs_messages m WHERE m.queue_id = $1::bigint AND m.dedup_key = k.value->>'k'),
+                    (SELECT a.id FROM pgqrs_archive a
+                     WHERE k.value->>'w' IS NOT NULL AND a.queue_id = $1::bigint AND a.dedup_key = k.value->>'k'
+                       AND a.enqueued_at > now() + make_interval(secs => (k.value->>'w')::float8)
+                     ORDER BY a.enqueued_at DESC, a.id DESC LIMIT 1)) AS id
+    FROM jsonb_array_elements($2::jsonb) AS k (value)
+) AS h WHERE id IS NOT NULL`),
 			// The claim must stay ordered range scans of pgqrs_messages_claim
 			// whatever the statistics say: one per priority level, most urgent
 			// first (pgClaimArms); the outer LIMIT stops pulling rows, and so
@@ -256,11 +295,20 @@ SELECT id, queue_id, payload, enqueued_at, read_ct, dequeued_at, producer_worker
 FROM gone
 RETURNING id`),
 			// The dead letters leave the archive and return to the live table
-			// in one statement, under their IDs.
+			// in one statement, under their IDs. A dead letter whose key a live
+			// message holds stays dead, and so does one whose key a newer dead
+			// letter being replayed has (two live messages cannot share a
+			// key). A key taken by an enqueue committed while this runs fails
+			// the statement with a unique violation, and nothing changes.
 			replay: t(`
 WITH gone AS (
-    DELETE FROM pgqrs_archive
-    WHERE queue_id = $1 AND dead AND ($3::boolean OR id = ANY ($2::bigint[]))
+    DELETE FROM pgqrs_archive d
+    WHERE d.queue_id = $1 AND d.dead AND ($3::boolean OR d.id = ANY ($2::bigint[]))
+      AND (d.dedup_key IS NULL OR (
+          NOT EXISTS (SELECT 1 FROM pgqrs_messages m WHERE m.queue_id = $1 AND m.dedup_key = d.dedup_key)
+          AND NOT EXISTS (SELECT 1 FROM pgqrs_archive o
+                          WHERE o.queue_id = $1 AND o.dedup_key = d.dedup_key AND o.dead AND o.id > d.id
+                            AND ($3::boolean OR o.id = ANY ($2::bigint[])))))
     RETURNING id, queue_id, payload, enqueued_at, producer_worker_id, priority, dedup_key, headers
 )
 INSERT INTO pgqrs_messages (id, queue_id, payload, vt, enqueued_at, read_ct, producer_worker_id, last_error,

@@ -79,6 +79,32 @@ SELECT ?1, p.value, coalesce(?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3)), ?4,
 FROM json_each(?2) AS p
 ORDER BY p.key
 RETURNING id`,
+			// Jobs with keys: SQLite admits one writer at a time, so the
+			// NOT EXISTS test against pgqrs_messages_key and the insert are
+			// one atomic step; the select is computed before any row goes in
+			// (it reads the table it fills), which is why the keys of one
+			// array must be distinct. A key's period covers archived rows,
+			// which stay in the table.
+			enqueueJobs: `
+INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id, priority, headers, dedup_key)
+SELECT ?1, j.value ->> '$.p', coalesce(j.value ->> '$.a', strftime('%Y-%m-%dT%H:%M:%fZ', 'now', j.value ->> '$.d')),
+       ?3, j.value ->> '$.r', j.value -> '$.h', j.value ->> '$.k'
+FROM json_each(?2) AS j
+WHERE j.value ->> '$.k' IS NULL OR NOT EXISTS (
+    SELECT 1 FROM pgqrs_messages m INDEXED BY pgqrs_messages_key
+    WHERE m.queue_id = ?1 AND m.dedup_key = j.value ->> '$.k'
+      AND (m.archived_at IS NULL OR m.enqueued_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', j.value ->> '$.w')))
+ORDER BY j.key
+RETURNING id, dedup_key`,
+			keyHolders: `
+SELECT key, id FROM (
+    SELECT k.value ->> '$.k' AS key, (
+        SELECT m.id FROM pgqrs_messages m INDEXED BY pgqrs_messages_key
+        WHERE m.queue_id = ?1 AND m.dedup_key = k.value ->> '$.k'
+          AND (m.archived_at IS NULL OR m.enqueued_at > strftime('%Y-%m-%dT%H:%M:%fZ', 'now', k.value ->> '$.w'))
+        ORDER BY m.archived_at IS NOT NULL, m.enqueued_at DESC, m.id DESC LIMIT 1) AS id
+    FROM json_each(?2) AS k
+) WHERE id IS NOT NULL`,
 			// The claim reads one ordered range of pgqrs_messages_claim per
 			// priority level, most urgent first (sqliteClaimArms); SQLite runs
 			// the arms of a UNION ALL in order and stops at its LIMIT, so a
@@ -230,12 +256,21 @@ RETURNING id`,
 			// In place, a replay is two updates of the dead letters' rows:
 			// first they become new messages (visible now, no read, no error,
 			// no holder), then they leave the archive, which counts them.
-			// A dead letter is live again where it lies: one UPDATE.
+			// A dead letter is live again where it lies: one UPDATE. One with a
+			// key stays dead while a live message has the key, or a newer dead
+			// letter being replayed does (see the Postgres statement).
 			replay: `
 UPDATE pgqrs_messages
 SET archived_at = NULL, dead = 0, vt = ` + sqliteNow + `, read_ct = 0, dequeued_at = NULL,
     consumer_worker_id = NULL, last_error = NULL
-WHERE queue_id = ?1 AND dead = 1 AND archived_at IS NOT NULL AND (?3 OR id IN (SELECT value FROM json_each(?2)))`,
+WHERE queue_id = ?1 AND dead = 1 AND archived_at IS NOT NULL AND (?3 OR id IN (SELECT value FROM json_each(?2)))
+  AND (dedup_key IS NULL OR (
+      NOT EXISTS (SELECT 1 FROM pgqrs_messages l INDEXED BY pgqrs_messages_key
+                  WHERE l.queue_id = ?1 AND l.dedup_key = pgqrs_messages.dedup_key AND l.archived_at IS NULL)
+      AND NOT EXISTS (SELECT 1 FROM pgqrs_messages o INDEXED BY pgqrs_messages_key
+                      WHERE o.queue_id = ?1 AND o.dedup_key = pgqrs_messages.dedup_key AND o.dead = 1
+                        AND o.archived_at IS NOT NULL AND o.id > pgqrs_messages.id
+                        AND (?3 OR o.id IN (SELECT value FROM json_each(?2))))))`,
 			purgeDead: `DELETE FROM pgqrs_messages WHERE queue_id = ?1 AND dead = 1 AND archived_at IS NOT NULL`,
 			workerHealth: `
 SELECT count(*) FILTER (WHERE status = 'ready'),

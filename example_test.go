@@ -416,3 +416,72 @@ func ExampleAdmin_CancelMessage() {
 	// message 2: cancelled true, dead false, payload {"invoice":42}
 	// cancel again: true
 }
+
+// ExampleKey enqueues jobs with unique keys: a second enqueue of a key that
+// a live message holds inserts nothing and returns the holder's ID with
+// ErrDuplicate; EnqueueJobs reports duplicates per job, and a claim takes
+// the most urgent message first.
+func ExampleKey() {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "pgqrs-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	s, err := pgqrs.Open(ctx, "sqlite:"+filepath.Join(dir, "app.db"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Admin().Install(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := s.Admin().CreateQueue(ctx, "invoices"); err != nil {
+		log.Fatal(err)
+	}
+	p, err := s.Producer(ctx, "invoices")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Shutdown(ctx)
+
+	first, err := p.Enqueue(ctx, map[string]int{"invoice": 42}, pgqrs.Key("invoice-42"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	again, err := p.Enqueue(ctx, map[string]int{"invoice": 42}, pgqrs.Key("invoice-42"))
+	fmt.Println("duplicate:", errors.Is(err, pgqrs.ErrDuplicate), "same message:", again == first)
+
+	res, err := p.EnqueueJobs(ctx, []pgqrs.Job{
+		{Payload: map[string]int{"invoice": 43}, Options: []pgqrs.EnqueueOption{pgqrs.Key("invoice-43"), pgqrs.Priority(5)}},
+		{Payload: map[string]int{"invoice": 42}, Options: []pgqrs.EnqueueOption{pgqrs.Key("invoice-42")}},
+		{Payload: "urgent", Options: []pgqrs.EnqueueOption{pgqrs.Priority(0), pgqrs.Header("tenant", "acme")}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for i, r := range res {
+		fmt.Printf("job %d: duplicate %v\n", i, r.Duplicate)
+	}
+
+	c, err := s.Consumer(ctx, "invoices")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Shutdown(ctx)
+	msgs, err := c.Dequeue(ctx, 10)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, m := range msgs {
+		fmt.Printf("priority %d: %s %v\n", m.Priority, m.Payload, m.Headers)
+	}
+	// Output:
+	// duplicate: true same message: true
+	// job 0: duplicate false
+	// job 1: duplicate true
+	// job 2: duplicate false
+	// priority 0: {"invoice":42} map[]
+	// priority 0: "urgent" map[tenant:acme]
+	// priority 5: {"invoice":43} map[]
+}

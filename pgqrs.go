@@ -30,6 +30,23 @@
 //		_ = c.Archive(ctx, m.ID)
 //	}
 //
+// # Priorities, unique jobs, headers
+//
+// Enqueue options shape each message: [Priority] (0, the default, is the
+// most urgent; a claim takes the most urgent visible messages first),
+// [Key] (at most one live message per queue and key, enforced by the
+// database across processes; a duplicate enqueue inserts nothing and
+// returns the holder's ID with [ErrDuplicate]), [UniqueFor] (the key also
+// stays taken by messages enqueued within a period, archived or not), and
+// [Header] (string metadata delivered in [Message.Headers]).
+// [Producer.EnqueueJobs] enqueues a batch whose jobs each have their own
+// options, in one statement, with one [Enqueued] result per job:
+//
+//	id, err := p.Enqueue(ctx, invoice, pgqrs.Key("invoice-42"), pgqrs.Priority(1))
+//	if errors.Is(err, pgqrs.ErrDuplicate) {
+//		// already queued as message id; nothing was inserted
+//	}
+//
 // # Running consumers
 //
 // Most services run [Consumer.Run], the poll loop: it claims in batches,
@@ -193,6 +210,13 @@ var (
 	// ErrBatchTooLarge is returned when a batch has more items than the
 	// store's limit (see [WithMaxBatch]).
 	ErrBatchTooLarge = errors.New("pgqrs: batch too large")
+	// ErrDuplicate is returned by [Producer.Enqueue], [Producer.EnqueueTx],
+	// [Producer.EnqueueBatch] and [Producer.EnqueueBatchTx] when a message
+	// with a [Key] is not enqueued because another message holds the key.
+	// The ID they return with it is the holder's; nothing was inserted.
+	// [Producer.EnqueueJobs] reports duplicates per job instead
+	// ([Enqueued.Duplicate]).
+	ErrDuplicate = errors.New("pgqrs: duplicate key")
 	// ErrQueueNotFound is returned when no queue has the given name.
 	ErrQueueNotFound = errors.New("pgqrs: queue not found")
 	// ErrQueueExists is returned by [Admin.CreateQueue] when the name is taken.

@@ -53,11 +53,13 @@ type enqueueOptionFunc func(*enqueueConfig) error
 func (f enqueueOptionFunc) applyEnqueue(c *enqueueConfig) error { return f(c) }
 
 type enqueueConfig struct {
-	delay    time.Duration
-	at       time.Time
-	priority int
-	headers  map[string]string
-	timeout  time.Duration // workflow triggers only
+	delay     time.Duration
+	at        time.Time
+	priority  int
+	headers   map[string]string
+	key       string
+	uniqueFor time.Duration
+	timeout   time.Duration // workflow triggers only
 }
 
 // Priorities run from 0, the most urgent, to MaxPriority, the least. A
@@ -75,6 +77,9 @@ const (
 	MaxHeaders     = 64
 	MaxHeaderBytes = 8 << 10
 )
+
+// MaxKeyBytes is the longest [Key], in bytes.
+const MaxKeyBytes = 512
 
 // Delay keeps the message invisible for d after it is enqueued. d must not be
 // negative. Default 0.
@@ -165,6 +170,50 @@ func Headers(h map[string]string) EnqueueOption {
 	})
 }
 
+// Key makes the message unique in its queue by k: while a live message
+// (pending, delayed or leased) of the queue has key k, enqueueing another
+// with k inserts nothing and reports the live one as its duplicate
+// ([ErrDuplicate] from [Producer.Enqueue], [Enqueued.Duplicate] from
+// [Producer.EnqueueJobs]). Once that message is archived, dead-lettered or
+// deleted, k is free again, unless [UniqueFor] says otherwise. k must be
+// non-empty valid UTF-8 without NUL characters, at most [MaxKeyBytes]
+// bytes. Uniqueness holds across every process and pool of the database:
+// a unique index on Postgres, the insert's own check under SQLite's single
+// writer.
+func Key(k string) EnqueueOption {
+	return enqueueOptionFunc(func(c *enqueueConfig) error {
+		switch {
+		case k == "":
+			return fmt.Errorf("%w: a key must not be empty", ErrInvalidArgument)
+		case len(k) > MaxKeyBytes:
+			return fmt.Errorf("%w: key of %d bytes, limit %d", ErrInvalidArgument, len(k), MaxKeyBytes)
+		case !utf8.ValidString(k):
+			return fmt.Errorf("%w: key %q: not valid UTF-8", ErrInvalidArgument, k)
+		case strings.ContainsRune(k, 0):
+			return fmt.Errorf("%w: key %q holds a NUL character", ErrInvalidArgument, k)
+		}
+		c.key = k
+		return nil
+	})
+}
+
+// UniqueFor extends [Key] over a period: the key is also taken by any
+// message of the queue with that key enqueued within the last d, archived
+// and dead-lettered ones included (not deleted ones), so "once per 24 h" is
+// Key(k), UniqueFor(24*time.Hour). The duplicate reported is the live
+// message, or else the newest archived one. d must be positive, and
+// UniqueFor needs Key in the same call; otherwise it returns
+// [ErrInvalidArgument].
+func UniqueFor(d time.Duration) EnqueueOption {
+	return enqueueOptionFunc(func(c *enqueueConfig) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: UniqueFor needs a positive period, got %v", ErrInvalidArgument, d)
+		}
+		c.uniqueFor = d
+		return nil
+	})
+}
+
 func checkHeader(key, value string) error {
 	switch {
 	case key == "":
@@ -188,6 +237,9 @@ func enqueueOptions(opts []EnqueueOption) (enqueueConfig, error) {
 			return c, err
 		}
 	}
+	if c.uniqueFor > 0 && c.key == "" {
+		return c, fmt.Errorf("%w: UniqueFor needs Key", ErrInvalidArgument)
+	}
 	if len(c.headers) > MaxHeaders {
 		return c, fmt.Errorf("%w: %d headers, limit %d", ErrInvalidArgument, len(c.headers), MaxHeaders)
 	}
@@ -204,7 +256,7 @@ func enqueueOptions(opts []EnqueueOption) (enqueueConfig, error) {
 // outgoing is what the options make of the stored message besides its
 // payload, and whether it is visible at once.
 func (c enqueueConfig) outgoing() (o outgoing, now bool) {
-	o = outgoing{vis: visibility{delay: c.delay, at: c.at}, priority: c.priority}
+	o = outgoing{vis: visibility{delay: c.delay, at: c.at}, priority: c.priority, key: c.key, uniqueFor: c.uniqueFor}
 	if len(c.headers) > 0 {
 		o.headers, _ = json.Marshal(c.headers) // a map of strings always encodes
 	}
@@ -293,7 +345,9 @@ func checkJSON(b []byte) error {
 
 // Enqueue adds payload to the producer's queue and returns the new message's
 // ID. payload is any value encoding/json can marshal, or JSON text as a
-// json.RawMessage or []byte. It returns [ErrInvalidPayload],
+// json.RawMessage or []byte. With [Key], a message that holds the key
+// already makes Enqueue insert nothing and return that message's ID
+// together with [ErrDuplicate]. Other errors are [ErrInvalidPayload],
 // [ErrPayloadTooLarge], [ErrInvalidArgument] for a bad option,
 // [ErrWorkerStopped] after Shutdown and [ErrQueueNotFound] if the queue was
 // deleted.
@@ -302,7 +356,12 @@ func (p *Producer) Enqueue(ctx context.Context, payload any, opts ...EnqueueOpti
 }
 
 // EnqueueTx is like [Producer.Enqueue] but runs inside tx: the message exists
-// only if tx commits. Committing or rolling back tx is the caller's job.
+// only if tx commits. Committing or rolling back tx is the caller's job. A
+// duplicate ([ErrDuplicate]) leaves tx usable: it inserted nothing and
+// violated no constraint. (On Postgres under REPEATABLE READ or
+// SERIALIZABLE, a key taken by a transaction that committed after tx's
+// snapshot fails with a serialization error instead, as any conflicting
+// write does at those levels.)
 func (p *Producer) EnqueueTx(ctx context.Context, tx *sql.Tx, payload any, opts ...EnqueueOption) (int64, error) {
 	if tx == nil {
 		return 0, fmt.Errorf("%w: nil *sql.Tx", ErrInvalidArgument)
@@ -322,6 +381,9 @@ func (p *Producer) enqueue(ctx context.Context, tx *sql.Tx, payload any, opts []
 	if err != nil {
 		return 0, fmt.Errorf("enqueue to %q: %w", p.queue, err)
 	}
+	if out.key != "" {
+		return p.enqueueKeyed(ctx, tx, pendingJob{payload: body, out: out}, now)
+	}
 	if err := p.alive(ctx, tx); err != nil {
 		return 0, err
 	}
@@ -335,6 +397,27 @@ func (p *Producer) enqueue(ctx context.Context, tx *sql.Tx, payload any, opts []
 	}
 	p.woken(tx, now)
 	return id, nil
+}
+
+// enqueueKeyed enqueues one message with a key: the holder's ID and
+// ErrDuplicate when the key is taken.
+func (p *Producer) enqueueKeyed(ctx context.Context, tx *sql.Tx, job pendingJob, now bool) (int64, error) {
+	if err := p.alive(ctx, tx); err != nil {
+		return 0, err
+	}
+	var res []Enqueued
+	err := p.s.write(ctx, tx, func(ctx context.Context, q querier) (err error) {
+		res, err = p.insertJobs(ctx, q, []pendingJob{job})
+		return err
+	})
+	if err != nil {
+		return 0, p.enqueueErr(err)
+	}
+	if res[0].Duplicate {
+		return res[0].ID, fmt.Errorf("enqueue to %q: key %q is held by message %d: %w", p.queue, job.out.key, res[0].ID, ErrDuplicate)
+	}
+	p.woken(tx, now)
+	return res[0].ID, nil
 }
 
 // alive heartbeats when the last heartbeat is older than half the default
@@ -358,7 +441,11 @@ func (p *Producer) enqueueErr(err error) error {
 // are added or none. It returns their IDs in the order of payloads; an empty
 // batch returns no IDs and no error. More payloads than the store's batch
 // limit return [ErrBatchTooLarge]; other errors are as for
-// [Producer.Enqueue], and name the index of a bad payload.
+// [Producer.Enqueue], and name the index of a bad payload. The options
+// apply to every payload; a batch whose messages differ in priority, key,
+// headers or delay is [Producer.EnqueueJobs]. [Key] with more than one
+// payload returns [ErrInvalidArgument] (one key cannot be unique to several
+// messages); with one payload it behaves as in [Producer.Enqueue].
 func (p *Producer) EnqueueBatch(ctx context.Context, payloads []any, opts ...EnqueueOption) ([]int64, error) {
 	return p.enqueueBatch(ctx, nil, payloads, opts)
 }
@@ -384,6 +471,21 @@ func (p *Producer) enqueueBatch(ctx context.Context, tx *sql.Tx, payloads []any,
 	out, now, err := outgoingOf(opts)
 	if err != nil {
 		return nil, fmt.Errorf("enqueue batch to %q: %w", p.queue, err)
+	}
+	if out.key != "" {
+		if len(payloads) > 1 {
+			return nil, fmt.Errorf("enqueue batch to %q: %w: Key with %d payloads would give them all one key; use EnqueueJobs with a Key per job",
+				p.queue, ErrInvalidArgument, len(payloads))
+		}
+		body, err := p.s.encode(payloads[0])
+		if err != nil {
+			return nil, fmt.Errorf("enqueue batch to %q: payload 0: %w", p.queue, err)
+		}
+		id, err := p.enqueueKeyed(ctx, tx, pendingJob{payload: body, out: out}, now)
+		if err != nil && !errors.Is(err, ErrDuplicate) {
+			return nil, err
+		}
+		return []int64{id}, err
 	}
 	// The batch travels as one JSON array of strings, each a payload's JSON
 	// text, so every backend stores each payload as it would alone.
@@ -413,6 +515,169 @@ func (p *Producer) enqueueBatch(ctx context.Context, tx *sql.Tx, payloads []any,
 	slices.Sort(ids)
 	p.woken(tx, now)
 	return ids, nil
+}
+
+// Job is one message of [Producer.EnqueueJobs]: its payload (as for
+// [Producer.Enqueue]) and its own options.
+type Job struct {
+	Payload any
+	Options []EnqueueOption
+}
+
+// Enqueued is the outcome of one [Job]: the new message's ID, or, when
+// Duplicate is true, the ID of the message that holds the job's [Key]
+// (nothing was inserted for the job).
+type Enqueued struct {
+	ID        int64 `json:"id"`
+	Duplicate bool  `json:"duplicate"`
+}
+
+// EnqueueJobs adds jobs to the queue, each with its own options (priority,
+// key, headers, delay), with one statement for the inserts, and returns one
+// result per job in the order of jobs. A job whose key is taken inserts
+// nothing and is reported as a duplicate, with the holder's ID; a job whose
+// key an earlier job of the same batch has is a duplicate of that job. A
+// batch is all or nothing: either every job is inserted or reported as a
+// duplicate, or none is inserted. An empty batch returns no results and no
+// error. More jobs than the store's batch limit return [ErrBatchTooLarge];
+// other errors are as for [Producer.Enqueue] and name the index of the bad
+// job.
+//
+// Jobs with keys whose holders are not in the batch take a second
+// statement, which finds the holders; a batch with keys runs in a
+// transaction of its own, so that it commits once even when that lookup
+// finds a key released meanwhile and the job is inserted after all.
+func (p *Producer) EnqueueJobs(ctx context.Context, jobs []Job) ([]Enqueued, error) {
+	return p.enqueueJobs(ctx, nil, jobs)
+}
+
+// EnqueueJobsTx is like [Producer.EnqueueJobs] but runs inside tx, which
+// duplicates leave usable (see [Producer.EnqueueTx]).
+func (p *Producer) EnqueueJobsTx(ctx context.Context, tx *sql.Tx, jobs []Job) ([]Enqueued, error) {
+	if tx == nil {
+		return nil, fmt.Errorf("%w: nil *sql.Tx", ErrInvalidArgument)
+	}
+	return p.enqueueJobs(ctx, tx, jobs)
+}
+
+func (p *Producer) enqueueJobs(ctx context.Context, tx *sql.Tx, jobs []Job) ([]Enqueued, error) {
+	if err := p.usable(); err != nil {
+		return nil, err
+	}
+	if len(jobs) > p.s.cfg.maxBatch {
+		return nil, fmt.Errorf("enqueue jobs to %q: %w: %d jobs, limit %d", p.queue, ErrBatchTooLarge, len(jobs), p.s.cfg.maxBatch)
+	}
+	if len(jobs) == 0 {
+		return []Enqueued{}, nil
+	}
+	pending := make([]pendingJob, len(jobs))
+	keyed, anyNow := false, false
+	for i, j := range jobs {
+		body, err := p.s.encode(j.Payload)
+		if err != nil {
+			return nil, fmt.Errorf("enqueue jobs to %q: job %d: %w", p.queue, i, err)
+		}
+		out, now, err := outgoingOf(j.Options)
+		if err != nil {
+			return nil, fmt.Errorf("enqueue jobs to %q: job %d: %w", p.queue, i, err)
+		}
+		pending[i] = pendingJob{payload: body, out: out}
+		keyed = keyed || out.key != ""
+		anyNow = anyNow || now
+	}
+	if err := p.alive(ctx, tx); err != nil {
+		return nil, err
+	}
+	var res []Enqueued
+	run := func(ctx context.Context, q querier) (err error) {
+		res, err = p.insertJobs(ctx, q, pending)
+		return err
+	}
+	var err error
+	if keyed && tx == nil {
+		err = p.s.inTx(ctx, run)
+	} else {
+		err = p.s.write(ctx, tx, run)
+	}
+	if err != nil {
+		return nil, p.enqueueErr(err)
+	}
+	p.woken(tx, anyNow)
+	return res, nil
+}
+
+// keyAttempts bounds how often insertJobs tries a job whose key was taken
+// but whose holder it could not find. That happens only in a race with
+// other writers, on Postgres: the insert's ON CONFLICT DO NOTHING sees a
+// conflicting row committed after the statement's snapshot, which nothing
+// else in the statement can read, and the holder may be archived (its key
+// freed) before the lookup that follows; on SQLite and Turso another
+// process may archive it between the two statements. Each new attempt sees
+// what those writers committed, so it inserts the job or finds the new
+// holder unless the key changed hands again in between.
+const keyAttempts = 5
+
+// insertJobs inserts jobs on q, the jobs without a key and the first job of
+// each key in one statement, and returns one result per job: the inserted
+// ID, or the holder of a taken key. A job whose key an earlier job in
+// jobs has is a duplicate of that job.
+func (p *Producer) insertJobs(ctx context.Context, q querier, jobs []pendingJob) ([]Enqueued, error) {
+	res := make([]Enqueued, len(jobs))
+	firstOf := map[string]int{}
+	dupOf := map[int]int{}
+	send := make([]int, 0, len(jobs))
+	for i, j := range jobs {
+		if k := j.out.key; k != "" {
+			if f, ok := firstOf[k]; ok {
+				dupOf[i] = f
+				continue
+			}
+			firstOf[k] = i
+		}
+		send = append(send, i)
+	}
+	for attempt := 1; len(send) > 0; attempt++ {
+		if attempt > keyAttempts {
+			return nil, fmt.Errorf("key %q: taken and freed again by other writers %d times in a row; try again", jobs[send[0]].out.key, keyAttempts)
+		}
+		batch := make([]pendingJob, len(send))
+		for n, i := range send {
+			batch[n] = jobs[i]
+		}
+		ids, err := p.s.messages.enqueueJobs(ctx, q, p.queueID, batch, p.id)
+		if err != nil {
+			return nil, err
+		}
+		var taken []int
+		var claims []keyClaim
+		for n, i := range send {
+			if ids[n] != 0 {
+				res[i] = Enqueued{ID: ids[n]}
+				continue
+			}
+			taken = append(taken, i)
+			claims = append(claims, keyClaim{key: jobs[i].out.key, uniqueFor: jobs[i].out.uniqueFor})
+		}
+		if len(taken) == 0 {
+			break
+		}
+		holders, err := p.s.messages.keyHolders(ctx, q, p.queueID, claims)
+		if err != nil {
+			return nil, err
+		}
+		send = send[:0]
+		for _, i := range taken {
+			if id, ok := holders[jobs[i].out.key]; ok {
+				res[i] = Enqueued{ID: id, Duplicate: true}
+			} else {
+				send = append(send, i)
+			}
+		}
+	}
+	for i, f := range dupOf {
+		res[i] = Enqueued{ID: res[f].ID, Duplicate: true}
+	}
+	return res, nil
 }
 
 // Shutdown marks the producer's worker stopped. Later calls on the producer

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 )
@@ -30,12 +31,28 @@ func (r messageRepo) visibilityArgs(v visibility) (delay, at any) {
 }
 
 // outgoing is what an enqueue stores besides the payload: when the message
-// becomes visible, its priority, and its headers (a JSON object's text, nil
-// for none).
+// becomes visible, its priority, its headers (a JSON object's text, nil for
+// none), and its key ("" for none) with the period it stays taken after
+// the message leaves (0: only while live).
 type outgoing struct {
-	vis      visibility
-	priority int
-	headers  []byte
+	vis       visibility
+	priority  int
+	headers   []byte
+	key       string
+	uniqueFor time.Duration
+}
+
+// pendingJob is one message of enqueueJobs: checked JSON text and options.
+type pendingJob struct {
+	payload []byte
+	out     outgoing
+}
+
+// keyClaim is a key whose holder keyHolders looks for: a live message with
+// the key, or, with uniqueFor, one enqueued within that period.
+type keyClaim struct {
+	key       string
+	uniqueFor time.Duration
 }
 
 // headersArg is the headers column: NULL for none.
@@ -79,6 +96,116 @@ func (r messageRepo) enqueueBatch(ctx context.Context, q querier, queueID int64,
 		return nil, err
 	}
 	return scanIDs(rows)
+}
+
+// jobItem is one element of the JSON array enqueueJobs sends: the payload's
+// JSON text, the delay (secondsArg) or visible-at time (timeArg), the
+// priority, the headers object, and the key with minus its period
+// (secondsArg, absent for none).
+type jobItem struct {
+	Payload   string          `json:"p"`
+	Delay     any             `json:"d"`
+	At        any             `json:"a,omitempty"`
+	Priority  int             `json:"r"`
+	Headers   json.RawMessage `json:"h,omitempty"`
+	Key       string          `json:"k,omitempty"`
+	UniqueFor any             `json:"w,omitempty"`
+}
+
+// enqueueJobs inserts jobs in one statement, in order, and returns one ID
+// per job: 0 for a job not inserted because its key is taken. The keys of
+// jobs must be distinct. On Postgres the statement sends a NOTIFY when a
+// job is visible now.
+func (r messageRepo) enqueueJobs(ctx context.Context, q querier, queueID int64, jobs []pendingJob, producer int64) ([]int64, error) {
+	items := make([]jobItem, len(jobs))
+	unkeyed := 0
+	for i, j := range jobs {
+		delay, at := r.visibilityArgs(j.out.vis)
+		it := jobItem{Payload: string(j.payload), Delay: delay, At: at, Priority: j.out.priority, Headers: j.out.headers, Key: j.out.key}
+		if j.out.uniqueFor > 0 {
+			it.UniqueFor = r.d.secondsArg(-j.out.uniqueFor)
+		}
+		if j.out.key == "" {
+			unkeyed++
+		}
+		items[i] = it
+	}
+	array, err := json.Marshal(items)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := q.QueryContext(ctx, r.d.message.enqueueJobs, queueID, string(array), producerArg(producer))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	byKey := map[string]int64{}
+	var plain []int64
+	for rows.Next() {
+		var id int64
+		var key sql.NullString
+		if err := rows.Scan(&id, &key); err != nil {
+			return nil, err
+		}
+		if key.Valid {
+			byKey[key.String] = id
+		} else {
+			plain = append(plain, id)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(plain) != unkeyed {
+		return nil, fmt.Errorf("enqueue jobs: inserted %d of %d jobs without a key", len(plain), unkeyed)
+	}
+	// IDs are assigned in insertion order, which is array order.
+	slices.Sort(plain)
+	ids := make([]int64, len(jobs))
+	for i, j := range jobs {
+		if j.out.key == "" {
+			ids[i], plain = plain[0], plain[1:]
+		} else {
+			ids[i] = byKey[j.out.key]
+		}
+	}
+	return ids, nil
+}
+
+// keyHolders returns, for each claim whose key is taken in queue queueID,
+// the holder's ID: the live message with the key, or else the newest one
+// enqueued within the claim's period. Keys not taken are absent.
+func (r messageRepo) keyHolders(ctx context.Context, q querier, queueID int64, claims []keyClaim) (map[string]int64, error) {
+	type item struct {
+		Key       string `json:"k"`
+		UniqueFor any    `json:"w,omitempty"`
+	}
+	items := make([]item, len(claims))
+	for i, c := range claims {
+		items[i].Key = c.key
+		if c.uniqueFor > 0 {
+			items[i].UniqueFor = r.d.secondsArg(-c.uniqueFor)
+		}
+	}
+	array, err := json.Marshal(items)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := q.QueryContext(ctx, r.d.message.keyHolders, queueID, string(array))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[string]int64, len(claims))
+	for rows.Next() {
+		var key string
+		var id int64
+		if err := rows.Scan(&key, &id); err != nil {
+			return nil, err
+		}
+		out[key] = id
+	}
+	return out, rows.Err()
 }
 
 // dequeue claims up to n visible messages of queue for consumer, leasing

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pgqrs/pgqrs-go"
@@ -26,9 +27,39 @@ const maxStdinPayload = 64 << 20
 // it declares the command's flags and runs it with their values.
 
 func sendCommand(c *cli, fs *flag.FlagSet) runFunc {
-	delay := fs.Duration("delay", 0, "keep the messages invisible for this long")
-	count := fs.Int("count", 1, "enqueue this many copies of the payload, in one batch")
-	return func(ctx context.Context, args []string) error { return c.send(ctx, args, *delay, *count) }
+	var o sendOptions
+	fs.DurationVar(&o.delay, "delay", 0, "keep the messages invisible for this long")
+	fs.IntVar(&o.count, "count", 1, "enqueue this many copies of the payload, in one batch")
+	fs.IntVar(&o.priority, "priority", pgqrs.DefaultPriority, fmt.Sprintf("0 (most urgent) to %d (least)", pgqrs.MaxPriority))
+	fs.StringVar(&o.key, "key", "", "unique key: nothing is enqueued while a live message of the queue has it (prints that message's ID, a duplicate)")
+	fs.DurationVar(&o.uniqueFor, "unique-for", 0, "with --key: the key also stays taken for this long after its message was enqueued, archived or not (e.g. 24h)")
+	fs.Var(&o.headers, "header", "a header key=value stored with the message (repeatable)")
+	return func(ctx context.Context, args []string) error { return c.send(ctx, args, o) }
+}
+
+// sendOptions are send's flags.
+type sendOptions struct {
+	delay, uniqueFor time.Duration
+	count, priority  int
+	key              string
+	headers          headerFlags
+}
+
+// headerFlags collects repeated --header k=v flags.
+type headerFlags map[string]string
+
+func (h *headerFlags) String() string { return fmt.Sprint(map[string]string(*h)) }
+
+func (h *headerFlags) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want key=value, got %q", v)
+	}
+	if *h == nil {
+		*h = headerFlags{}
+	}
+	(*h)[k] = val
+	return nil
 }
 
 func recvCommand(c *cli, fs *flag.FlagSet) runFunc {
@@ -274,13 +305,27 @@ func (c *cli) count(ctx context.Context, queue, key, text string, op func(*pgqrs
 	})
 }
 
-// send enqueues --count copies of one JSON payload in one batch.
-func (c *cli) send(ctx context.Context, args []string, delay time.Duration, count int) (err error) {
-	if err := nonNegative("--delay", delay); err != nil {
+// send enqueues --count copies of one JSON payload in one batch. With
+// --json it prints {"ids": [...], "duplicate": bool}; duplicate is true when
+// --key was taken, and ids then holds the holder's ID.
+func (c *cli) send(ctx context.Context, args []string, o sendOptions) (err error) {
+	if err := nonNegative("--delay", o.delay); err != nil {
 		return err
 	}
-	if err := atLeastOne("--count", count); err != nil {
+	if err := atLeastOne("--count", o.count); err != nil {
 		return err
+	}
+	if o.priority < 0 || o.priority > pgqrs.MaxPriority {
+		return usagef("--priority must be 0 to %d, got %d", pgqrs.MaxPriority, o.priority)
+	}
+	if o.uniqueFor != 0 && o.key == "" {
+		return usagef("--unique-for needs --key")
+	}
+	if err := nonNegative("--unique-for", o.uniqueFor); err != nil {
+		return err
+	}
+	if o.key != "" && o.count > 1 {
+		return usagef("--key with --count %d: one key cannot be unique to several messages", o.count)
 	}
 	payload, err := c.readPayload(args[1:])
 	if err != nil {
@@ -295,21 +340,38 @@ func (c *cli) send(ctx context.Context, args []string, delay time.Duration, coun
 		return err
 	}
 	defer shutdownWorker(ctx, p.Shutdown, &err)
-	payloads := make([]any, count)
+	payloads := make([]any, o.count)
 	for i := range payloads {
 		payloads[i] = payload
 	}
 	var opts []pgqrs.EnqueueOption
-	if delay > 0 {
-		opts = append(opts, pgqrs.Delay(delay))
+	if o.delay > 0 {
+		opts = append(opts, pgqrs.Delay(o.delay))
+	}
+	if o.priority != pgqrs.DefaultPriority {
+		opts = append(opts, pgqrs.Priority(o.priority))
+	}
+	if o.key != "" {
+		opts = append(opts, pgqrs.Key(o.key))
+	}
+	if o.uniqueFor > 0 {
+		opts = append(opts, pgqrs.UniqueFor(o.uniqueFor))
+	}
+	if len(o.headers) > 0 {
+		opts = append(opts, pgqrs.Headers(o.headers))
 	}
 	ids, err := p.EnqueueBatch(ctx, payloads, opts...)
-	if err != nil {
+	duplicate := errors.Is(err, pgqrs.ErrDuplicate)
+	if err != nil && !duplicate {
 		return err
 	}
-	return c.show(map[string][]int64{"ids": ids}, func(w io.Writer) error {
+	return c.show(map[string]any{"ids": ids, "duplicate": duplicate}, func(w io.Writer) error {
 		for _, id := range ids {
-			if _, err := fmt.Fprintln(w, id); err != nil {
+			line := strconv.FormatInt(id, 10)
+			if duplicate {
+				line += fmt.Sprintf(" (duplicate: key %q is held by this message; nothing enqueued)", o.key)
+			}
+			if _, err := fmt.Fprintln(w, line); err != nil {
 				return err
 			}
 		}
@@ -402,15 +464,15 @@ func (c *cli) recv(ctx context.Context, queue string, batch int, vt time.Duratio
 			return err
 		}
 		if archive {
-			t := newTable(w, "ID", "READS", "ENQUEUED", "PAYLOAD (archived)")
+			t := newTable(w, "ID", "PRIORITY", "READS", "ENQUEUED", "HEADERS", "PAYLOAD (archived)")
 			for _, m := range msgs {
-				t.row(num(m.ID), num(m.ReadCount), timeCell(m.EnqueuedAt), payloadCell(m.Payload))
+				t.row(num(m.ID), num(m.Priority), num(m.ReadCount), timeCell(m.EnqueuedAt), headersCell(m.Headers), payloadCell(m.Payload))
 			}
 			return t.flush()
 		}
-		t := newTable(w, "ID", "READS", "ENQUEUED", "VISIBLE AGAIN", "PAYLOAD")
+		t := newTable(w, "ID", "PRIORITY", "READS", "ENQUEUED", "VISIBLE AGAIN", "HEADERS", "PAYLOAD")
 		for _, m := range msgs {
-			t.row(num(m.ID), num(m.ReadCount), timeCell(m.EnqueuedAt), timeCell(m.VisibleAt), payloadCell(m.Payload))
+			t.row(num(m.ID), num(m.Priority), num(m.ReadCount), timeCell(m.EnqueuedAt), timeCell(m.VisibleAt), headersCell(m.Headers), payloadCell(m.Payload))
 		}
 		return t.flush()
 	})
@@ -457,13 +519,14 @@ func (c *cli) listArchive(ctx context.Context, queue string, list listArchiveFun
 		ms, err := list(s.Admin(), ctx, queue, page)
 		return jsonList(ms), err
 	}, func(w io.Writer, ms []*pgqrs.ArchivedMessage) error {
-		t := newTable(w, "ID", "READS", "ENQUEUED", "ARCHIVED", "LAST ERROR", "PAYLOAD")
+		t := newTable(w, "ID", "PRIORITY", "READS", "ENQUEUED", "ARCHIVED", "HEADERS", "LAST ERROR", "PAYLOAD")
 		for _, m := range ms {
 			last := errorCell(m.LastError)
 			if m.Cancelled {
 				last = errorCell("(cancelled) " + m.LastError)
 			}
-			t.row(num(m.ID), num(m.ReadCount), timeCell(m.EnqueuedAt), timeCell(m.ArchivedAt), last, payloadCell(m.Payload))
+			t.row(num(m.ID), num(m.Priority), num(m.ReadCount), timeCell(m.EnqueuedAt), timeCell(m.ArchivedAt), headersCell(m.Headers),
+				last, payloadCell(m.Payload))
 		}
 		return t.flush()
 	})

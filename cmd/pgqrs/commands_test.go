@@ -508,3 +508,71 @@ func increasing(ids []int64) bool {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestSendJobOptions: send's --priority, --key, --unique-for and --header,
+// the duplicate report, and recv and archive list showing priority and
+// headers.
+func TestSendJobOptions(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		b.ok("queue", "create", "jobs")
+		type sent struct {
+			IDs       []int64 `json:"ids"`
+			Duplicate bool    `json:"duplicate"`
+		}
+		send := func(args ...string) sent {
+			t.Helper()
+			var s sent
+			b.json(&s, append([]string{"send", "jobs"}, args...)...)
+			return s
+		}
+		low := send(`"low"`, "--priority", "7")
+		first := send(`{"n": 1}`, "--key", "invoice-42", "--header", "trace=t-1", "--header", "tenant=acme", "--priority", "2")
+		if first.Duplicate || len(first.IDs) != 1 {
+			t.Fatalf("first send with a key = %+v", first)
+		}
+		again := send(`{"n": 2}`, "--key", "invoice-42", "--unique-for", "24h")
+		if diff := cmp.Diff(sent{IDs: first.IDs, Duplicate: true}, again); diff != "" {
+			t.Errorf("send of a taken key (-want +got):\n%s", diff)
+		}
+		if out := b.ok("send", "jobs", "{}", "--key", "invoice-42"); !strings.Contains(out, itoa(first.IDs[0])) || !strings.Contains(out, "duplicate") {
+			t.Errorf("text output of a duplicate: %q", out)
+		}
+		if s := send("{}", "--count", "2"); s.Duplicate || len(s.IDs) != 2 {
+			t.Errorf("send --count 2 = %+v", s)
+		}
+		b.fails(2, "--unique-for needs --key", "send", "jobs", "{}", "--unique-for", "1h")
+		b.fails(2, "--priority must be 0 to 9", "send", "jobs", "{}", "--priority", "10")
+		b.fails(2, "one key cannot be unique to several messages", "send", "jobs", "{}", "--key", "k", "--count", "2")
+		b.fails(2, "want key=value", "send", "jobs", "{}", "--header", "novalue")
+		b.fails(2, "want key=value", "send", "jobs", "{}", "--header", "=v")
+		b.fails(2, "invalid argument: key of 600 bytes, limit 512", "send", "jobs", "{}", "--key", strings.Repeat("k", 600))
+
+		type recvd struct {
+			ID       int64             `json:"id"`
+			Priority int               `json:"priority"`
+			Headers  map[string]string `json:"headers"`
+		}
+		var got []recvd
+		b.json(&got, "recv", "jobs", "--batch", "10", "--archive")
+		want := []recvd{
+			{ID: got[0].ID}, {ID: got[1].ID}, // the two of --count, priority 0
+			{ID: first.IDs[0], Priority: 2, Headers: map[string]string{"tenant": "acme", "trace": "t-1"}},
+			{ID: low.IDs[0], Priority: 7},
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("recv: most urgent first, with headers (-want +got):\n%s", diff)
+		}
+		out := b.ok("archive", "list", "jobs")
+		if !strings.Contains(out, "PRIORITY") || !strings.Contains(out, `{"tenant":"acme","trace":"t-1"}`) {
+			t.Errorf("archive list shows no priority or headers:\n%s", out)
+		}
+		// Archived, the key is free again, unless --unique-for covers it.
+		if s := send("{}", "--key", "invoice-42", "--unique-for", "1h"); !s.Duplicate || s.IDs[0] != first.IDs[0] {
+			t.Errorf("send with --unique-for of an archived key = %+v", s)
+		}
+		if s := send("{}", "--key", "invoice-42"); s.Duplicate {
+			t.Errorf("send of an archived key = %+v", s)
+		}
+		b.noLiveWorkers()
+	})
+}

@@ -136,6 +136,16 @@ func jsonCell(p json.RawMessage, width int) string {
 	return cut(b.String(), width)
 }
 
+// headersCell renders a message's headers as one JSON object (keys
+// sorted), cut to a readable width; "-" for none.
+func headersCell(h map[string]string) string {
+	if len(h) == 0 {
+		return "-"
+	}
+	b, _ := json.Marshal(h) // a map of strings always encodes
+	return jsonCell(b, 40)
+}
+
 // errorCell renders a last error on one line, cut to a readable width.
 func errorCell(s string) string { return clip(s, 50) }
 

@@ -43,7 +43,7 @@ const (
 )
 
 // scenarios lists the scenarios in the order bench runs them.
-var scenarios = []string{"drain", "floor", "drain-run", "enqueue", "latency", "workflow"}
+var scenarios = []string{"drain", "floor", "drain-priority", "drain-run", "enqueue", "enqueue-unique", "latency", "workflow"}
 
 // Config holds the flags of "pgqrs bench".
 type Config struct {
@@ -107,7 +107,7 @@ type Machine struct {
 
 // Result is one row of bench's output: one JSON line with --json.
 type Result struct {
-	Scenario    string       `json:"scenario"` // drain, floor, drain-run, enqueue, latency
+	Scenario    string       `json:"scenario"` // drain, floor, drain-priority, drain-run, enqueue, enqueue-unique, latency, workflow
 	Backend     string       `json:"backend"`  // sqlite, postgres, turso-http, turso-ws, turso-libsql
 	Mode        string       `json:"mode,omitempty"`
 	Consumers   int          `json:"consumers,omitempty"`
@@ -314,7 +314,7 @@ func (b *bencher) run(ctx context.Context, scen map[string]bool, consumers, batc
 				var drain, floor *Result
 				var err error
 				if scen["drain"] {
-					if drain, err = b.drain(ctx, cons, batch); err != nil {
+					if drain, err = b.drain(ctx, cons, batch, 1); err != nil {
 						return fmt.Errorf("drain %d×%d: %w", cons, batch, err)
 					}
 				}
@@ -337,6 +337,19 @@ func (b *bencher) run(ctx context.Context, scen map[string]bool, consumers, batc
 			}
 		}
 	}
+	if scen["drain-priority"] {
+		for _, batch := range batches {
+			for _, cons := range consumers {
+				r, err := b.drain(ctx, cons, batch, pgqrs.MaxPriority+1)
+				if err != nil {
+					return fmt.Errorf("drain-priority %d×%d: %w", cons, batch, err)
+				}
+				if err := b.emit(r); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	if scen["drain-run"] {
 		for _, batch := range batches {
 			for _, conc := range concs {
@@ -355,6 +368,17 @@ func (b *bencher) run(ctx context.Context, scen map[string]bool, consumers, batc
 			r, err := b.enqueue(ctx, batch)
 			if err != nil {
 				return fmt.Errorf("enqueue batch %d: %w", batch, err)
+			}
+			if err := b.emit(r); err != nil {
+				return err
+			}
+		}
+	}
+	if scen["enqueue-unique"] {
+		for _, mode := range []string{"unique-single", "unique-batch", "jobs-batch"} {
+			r, err := b.enqueueUnique(ctx, mode)
+			if err != nil {
+				return fmt.Errorf("enqueue-unique %s: %w", mode, err)
 			}
 			if err := b.emit(r); err != nil {
 				return err
@@ -454,13 +478,27 @@ func jobPayload(i int) json.RawMessage {
 	return json.RawMessage(`{"id":` + strconv.Itoa(i) + `,"kind":"email","to":"user` + strconv.Itoa(i%1000) + `@example.com"}`)
 }
 
-// fill enqueues n messages on queue with EnqueueBatch.
-func (b *bencher) fill(ctx context.Context, queue string, n int) error {
+// fill enqueues n messages on queue with EnqueueBatch, or, when levels is
+// above 1, with EnqueueJobs, message i at priority i % levels.
+func (b *bencher) fill(ctx context.Context, queue string, n, levels int) error {
 	p, err := b.s.Producer(ctx, queue)
 	if err != nil {
 		return err
 	}
 	defer p.Shutdown(context.WithoutCancel(ctx))
+	if levels > 1 {
+		jobs := make([]pgqrs.Job, 0, fillChunk)
+		for i := 0; i < n; {
+			jobs = jobs[:0]
+			for ; len(jobs) < fillChunk && i < n; i++ {
+				jobs = append(jobs, pgqrs.Job{Payload: jobPayload(i), Options: []pgqrs.EnqueueOption{pgqrs.Priority(i % levels)}})
+			}
+			if _, err := p.EnqueueJobs(ctx, jobs); err != nil {
+				return fmt.Errorf("prefill: %w", err)
+			}
+		}
+		return nil
+	}
 	chunk := make([]any, 0, fillChunk)
 	for i := 0; i < n; {
 		chunk = chunk[:0]
@@ -640,14 +678,15 @@ func (st drainStats) fill(r *Result) {
 }
 
 // prefilled makes the scenario's queue (see queue) and fills it with n
-// messages, and returns it with how long the fill took.
-func (b *bencher) prefilled(ctx context.Context, label, scenario string, n int) (queue string, took time.Duration, err error) {
+// messages spread over levels priorities (see fill), and returns it with
+// how long the fill took.
+func (b *bencher) prefilled(ctx context.Context, label, scenario string, n, levels int) (queue string, took time.Duration, err error) {
 	if queue, err = b.queue(ctx, scenario); err != nil {
 		return "", 0, err
 	}
 	b.logf("%s: prefilling %d messages", label, n)
 	start := time.Now()
-	if err := b.fill(ctx, queue, n); err != nil {
+	if err := b.fill(ctx, queue, n, levels); err != nil {
 		return "", 0, err
 	}
 	took = time.Since(start)
@@ -656,11 +695,17 @@ func (b *bencher) prefilled(ctx context.Context, label, scenario string, n int) 
 }
 
 // drain prefills the queue and drains it with consumers Consumers, each
-// looping Dequeue(batch) → ArchiveBatch.
-func (b *bencher) drain(ctx context.Context, consumers, batch int) (*Result, error) {
+// looping Dequeue(batch) → ArchiveBatch. With levels above 1 the backlog
+// is spread evenly over that many priorities, interleaved (scenario
+// drain-priority): the claims take level 0 first, then 1, and so on.
+func (b *bencher) drain(ctx context.Context, consumers, batch, levels int) (*Result, error) {
 	n := b.flags.backlog
-	label := fmt.Sprintf("drain %d×%d", consumers, batch)
-	queue, fillTime, err := b.prefilled(ctx, label, "drain", n)
+	scenario := "drain"
+	if levels > 1 {
+		scenario = "drain-priority"
+	}
+	label := fmt.Sprintf("%s %d×%d", scenario, consumers, batch)
+	queue, fillTime, err := b.prefilled(ctx, label, scenario, n, levels)
 	if err != nil {
 		return nil, err
 	}
@@ -695,7 +740,10 @@ func (b *bencher) drain(ctx context.Context, consumers, batch int) (*Result, err
 	if err != nil {
 		return nil, err
 	}
-	r := b.result("drain")
+	r := b.result(scenario)
+	if levels > 1 {
+		r.Mode = fmt.Sprintf("%d priorities", levels)
+	}
 	r.Consumers, r.Batch, r.Backlog = consumers, batch, n
 	r.FillSeconds = fillTime.Seconds()
 	st.fill(r)
@@ -708,7 +756,7 @@ func (b *bencher) drain(ctx context.Context, consumers, batch int) (*Result, err
 func (b *bencher) drainRun(ctx context.Context, conc, batch int) (*Result, error) {
 	n := b.flags.backlog
 	label := fmt.Sprintf("drain-run %d×%d", conc, batch)
-	queue, fillTime, err := b.prefilled(ctx, label, "run", n)
+	queue, fillTime, err := b.prefilled(ctx, label, "run", n, 1)
 	if err != nil {
 		return nil, err
 	}
@@ -819,6 +867,79 @@ func (b *bencher) enqueue(ctx context.Context, batch int) (*Result, error) {
 	r.LatencyMs = percentilesOf(calls)
 	r.Errors = errs
 	b.logf("enqueue batch %d: %d messages in %.2fs: %.0f msgs/s", batch, sent, elapsed.Seconds(), r.MsgsPerSec)
+	if _, err := b.s.Admin().PurgeQueue(ctx, queue); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// enqueueUnique measures one producer enqueueing messages with keys, each
+// key new, until --backlog messages are in or the time limit passes: mode
+// "unique-single" is Enqueue with Key, "unique-batch" EnqueueJobs of 100
+// jobs with a Key each, and "jobs-batch" EnqueueJobs of 100 jobs without
+// keys (the per-item batch's own cost, to hold against enqueue batch 100).
+func (b *bencher) enqueueUnique(ctx context.Context, mode string) (*Result, error) {
+	queue, err := b.queue(ctx, "enqueue-unique")
+	if err != nil {
+		return nil, err
+	}
+	p, err := b.s.Producer(ctx, queue)
+	if err != nil {
+		return nil, err
+	}
+	defer p.Shutdown(context.WithoutCancel(ctx))
+	batch := 100
+	if mode == "unique-single" {
+		batch = 1
+	}
+	jobs := make([]pgqrs.Job, batch)
+	limit := min(b.flags.duration, enqueueLimit)
+	var (
+		calls []time.Duration
+		sent  int
+		errs  int64
+		dups  int
+	)
+	start := time.Now()
+	for sent < b.flags.backlog && (sent == 0 || time.Since(start) < limit) {
+		for i := range jobs {
+			jobs[i] = pgqrs.Job{Payload: jobPayload(sent + i)}
+			if mode != "jobs-batch" {
+				jobs[i].Options = []pgqrs.EnqueueOption{pgqrs.Key("k-" + strconv.Itoa(sent+i))}
+			}
+		}
+		t0 := time.Now()
+		if batch == 1 {
+			_, err = p.Enqueue(ctx, jobs[0].Payload, jobs[0].Options...)
+		} else {
+			var res []pgqrs.Enqueued
+			res, err = p.EnqueueJobs(ctx, jobs)
+			for _, r := range res {
+				if r.Duplicate {
+					dups++
+				}
+			}
+		}
+		calls = append(calls, time.Since(t0))
+		if err != nil {
+			if errs++; errs >= maxErrors || ctx.Err() != nil {
+				return nil, err
+			}
+			continue
+		}
+		sent += batch
+	}
+	elapsed := time.Since(start)
+	if dups > 0 {
+		return nil, fmt.Errorf("%d new keys reported as duplicates", dups)
+	}
+	r := b.result("enqueue-unique")
+	r.Mode, r.Batch = mode, batch
+	r.Messages, r.Seconds = int64(sent), elapsed.Seconds()
+	r.MsgsPerSec = float64(sent) / elapsed.Seconds()
+	r.LatencyMs = percentilesOf(calls)
+	r.Errors = errs
+	b.logf("enqueue-unique %s (batch %d): %d messages in %.2fs: %.0f msgs/s", mode, batch, sent, elapsed.Seconds(), r.MsgsPerSec)
 	if _, err := b.s.Admin().PurgeQueue(ctx, queue); err != nil {
 		return nil, err
 	}

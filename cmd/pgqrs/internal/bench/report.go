@@ -178,7 +178,7 @@ func printTables(w io.Writer, rs []*Result) error {
 		}
 		first = false
 	}
-	if d := pick("drain", "floor"); len(d) > 0 {
+	if d := pick("drain", "floor", "drain-priority"); len(d) > 0 {
 		section()
 		t := newTable(w, "SCENARIO", "BACKEND", "CONSUMERS", "BATCH", "MESSAGES", "TIME", "MSGS/S", "÷FLOOR", "DEQUEUE MS p50/p95/p99", "ARCHIVE MS p50/p95/p99", "EMPTY POLLS", "ERRORS")
 		for _, r := range d {
@@ -203,11 +203,11 @@ func printTables(w io.Writer, rs []*Result) error {
 			return err
 		}
 	}
-	if d := pick("enqueue"); len(d) > 0 {
+	if d := pick("enqueue", "enqueue-unique"); len(d) > 0 {
 		section()
-		t := newTable(w, "SCENARIO", "BACKEND", "BATCH", "MESSAGES", "TIME", "MSGS/S", "CALL MS p50/p95/p99", "ERRORS")
+		t := newTable(w, "SCENARIO", "BACKEND", "MODE", "BATCH", "MESSAGES", "TIME", "MSGS/S", "CALL MS p50/p95/p99", "ERRORS")
 		for _, r := range d {
-			t.row(r.Scenario, r.Backend, num(r.Batch), num(r.Messages), secs(r.Seconds), rate(r.MsgsPerSec), pct(r.LatencyMs), num(r.Errors))
+			t.row(r.Scenario, r.Backend, r.Mode, num(r.Batch), num(r.Messages), secs(r.Seconds), rate(r.MsgsPerSec), pct(r.LatencyMs), num(r.Errors))
 		}
 		if err := t.flush(); err != nil {
 			return err

@@ -382,7 +382,7 @@ func (e *repoEnv) workflow(name string) (workflowRef, *Queue) {
 func (e *repoEnv) run(wf workflowRef, q *Queue, input string) (run, msg int64) {
 	e.t.Helper()
 	msg = e.enqueue(q, `{}`)
-	run, err := e.s.runs.insert(e.ctx, e.q, wf.id, msg, []byte(input), 0)
+	run, err := e.s.runs.insert(e.ctx, e.q, wf.id, msg, []byte(input), 0, "")
 	e.must(err, "insert run")
 	return run, msg
 }
@@ -1197,6 +1197,24 @@ var repoCases = map[string]repoCase{
 			e.equal(fmt.Sprintf("exists(%d, %s)", tc.id, tc.q.Name), ok, tc.want)
 		}
 	}},
+	"messageRepo.drop": {run: func(e *repoEnv) {
+		q := e.queue("q")
+		c := e.worker("c", q, "consumer")
+		free, held := e.enqueue(q, `1`), e.enqueue(q, `2`)
+		if ids := e.claimIDs(q, c, 1); len(ids) != 1 || ids[0] != free {
+			e.t.Fatalf("claimed %v, want [%d]", ids, free)
+		}
+		// free is now the held one; held (the second) is free.
+		ok, err := e.s.messages.drop(e.ctx, e.q, held)
+		if err != nil || !ok {
+			e.t.Errorf("drop of an unclaimed message = %v, %v", ok, err)
+		}
+		ok, err = e.s.messages.drop(e.ctx, e.q, free)
+		if err != nil || ok {
+			e.t.Errorf("drop of a held message = %v, %v, want false", ok, err)
+		}
+		e.equal("live after the drops", e.live(q, free, held), []int64{free})
+	}},
 	"messageRepo.holders": {run: func(e *repoEnv) {
 		q, other := e.queue("q"), e.queue("other")
 		c := e.worker("c", q, "consumer")
@@ -1550,13 +1568,34 @@ var repoCases = map[string]repoCase{
 		if !r.Deadline.IsZero() {
 			e.t.Errorf("a run without a timeout has deadline %v", r.Deadline)
 		}
-		timed, err := e.s.runs.insert(e.ctx, e.q, wf.id, e.enqueue(q, `2`), []byte(`2`), time.Hour)
+		timed, err := e.s.runs.insert(e.ctx, e.q, wf.id, e.enqueue(q, `2`), []byte(`2`), time.Hour, "")
 		e.must(err, "insert run with a timeout")
 		if d := e.getRun(timed).Deadline; d.Before(time.Now().Add(59*time.Minute)) || d.After(time.Now().Add(61*time.Minute)) {
 			e.t.Errorf("a run with a 1h timeout has deadline %v", d)
 		}
-		_, err = e.s.runs.insert(e.ctx, e.q, wf.id+1000, e.enqueue(q, `1`), []byte(`1`), 0)
+		_, err = e.s.runs.insert(e.ctx, e.q, wf.id+1000, e.enqueue(q, `1`), []byte(`1`), 0, "")
 		e.isErr(err, errForeignKey, "insert of a run of a missing workflow")
+		keyed, err := e.s.runs.insert(e.ctx, e.q, wf.id, e.enqueue(q, `3`), []byte(`3`), 0, "order-42")
+		e.must(err, "insert a keyed run")
+		if r := e.getRun(keyed); r.Key != "order-42" {
+			e.t.Errorf("keyed run has key %q", r.Key)
+		}
+		_, err = e.s.runs.insert(e.ctx, e.q, wf.id, e.enqueue(q, `4`), []byte(`4`), 0, "order-42")
+		e.isErr(err, sql.ErrNoRows, "insert of a second run with the key")
+		other, _ := e.workflow("other")
+		_, err = e.s.runs.insert(e.ctx, e.q, other.id, e.enqueue(q, `5`), []byte(`5`), 0, "order-42")
+		e.must(err, "the key of another workflow's run")
+	}},
+	"runRepo.byKey": {run: func(e *repoEnv) {
+		wf, q := e.workflow("wf")
+		id, err := e.s.runs.insert(e.ctx, e.q, wf.id, e.enqueue(q, `1`), []byte(`1`), 0, "k")
+		e.must(err, "insert a keyed run")
+		got, err := e.s.runs.byKey(e.ctx, e.q, wf.id, "k")
+		if err != nil || got != id {
+			e.t.Errorf("byKey = %d, %v, want %d", got, err, id)
+		}
+		_, err = e.s.runs.byKey(e.ctx, e.q, wf.id, "other")
+		e.isErr(err, sql.ErrNoRows, "byKey of an unused key")
 	}},
 	"runRepo.byMessage": {run: func(e *repoEnv) {
 		wf, q := e.workflow("wf")

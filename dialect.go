@@ -149,6 +149,7 @@ type messageSQL struct {
 	holders     string // (ids, queue) → id, consumer_worker_id (NULL: none) of each still live
 	countHeld   string // (consumer) → unexpired leases it holds
 	releaseHeld string // (consumer) → n: every message it holds, visible now
+	drop        string // (id) → n: the message gone without a trace unless a consumer holds it (a keyed trigger's message when the key is taken, in the same transaction)
 	cancel      string // (ids, queue) → id of each live message (pending, delayed or leased by anyone) moved to the archive marked cancelled; unfenced
 }
 
@@ -213,12 +214,13 @@ type workflowSQL struct {
 	deleteByID string // (workflow) → n
 
 	// Runs.
-	insertRun    string // (workflow, message, input JSON, timeout seconds or NULL) → id; deadline_at = now + timeout
+	insertRun    string // (workflow, message, input JSON, timeout seconds or NULL, key or NULL) → id; deadline_at = now + timeout; no row when the workflow has a run with the key
+	runByKey     string // (workflow, key) → id of its run with the key
 	insertRuns   string // (workflow, JSON array of [message, input] pairs, timeout seconds or NULL) → ids, in array order
 	runByMessage string // (message) → id, status, input, resume_at, started, now, deadline_at: the run a worker claimed
 	lock         string // (run) → status, message_id; FOR UPDATE on Postgres
 	lockMessage  string // (message) → whether a worker holds its lease now
-	get          string // (run) → id, workflow, status, input, output, error, resume_at, created_at, started_at, finished_at, updated_at, deadline_at
+	get          string // (run) → id, workflow, status, input, output, error, resume_at, created_at, started_at, finished_at, updated_at, deadline_at, run_key ('' for none)
 	list         string // (workflow or "", status or "", IDs below, limit) → the same columns, newest first
 
 	// Run transitions; each returns the status the run has afterwards.

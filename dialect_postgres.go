@@ -209,6 +209,7 @@ RETURNING id`),
 			holders:     t(`SELECT id, consumer_worker_id FROM pgqrs_messages WHERE id = ANY ($1::bigint[]) AND queue_id + 0 = $2`),
 			countHeld:   t(`SELECT count(*) FROM pgqrs_messages WHERE consumer_worker_id = $1 AND vt > now()`),
 			releaseHeld: t(`UPDATE pgqrs_messages SET vt = now(), consumer_worker_id = NULL WHERE consumer_worker_id = $1`),
+			drop:        t(`DELETE FROM pgqrs_messages WHERE id = $1 AND consumer_worker_id IS NULL`),
 			// An admin's cancel: like archive, in one statement, but whoever
 			// holds the message (its holder's settles then find it gone).
 			cancel: t(`
@@ -371,9 +372,11 @@ WHERE workflow_id = $1 AND status IN ('SUCCESS', 'ERROR', 'CANCELLED') AND finis
 			deleteByID: t(`DELETE FROM pgqrs_workflows WHERE id = $1`),
 			insert:     t(`INSERT INTO pgqrs_workflows (name, queue_id) VALUES ($1, $2) RETURNING id`),
 			insertRun: t(`
-INSERT INTO pgqrs_runs (workflow_id, message_id, input, deadline_at)
-VALUES ($1, $2, $3, now() + make_interval(secs => $4::float8))
+INSERT INTO pgqrs_runs (workflow_id, message_id, input, deadline_at, run_key)
+VALUES ($1, $2, $3, now() + make_interval(secs => $4::float8), $5)
+ON CONFLICT DO NOTHING
 RETURNING id`),
+			runByKey: t(`SELECT id FROM pgqrs_runs WHERE workflow_id = $1 AND run_key = $2`),
 			insertRuns: t(`
 INSERT INTO pgqrs_runs (workflow_id, message_id, input, deadline_at)
 SELECT $1, (p.e ->> 0)::bigint, p.e -> 1, now() + make_interval(secs => $3::float8)
@@ -569,7 +572,7 @@ SELECT * FROM (
                 THEN 'RUNNING' ELSE r.status END AS status,
            r.input, r.output, coalesce(r.error, '') AS error, r.resume_at, r.created_at,
            coalesce(r.started_at, CASE WHEN m.consumer_worker_id IS NOT NULL AND m.vt > now() THEN m.dequeued_at END) AS started_at,
-           r.finished_at, r.updated_at, r.deadline_at
+           r.finished_at, r.updated_at, r.deadline_at, coalesce(r.run_key, '') AS run_key
     FROM pgqrs_runs r JOIN pgqrs_workflows w ON w.id = r.workflow_id
     LEFT JOIN pgqrs_messages m ON m.id = r.message_id
 ) AS r`

@@ -182,6 +182,7 @@ WHERE queue_id = (SELECT queue_id FROM pgqrs_workers WHERE id = ?1) AND vt > ` +
 			releaseHeld: `
 UPDATE pgqrs_messages SET vt = ` + sqliteNow + `, consumer_worker_id = NULL
 WHERE queue_id = (SELECT queue_id FROM pgqrs_workers WHERE id = ?1) AND archived_at IS NULL AND consumer_worker_id = ?1`,
+			drop: `DELETE FROM pgqrs_messages WHERE id = ?1 AND consumer_worker_id IS NULL AND archived_at IS NULL`,
 			// Archived in place, whoever holds the message: every settle
 			// statement says "archived_at IS NULL", so its holder's settles
 			// find it gone.
@@ -329,9 +330,11 @@ WHERE workflow_id = ?1 AND status IN ('SUCCESS', 'ERROR', 'CANCELLED') AND finis
 			deleteByID: `DELETE FROM pgqrs_workflows WHERE id = ?1`,
 			insert:     `INSERT INTO pgqrs_workflows (name, queue_id) VALUES (?1, ?2) RETURNING id`,
 			insertRun: `
-INSERT INTO pgqrs_runs (workflow_id, message_id, input, deadline_at)
-VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4))
+INSERT INTO pgqrs_runs (workflow_id, message_id, input, deadline_at, run_key)
+VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4), ?5)
+ON CONFLICT DO NOTHING
 RETURNING id`,
+			runByKey: `SELECT id FROM pgqrs_runs WHERE workflow_id = ?1 AND run_key = ?2`,
 			insertRuns: `
 INSERT INTO pgqrs_runs (workflow_id, message_id, input, deadline_at)
 SELECT ?1, p.value ->> 0, p.value -> 1, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3)
@@ -436,7 +439,7 @@ SELECT * FROM (
                 THEN 'RUNNING' ELSE r.status END AS status,
            r.input, r.output, coalesce(r.error, '') AS error, r.resume_at, r.created_at,
            coalesce(r.started_at, CASE WHEN m.consumer_worker_id IS NOT NULL AND m.vt > ` + sqliteNow + ` THEN m.dequeued_at END) AS started_at,
-           r.finished_at, r.updated_at, r.deadline_at
+           r.finished_at, r.updated_at, r.deadline_at, coalesce(r.run_key, '') AS run_key
     FROM pgqrs_runs r JOIN pgqrs_workflows w ON w.id = r.workflow_id
     LEFT JOIN pgqrs_messages m ON m.id = r.message_id AND m.archived_at IS NULL
 ) AS r`

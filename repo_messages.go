@@ -247,6 +247,13 @@ func (r messageRepo) dequeue(ctx context.Context, q querier, queue *Queue, n int
 	return msgs, nil
 }
 
+// drop removes message id unless a consumer holds it, and reports whether
+// it did.
+func (r messageRepo) drop(ctx context.Context, q querier, id int64) (bool, error) {
+	n, err := execCount(ctx, q, "drop message", r.d.message.drop, id)
+	return n == 1, err
+}
+
 // fence names the messages a settle statement may touch: those of ids that
 // consumer holds in queue.
 type fence struct {

@@ -127,13 +127,24 @@ func (r runRepo) insertWorkflow(ctx context.Context, q querier, name string, que
 // insert creates a QUEUED run of workflowID driven by message msgID and
 // returns its ID.
 // insert records a run driven by message msgID; a positive timeout sets
-// its deadline that long after now (the database's clock).
-func (r runRepo) insert(ctx context.Context, q querier, workflowID, msgID int64, input []byte, timeout time.Duration) (id int64, err error) {
-	var secs any
+// its deadline that long after now (the database's clock), and a key
+// ("" for none) names it. It returns sql.ErrNoRows, inserting nothing, when
+// the workflow has a run with the key.
+func (r runRepo) insert(ctx context.Context, q querier, workflowID, msgID int64, input []byte, timeout time.Duration, key string) (id int64, err error) {
+	var secs, k any
 	if timeout > 0 {
 		secs = r.d.secondsArg(timeout)
 	}
-	err = q.QueryRowContext(ctx, r.d.workflow.insertRun, workflowID, msgID, string(input), secs).Scan(&id)
+	if key != "" {
+		k = key
+	}
+	err = q.QueryRowContext(ctx, r.d.workflow.insertRun, workflowID, msgID, string(input), secs, k).Scan(&id)
+	return id, err
+}
+
+// byKey returns the ID of the workflow's run with key, or sql.ErrNoRows.
+func (r runRepo) byKey(ctx context.Context, q querier, workflowID int64, key string) (id int64, err error) {
+	err = q.QueryRowContext(ctx, r.d.workflow.runByKey, workflowID, key).Scan(&id)
 	return id, err
 }
 
@@ -164,7 +175,7 @@ func scanRun(sc interface{ Scan(...any) error }) (*RunInfo, error) {
 	var input, output []byte
 	var resume, created, started, finished, updated, deadline dbTime
 	if err := sc.Scan(&r.ID, &r.Workflow, &r.Status, &input, &output, &r.Error, &resume,
-		&created, &started, &finished, &updated, &deadline); err != nil {
+		&created, &started, &finished, &updated, &deadline, &r.Key); err != nil {
 		return nil, err
 	}
 	r.Input, r.ResumeAt, r.CreatedAt, r.StartedAt, r.FinishedAt, r.UpdatedAt, r.Deadline =

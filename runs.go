@@ -31,6 +31,9 @@ type RunInfo struct {
 	// Deadline is when the run is cancelled if it has not finished (set by
 	// [Timeout] at trigger time); zero: never.
 	Deadline time.Time `json:"deadline,omitzero"`
+	// Key is the run's caller-chosen key ([Key] at trigger time); "" for
+	// none.
+	Key string `json:"key,omitempty"`
 	// Steps are the run's recorded steps in the order the run reached them
 	// (filled by [Runs.Get] and [Runs.Wait], never nil there; nil in lists,
 	// and then left out of JSON).
@@ -169,13 +172,41 @@ func (s *Store) triggerRun(ctx context.Context, tx *sql.Tx, name string, input j
 	if err != nil {
 		return 0, fmt.Errorf("trigger %q: %w", name, err)
 	}
+	if cfg.uniqueFor != 0 {
+		return 0, fmt.Errorf("trigger %q: %w: UniqueFor applies to messages; a run's Key is unique while the run exists", name, ErrInvalidArgument)
+	}
+	key := cfg.key
+	out.key = "" // the run has the key, not its message
 	var id int64
+	var duplicate bool
 	insert := func(ctx context.Context, q querier) error {
+		duplicate = false
+		if key != "" {
+			existing, err := s.runs.byKey(ctx, q, ref.id, key)
+			if err == nil {
+				id, duplicate = existing, true
+				return nil
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
 		msgID, err := s.messages.enqueue(ctx, q, ref.queueID, body, out, 0)
 		if err != nil {
 			return err
 		}
-		id, err = s.runs.insert(ctx, q, ref.id, msgID, body, cfg.timeout)
+		id, err = s.runs.insert(ctx, q, ref.id, msgID, body, cfg.timeout, key)
+		if key == "" || !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		// A concurrent trigger with the key committed after the look-up
+		// (Postgres: the insert waited for it, and this statement's
+		// successor sees it). Its run is the one; drop this message.
+		if _, err := s.messages.drop(ctx, q, msgID); err != nil {
+			return err
+		}
+		duplicate = true
+		id, err = s.runs.byKey(ctx, q, ref.id, key)
 		return err
 	}
 	if tx != nil {
@@ -185,6 +216,9 @@ func (s *Store) triggerRun(ctx context.Context, tx *sql.Tx, name string, input j
 	}
 	if err != nil {
 		return 0, fmt.Errorf("trigger %q: %w", name, err)
+	}
+	if duplicate {
+		return id, fmt.Errorf("trigger %q: run %d has key %q: %w", name, id, key, ErrDuplicate)
 	}
 	if tx == nil && now {
 		s.wake(queueWake(ref.queueID))
@@ -209,6 +243,9 @@ func (s *Store) triggerRuns(ctx context.Context, tx *sql.Tx, name string, inputs
 	cfg, err := enqueueOptions(opts)
 	if err != nil {
 		return nil, fmt.Errorf("trigger %q: %w", name, err)
+	}
+	if cfg.key != "" || cfg.uniqueFor != 0 {
+		return nil, fmt.Errorf("trigger %q: %w: a batch takes no Key (trigger keyed runs one at a time)", name, ErrInvalidArgument)
 	}
 	out, now := cfg.outgoing()
 	ref, err := s.lookupWorkflow(ctx, tx, name)

@@ -886,6 +886,156 @@ func TestWorkflowTriggerBatch(t *testing.T) {
 	})
 }
 
+// TestWorkflowIdempotentTrigger triggers runs with a caller-chosen key: the
+// same key returns the same run (with ErrDuplicate), before and after the
+// run ends and from a caller's transaction, which stays usable; other
+// workflows have their own keys.
+func TestWorkflowIdempotentTrigger(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		var executions atomic.Int64
+		wf := NewWorkflow("orders", func(ctx context.Context, run *Run, in int) (int, error) {
+			executions.Add(1)
+			return in * 2, nil
+		})
+		other := NewWorkflow("refunds", func(ctx context.Context, run *Run, in int) (int, error) { return in, nil })
+		for _, w := range []interface {
+			Register(context.Context, *Store) error
+		}{wf, other} {
+			if err := w.Register(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		id, err := wf.Trigger(ctx, s, 21, Key("order-42"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := wf.Trigger(ctx, s, 99, Key("order-42"))
+		if !errors.Is(err, ErrDuplicate) || again != id {
+			t.Fatalf("second trigger = %d, %v, want %d with ErrDuplicate", again, err, id)
+		}
+		tx, err := s.DB().BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inTx, err := wf.TriggerTx(ctx, tx, s, 7, Key("order-42"))
+		if !errors.Is(err, ErrDuplicate) || inTx != id {
+			t.Fatalf("trigger in a tx = %d, %v, want %d with ErrDuplicate", inTx, err, id)
+		}
+		fresh, err := wf.TriggerTx(ctx, tx, s, 5, Key("order-43")) // the tx is still usable
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		theirs, err := other.Trigger(ctx, s, 1, Key("order-42"))
+		if err != nil || theirs == id {
+			t.Fatalf("another workflow's trigger with the key = %d, %v, want a run of its own", theirs, err)
+		}
+		serveInBackground(t, s, wf, fastPoll)
+		if got, err := waitResult(t, s, wf, id); err != nil || got != 42 {
+			t.Fatalf("result = %d, %v, want 42 (the first trigger's input)", got, err)
+		}
+		if got, err := waitResult(t, s, wf, fresh); err != nil || got != 10 {
+			t.Fatalf("result of the run triggered in the tx = %d, %v", got, err)
+		}
+		if after, err := wf.Trigger(ctx, s, 1, Key("order-42")); !errors.Is(err, ErrDuplicate) || after != id {
+			t.Errorf("trigger after the run ended = %d, %v, want %d with ErrDuplicate", after, err, id)
+		}
+		if info := runStatus(t, s, id); info.Key != "order-42" {
+			t.Errorf("run key = %q", info.Key)
+		}
+		if n := executions.Load(); n != 2 {
+			t.Errorf("%d executions, want 2 (one per key)", n)
+		}
+		if m := metrics(t, s, "orders"); m.Pending+m.Leased+m.Archived != 2 {
+			t.Errorf("metrics = %+v, want the messages of two runs only", m)
+		}
+		_, err = wf.Trigger(ctx, s, 1, Key("k"), UniqueFor(time.Hour))
+		wantErr(t, err, ErrInvalidArgument)
+		_, err = wf.TriggerBatch(ctx, s, []int{1, 2}, Key("k"))
+		wantErr(t, err, ErrInvalidArgument)
+	})
+}
+
+// TestWorkflowIdempotentTriggerConcurrent triggers one key from many
+// goroutines on separate pools at once: exactly one run exists, and every
+// caller got its ID.
+func TestWorkflowIdempotentTriggerConcurrent(t *testing.T) {
+	t.Parallel()
+	const pools, perPool = 4, 4
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			dsn, opts := backendDSN(t, b)
+			wf := NewWorkflow("keyed-race", func(ctx context.Context, run *Run, in int) (int, error) { return in, nil })
+			stores := make([]*Store, pools)
+			for i := range stores {
+				s, err := Open(ctx, dsn, opts...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.Close() })
+				if i == 0 {
+					if strings.HasPrefix(b, "turso") {
+						wipeTurso(t, s)
+					}
+					if err := s.Admin().Install(ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := wf.Register(ctx, s); err != nil {
+					t.Fatal(err)
+				}
+				stores[i] = s
+			}
+			for round := range 3 {
+				key := fmt.Sprintf("key-%d", round)
+				ids := make([]int64, pools*perPool)
+				errs := make([]error, len(ids))
+				start := make(chan struct{})
+				var wg sync.WaitGroup
+				for i := range ids {
+					wg.Go(func() {
+						<-start
+						ids[i], errs[i] = wf.Trigger(ctx, stores[i%pools], i, Key(key))
+					})
+				}
+				close(start)
+				wg.Wait()
+				created := 0
+				for i, err := range errs {
+					switch {
+					case err == nil:
+						created++
+					case !errors.Is(err, ErrDuplicate):
+						t.Fatalf("round %d, caller %d: %v", round, i, err)
+					}
+					if ids[i] != ids[0] {
+						t.Errorf("round %d: callers got runs %d and %d", round, ids[0], ids[i])
+					}
+				}
+				if created != 1 {
+					t.Errorf("round %d: %d callers created a run, want 1", round, created)
+				}
+			}
+			runs, err := stores[0].Runs().List(ctx, RunFilter{Workflow: "keyed-race"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(runs) != 3 {
+				t.Errorf("%d runs exist, want 3 (one per key)", len(runs))
+			}
+			if m := metrics(t, stores[0], "keyed-race"); m.Pending != 3 {
+				t.Errorf("metrics = %+v, want 3 pending messages (no orphan of a duplicate)", m)
+			}
+		})
+	}
+}
+
 func TestWorkflowTriggerTx(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {

@@ -312,6 +312,54 @@ func Sleep(ctx context.Context, run *Run, name string, d time.Duration) error {
 	return nil
 }
 
+// patchPrefix starts the step names under which [Patched] records its
+// answers.
+const patchPrefix = "pgqrs.patch/"
+
+// Patched reports whether run takes the code path of the patch named name,
+// so that workflow code can change while runs are in flight. A run that
+// reaches the check for the first time records the answer true at the
+// check's position and takes the new path; a run that passed this point
+// before the patch existed (it recorded another step at this position)
+// gets false, records nothing, and replays its old steps unchanged:
+//
+//	if ok, err := pgqrs.Patched(ctx, run, "price-v2"); err != nil {
+//		return 0, err
+//	} else if ok {
+//		total, err = pgqrs.Step(ctx, run, "price-v2", priceV2)
+//	} else {
+//		total, err = pgqrs.Step(ctx, run, "price", price)
+//	}
+//
+// A run that has not reached the check yet when the new code is deployed
+// takes the new path. The answer is recorded as a step named
+// "pgqrs.patch/" + name, so the name shares the run's step namespace and a
+// replay agrees with the first execution. Remove a patch's check (keeping
+// its new path only) once no run that recorded the old path can replay it;
+// removing it earlier makes the runs that recorded true fail with a
+// [*NondeterminismError].
+func Patched(ctx context.Context, run *Run, name string) (bool, error) {
+	if run == nil {
+		return false, fmt.Errorf("%w: nil *Run", ErrInvalidArgument)
+	}
+	marker := patchPrefix + name
+	if err := validateStepName(marker); err != nil || name == "" {
+		return false, fmt.Errorf("%w: patch name %q must be 1 to %d bytes of UTF-8 without NUL", ErrInvalidArgument, name, 1000-len(patchPrefix))
+	}
+	run.mu.Lock()
+	recorded, ok := run.atPosition[run.next]
+	run.mu.Unlock()
+	if ok && recorded != marker {
+		return false, nil // this run went past the check's position before the patch existed
+	}
+	if _, err := run.step(ctx, marker, nil, func(context.Context) (json.RawMessage, error) {
+		return json.RawMessage(`true`), nil
+	}); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 // step is Step without types. A call goes through four phases: admit (may
 // the run take this step now, and at which position), replay (a step
 // recorded by an earlier execution returns its record instead of running),

@@ -704,6 +704,81 @@ func TestWorkflowTimeout(t *testing.T) {
 	})
 }
 
+// TestWorkflowPatched deploys a patch while a run sleeps past the patched
+// point: that run keeps its recorded old path (replayed, not executed
+// again), a run triggered after the deploy takes the new path and keeps it
+// on replay, and neither is reported nondeterministic.
+func TestWorkflowPatched(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		var deployed atomic.Bool
+		var oldCharges, newCharges atomic.Int64
+		wf := NewWorkflow("patched", func(ctx context.Context, run *Run, in int) (string, error) {
+			if _, err := Step(ctx, run, "reserve", func(context.Context) (int, error) { return in, nil }); err != nil {
+				return "", err
+			}
+			path := "old"
+			newPath := false
+			if deployed.Load() {
+				var err error
+				if newPath, err = Patched(ctx, run, "charge-v2"); err != nil {
+					return "", err
+				}
+			}
+			if newPath {
+				path = "new"
+				if _, err := Step(ctx, run, "charge-v2", func(context.Context) (bool, error) { newCharges.Add(1); return true, nil }); err != nil {
+					return "", err
+				}
+			} else if _, err := Step(ctx, run, "charge", func(context.Context) (bool, error) { oldCharges.Add(1); return true, nil }); err != nil {
+				return "", err
+			}
+			if err := Sleep(ctx, run, "settle", 400*time.Millisecond); err != nil {
+				return "", err
+			}
+			return path, nil
+		})
+		if err := wf.Register(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		before, err := wf.Trigger(ctx, s, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := serveInBackground(t, s, wf, fastPoll)
+		await(t, 10*time.Second, "the first run to sleep", func() bool { return len(runStatus(t, s, before).Steps) == 3 })
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		deployed.Store(true)
+		after, err := wf.Trigger(ctx, s, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		serveInBackground(t, s, wf, fastPoll)
+		if got, err := waitResult(t, s, wf, before); err != nil || got != "old" {
+			t.Errorf("the run started before the deploy = %q, %v, want the old path", got, err)
+		}
+		if got, err := waitResult(t, s, wf, after); err != nil || got != "new" {
+			t.Errorf("the run started after the deploy = %q, %v, want the new path", got, err)
+		}
+		if oldCharges.Load() != 1 || newCharges.Load() != 1 {
+			t.Errorf("charges: old %d, new %d; want one each", oldCharges.Load(), newCharges.Load())
+		}
+		var names []string
+		for _, st := range runStatus(t, s, after).Steps {
+			names = append(names, st.Name)
+		}
+		if want := []string{"reserve", "pgqrs.patch/charge-v2", "charge-v2", "settle"}; !slices.Equal(names, want) {
+			t.Errorf("steps of the patched run = %v, want %v", names, want)
+		}
+		if _, err := Patched(ctx, nil, "x"); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("Patched(nil run) = %v", err)
+		}
+	})
+}
+
 func TestWorkflowUnicodeNameAndNoInput(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {

@@ -1,6 +1,7 @@
 package pgqrs
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -382,7 +383,7 @@ func (e *repoEnv) workflow(name string) (workflowRef, *Queue) {
 func (e *repoEnv) run(wf workflowRef, q *Queue, input string) (run, msg int64) {
 	e.t.Helper()
 	msg = e.enqueue(q, `{}`)
-	run, err := e.s.runs.insert(e.ctx, e.q, wf.id, msg, []byte(input), 0, "")
+	run, err := e.s.runs.insert(e.ctx, e.q, wf.id, msg, []byte(input), 0, "", 0)
 	e.must(err, "insert run")
 	return run, msg
 }
@@ -1568,27 +1569,27 @@ var repoCases = map[string]repoCase{
 		if !r.Deadline.IsZero() {
 			e.t.Errorf("a run without a timeout has deadline %v", r.Deadline)
 		}
-		timed, err := e.s.runs.insert(e.ctx, e.q, wf.id, e.enqueue(q, `2`), []byte(`2`), time.Hour, "")
+		timed, err := e.s.runs.insert(e.ctx, e.q, wf.id, e.enqueue(q, `2`), []byte(`2`), time.Hour, "", 0)
 		e.must(err, "insert run with a timeout")
 		if d := e.getRun(timed).Deadline; d.Before(time.Now().Add(59*time.Minute)) || d.After(time.Now().Add(61*time.Minute)) {
 			e.t.Errorf("a run with a 1h timeout has deadline %v", d)
 		}
-		_, err = e.s.runs.insert(e.ctx, e.q, wf.id+1000, e.enqueue(q, `1`), []byte(`1`), 0, "")
+		_, err = e.s.runs.insert(e.ctx, e.q, wf.id+1000, e.enqueue(q, `1`), []byte(`1`), 0, "", 0)
 		e.isErr(err, errForeignKey, "insert of a run of a missing workflow")
-		keyed, err := e.s.runs.insert(e.ctx, e.q, wf.id, e.enqueue(q, `3`), []byte(`3`), 0, "order-42")
+		keyed, err := e.s.runs.insert(e.ctx, e.q, wf.id, e.enqueue(q, `3`), []byte(`3`), 0, "order-42", 0)
 		e.must(err, "insert a keyed run")
 		if r := e.getRun(keyed); r.Key != "order-42" {
 			e.t.Errorf("keyed run has key %q", r.Key)
 		}
-		_, err = e.s.runs.insert(e.ctx, e.q, wf.id, e.enqueue(q, `4`), []byte(`4`), 0, "order-42")
+		_, err = e.s.runs.insert(e.ctx, e.q, wf.id, e.enqueue(q, `4`), []byte(`4`), 0, "order-42", 0)
 		e.isErr(err, sql.ErrNoRows, "insert of a second run with the key")
 		other, _ := e.workflow("other")
-		_, err = e.s.runs.insert(e.ctx, e.q, other.id, e.enqueue(q, `5`), []byte(`5`), 0, "order-42")
+		_, err = e.s.runs.insert(e.ctx, e.q, other.id, e.enqueue(q, `5`), []byte(`5`), 0, "order-42", 0)
 		e.must(err, "the key of another workflow's run")
 	}},
 	"runRepo.byKey": {run: func(e *repoEnv) {
 		wf, q := e.workflow("wf")
-		id, err := e.s.runs.insert(e.ctx, e.q, wf.id, e.enqueue(q, `1`), []byte(`1`), 0, "k")
+		id, err := e.s.runs.insert(e.ctx, e.q, wf.id, e.enqueue(q, `1`), []byte(`1`), 0, "k", 0)
 		e.must(err, "insert a keyed run")
 		got, err := e.s.runs.byKey(e.ctx, e.q, wf.id, "k")
 		if err != nil || got != id {
@@ -1756,6 +1757,64 @@ var repoCases = map[string]repoCase{
 		e.must(e.s.runs.wakeMessage(e.ctx, e.q, held), "wake of a held message")
 		e.equal("c holds", e.held(c), 1)
 		e.equal("claimable", e.claimIDs(q, c, 10), []int64{waiting})
+	}},
+	"runRepo.wakeParent": {run: func(e *repoEnv) {
+		wf, q := e.workflow("wf")
+		parentMsg := e.enqueueAfter(q, `1`, time.Hour)
+		parent, err := e.s.runs.insert(e.ctx, e.q, wf.id, parentMsg, []byte(`1`), 0, "", 0)
+		e.must(err, "insert parent")
+		child, err := e.s.runs.insert(e.ctx, e.q, wf.id, e.enqueue(q, `2`), []byte(`2`), 0, "", parent)
+		e.must(err, "insert child")
+		if got := e.getRun(child).Parent; got != parent {
+			e.t.Errorf("child's parent = %d, want %d", got, parent)
+		}
+		queueID, err := e.s.runs.wakeParent(e.ctx, e.q, child)
+		if err != nil || queueID != q.ID {
+			e.t.Errorf("wakeParent = %d, %v, want queue %d", queueID, err, q.ID)
+		}
+		_, err = e.s.runs.wakeParent(e.ctx, e.q, child) // visible already: nothing waits
+		e.isErr(err, sql.ErrNoRows, "wakeParent of a parent that does not wait")
+		_, err = e.s.runs.wakeParent(e.ctx, e.q, parent) // no parent
+		e.isErr(err, sql.ErrNoRows, "wakeParent of a run without a parent")
+		c := e.worker("c", q, "consumer")
+		if ids := e.claimIDs(q, c, 10); !slices.Contains(ids, parentMsg) {
+			e.t.Errorf("claimed %v, want the woken parent's message %d among them", ids, parentMsg)
+		}
+	}},
+	"runRepo.children": {run: func(e *repoEnv) {
+		wf, q := e.workflow("wf")
+		parent, _ := e.run(wf, q, `0`)
+		a, err := e.s.runs.insert(e.ctx, e.q, wf.id, e.enqueue(q, `1`), []byte(`1`), 0, "", parent)
+		e.must(err, "insert child a")
+		b, err := e.s.runs.insert(e.ctx, e.q, wf.id, e.enqueue(q, `2`), []byte(`2`), 0, "", parent)
+		e.must(err, "insert child b")
+		stranger, _ := e.run(wf, q, `3`)
+		e.end(a, RunSucceeded)
+		got, err := e.s.runs.children(e.ctx, e.q, []int64{a, b, stranger}, parent)
+		e.must(err, "children")
+		slices.SortFunc(got, func(x, y childOutcome) int { return cmp.Compare(x.ID, y.ID) })
+		if len(got) != 2 || got[0].ID != a || got[0].Status != RunSucceeded || got[1].ID != b || got[1].Status != RunQueued {
+			e.t.Errorf("children = %+v, want a SUCCESS and b QUEUED, not the stranger", got)
+		}
+		unfinished, err := e.s.runs.unfinishedChildren(e.ctx, e.q, parent)
+		e.must(err, "unfinishedChildren")
+		e.equal("unfinished children", unfinished, []int64{b})
+	}},
+	"runRepo.unfinishedChildren": {run: func(e *repoEnv) {
+		wf, q := e.workflow("wf")
+		parent, _ := e.run(wf, q, `0`)
+		unfinished, err := e.s.runs.unfinishedChildren(e.ctx, e.q, parent)
+		e.must(err, "unfinishedChildren")
+		e.equal("no children", unfinished, []int64{})
+		kids := make([]int64, 3)
+		for i := range kids {
+			kids[i], err = e.s.runs.insert(e.ctx, e.q, wf.id, e.enqueue(q, `1`), []byte(`1`), 0, "", parent)
+			e.must(err, "insert child")
+		}
+		e.end(kids[1], RunCancelled)
+		unfinished, err = e.s.runs.unfinishedChildren(e.ctx, e.q, parent)
+		e.must(err, "unfinishedChildren")
+		e.equal("unfinished", unfinished, []int64{kids[0], kids[2]})
 	}},
 	"runRepo.get": {run: func(e *repoEnv) {
 		wf, q := e.workflow("wf")

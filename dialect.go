@@ -214,14 +214,17 @@ type workflowSQL struct {
 	deleteByID string // (workflow) → n
 
 	// Runs.
-	insertRun    string // (workflow, message, input JSON, timeout seconds or NULL, key or NULL) → id; deadline_at = now + timeout; no row when the workflow has a run with the key
-	runByKey     string // (workflow, key) → id of its run with the key
-	insertRuns   string // (workflow, JSON array of [message, input] pairs, timeout seconds or NULL) → ids, in array order
-	runByMessage string // (message) → id, status, input, resume_at, started, now, deadline_at: the run a worker claimed
-	lock         string // (run) → status, message_id; FOR UPDATE on Postgres
-	lockMessage  string // (message) → whether a worker holds its lease now
-	get          string // (run) → id, workflow, status, input, output, error, resume_at, created_at, started_at, finished_at, updated_at, deadline_at, run_key ('' for none)
-	list         string // (workflow or "", status or "", IDs below, limit) → the same columns, newest first
+	insertRun          string // (workflow, message, input JSON, timeout seconds or NULL, key or NULL, parent run or NULL) → id; deadline_at = now + timeout; no row when the workflow has a run with the key
+	wakeParent         string // (child run) → queue_id: its parent's waiting (delayed, unleased) message visible now; no row when the parent does not wait
+	children           string // (run IDs, parent) → id, status, output, error of each that is the parent's child
+	unfinishedChildren string // (parent) → id of each child not yet ended
+	runByKey           string // (workflow, key) → id of its run with the key
+	insertRuns         string // (workflow, JSON array of [message, input] pairs, timeout seconds or NULL) → ids, in array order
+	runByMessage       string // (message) → id, status, input, resume_at, started, now, deadline_at, parent (0: none): the run a worker claimed
+	lock               string // (run) → status, message_id; FOR UPDATE on Postgres
+	lockMessage        string // (message) → whether a worker holds its lease now
+	get                string // (run) → id, workflow, status, input, output, error, resume_at, created_at, started_at, finished_at, updated_at, deadline_at, run_key ('' for none), parent_run_id (0 for none)
+	list               string // (workflow or "", status or "", IDs below, limit) → the same columns, newest first
 
 	// Run transitions; each returns the status the run has afterwards.
 	start      string // (run) → status: a PAUSED run becomes RUNNING; no row unless it was PAUSED

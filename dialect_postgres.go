@@ -372,10 +372,20 @@ WHERE workflow_id = $1 AND status IN ('SUCCESS', 'ERROR', 'CANCELLED') AND finis
 			deleteByID: t(`DELETE FROM pgqrs_workflows WHERE id = $1`),
 			insert:     t(`INSERT INTO pgqrs_workflows (name, queue_id) VALUES ($1, $2) RETURNING id`),
 			insertRun: t(`
-INSERT INTO pgqrs_runs (workflow_id, message_id, input, deadline_at, run_key)
-VALUES ($1, $2, $3, now() + make_interval(secs => $4::float8), $5)
+INSERT INTO pgqrs_runs (workflow_id, message_id, input, deadline_at, run_key, parent_run_id)
+VALUES ($1, $2, $3, now() + make_interval(secs => $4::float8), $5, $6)
 ON CONFLICT DO NOTHING
 RETURNING id`),
+			// The parent's message, when it waits (delayed, unleased).
+			wakeParent: t(`
+UPDATE pgqrs_messages SET vt = now()
+WHERE id = (SELECT p.message_id FROM pgqrs_runs c JOIN pgqrs_runs p ON p.id = c.parent_run_id WHERE c.id = $1)
+  AND vt > now() AND consumer_worker_id IS NULL
+RETURNING queue_id`),
+			children: t(`
+SELECT id, status, output, coalesce(error, '') FROM pgqrs_runs WHERE id = ANY ($1::bigint[]) AND parent_run_id = $2`),
+			unfinishedChildren: t(`
+SELECT id FROM pgqrs_runs WHERE parent_run_id = $1 AND status NOT IN ('SUCCESS', 'ERROR', 'CANCELLED') ORDER BY id`),
 			runByKey: t(`SELECT id FROM pgqrs_runs WHERE workflow_id = $1 AND run_key = $2`),
 			insertRuns: t(`
 INSERT INTO pgqrs_runs (workflow_id, message_id, input, deadline_at)
@@ -384,7 +394,7 @@ FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS p (e, ord)
 ORDER BY p.ord
 RETURNING id`),
 			runByMessage: t(`
-SELECT id, status, input, resume_at, started_at IS NOT NULL, now(), deadline_at
+SELECT id, status, input, resume_at, started_at IS NOT NULL, now(), deadline_at, coalesce(parent_run_id, 0)
 FROM pgqrs_runs WHERE message_id = $1`),
 			lock: t(`SELECT status, message_id FROM pgqrs_runs WHERE id = $1 FOR UPDATE`),
 			// Whether a worker holds the run's message now. The row lock waits
@@ -572,7 +582,8 @@ SELECT * FROM (
                 THEN 'RUNNING' ELSE r.status END AS status,
            r.input, r.output, coalesce(r.error, '') AS error, r.resume_at, r.created_at,
            coalesce(r.started_at, CASE WHEN m.consumer_worker_id IS NOT NULL AND m.vt > now() THEN m.dequeued_at END) AS started_at,
-           r.finished_at, r.updated_at, r.deadline_at, coalesce(r.run_key, '') AS run_key
+           r.finished_at, r.updated_at, r.deadline_at, coalesce(r.run_key, '') AS run_key,
+           coalesce(r.parent_run_id, 0) AS parent_run_id
     FROM pgqrs_runs r JOIN pgqrs_workflows w ON w.id = r.workflow_id
     LEFT JOIN pgqrs_messages m ON m.id = r.message_id
 ) AS r`

@@ -330,10 +330,19 @@ WHERE workflow_id = ?1 AND status IN ('SUCCESS', 'ERROR', 'CANCELLED') AND finis
 			deleteByID: `DELETE FROM pgqrs_workflows WHERE id = ?1`,
 			insert:     `INSERT INTO pgqrs_workflows (name, queue_id) VALUES (?1, ?2) RETURNING id`,
 			insertRun: `
-INSERT INTO pgqrs_runs (workflow_id, message_id, input, deadline_at, run_key)
-VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4), ?5)
+INSERT INTO pgqrs_runs (workflow_id, message_id, input, deadline_at, run_key, parent_run_id)
+VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4), ?5, ?6)
 ON CONFLICT DO NOTHING
 RETURNING id`,
+			wakeParent: `
+UPDATE pgqrs_messages SET vt = ` + sqliteNow + `
+WHERE id = (SELECT p.message_id FROM pgqrs_runs c JOIN pgqrs_runs p ON p.id = c.parent_run_id WHERE c.id = ?1)
+  AND vt > ` + sqliteNow + ` AND consumer_worker_id IS NULL AND archived_at IS NULL
+RETURNING queue_id`,
+			children: `
+SELECT id, status, output, coalesce(error, '') FROM pgqrs_runs WHERE id IN (SELECT value FROM json_each(?1)) AND parent_run_id = ?2`,
+			unfinishedChildren: `
+SELECT id FROM pgqrs_runs WHERE parent_run_id = ?1 AND status NOT IN ('SUCCESS', 'ERROR', 'CANCELLED') ORDER BY id`,
 			runByKey: `SELECT id FROM pgqrs_runs WHERE workflow_id = ?1 AND run_key = ?2`,
 			insertRuns: `
 INSERT INTO pgqrs_runs (workflow_id, message_id, input, deadline_at)
@@ -342,7 +351,7 @@ FROM json_each(?2) AS p
 ORDER BY p.key
 RETURNING id`,
 			runByMessage: `
-SELECT id, status, input, resume_at, started_at IS NOT NULL, ` + sqliteNow + `, deadline_at
+SELECT id, status, input, resume_at, started_at IS NOT NULL, ` + sqliteNow + `, deadline_at, coalesce(parent_run_id, 0)
 FROM pgqrs_runs WHERE message_id = ?1`,
 			lock: `SELECT status, message_id FROM pgqrs_runs WHERE id = ?1`,
 			lockMessage: `
@@ -439,7 +448,8 @@ SELECT * FROM (
                 THEN 'RUNNING' ELSE r.status END AS status,
            r.input, r.output, coalesce(r.error, '') AS error, r.resume_at, r.created_at,
            coalesce(r.started_at, CASE WHEN m.consumer_worker_id IS NOT NULL AND m.vt > ` + sqliteNow + ` THEN m.dequeued_at END) AS started_at,
-           r.finished_at, r.updated_at, r.deadline_at, coalesce(r.run_key, '') AS run_key
+           r.finished_at, r.updated_at, r.deadline_at, coalesce(r.run_key, '') AS run_key,
+           coalesce(r.parent_run_id, 0) AS parent_run_id
     FROM pgqrs_runs r JOIN pgqrs_workflows w ON w.id = r.workflow_id
     LEFT JOIN pgqrs_messages m ON m.id = r.message_id AND m.archived_at IS NULL
 ) AS r`

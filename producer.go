@@ -60,6 +60,7 @@ type enqueueConfig struct {
 	key       string
 	uniqueFor time.Duration
 	timeout   time.Duration // workflow triggers only
+	parent    int64         // workflow triggers only: StartChild's run
 }
 
 // Priorities run from 0, the most urgent, to MaxPriority, the least. A

@@ -21,13 +21,14 @@ type runRow struct {
 	started  bool      // it ever started (then it may have recorded steps)
 	dbNow    time.Time // the database clock, read with the row
 	deadline time.Time // when the run is cancelled if not finished; zero: never
+	parent   int64     // the run that started it as a child; 0: none
 }
 
 // byMessage loads the run driven by message msgID, or sql.ErrNoRows.
 func (r runRepo) byMessage(ctx context.Context, q querier, msgID int64) (runRow, error) {
 	var row runRow
 	var resume, now, deadline dbTime
-	err := q.QueryRowContext(ctx, r.d.workflow.runByMessage, msgID).Scan(&row.id, &row.status, &row.input, &resume, &row.started, &now, &deadline)
+	err := q.QueryRowContext(ctx, r.d.workflow.runByMessage, msgID).Scan(&row.id, &row.status, &row.input, &resume, &row.started, &now, &deadline, &row.parent)
 	row.resumeAt, row.dbNow, row.deadline = resume.t, now.t, deadline.t
 	return row, err
 }
@@ -130,16 +131,68 @@ func (r runRepo) insertWorkflow(ctx context.Context, q querier, name string, que
 // its deadline that long after now (the database's clock), and a key
 // ("" for none) names it. It returns sql.ErrNoRows, inserting nothing, when
 // the workflow has a run with the key.
-func (r runRepo) insert(ctx context.Context, q querier, workflowID, msgID int64, input []byte, timeout time.Duration, key string) (id int64, err error) {
-	var secs, k any
+func (r runRepo) insert(ctx context.Context, q querier, workflowID, msgID int64, input []byte, timeout time.Duration, key string, parent int64) (id int64, err error) {
+	var secs, k, p any
 	if timeout > 0 {
 		secs = r.d.secondsArg(timeout)
 	}
 	if key != "" {
 		k = key
 	}
-	err = q.QueryRowContext(ctx, r.d.workflow.insertRun, workflowID, msgID, string(input), secs, k).Scan(&id)
+	if parent != 0 {
+		p = parent
+	}
+	err = q.QueryRowContext(ctx, r.d.workflow.insertRun, workflowID, msgID, string(input), secs, k, p).Scan(&id)
 	return id, err
+}
+
+// wakeParent makes the waiting message of child's parent visible now and
+// returns its queue; sql.ErrNoRows when the parent is not waiting.
+func (r runRepo) wakeParent(ctx context.Context, q querier, child int64) (queueID int64, err error) {
+	err = q.QueryRowContext(ctx, r.d.workflow.wakeParent, child).Scan(&queueID)
+	return queueID, err
+}
+
+// childOutcome is how a child run stands: its status and, once it ended,
+// its output or error.
+type childOutcome struct {
+	ID     int64           `json:"id"`
+	Status RunStatus       `json:"status"`
+	Output json.RawMessage `json:"output,omitempty"`
+	Error  string          `json:"error,omitempty"`
+}
+
+// children returns the outcomes of those of ids that are parent's
+// children, in no particular order.
+func (r runRepo) children(ctx context.Context, q querier, ids []int64, parent int64) ([]childOutcome, error) {
+	rows, err := q.QueryContext(ctx, r.d.workflow.children, r.d.idsArg(ids), parent)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []childOutcome
+	for rows.Next() {
+		var c childOutcome
+		var output []byte
+		if err := rows.Scan(&c.ID, &c.Status, &output, &c.Error); err != nil {
+			return nil, err
+		}
+		if output != nil {
+			c.Output = output
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// unfinishedChildren returns the IDs of parent's children that have not
+// ended.
+func (r runRepo) unfinishedChildren(ctx context.Context, q querier, parent int64) ([]int64, error) {
+	rows, err := q.QueryContext(ctx, r.d.workflow.unfinishedChildren, parent)
+	if err != nil {
+		return nil, err
+	}
+	return scanIDs(rows)
 }
 
 // byKey returns the ID of the workflow's run with key, or sql.ErrNoRows.
@@ -175,7 +228,7 @@ func scanRun(sc interface{ Scan(...any) error }) (*RunInfo, error) {
 	var input, output []byte
 	var resume, created, started, finished, updated, deadline dbTime
 	if err := sc.Scan(&r.ID, &r.Workflow, &r.Status, &input, &output, &r.Error, &resume,
-		&created, &started, &finished, &updated, &deadline, &r.Key); err != nil {
+		&created, &started, &finished, &updated, &deadline, &r.Key, &r.Parent); err != nil {
 		return nil, err
 	}
 	r.Input, r.ResumeAt, r.CreatedAt, r.StartedAt, r.FinishedAt, r.UpdatedAt, r.Deadline =

@@ -34,6 +34,9 @@ type RunInfo struct {
 	// Key is the run's caller-chosen key ([Key] at trigger time); "" for
 	// none.
 	Key string `json:"key,omitempty"`
+	// Parent is the run that started this one with [StartChild]; 0 for
+	// none.
+	Parent int64 `json:"parent,omitempty"`
 	// Steps are the run's recorded steps in the order the run reached them
 	// (filled by [Runs.Get] and [Runs.Wait], never nil there; nil in lists,
 	// and then left out of JSON).
@@ -195,7 +198,7 @@ func (s *Store) triggerRun(ctx context.Context, tx *sql.Tx, name string, input j
 		if err != nil {
 			return err
 		}
-		id, err = s.runs.insert(ctx, q, ref.id, msgID, body, cfg.timeout, key)
+		id, err = s.runs.insert(ctx, q, ref.id, msgID, body, cfg.timeout, key, cfg.parent)
 		if key == "" || !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
@@ -423,6 +426,8 @@ func (r *Runs) Wait(ctx context.Context, id int64) (*RunInfo, error) {
 // step in progress finishes, no further step starts. Cancel returns the
 // status it left the run in, [ErrRunFinished] for a run that already ended
 // and [ErrRunNotFound] for an unknown ID. Cancelling twice is harmless.
+// Cancelling a parent run cancels its unfinished children ([StartChild]),
+// and theirs.
 func (r *Runs) Cancel(ctx context.Context, id int64) (RunStatus, error) {
 	s := r.s
 	var to RunStatus
@@ -447,7 +452,13 @@ func (r *Runs) Cancel(ctx context.Context, id int64) (RunStatus, error) {
 		}
 		if to == RunCancelled {
 			// Let a worker archive the message now rather than when it was due.
-			return s.runs.wakeMessage(ctx, q, msgID)
+			if err := s.runs.wakeMessage(ctx, q, msgID); err != nil {
+				return err
+			}
+			// A parent waiting for this child looks again.
+			if _, err := s.runs.wakeParent(ctx, q, id); err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
 		}
 		return nil
 	})
@@ -456,6 +467,20 @@ func (r *Runs) Cancel(ctx context.Context, id int64) (RunStatus, error) {
 	}
 	if to == RunCancelled {
 		s.wake(runWake(id))
+	}
+	// Cancelling a parent cancels its children (theirs in turn).
+	var children []int64
+	err = s.read(ctx, func(ctx context.Context, q querier) (err error) {
+		children, err = s.runs.unfinishedChildren(ctx, q, id)
+		return err
+	})
+	if err != nil {
+		return to, fmt.Errorf("cancel the children of run %d: %w", id, err)
+	}
+	for _, child := range children {
+		if _, err := r.Cancel(ctx, child); err != nil && !errors.Is(err, ErrRunFinished) {
+			return to, fmt.Errorf("cancel child of run %d: %w", id, err)
+		}
 	}
 	return to, nil
 }

@@ -156,6 +156,7 @@ type Run struct {
 	e        *engine
 	offset   time.Duration // database clock minus local clock
 	deadline time.Time     // on the database clock; zero: none
+	parent   int64         // the run that started this one as a child; 0: none
 
 	mu         sync.Mutex
 	steps      map[string]*StepInfo // recorded by earlier executions
@@ -191,9 +192,10 @@ func (r *Run) now() time.Time { return time.Now().Add(r.offset) }
 // rescheduleError tells Run to give the message back, visible after delay,
 // without counting the delivery as an attempt, and then to call after.
 type rescheduleError struct {
-	delay  time.Duration
-	paused bool // the run is PAUSED, not waiting for a timer
-	after  func(ctx context.Context)
+	delay    time.Duration
+	paused   bool    // the run is PAUSED, not waiting for a timer
+	children []int64 // the run waits for these child runs to end
+	after    func(ctx context.Context)
 }
 
 func (e *rescheduleError) Error() string { return fmt.Sprintf("run continues in %v", e.delay) }
@@ -631,7 +633,7 @@ func (r *Run) notRecorded(ctx context.Context, name string) error {
 
 // cancel ends a run asked to cancel, at a step boundary.
 func (r *Run) cancel(ctx context.Context) error {
-	if err := r.e.finish(ctx, r.id, nil, RunCancelled, nil, nil); err != nil {
+	if err := r.e.finish(ctx, r, nil, RunCancelled, nil, nil); err != nil {
 		return &recordError{err}
 	}
 	r.mu.Lock()

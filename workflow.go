@@ -330,7 +330,7 @@ func (e *engine) execute(ctx context.Context, c *Consumer, m *Message) error {
 		run.mu.Lock()
 		pending := run.pending
 		run.mu.Unlock()
-		return e.end(ctx, m, run.id, pending, RunCancelled, nil, run.pastDeadline())
+		return e.end(ctx, m, run, pending, RunCancelled, nil, run.pastDeadline())
 	}
 	return e.conclude(ctx, c, m, run, out, err)
 }
@@ -355,10 +355,10 @@ func (e *engine) admit(ctx context.Context, c *Consumer, m *Message) (*Run, json
 	}
 	if m.ReadCount > e.maxDeliveries {
 		msg := fmt.Sprintf("abandoned: %d deliveries ended without the run finishing or suspending (crashed or lost workers)", e.maxDeliveries)
-		return nil, nil, e.finish(ctx, run.id, nil, RunFailed, nil, &msg)
+		return nil, nil, e.finish(ctx, run, nil, RunFailed, nil, &msg)
 	}
 	if !loaded.status.Finished() && !run.deadline.IsZero() && !run.now().Before(run.deadline) {
-		return nil, nil, e.finish(ctx, run.id, nil, RunCancelled, nil, run.pastDeadline())
+		return nil, nil, e.finish(ctx, run, nil, RunCancelled, nil, run.pastDeadline())
 	}
 	for range 3 {
 		switch loaded.status {
@@ -367,7 +367,7 @@ func (e *engine) admit(ctx context.Context, c *Consumer, m *Message) (*Run, json
 		case RunSucceeded, RunFailed, RunCancelled:
 			return nil, nil, nil // finished before its message was archived
 		case RunCancelling:
-			return nil, nil, e.finish(ctx, run.id, nil, RunCancelled, nil, nil)
+			return nil, nil, e.finish(ctx, run, nil, RunCancelled, nil, nil)
 		case RunPaused:
 			if loaded.resumeAt.IsZero() || run.now().Before(loaded.resumeAt) {
 				run.suspendUntil(loaded.resumeAt)
@@ -440,7 +440,7 @@ func (e *engine) conclude(ctx context.Context, c *Consumer, m *Message, run *Run
 		// Whatever the function made of the error: the run's record and its
 		// code disagree, so nothing it does from here on can be trusted.
 		text := errorText(diverged)
-		return e.end(ctx, m, run.id, pending, RunFailed, nil, &text)
+		return e.end(ctx, m, run, pending, RunFailed, nil, &text)
 	}
 	if suspend != nil {
 		e.bringForward(suspend, c, m.ID, run.id)
@@ -473,9 +473,9 @@ func (e *engine) conclude(ctx context.Context, c *Consumer, m *Message, run *Run
 		return run.suspend
 	case err != nil:
 		text := errorText(err)
-		return e.end(ctx, m, run.id, pending, RunFailed, nil, &text)
+		return e.end(ctx, m, run, pending, RunFailed, nil, &text)
 	}
-	return e.end(ctx, m, run.id, pending, RunSucceeded, out, nil)
+	return e.end(ctx, m, run, pending, RunSucceeded, out, nil)
 }
 
 // end records the run's end together with its last step's pending record
@@ -484,8 +484,9 @@ func (e *engine) conclude(ctx context.Context, c *Consumer, m *Message, run *Run
 // the end was not recorded either: end then reads the run's status and
 // gives the run back at once, so that the next delivery replays the step
 // and ends the run.
-func (e *engine) end(ctx context.Context, m *Message, id int64, pending *pendingStep, status RunStatus, out json.RawMessage, errText *string) error {
-	if err := e.finish(ctx, id, pending, status, out, errText); err != nil {
+func (e *engine) end(ctx context.Context, m *Message, run *Run, pending *pendingStep, status RunStatus, out json.RawMessage, errText *string) error {
+	id := run.id
+	if err := e.finish(ctx, run, pending, status, out, errText); err != nil {
 		return err
 	}
 	if pending == nil || m.ReadCount <= 1 {
@@ -502,10 +503,11 @@ func (e *engine) end(ctx context.Context, m *Message, id int64, pending *pending
 // came while this delivery held it: neither could move a held message. A
 // failure here is healed by the suspension's bound (maxSuspend).
 func (e *engine) bringForward(suspend *rescheduleError, c *Consumer, msgID, runID int64) {
-	paused := suspend.paused
+	paused, children := suspend.paused, suspend.children
 	suspend.after = func(ctx context.Context) {
 		st, err := e.s.runStatus(ctx, runID)
-		if err == nil && (st == RunCancelling || st == RunCancelled || (paused && st != RunPaused)) {
+		if err == nil && (st == RunCancelling || st == RunCancelled || (paused && st != RunPaused) ||
+			(len(children) > 0 && e.s.childrenEnded(ctx, runID, children))) {
 			e.s.write(ctx, nil, func(ctx context.Context, q querier) error {
 				return e.s.runs.wakeMessage(ctx, q, msgID)
 			})
@@ -551,6 +553,7 @@ func (e *engine) load(ctx context.Context, msgID int64) (*Run, *loadedRun, error
 	run.id = row.id
 	run.offset = row.dbNow.Sub(time.Now())
 	run.deadline = row.deadline
+	run.parent = row.parent
 	l := loadedRun{status: row.status, input: row.input, resumeAt: row.resumeAt}
 	if row.started {
 		steps, err := e.s.runSteps(ctx, run.id)
@@ -569,7 +572,8 @@ func (e *engine) load(ctx context.Context, msgID int64) (*Run, *loadedRun, error
 // CANCELLED), output or error text, recording a pending step in the same
 // statement, and wakes its waiters. A run that had already ended is left
 // alone.
-func (e *engine) finish(ctx context.Context, id int64, pending *pendingStep, status RunStatus, output json.RawMessage, errText *string) error {
+func (e *engine) finish(ctx context.Context, run *Run, pending *pendingStep, status RunStatus, output json.RawMessage, errText *string) error {
+	id := run.id
 	end := runEnd{status: status, output: output, errText: errText, last: pending}
 	err := e.s.write(ctx, nil, func(ctx context.Context, q querier) error {
 		return e.s.runs.finish(ctx, q, id, end)
@@ -578,5 +582,11 @@ func (e *engine) finish(ctx context.Context, id int64, pending *pendingStep, sta
 		return fmt.Errorf("finish run %d: %w", id, err)
 	}
 	e.s.wake(runWake(id))
+	if run.parent != 0 {
+		// A parent waiting for its children continues now. Should this
+		// fail (or the process die first), the parent's own look at its
+		// children when its bounded wait (maxSuspend) ends finds the end.
+		_ = e.s.wakeParent(ctx, id)
+	}
 	return nil
 }

@@ -779,6 +779,132 @@ func TestWorkflowPatched(t *testing.T) {
 	})
 }
 
+// TestWorkflowChildren fans out to child runs and in again: the parent
+// records each child once however often it replays, waits for them holding
+// no worker, is woken by the last child's end (long before its bounded
+// wait), sees a failed child as a *ChildError, and cancelling a parent
+// cancels its children.
+func TestWorkflowChildren(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		square := NewWorkflow("square", func(ctx context.Context, run *Run, n int) (int, error) {
+			return Step(ctx, run, "mul", func(context.Context) (int, error) {
+				if n == 13 {
+					return 0, Permanent(errors.New("unlucky"))
+				}
+				return n * n, nil
+			})
+		})
+		idle := NewWorkflow("never-served", func(ctx context.Context, run *Run, n int) (int, error) { return n, nil })
+		var executions atomic.Int64
+		fanout := NewWorkflow("fanout", func(ctx context.Context, run *Run, ns []int) (int, error) {
+			executions.Add(1)
+			ids := make([]int64, len(ns))
+			for i, n := range ns {
+				wf := square
+				if n < 0 {
+					wf = idle
+				}
+				id, err := StartChild(ctx, run, fmt.Sprintf("child/%d", i), wf, n)
+				if err != nil {
+					return 0, err
+				}
+				ids[i] = id
+			}
+			squares, err := AwaitChildren[int](ctx, run, "all", ids...)
+			if err != nil {
+				return 0, err
+			}
+			sum := 0
+			for _, v := range squares {
+				sum += v
+			}
+			return sum, nil
+		})
+		for _, w := range []interface {
+			Register(context.Context, *Store) error
+		}{square, idle, fanout} {
+			if err := w.Register(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ns := []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+		parent, err := fanout.Trigger(ctx, s, ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stopParents := serveInBackground(t, s, fanout, fastPoll)
+		await(t, 10*time.Second, "the parent to start its children and wait", func() bool {
+			m := metrics(t, s, "fanout")
+			return len(runStatus(t, s, parent).Steps) == len(ns) && m.Delayed == 1 && m.Leased == 0
+		})
+		started := time.Now()
+		serveInBackground(t, s, square, fastPoll)
+		sum, err := waitResult(t, s, fanout, parent)
+		if err != nil || sum != 385 {
+			t.Fatalf("fan-in = %d, %v, want 385", sum, err)
+		}
+		if waited := time.Since(started); waited > 5*time.Second {
+			t.Errorf("the parent continued %v after its children could run: not woken by them", waited)
+		}
+		runs, err := s.Runs().List(ctx, RunFilter{Workflow: "square"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(runs) != len(ns) {
+			t.Errorf("%d child runs, want %d (one per StartChild step)", len(runs), len(ns))
+		}
+		for _, r := range runs {
+			if r.Parent != parent {
+				t.Errorf("child run %d has parent %d, want %d", r.ID, r.Parent, parent)
+			}
+		}
+		if executions.Load() < 2 {
+			t.Errorf("the parent executed %d times; it should have waited and replayed", executions.Load())
+		}
+
+		failing, err := fanout.Trigger(ctx, s, []int{2, 13})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = waitResult(t, s, fanout, failing)
+		var re *RunError
+		if !errors.As(err, &re) || !strings.Contains(re.Message, "child run") || !strings.Contains(re.Message, "unlucky") {
+			t.Errorf("parent of a failed child = %v, want its failure naming the child's error", err)
+		}
+
+		doomed, err := fanout.Trigger(ctx, s, []int{-1, -2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		await(t, 10*time.Second, "the doomed parent to wait for its children", func() bool {
+			return len(runStatus(t, s, doomed).Steps) == 2
+		})
+		if _, err := s.Runs().Cancel(ctx, doomed); err != nil {
+			t.Fatal(err)
+		}
+		kids, err := s.Runs().List(ctx, RunFilter{Workflow: "never-served"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(kids) != 2 {
+			t.Fatalf("%d children of the doomed parent, want 2", len(kids))
+		}
+		for _, k := range kids {
+			if k.Status != RunCancelled {
+				t.Errorf("child %d of a cancelled parent is %s, want CANCELLED", k.ID, k.Status)
+			}
+		}
+		if _, err := waitResult(t, s, fanout, doomed); !errors.Is(err, ErrRunCancelled) {
+			t.Errorf("cancelled parent = %v", err)
+		}
+		if err := stopParents(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
 func TestWorkflowUnicodeNameAndNoInput(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {

@@ -234,6 +234,12 @@ var (
 	// ErrDuplicateStep is returned by [Step] and [Sleep] for a step name the
 	// run already used in this execution.
 	ErrDuplicateStep = errors.New("pgqrs: duplicate step name")
+	// ErrScheduleNotFound is returned by the methods of [Schedules] for a
+	// schedule name that does not exist.
+	ErrScheduleNotFound = errors.New("pgqrs: schedule not found")
+	// ErrInvalidSchedule is wrapped by [*ScheduleError], returned by
+	// [Schedules.Add] for a definition it cannot use.
+	ErrInvalidSchedule = errors.New("pgqrs: invalid schedule")
 	// ErrSchema is wrapped by [*SchemaError], returned by [Admin.Verify].
 	ErrSchema = errors.New("pgqrs: schema check failed")
 	// ErrSchemaNewer is returned by [Admin.Install] and [Admin.Verify] when
@@ -435,6 +441,7 @@ type Store struct {
 	stats     statsRepo
 	runs      runRepo
 	schema    schemaRepo
+	schedules scheduleRepo
 	hooks     *testHooks    // nil outside tests
 	workflows sync.Map      // workflow name → workflowRef, once registered
 	waitPoll  time.Duration // Runs.Wait's fixed poll (0: 10ms doubling to 1s); tests set an hour
@@ -467,7 +474,8 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	return &Store{db: db, pool: &stmtCache{db: db, off: !impl.prepare || cfg.unprepared}, d: impl, cfg: cfg, listenDSN: cfg.listenDSN,
-		queues: queueRepo{impl}, archive: archiveRepo{impl}, workers: workerRepo{impl}, messages: messageRepo{impl}, stats: statsRepo{impl}, runs: runRepo{impl}, schema: schemaRepo{impl}}, nil
+		queues: queueRepo{impl}, archive: archiveRepo{impl}, workers: workerRepo{impl}, messages: messageRepo{impl}, stats: statsRepo{impl}, runs: runRepo{impl}, schema: schemaRepo{impl},
+		schedules: scheduleRepo{impl}}, nil
 }
 
 // Open opens a pool for dsn, configures it for pgqrs and checks with a real

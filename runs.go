@@ -165,12 +165,8 @@ func (s *Store) triggerRun(ctx context.Context, tx *sql.Tx, name string, input j
 		return 0, fmt.Errorf("trigger %q: %w", name, err)
 	}
 	var id int64
-	insert := func(ctx context.Context, q querier) error {
-		msgID, err := s.messages.enqueue(ctx, q, ref.queueID, body, out, 0)
-		if err != nil {
-			return err
-		}
-		id, err = s.runs.insert(ctx, q, ref.id, msgID, body)
+	insert := func(ctx context.Context, q querier) (err error) {
+		id, err = s.insertRun(ctx, q, ref, body, out)
 		return err
 	}
 	if tx != nil {
@@ -185,6 +181,16 @@ func (s *Store) triggerRun(ctx context.Context, tx *sql.Tx, name string, input j
 		s.wake(queueWake(ref.queueID))
 	}
 	return id, nil
+}
+
+// insertRun enqueues a run's message and records the run, on q, which
+// must be a transaction (triggers and schedule occurrences alike).
+func (s *Store) insertRun(ctx context.Context, q querier, ref workflowRef, input []byte, out outgoing) (int64, error) {
+	msgID, err := s.messages.enqueue(ctx, q, ref.queueID, input, out, 0)
+	if err != nil {
+		return 0, err
+	}
+	return s.runs.insert(ctx, q, ref.id, msgID, input)
 }
 
 // runStatus reads a run's stored status.

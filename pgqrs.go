@@ -72,6 +72,24 @@
 //
 // See docs/workflows.md for the guarantees, stated exactly.
 //
+// # Schedules
+//
+// A periodic schedule ([Schedules.Add]) enqueues a payload to a queue, or
+// starts a run of a workflow, at every occurrence of a cron expression
+// ("0 3 * * *", @daily, @every 10m) in a time zone. Schedules are rows in
+// the database; a scheduler claims each occurrence with a compare-and-set
+// in the transaction that enqueues it, so it is enqueued exactly once
+// however many processes run one, and occurrences missed while none ran
+// collapse into one message. Run a scheduler beside a consumer with
+// [RunOptions].Scheduler, or alone with [Store.RunScheduler]:
+//
+//	s.Schedules().Add(ctx, pgqrs.Schedule{Name: "nightly", Cron: "0 3 * * *",
+//		TimeZone: "Europe/Berlin", Queue: "reports", Payload: report{Kind: "daily"}})
+//	err := c.Run(ctx, handle, &pgqrs.RunOptions{Scheduler: true})
+//
+// See docs/schedules.md for the cron syntax, daylight saving and the
+// guarantees.
+//
 // # Backends
 //
 // pgqrs imports no SQL driver other than lib/pq, which it uses for LISTEN;

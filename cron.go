@@ -66,8 +66,8 @@ var cronDescriptors = map[string]string{
 func parseCron(expr string, loc *time.Location) (*cronSpec, error) {
 	expr = strings.TrimSpace(expr)
 	c := &cronSpec{loc: loc}
-	if rest, ok := strings.CutPrefix(expr, "@every"); ok && (rest == "" || rest[0] == ' ' || rest[0] == '\t') {
-		text := strings.TrimSpace(rest)
+	if len(expr) >= 6 && strings.EqualFold(expr[:6], "@every") && (len(expr) == 6 || expr[6] == ' ' || expr[6] == '\t') {
+		text := strings.TrimSpace(expr[6:])
 		d, err := time.ParseDuration(text)
 		switch {
 		case text == "":

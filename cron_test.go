@@ -176,7 +176,7 @@ func TestCronErrorsNameTheField(t *testing.T) {
 			t.Errorf("parseCron(%q) = %v, want an error containing %q", c.expr, err, c.want)
 		}
 	}
-	for _, ok := range []string{"0 0 31 1-12 *", "0 0 30 2 MON", "0 0 29 2 *", "@every 1s", "@every 1h30m", "  @daily  ", "0 0 * * 0-7"} {
+	for _, ok := range []string{"0 0 31 1-12 *", "0 0 30 2 MON", "0 0 29 2 *", "@every 1s", "@EVERY 1h30m", "  @daily  ", "0 0 * * 0-7"} {
 		if _, err := parseCron(ok, time.UTC); err != nil {
 			t.Errorf("parseCron(%q): %v", ok, err)
 		}

@@ -141,18 +141,27 @@ func (sc *Schedules) Add(ctx context.Context, def Schedule) (*ScheduleInfo, erro
 	if err != nil {
 		return nil, err
 	}
-	if err := s.scheduleTargetIDs(ctx, def, &d); err != nil {
-		return nil, fmt.Errorf("add schedule %q: %w", def.Name, err)
-	}
 	var info *ScheduleInfo
-	err = s.write(ctx, nil, func(ctx context.Context, q querier) (err error) {
-		info, err = s.schedules.put(ctx, q, d)
-		return err
-	})
-	if errors.Is(err, errForeignKey) { // the target was deleted meanwhile
-		err = ErrQueueNotFound
-		if def.Workflow != "" {
-			err = ErrWorkflowNotFound
+	for attempt := 0; ; attempt++ {
+		if err := s.scheduleTargetIDs(ctx, def, &d); err != nil {
+			return nil, fmt.Errorf("add schedule %q: %w", def.Name, err)
+		}
+		err = s.write(ctx, nil, func(ctx context.Context, q querier) (err error) {
+			info, err = s.schedules.put(ctx, q, d)
+			return err
+		})
+		if !errors.Is(err, errForeignKey) {
+			break
+		}
+		// The target was deleted meanwhile, or this Store cached a workflow
+		// deleted since (Admin.DeleteWorkflow): look it up afresh, once.
+		s.workflows.Delete(def.Workflow)
+		if attempt == 1 {
+			err = ErrQueueNotFound
+			if def.Workflow != "" {
+				err = ErrWorkflowNotFound
+			}
+			break
 		}
 	}
 	if err != nil {

@@ -256,6 +256,57 @@ func (a *Admin) PurgeQueue(ctx context.Context, name string) (int64, error) {
 	return total, nil
 }
 
+// PauseQueue pauses the queue called name, for every process: from their
+// next claim on, its consumers ([Consumer.Dequeue], [Consumer.Run],
+// [Workflow.Serve]) claim nothing from it, while handlers already running
+// finish and settle as usual and producers go on enqueueing. A Run loop on
+// a paused queue waits as it does on an empty one, polling and woken by
+// enqueues, and claims again once the queue is resumed. The pause is kept
+// in the queue's row (see [Queue.Paused] and [QueueMetrics.Paused]), so it
+// outlives restarts. Pausing a paused queue does nothing (the first pause's
+// time is kept). It returns [ErrQueueNotFound] for an unknown name.
+func (a *Admin) PauseQueue(ctx context.Context, name string) error {
+	q, err := a.GetQueue(ctx, name)
+	if err != nil {
+		return err
+	}
+	err = a.s.write(ctx, nil, func(ctx context.Context, db querier) error {
+		_, err := a.s.queues.pause(ctx, db, q.ID)
+		return err
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("pause queue %q: %w", name, ErrQueueNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("pause queue %q: %w", name, err)
+	}
+	return nil
+}
+
+// ResumeQueue ends a pause of the queue called name (see
+// [Admin.PauseQueue]) and wakes its idle Run loops at once: those of this
+// Store, and on Postgres, by NOTIFY, those of every process listening.
+// Elsewhere Run loops of other processes claim again within their poll
+// interval. Resuming a running queue does nothing. It returns
+// [ErrQueueNotFound] for an unknown name.
+func (a *Admin) ResumeQueue(ctx context.Context, name string) error {
+	q, err := a.GetQueue(ctx, name)
+	if err != nil {
+		return err
+	}
+	err = a.s.write(ctx, nil, func(ctx context.Context, db querier) error {
+		return a.s.queues.resume(ctx, db, q.ID)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("resume queue %q: %w", name, ErrQueueNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("resume queue %q: %w", name, err)
+	}
+	a.s.wake(queueWake(q.ID))
+	return nil
+}
+
 // QueueMetrics counts a queue's messages by state. The live states partition
 // the queue: Visible + Leased + Delayed messages are live; Pending is Visible
 // + Delayed (live and not leased).
@@ -265,8 +316,12 @@ type QueueMetrics struct {
 	Visible  int64  `json:"visible"`  // claimable now (including messages whose lease expired)
 	Leased   int64  `json:"leased"`   // held by a consumer whose lease has not expired
 	Delayed  int64  `json:"delayed"`  // not yet visible: enqueued with a delay, or released with one
-	Archived int64  `json:"archived"` // processed and archived
+	Archived int64  `json:"archived"` // processed (or cancelled) and archived
 	Dead     int64  `json:"dead"`     // dead-lettered
+	// Paused reports a queue paused by [Admin.PauseQueue], PausedAt since
+	// when (zero when running).
+	Paused   bool      `json:"paused"`
+	PausedAt time.Time `json:"paused_at,omitzero"`
 	// OldestPending is the enqueue time of the oldest message not leased;
 	// OldestPendingAge is its age by the database clock. Both zero when none.
 	// In JSON the age is "oldest_pending_age_seconds".
@@ -538,6 +593,69 @@ func (a *Admin) PurgeDeadLetters(ctx context.Context, queue string) (int64, erro
 		return 0, fmt.Errorf("purge dead letters of %q: %w", queue, err)
 	}
 	return n, nil
+}
+
+// CancelMessage cancels live message id of queue: a pending or delayed
+// message leaves the queue and is kept in its archive marked cancelled,
+// where [Admin.GetArchived] and [Admin.ListArchived] show it with
+// Cancelled set (it is no dead letter). A leased message is cancelled
+// too, whoever holds it: its holder's Archive, Delete, Release and
+// ExtendVisibility return [ErrMessageCancelled], and a [Consumer.Run]
+// handler's context is cancelled at the loop's next lease extension
+// (within a third of its visibility timeout), with ErrMessageCancelled as
+// its cause, and its outcome is dropped.
+//
+// It returns [ErrMessageNotFound] when the queue has no live message id:
+// one never enqueued, already archived (a dead letter included: it is out
+// of the queue already; purge it with [Admin.PurgeDeadLetters]), cancelled
+// or deleted. The messages of a workflow's queue drive its runs and are
+// refused with [ErrInvalidArgument]: cancel the run with [Runs.Cancel].
+func (a *Admin) CancelMessage(ctx context.Context, queue string, id int64) error {
+	ok, err := a.cancel(ctx, queue, []int64{id})
+	if err != nil {
+		return err
+	}
+	if !ok[0] {
+		return fmt.Errorf("cancel message %d in %q: %w", id, queue, ErrMessageNotFound)
+	}
+	return nil
+}
+
+// CancelMessages cancels every live message of ids in queue, as
+// [Admin.CancelMessage] does, in one statement, and reports per ID (in the
+// order of ids) whether it was cancelled.
+func (a *Admin) CancelMessages(ctx context.Context, queue string, ids []int64) ([]bool, error) {
+	if len(ids) > a.s.cfg.maxBatch {
+		return nil, fmt.Errorf("cancel messages in %q: %w: %d IDs, limit %d", queue, ErrBatchTooLarge, len(ids), a.s.cfg.maxBatch)
+	}
+	return a.cancel(ctx, queue, ids)
+}
+
+func (a *Admin) cancel(ctx context.Context, queue string, ids []int64) ([]bool, error) {
+	q, err := a.GetQueue(ctx, queue)
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return []bool{}, nil
+	}
+	var done []int64
+	err = a.s.inTx(ctx, func(ctx context.Context, db querier) (err error) {
+		wf, err := a.s.runs.workflowByQueue(ctx, db, q.ID)
+		switch {
+		case err == nil:
+			return fmt.Errorf("%w: queue %q belongs to workflow %q, whose runs its messages drive: cancel the run with Runs.Cancel (pgqrs workflow cancel)",
+				ErrInvalidArgument, queue, wf)
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		done, err = a.s.messages.cancel(ctx, db, q.ID, ids)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cancel messages in %q: %w", queue, err)
+	}
+	return hits(ids, done), nil
 }
 
 // MoveToDLQ dead-letters every visible message, of any queue, that has been

@@ -396,7 +396,7 @@ func (e *repoEnv) getSchedule(name string) *ScheduleInfo {
 func (e *repoEnv) run(wf workflowRef, q *Queue, input string) (run, msg int64) {
 	e.t.Helper()
 	msg = e.enqueue(q, `{}`)
-	run, err := e.s.runs.insert(e.ctx, e.q, wf.id, msg, []byte(input))
+	run, err := e.s.runs.insert(e.ctx, e.q, wf.id, msg, []byte(input), 0)
 	e.must(err, "insert run")
 	return run, msg
 }
@@ -585,6 +585,55 @@ var repoCases = map[string]repoCase{
 		e.isErr(err, errForeignKey, "delete of a queue with live messages")
 	}},
 
+	"queueRepo.pause": {run: func(e *repoEnv) {
+		q, other := e.queue("q"), e.queue("other")
+		if q.Paused || !q.PausedAt.IsZero() {
+			e.t.Errorf("a new queue is paused: %+v", q)
+		}
+		c := e.worker("c", q, "consumer")
+		e.enqueue(q, `1`)
+		at, err := e.s.queues.pause(e.ctx, e.q, q.ID)
+		e.must(err, "pause")
+		e.recent("paused at", at)
+		got, err := e.s.queues.byName(e.ctx, e.q, q.Name)
+		e.must(err, "byName")
+		if !got.Paused || !dbMS(got.PausedAt).Equal(dbMS(at)) {
+			e.t.Errorf("paused queue reads as %+v, want paused at %v", got, at)
+		}
+		if o, _ := e.s.queues.byName(e.ctx, e.q, other.Name); o.Paused {
+			e.t.Errorf("pausing q paused %q too", other.Name)
+		}
+		e.equal("claimed from a paused queue", len(e.claim(q, c, 10)), 0)
+		again, err := e.s.queues.pause(e.ctx, e.q, q.ID)
+		e.must(err, "pause again")
+		if !dbMS(again).Equal(dbMS(at)) {
+			e.t.Errorf("second pause moved paused_at from %v to %v", at, again)
+		}
+		m, err := e.s.stats.queue(e.ctx, e.q, q.Name)
+		e.must(err, "metrics")
+		if !m.Paused || m.PausedAt.IsZero() || m.Visible != 1 {
+			e.t.Errorf("metrics of a paused queue = %+v", m)
+		}
+		_, err = e.s.queues.pause(e.ctx, e.q, q.ID+1000)
+		e.noRows(err, "pause of a missing queue")
+	}},
+	"queueRepo.resume": {run: func(e *repoEnv) {
+		q := e.queue("q")
+		c := e.worker("c", q, "consumer")
+		id := e.enqueue(q, `1`)
+		_, err := e.s.queues.pause(e.ctx, e.q, q.ID)
+		e.must(err, "pause")
+		e.must(e.s.queues.resume(e.ctx, e.q, q.ID), "resume")
+		got, err := e.s.queues.byName(e.ctx, e.q, q.Name)
+		e.must(err, "byName")
+		if got.Paused || !got.PausedAt.IsZero() {
+			e.t.Errorf("resumed queue reads as %+v", got)
+		}
+		e.equal("claimed after resume", e.claimIDs(q, c, 10), []int64{id})
+		e.must(e.s.queues.resume(e.ctx, e.q, q.ID), "resume of a running queue")
+		e.noRows(e.s.queues.resume(e.ctx, e.q, q.ID+1000), "resume of a missing queue")
+	}},
+
 	// archiveRepo
 
 	"archiveRepo.get": {run: func(e *repoEnv) {
@@ -711,6 +760,27 @@ var repoCases = map[string]repoCase{
 		e.equal("archived, dead", []int64{live, dead}, []int64{1, 0})
 	}},
 
+	"archiveRepo.cancelled": {run: func(e *repoEnv) {
+		q, other := e.queue("q"), e.queue("other")
+		c := e.worker("c", q, "consumer")
+		cancelled, archived, dead, live := e.enqueue(q, `1`), e.enqueue(q, `2`), e.enqueue(q, `3`), e.enqueue(q, `4`)
+		e.claim(q, c, 3)
+		e.archived(q, c, archived, false)
+		e.archived(q, c, dead, true)
+		_, err := e.s.messages.cancel(e.ctx, e.q, q.ID, []int64{cancelled})
+		e.must(err, "cancel")
+		all := []int64{cancelled, archived, dead, live, live + 1000}
+		got, err := e.s.archive.cancelled(e.ctx, e.q, q.ID, all)
+		e.must(err, "cancelled")
+		e.equal("cancelled of all", got, []int64{cancelled})
+		got, err = e.s.archive.cancelled(e.ctx, e.q, other.ID, all)
+		e.must(err, "cancelled")
+		e.equal("cancelled through another queue", got, []int64{})
+		got, err = e.s.archive.cancelled(e.ctx, e.q, q.ID, nil)
+		e.must(err, "cancelled")
+		e.equal("cancelled of no IDs", got, []int64{})
+	}},
+
 	// statsRepo
 
 	"statsRepo.queue": {run: func(e *repoEnv) {
@@ -772,6 +842,52 @@ var repoCases = map[string]repoCase{
 	}},
 
 	// messageRepo
+
+	"messageRepo.cancel": {run: func(e *repoEnv) {
+		h := e.held3() // m1, m2 held by c1; m3 by c2
+		done := e.enqueue(h.q, `6`)
+		e.claim(h.q, h.c1, 1)
+		e.archived(h.q, h.c1, done, false)
+		pending := e.enqueue(h.q, `{"p":1}`)
+		delayed := e.enqueueAfter(h.q, `5`, time.Hour)
+		other := e.enqueue(h.other, `7`)
+		got, err := e.s.messages.cancel(e.ctx, e.q, h.q.ID, []int64{other})
+		e.must(err, "cancel")
+		e.equal("cancel through another queue", got, []int64{})
+		got, err = e.s.messages.cancel(e.ctx, e.q, h.q.ID, nil)
+		e.must(err, "cancel")
+		e.equal("cancel of no IDs", got, []int64{})
+		got, err = e.s.messages.cancel(e.ctx, e.q, h.q.ID, []int64{pending, delayed, h.m1, done, done + 1000})
+		e.must(err, "cancel")
+		e.equal("cancelled", sorted(got...), sorted(pending, delayed, h.m1))
+		e.equal("live after cancel", e.live(h.q, pending, delayed, h.m1, h.m2, h.m3), sorted(h.m2, h.m3))
+		e.equal("other queue's live", e.live(h.other, other), []int64{other})
+		// Its holder's settles find it gone.
+		if got := e.settle(e.s.messages.archive, []int64{h.m1}, h.c1, h.q); len(got) != 0 {
+			e.t.Errorf("the holder archived a cancelled message: %v", got)
+		}
+		e.equal("c1 holds", e.held(h.c1), 1)
+		m := e.getArchived(h.q, pending)
+		if !m.Cancelled || m.Dead || !sameJSON(m.Payload, []byte(`{"p":1}`)) {
+			e.t.Errorf("cancelled message archived as %+v", m)
+		}
+		e.recent("ArchivedAt", m.ArchivedAt)
+		if m := e.getArchived(h.q, h.m1); !m.Cancelled || m.ReadCount != 1 {
+			e.t.Errorf("cancelled leased message archived as %+v", m)
+		}
+		if m := e.getArchived(h.q, done); m.Cancelled {
+			e.t.Errorf("an archived message reads as cancelled")
+		}
+		n, err := e.s.archive.count(e.ctx, e.q, h.q.ID, true)
+		e.must(err, "count")
+		e.equal("dead letters", n, 0)
+		n, err = e.s.archive.count(e.ctx, e.q, h.q.ID, false)
+		e.must(err, "count")
+		e.equal("archived (cancelled included)", n, 4)
+		got, err = e.s.messages.cancel(e.ctx, e.q, h.q.ID, []int64{pending})
+		e.must(err, "cancel")
+		e.equal("cancel again", got, []int64{})
+	}},
 
 	"messageRepo.enqueue": {run: func(e *repoEnv) {
 		q := e.queue("q")
@@ -1298,6 +1414,25 @@ var repoCases = map[string]repoCase{
 		_, err = e.s.runs.workflowByQueue(e.ctx, e.q, e.queue("plain").ID)
 		e.noRows(err, "workflowByQueue of a plain queue")
 	}},
+	"runRepo.insertMany": {run: func(e *repoEnv) {
+		wf, q := e.workflow("wf")
+		msgs := []int64{e.enqueue(q, `1`), e.enqueue(q, `2`), e.enqueue(q, `3`)}
+		inputs := []json.RawMessage{json.RawMessage(`{"a":"x"}`), json.RawMessage(`"text"`), json.RawMessage(`[1,2]`)}
+		ids, err := e.s.runs.insertMany(e.ctx, e.q, wf.id, msgs, inputs, time.Hour)
+		e.must(err, "insertMany")
+		if len(ids) != 3 || !slices.IsSorted(ids) {
+			e.t.Fatalf("insertMany = %v, want 3 ascending IDs", ids)
+		}
+		for i, msg := range msgs {
+			row, err := e.s.runs.byMessage(e.ctx, e.q, msg)
+			e.must(err, "byMessage")
+			if row.id != ids[i] || row.status != RunQueued || !sameJSON(row.input, inputs[i]) || row.deadline.Before(time.Now().Add(59*time.Minute)) {
+				e.t.Errorf("run %d = %+v, want id %d, input %s, a deadline in an hour", i, row, ids[i], inputs[i])
+			}
+		}
+		_, err = e.s.runs.insertMany(e.ctx, e.q, wf.id+1000, []int64{e.enqueue(q, `4`)}, inputs[:1], 0)
+		e.isErr(err, errForeignKey, "insertMany of runs of a missing workflow")
+	}},
 	"runRepo.insert": {run: func(e *repoEnv) {
 		wf, q := e.workflow("wf")
 		id, _ := e.run(wf, q, `{"in": [1]}`)
@@ -1310,7 +1445,15 @@ var repoCases = map[string]repoCase{
 			e.t.Errorf("inserted run = %+v", r)
 		}
 		e.recent("CreatedAt", r.CreatedAt)
-		_, err := e.s.runs.insert(e.ctx, e.q, wf.id+1000, e.enqueue(q, `1`), []byte(`1`))
+		if !r.Deadline.IsZero() {
+			e.t.Errorf("a run without a timeout has deadline %v", r.Deadline)
+		}
+		timed, err := e.s.runs.insert(e.ctx, e.q, wf.id, e.enqueue(q, `2`), []byte(`2`), time.Hour)
+		e.must(err, "insert run with a timeout")
+		if d := e.getRun(timed).Deadline; d.Before(time.Now().Add(59*time.Minute)) || d.After(time.Now().Add(61*time.Minute)) {
+			e.t.Errorf("a run with a 1h timeout has deadline %v", d)
+		}
+		_, err = e.s.runs.insert(e.ctx, e.q, wf.id+1000, e.enqueue(q, `1`), []byte(`1`), 0)
 		e.isErr(err, errForeignKey, "insert of a run of a missing workflow")
 	}},
 	"runRepo.byMessage": {run: func(e *repoEnv) {
@@ -1318,7 +1461,7 @@ var repoCases = map[string]repoCase{
 		id, msg := e.run(wf, q, `[1]`)
 		row, err := e.s.runs.byMessage(e.ctx, e.q, msg)
 		e.must(err, "byMessage")
-		if row.id != id || row.status != RunQueued || row.started || !row.resumeAt.IsZero() || !sameJSON(row.input, []byte(`[1]`)) {
+		if row.id != id || row.status != RunQueued || row.started || !row.resumeAt.IsZero() || !row.deadline.IsZero() || !sameJSON(row.input, []byte(`[1]`)) {
 			e.t.Errorf("byMessage = %+v", row)
 		}
 		e.recent("dbNow", row.dbNow)

@@ -232,7 +232,7 @@ func (c *Consumer) settle(ctx context.Context, tx *sql.Tx, op string, ids []int6
 }
 
 // settleOne is settle for one ID; when nothing applied it says why:
-// [ErrMessageNotFound] or [ErrLeaseLost].
+// [ErrMessageCancelled], [ErrMessageNotFound] or [ErrLeaseLost].
 func (c *Consumer) settleOne(ctx context.Context, tx *sql.Tx, op string, id int64, run settleFunc) error {
 	ok, err := c.settle(ctx, tx, op, []int64{id}, run)
 	if err != nil || ok[0] {
@@ -243,13 +243,20 @@ func (c *Consumer) settleOne(ctx context.Context, tx *sql.Tx, op string, id int6
 		q = tx
 	}
 	var exists bool
+	var cancelled []int64
 	err = c.s.read(ctx, func(ctx context.Context, _ querier) (err error) {
 		exists, err = c.s.messages.exists(ctx, q, id, c.queueID)
+		if err != nil || exists {
+			return err
+		}
+		cancelled, err = c.s.archive.cancelled(ctx, q, c.queueID, []int64{id})
 		return err
 	})
 	switch {
 	case err != nil:
 		return fmt.Errorf("%s message %d in %q: %w", op, id, c.queue, err)
+	case len(cancelled) > 0:
+		return fmt.Errorf("%s message %d in %q: %w", op, id, c.queue, ErrMessageCancelled)
 	case !exists:
 		return fmt.Errorf("%s message %d in %q: %w", op, id, c.queue, ErrMessageNotFound)
 	}
@@ -279,7 +286,8 @@ func nonNegative(what string, d time.Duration) error {
 
 // Archive marks message id processed: it moves to the queue's archive, where
 // [Admin.GetArchived] and [Admin.ListArchived] find it. It returns
-// [ErrLeaseLost] if the consumer does not hold the message and
+// [ErrLeaseLost] if the consumer does not hold the message,
+// [ErrMessageCancelled] if an admin cancelled it ([Admin.CancelMessage]) and
 // [ErrMessageNotFound] if no live message has that ID.
 func (c *Consumer) Archive(ctx context.Context, id int64) error {
 	return c.settleOne(ctx, nil, "archive", id, c.s.messages.archive)

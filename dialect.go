@@ -110,9 +110,11 @@ type dialect struct {
 
 // queueSQL: pgqrs_queues, and what deleting or purging a queue removes.
 type queueSQL struct {
-	insert               string // (name) → id, name, created_at
-	byName               string // (name) → id, name, created_at
-	list                 string // () → id, name, created_at per queue, by name
+	insert               string // (name) → id, name, created_at, paused_at
+	byName               string // (name) → id, name, created_at, paused_at
+	list                 string // () → id, name, created_at, paused_at per queue, by name
+	pause                string // (queue) → paused_at: set now unless already paused (kept then); no row for a missing queue
+	resume               string // (queue) → id: paused_at cleared; wakes the queue's Run loops on Postgres; no row for a missing queue
 	deleteByID           string // (queue) → n
 	usage                string // (queue) → live messages, dead letters, workers not stopped; locks the queue row on Postgres
 	purgeMessages        string // (queue) → n: its live messages, gone without a trace
@@ -140,6 +142,7 @@ type messageSQL struct {
 	holders      string // (ids, queue) → id, consumer_worker_id (NULL: none) of each still live
 	countHeld    string // (consumer) → unexpired leases it holds
 	releaseHeld  string // (consumer) → n: every message it holds, visible now
+	cancel       string // (ids, queue) → id of each live message (pending, delayed or leased by anyone) moved to the archive marked cancelled; unfenced
 }
 
 // archiveSQL: pgqrs_archive, archived messages and dead letters.
@@ -147,6 +150,9 @@ type archiveSQL struct {
 	get   string // (queue, id) → id, payload, read_ct, enqueued_at, archived_at, dead, last_error
 	list  string // (queue, dead, IDs below, limit) → the same columns, newest first by message ID
 	count string // (queue, dead) → count
+	// cancelled tells a message cancelled by an admin from one settled
+	// otherwise, for the holder that finds its lease gone.
+	cancelled string // (ids, queue) → id of each archived as cancelled
 }
 
 // workerSQL: pgqrs_workers, one row per producer or consumer.
@@ -166,7 +172,7 @@ type workerSQL struct {
 
 // adminSQL: the statements of Admin and Verify, over several tables.
 type adminSQL struct {
-	queueMetrics    string // (queue name) → name, live, visible, leased, archived, dead, oldest enqueued_at not leased, newest enqueued_at, now
+	queueMetrics    string // (queue name) → name, live, visible, leased, archived, dead, oldest enqueued_at not leased, newest enqueued_at, now, paused_at
 	allQueueMetrics string // () → the same columns per queue, by name
 	systemStats     string // () → queues, live messages, archived, dead letters, workers not stopped, all workers, schema version
 	tableExists     string // (relation) → bool
@@ -200,11 +206,12 @@ type workflowSQL struct {
 	deleteByID string // (workflow) → n
 
 	// Runs.
-	insertRun    string // (workflow, message, input JSON) → id
-	runByMessage string // (message) → id, status, input, resume_at, started, now: the run a worker claimed
+	insertRun    string // (workflow, message, input JSON, timeout seconds or NULL) → id; deadline_at = now + timeout
+	insertRuns   string // (workflow, JSON array of [message, input] pairs, timeout seconds or NULL) → ids, in array order
+	runByMessage string // (message) → id, status, input, resume_at, started, now, deadline_at: the run a worker claimed
 	lock         string // (run) → status, message_id; FOR UPDATE on Postgres
 	lockMessage  string // (message) → whether a worker holds its lease now
-	get          string // (run) → id, workflow, status, input, output, error, resume_at, created_at, started_at, finished_at, updated_at
+	get          string // (run) → id, workflow, status, input, output, error, resume_at, created_at, started_at, finished_at, updated_at, deadline_at
 	list         string // (workflow or "", status or "", IDs below, limit) → the same columns, newest first
 
 	// Run transitions; each returns the status the run has afterwards.

@@ -38,10 +38,19 @@ func newPostgresDialect(schema string) *dialect {
 		dsnForms:     "postgres://, postgresql://, a Postgres key=value DSN",
 		readDSN:      func(dsn, _, _ string) (dsnInfo, error) { return pgDSN(dsn) },
 		queue: queueSQL{
-			insert:     t(`INSERT INTO pgqrs_queues (name) VALUES ($1) RETURNING id, name, created_at`),
-			byName:     t(`SELECT id, name, created_at FROM pgqrs_queues WHERE name = $1`),
-			list:       t(`SELECT id, name, created_at FROM pgqrs_queues ORDER BY name`),
+			insert:     t(`INSERT INTO pgqrs_queues (name) VALUES ($1) RETURNING id, name, created_at, paused_at`),
+			byName:     t(`SELECT id, name, created_at, paused_at FROM pgqrs_queues WHERE name = $1`),
+			list:       t(`SELECT id, name, created_at, paused_at FROM pgqrs_queues ORDER BY name`),
 			deleteByID: t(`DELETE FROM pgqrs_queues WHERE id = $1`),
+			// A pause keeps the time of the first one. The claim reads
+			// paused_at (see dequeue); a resume wakes the queue's idle Run
+			// loops in every process.
+			pause: t(`UPDATE pgqrs_queues SET paused_at = coalesce(paused_at, now()) WHERE id = $1 RETURNING paused_at`),
+			resume: t(`
+WITH u AS (
+    UPDATE pgqrs_queues SET paused_at = NULL WHERE id = $1::bigint RETURNING id
+)
+SELECT u.id FROM u LEFT JOIN (SELECT ` + wakeQueue + `) AS wake ON true`),
 			// FOR UPDATE on the queue row waits for enqueues in flight (their
 			// foreign-key check holds a KEY SHARE lock) and blocks new ones
 			// until the deleting transaction ends.
@@ -161,6 +170,21 @@ RETURNING id`),
 			holders:     t(`SELECT id, consumer_worker_id FROM pgqrs_messages WHERE id = ANY ($1::bigint[]) AND queue_id + 0 = $2`),
 			countHeld:   t(`SELECT count(*) FROM pgqrs_messages WHERE consumer_worker_id = $1 AND vt > now()`),
 			releaseHeld: t(`UPDATE pgqrs_messages SET vt = now(), consumer_worker_id = NULL WHERE consumer_worker_id = $1`),
+			// An admin's cancel: like archive, in one statement, but whoever
+			// holds the message (its holder's settles then find it gone).
+			cancel: t(`
+WITH gone AS (
+    DELETE FROM pgqrs_messages
+    WHERE id = ANY ($1::bigint[]) AND queue_id + 0 = $2
+    RETURNING id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
+              producer_worker_id, consumer_worker_id, last_error, priority, dedup_key, headers
+)
+INSERT INTO pgqrs_archive (id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
+                           producer_worker_id, consumer_worker_id, last_error, priority, dedup_key, headers, cancelled)
+SELECT id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
+       producer_worker_id, consumer_worker_id, last_error, priority, dedup_key, headers, true
+FROM gone
+RETURNING id`),
 		},
 		archive: archiveSQL{
 			get: t(`
@@ -170,7 +194,8 @@ FROM pgqrs_archive WHERE queue_id = $1 AND id = $2`),
 SELECT id, payload, read_ct, enqueued_at, archived_at, dead, coalesce(last_error, ''), priority, headers, cancelled
 FROM pgqrs_archive WHERE queue_id = $1 AND dead = $2 AND id < $3
 ORDER BY id DESC LIMIT $4`),
-			count: t(`SELECT count(*) FROM pgqrs_archive WHERE queue_id = $1 AND dead = $2`),
+			count:     t(`SELECT count(*) FROM pgqrs_archive WHERE queue_id = $1 AND dead = $2`),
+			cancelled: t(`SELECT id FROM pgqrs_archive WHERE id = ANY ($1::bigint[]) AND queue_id = $2 AND cancelled`),
 		},
 		worker: workerSQL{
 			register: t(`
@@ -297,9 +322,18 @@ DELETE FROM pgqrs_runs
 WHERE workflow_id = $1 AND status IN ('SUCCESS', 'ERROR', 'CANCELLED') AND finished_at < $2`),
 			deleteByID: t(`DELETE FROM pgqrs_workflows WHERE id = $1`),
 			insert:     t(`INSERT INTO pgqrs_workflows (name, queue_id) VALUES ($1, $2) RETURNING id`),
-			insertRun:  t(`INSERT INTO pgqrs_runs (workflow_id, message_id, input) VALUES ($1, $2, $3) RETURNING id`),
+			insertRun: t(`
+INSERT INTO pgqrs_runs (workflow_id, message_id, input, deadline_at)
+VALUES ($1, $2, $3, now() + make_interval(secs => $4::float8))
+RETURNING id`),
+			insertRuns: t(`
+INSERT INTO pgqrs_runs (workflow_id, message_id, input, deadline_at)
+SELECT $1, (p.e ->> 0)::bigint, p.e -> 1, now() + make_interval(secs => $3::float8)
+FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS p (e, ord)
+ORDER BY p.ord
+RETURNING id`),
 			runByMessage: t(`
-SELECT id, status, input, resume_at, started_at IS NOT NULL, now()
+SELECT id, status, input, resume_at, started_at IS NOT NULL, now(), deadline_at
 FROM pgqrs_runs WHERE message_id = $1`),
 			lock: t(`SELECT status, message_id FROM pgqrs_runs WHERE id = $1 FOR UPDATE`),
 			// Whether a worker holds the run's message now. The row lock waits
@@ -520,7 +554,7 @@ SELECT * FROM (
                 THEN 'RUNNING' ELSE r.status END AS status,
            r.input, r.output, coalesce(r.error, '') AS error, r.resume_at, r.created_at,
            coalesce(r.started_at, CASE WHEN m.consumer_worker_id IS NOT NULL AND m.vt > now() THEN m.dequeued_at END) AS started_at,
-           r.finished_at, r.updated_at
+           r.finished_at, r.updated_at, r.deadline_at
     FROM pgqrs_runs r JOIN pgqrs_workflows w ON w.id = r.workflow_id
     LEFT JOIN pgqrs_messages m ON m.id = r.message_id
 ) AS r`
@@ -539,7 +573,7 @@ SELECT q.name,
        (SELECT min(m.enqueued_at) FROM pgqrs_messages m
         WHERE m.queue_id = q.id AND (m.consumer_worker_id IS NULL OR m.vt <= now())),
        (SELECT max(m.enqueued_at) FROM pgqrs_messages m WHERE m.queue_id = q.id),
-       now()
+       now(), q.paused_at
 FROM pgqrs_queues q`
 
 // pgScheduleReturning is the schedule columns of a row just written.

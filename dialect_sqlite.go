@@ -51,10 +51,12 @@ func newSQLiteDialect() *dialect {
 		dsnForms:     "sqlite:, sqlite3:, file:",
 		readDSN:      sqliteDSN,
 		queue: queueSQL{
-			insert:     `INSERT INTO pgqrs_queues (name) VALUES (?1) RETURNING id, name, created_at`,
-			byName:     `SELECT id, name, created_at FROM pgqrs_queues WHERE name = ?1`,
-			list:       `SELECT id, name, created_at FROM pgqrs_queues ORDER BY name`,
+			insert:     `INSERT INTO pgqrs_queues (name) VALUES (?1) RETURNING id, name, created_at, paused_at`,
+			byName:     `SELECT id, name, created_at, paused_at FROM pgqrs_queues WHERE name = ?1`,
+			list:       `SELECT id, name, created_at, paused_at FROM pgqrs_queues ORDER BY name`,
 			deleteByID: `DELETE FROM pgqrs_queues WHERE id = ?1`,
+			pause:      `UPDATE pgqrs_queues SET paused_at = coalesce(paused_at, ` + sqliteNow + `) WHERE id = ?1 RETURNING paused_at`,
+			resume:     `UPDATE pgqrs_queues SET paused_at = NULL WHERE id = ?1 RETURNING id`,
 			usage: `
 SELECT (SELECT count(*) FROM pgqrs_messages WHERE queue_id = q.id AND archived_at IS NULL),
        (SELECT count(*) FROM pgqrs_archive WHERE queue_id = q.id AND dead = 1),
@@ -154,6 +156,13 @@ WHERE queue_id = (SELECT queue_id FROM pgqrs_workers WHERE id = ?1) AND vt > ` +
 			releaseHeld: `
 UPDATE pgqrs_messages SET vt = ` + sqliteNow + `, consumer_worker_id = NULL
 WHERE queue_id = (SELECT queue_id FROM pgqrs_workers WHERE id = ?1) AND archived_at IS NULL AND consumer_worker_id = ?1`,
+			// Archived in place, whoever holds the message: every settle
+			// statement says "archived_at IS NULL", so its holder's settles
+			// find it gone.
+			cancel: `
+UPDATE pgqrs_messages SET archived_at = ` + sqliteNow + `, cancelled = 1
+WHERE id IN (SELECT value FROM json_each(?1)) AND +queue_id = ?2 AND archived_at IS NULL
+RETURNING id`,
 		},
 		archive: archiveSQL{
 			get: `
@@ -164,6 +173,9 @@ SELECT id, payload, read_ct, enqueued_at, archived_at, dead, coalesce(last_error
 FROM pgqrs_archive WHERE queue_id = ?1 AND dead = ?2 AND id < ?3
 ORDER BY id DESC LIMIT ?4`,
 			count: `SELECT count(*) FROM pgqrs_archive WHERE queue_id = ?1 AND dead = ?2`,
+			cancelled: `
+SELECT id FROM pgqrs_messages
+WHERE id IN (SELECT value FROM json_each(?1)) AND +queue_id = ?2 AND archived_at IS NOT NULL AND cancelled = 1`,
 		},
 		worker: workerSQL{
 			register: `
@@ -281,9 +293,18 @@ DELETE FROM pgqrs_runs
 WHERE workflow_id = ?1 AND status IN ('SUCCESS', 'ERROR', 'CANCELLED') AND finished_at < ?2`,
 			deleteByID: `DELETE FROM pgqrs_workflows WHERE id = ?1`,
 			insert:     `INSERT INTO pgqrs_workflows (name, queue_id) VALUES (?1, ?2) RETURNING id`,
-			insertRun:  `INSERT INTO pgqrs_runs (workflow_id, message_id, input) VALUES (?1, ?2, ?3) RETURNING id`,
+			insertRun: `
+INSERT INTO pgqrs_runs (workflow_id, message_id, input, deadline_at)
+VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4))
+RETURNING id`,
+			insertRuns: `
+INSERT INTO pgqrs_runs (workflow_id, message_id, input, deadline_at)
+SELECT ?1, p.value ->> 0, p.value -> 1, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3)
+FROM json_each(?2) AS p
+ORDER BY p.key
+RETURNING id`,
 			runByMessage: `
-SELECT id, status, input, resume_at, started_at IS NOT NULL, ` + sqliteNow + `
+SELECT id, status, input, resume_at, started_at IS NOT NULL, ` + sqliteNow + `, deadline_at
 FROM pgqrs_runs WHERE message_id = ?1`,
 			lock: `SELECT status, message_id FROM pgqrs_runs WHERE id = ?1`,
 			lockMessage: `
@@ -413,7 +434,7 @@ SELECT * FROM (
                 THEN 'RUNNING' ELSE r.status END AS status,
            r.input, r.output, coalesce(r.error, '') AS error, r.resume_at, r.created_at,
            coalesce(r.started_at, CASE WHEN m.consumer_worker_id IS NOT NULL AND m.vt > ` + sqliteNow + ` THEN m.dequeued_at END) AS started_at,
-           r.finished_at, r.updated_at
+           r.finished_at, r.updated_at, r.deadline_at
     FROM pgqrs_runs r JOIN pgqrs_workflows w ON w.id = r.workflow_id
     LEFT JOIN pgqrs_messages m ON m.id = r.message_id AND m.archived_at IS NULL
 ) AS r`
@@ -448,7 +469,7 @@ SELECT q.name,
        (SELECT min(m.enqueued_at) FROM pgqrs_messages m
         WHERE m.queue_id = q.id AND m.archived_at IS NULL AND (m.consumer_worker_id IS NULL OR m.vt <= ` + sqliteNow + `)),
        (SELECT max(m.enqueued_at) FROM pgqrs_messages m WHERE m.queue_id = q.id AND m.archived_at IS NULL),
-       ` + sqliteNow + `
+       ` + sqliteNow + `, q.paused_at
 FROM pgqrs_queues q
 LEFT JOIN (SELECT queue_id, count(*) FILTER (WHERE dead = 0) AS archived, count(*) FILTER (WHERE dead = 1) AS dead
            FROM pgqrs_archive GROUP BY queue_id) a ON a.queue_id = q.id`

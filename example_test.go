@@ -3,6 +3,7 @@ package pgqrs_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -288,6 +289,132 @@ func ExampleWorkflow() {
 	// total 21, ch_21
 	// step price: SUCCESS 7
 	// step charge: SUCCESS "ch_21"
+}
+
+// ExampleHandlerFor runs a typed handler: each payload arrives decoded into
+// the handler's type, and one that does not decode is dead-lettered at once
+// with the decode error, without retries.
+func ExampleHandlerFor() {
+	ctx := context.Background()
+	s, err := pgqrs.Open(ctx, "sqlite::memory:")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Admin().Install(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := s.Admin().CreateQueue(ctx, "emails"); err != nil {
+		log.Fatal(err)
+	}
+	type email struct {
+		To string `json:"to"`
+	}
+	p, _ := s.Producer(ctx, "emails")
+	bad, _ := p.Enqueue(ctx, "not an email")
+	if _, err := p.Enqueue(ctx, email{To: "ada@example.com"}); err != nil {
+		log.Fatal(err)
+	}
+
+	c, _ := s.Consumer(ctx, "emails")
+	runCtx, stop := context.WithCancel(ctx)
+	err = c.Run(runCtx, pgqrs.HandlerFor(func(ctx context.Context, m *pgqrs.Message, e email) error {
+		fmt.Println("sending to", e.To)
+		stop()
+		return nil
+	}), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	dead, err := s.Admin().GetArchived(ctx, "emails", bad)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("dead letter after %d delivery: %s\n", dead.ReadCount, dead.LastError)
+	// Output:
+	// sending to ada@example.com
+	// dead letter after 1 delivery: decode payload of message 1 as pgqrs_test.email: json: cannot unmarshal string into Go value of type pgqrs_test.email
+}
+
+// ExampleAdmin_PauseQueue pauses a queue: producers go on enqueueing, no
+// consumer claims anything until the queue is resumed.
+func ExampleAdmin_PauseQueue() {
+	ctx := context.Background()
+	s, err := pgqrs.Open(ctx, "sqlite::memory:")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	a := s.Admin()
+	if err := a.Install(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := a.CreateQueue(ctx, "reports"); err != nil {
+		log.Fatal(err)
+	}
+	p, _ := s.Producer(ctx, "reports")
+	c, _ := s.Consumer(ctx, "reports")
+
+	if err := a.PauseQueue(ctx, "reports"); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := p.Enqueue(ctx, map[string]string{"month": "2026-11"}); err != nil {
+		log.Fatal(err)
+	}
+	msgs, _ := c.Dequeue(ctx, 10)
+	m, _ := a.QueueMetrics(ctx, "reports")
+	fmt.Printf("paused: %v, visible: %d, claimed: %d\n", m.Paused, m.Visible, len(msgs))
+
+	if err := a.ResumeQueue(ctx, "reports"); err != nil {
+		log.Fatal(err)
+	}
+	msgs, _ = c.Dequeue(ctx, 10)
+	fmt.Printf("after resume, claimed: %d\n", len(msgs))
+	// Output:
+	// paused: true, visible: 1, claimed: 0
+	// after resume, claimed: 1
+}
+
+// ExampleAdmin_CancelMessage cancels a pending message and a leased one.
+// Both stay in the archive, marked cancelled; the consumer holding the
+// leased one learns of it when it settles.
+func ExampleAdmin_CancelMessage() {
+	ctx := context.Background()
+	s, err := pgqrs.Open(ctx, "sqlite::memory:")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	a := s.Admin()
+	if err := a.Install(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := a.CreateQueue(ctx, "invoices"); err != nil {
+		log.Fatal(err)
+	}
+	p, _ := s.Producer(ctx, "invoices")
+	c, _ := s.Consumer(ctx, "invoices")
+	leased, _ := p.Enqueue(ctx, map[string]int{"invoice": 41})
+	pending, _ := p.Enqueue(ctx, map[string]int{"invoice": 42}, pgqrs.Delay(time.Hour))
+	if _, err := c.Dequeue(ctx, 1); err != nil { // leases the first
+		log.Fatal(err)
+	}
+
+	for _, id := range []int64{pending, leased} {
+		if err := a.CancelMessage(ctx, "invoices", id); err != nil {
+			log.Fatal(err)
+		}
+	}
+	err = c.Archive(ctx, leased)
+	fmt.Println("holder's archive:", errors.Is(err, pgqrs.ErrMessageCancelled))
+	m, _ := a.GetArchived(ctx, "invoices", pending)
+	fmt.Printf("message %d: cancelled %v, dead %v, payload %s\n", m.ID, m.Cancelled, m.Dead, m.Payload)
+	err = a.CancelMessage(ctx, "invoices", pending)
+	fmt.Println("cancel again:", errors.Is(err, pgqrs.ErrMessageNotFound))
+	// Output:
+	// holder's archive: true
+	// message 2: cancelled true, dead false, payload {"invoice":42}
+	// cancel again: true
 }
 
 // ExampleSchedules_Add defines two periodic schedules and fires them in a

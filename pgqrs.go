@@ -44,9 +44,26 @@
 //		return send(ctx, m.Payload) // nil archives; an error retries later
 //	}, &pgqrs.RunOptions{Concurrency: 8})
 //
+// [HandlerFor] adapts a function of the decoded payload to a [Handler]; a
+// payload that does not decode is dead-lettered at once with the decode
+// error instead of being retried, as is any message whose handler returns
+// an error marked [Permanent]:
+//
+//	err := c.Run(ctx, pgqrs.HandlerFor(func(ctx context.Context, m *pgqrs.Message, e Email) error {
+//		return send(ctx, e.To, e.Subject)
+//	}), nil)
+//
 // Workers register in pgqrs_workers and heartbeat; [Admin] reports their
 // health, reclaims the messages of workers that died
 // ([Admin.ReclaimStale]), and manages dead letters.
+//
+// An operator can pause a queue for every process ([Admin.PauseQueue]:
+// consumers claim nothing, running handlers finish, producers go on
+// enqueueing) and resume it ([Admin.ResumeQueue], which wakes idle Run
+// loops at once), and take back a message that should not run
+// ([Admin.CancelMessage]): pending, delayed or leased, it leaves the queue
+// for the archive, marked cancelled, and a Run loop cancels the context of
+// a handler running it. See docs/operations.md.
 //
 // # Workflows
 //
@@ -205,6 +222,13 @@ var (
 	// the consumer's queue (it never existed, or was archived or deleted), and
 	// by the archive lookups for an unknown ID.
 	ErrMessageNotFound = errors.New("pgqrs: message not found")
+	// ErrMessageCancelled is returned by the single-message settle methods
+	// of a [Consumer] (Archive, Delete, Release, ExtendVisibility and their
+	// Tx forms) for a message an admin cancelled ([Admin.CancelMessage])
+	// while the consumer held it; the call changed nothing. It is also the
+	// cause ([context.Cause]) of a [Consumer.Run] handler's cancelled
+	// context when its message was cancelled.
+	ErrMessageCancelled = errors.New("pgqrs: message cancelled")
 	// ErrLeaseLost is returned by the single-message settle methods of a
 	// [Consumer] when the message exists but the consumer does not hold its
 	// lease: the lease expired and another consumer claimed it, or it was
@@ -258,6 +282,10 @@ var (
 	// ErrInvalidSchedule is wrapped by [*ScheduleError], returned by
 	// [Schedules.Add] for a definition it cannot use.
 	ErrInvalidSchedule = errors.New("pgqrs: invalid schedule")
+	// ErrNondeterministic is wrapped by [*NondeterminismError], returned by
+	// [Step] and [Sleep] when an execution of a run leaves the path of steps
+	// the run recorded.
+	ErrNondeterministic = errors.New("pgqrs: workflow replay diverged from the recorded steps")
 	// ErrSchema is wrapped by [*SchemaError], returned by [Admin.Verify].
 	ErrSchema = errors.New("pgqrs: schema check failed")
 	// ErrSchemaNewer is returned by [Admin.Install] and [Admin.Verify] when
@@ -342,6 +370,11 @@ type Queue struct {
 	ID        int64     `json:"id"`
 	Name      string    `json:"name"`
 	CreatedAt time.Time `json:"created_at"`
+	// Paused reports a queue paused by [Admin.PauseQueue]: no consumer
+	// claims from it until [Admin.ResumeQueue]. PausedAt is since when
+	// (zero when running).
+	Paused   bool      `json:"paused"`
+	PausedAt time.Time `json:"paused_at,omitzero"`
 }
 
 // Option configures a [Store]. Options are validated by [New] and [Open],

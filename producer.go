@@ -57,6 +57,7 @@ type enqueueConfig struct {
 	at       time.Time
 	priority int
 	headers  map[string]string
+	timeout  time.Duration // workflow triggers only
 }
 
 // Priorities run from 0, the most urgent, to MaxPriority, the least. A
@@ -95,6 +96,22 @@ func At(t time.Time) EnqueueOption {
 			return fmt.Errorf("%w: At needs a non-zero time", ErrInvalidArgument)
 		}
 		c.at, c.delay = t, 0
+		return nil
+	})
+}
+
+// Timeout gives a workflow run a deadline d after its trigger: a run that
+// has not finished by then ends CANCELLED (its error says the deadline
+// passed), whether it is executing (the context of its function and steps
+// ends at the deadline), sleeping or paused. Only [Workflow.Trigger] and
+// [Workflow.TriggerTx] take it; an enqueue returns [ErrInvalidArgument].
+// d must be positive.
+func Timeout(d time.Duration) EnqueueOption {
+	return enqueueOptionFunc(func(c *enqueueConfig) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: timeout must be positive, got %v", ErrInvalidArgument, d)
+		}
+		c.timeout = d
 		return nil
 	})
 }
@@ -194,11 +211,15 @@ func (c enqueueConfig) outgoing() (o outgoing, now bool) {
 	return o, c.at.IsZero() && c.delay == 0
 }
 
-// outgoingOf applies opts (see enqueueOptions and outgoing).
+// outgoingOf applies the options of an enqueue (see enqueueOptions and
+// outgoing).
 func outgoingOf(opts []EnqueueOption) (o outgoing, now bool, err error) {
 	c, err := enqueueOptions(opts)
 	if err != nil {
 		return o, false, err
+	}
+	if c.timeout != 0 {
+		return o, false, fmt.Errorf("%w: Timeout applies to workflow triggers, not to messages", ErrInvalidArgument)
 	}
 	o, now = c.outgoing()
 	return o, now, nil

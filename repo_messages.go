@@ -201,6 +201,18 @@ func (r messageRepo) reschedule(delay time.Duration) settleFunc {
 	}
 }
 
+// cancel moves the live messages of ids in queue queueID (pending,
+// delayed or leased, whoever holds them) to the archive marked cancelled,
+// in one statement, and returns the IDs it moved. Unfenced: an admin's
+// call, not a consumer's.
+func (r messageRepo) cancel(ctx context.Context, q querier, queueID int64, ids []int64) ([]int64, error) {
+	rows, err := q.QueryContext(ctx, r.d.message.cancel, r.d.idsArg(ids), queueID)
+	if err != nil {
+		return nil, err
+	}
+	return scanIDs(rows)
+}
+
 // moveToDLQ dead-letters every visible message of any queue claimed
 // maxAttempts times or more, and returns their IDs.
 func (r messageRepo) moveToDLQ(ctx context.Context, q querier, maxAttempts int) ([]int64, error) {

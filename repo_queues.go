@@ -3,6 +3,7 @@ package pgqrs
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // Repositories. Each table family has one unexported repository whose
@@ -22,11 +23,11 @@ type queueRepo struct{ d *dialect }
 
 func scanQueue(sc interface{ Scan(...any) error }) (*Queue, error) {
 	var q Queue
-	var created dbTime
-	if err := sc.Scan(&q.ID, &q.Name, &created); err != nil {
+	var created, paused dbTime
+	if err := sc.Scan(&q.ID, &q.Name, &created, &paused); err != nil {
 		return nil, err
 	}
-	q.CreatedAt = created.t
+	q.CreatedAt, q.PausedAt, q.Paused = created.t, paused.t, !paused.t.IsZero()
 	return &q, nil
 }
 
@@ -56,6 +57,21 @@ func (r queueRepo) list(ctx context.Context, q querier) ([]*Queue, error) {
 		qs = append(qs, queue)
 	}
 	return qs, rows.Err()
+}
+
+// pause marks queue id paused and returns since when: the time of the
+// first pause when it already was. No row: sql.ErrNoRows.
+func (r queueRepo) pause(ctx context.Context, q querier, id int64) (time.Time, error) {
+	var at dbTime
+	err := q.QueryRowContext(ctx, r.d.queue.pause, id).Scan(&at)
+	return at.t, err
+}
+
+// resume clears queue id's pause (a running queue stays running); on
+// Postgres it also wakes the queue's Run loops in every process at commit.
+// No row: sql.ErrNoRows.
+func (r queueRepo) resume(ctx context.Context, q querier, id int64) error {
+	return q.QueryRowContext(ctx, r.d.queue.resume, id).Scan(&id)
 }
 
 // usage counts what still references queue id: live messages, dead
@@ -134,6 +150,16 @@ func (r archiveRepo) count(ctx context.Context, q querier, id int64, dead bool) 
 	return n, err
 }
 
+// cancelled returns which of ids are archived in queue queueID as
+// cancelled by an admin.
+func (r archiveRepo) cancelled(ctx context.Context, q querier, queueID int64, ids []int64) ([]int64, error) {
+	rows, err := q.QueryContext(ctx, r.d.archive.cancelled, r.d.idsArg(ids), queueID)
+	if err != nil {
+		return nil, err
+	}
+	return scanIDs(rows)
+}
+
 // replay makes dead letters of queue queueID (those of ids, or all) live
 // messages again under their IDs, visible now with a fresh read count, in
 // one statement, and returns how many.
@@ -154,9 +180,11 @@ func scanMetrics(sc interface{ Scan(...any) error }) (QueueMetrics, error) {
 	var m QueueMetrics
 	var total int64
 	var oldest, newest, now dbTime
-	if err := sc.Scan(&m.Queue, &total, &m.Visible, &m.Leased, &m.Archived, &m.Dead, &oldest, &newest, &now); err != nil {
+	var paused dbTime
+	if err := sc.Scan(&m.Queue, &total, &m.Visible, &m.Leased, &m.Archived, &m.Dead, &oldest, &newest, &now, &paused); err != nil {
 		return m, err
 	}
+	m.PausedAt, m.Paused = paused.t, !paused.t.IsZero()
 	m.Delayed = total - m.Visible - m.Leased
 	m.Pending = m.Visible + m.Delayed
 	m.OldestPending, m.NewestEnqueued = oldest.t, newest.t

@@ -20,14 +20,15 @@ type runRow struct {
 	resumeAt time.Time // a PAUSED run's own wake-up time
 	started  bool      // it ever started (then it may have recorded steps)
 	dbNow    time.Time // the database clock, read with the row
+	deadline time.Time // when the run is cancelled if not finished; zero: never
 }
 
 // byMessage loads the run driven by message msgID, or sql.ErrNoRows.
 func (r runRepo) byMessage(ctx context.Context, q querier, msgID int64) (runRow, error) {
 	var row runRow
-	var resume, now dbTime
-	err := q.QueryRowContext(ctx, r.d.workflow.runByMessage, msgID).Scan(&row.id, &row.status, &row.input, &resume, &row.started, &now)
-	row.resumeAt, row.dbNow = resume.t, now.t
+	var resume, now, deadline dbTime
+	err := q.QueryRowContext(ctx, r.d.workflow.runByMessage, msgID).Scan(&row.id, &row.status, &row.input, &resume, &row.started, &now, &deadline)
+	row.resumeAt, row.dbNow, row.deadline = resume.t, now.t, deadline.t
 	return row, err
 }
 
@@ -125,21 +126,49 @@ func (r runRepo) insertWorkflow(ctx context.Context, q querier, name string, que
 
 // insert creates a QUEUED run of workflowID driven by message msgID and
 // returns its ID.
-func (r runRepo) insert(ctx context.Context, q querier, workflowID, msgID int64, input []byte) (id int64, err error) {
-	err = q.QueryRowContext(ctx, r.d.workflow.insertRun, workflowID, msgID, string(input)).Scan(&id)
+// insert records a run driven by message msgID; a positive timeout sets
+// its deadline that long after now (the database's clock).
+func (r runRepo) insert(ctx context.Context, q querier, workflowID, msgID int64, input []byte, timeout time.Duration) (id int64, err error) {
+	var secs any
+	if timeout > 0 {
+		secs = r.d.secondsArg(timeout)
+	}
+	err = q.QueryRowContext(ctx, r.d.workflow.insertRun, workflowID, msgID, string(input), secs).Scan(&id)
 	return id, err
+}
+
+// insertMany records one run per message of msgIDs, with the input of
+// the same index, in one statement, and returns the run IDs in that order.
+func (r runRepo) insertMany(ctx context.Context, q querier, workflowID int64, msgIDs []int64, inputs []json.RawMessage, timeout time.Duration) ([]int64, error) {
+	pairs := make([][2]any, len(msgIDs))
+	for i := range msgIDs {
+		pairs[i] = [2]any{msgIDs[i], inputs[i]}
+	}
+	array, err := json.Marshal(pairs)
+	if err != nil {
+		return nil, err
+	}
+	var secs any
+	if timeout > 0 {
+		secs = r.d.secondsArg(timeout)
+	}
+	rows, err := q.QueryContext(ctx, r.d.workflow.insertRuns, workflowID, string(array), secs)
+	if err != nil {
+		return nil, err
+	}
+	return scanIDs(rows)
 }
 
 func scanRun(sc interface{ Scan(...any) error }) (*RunInfo, error) {
 	var r RunInfo
 	var input, output []byte
-	var resume, created, started, finished, updated dbTime
+	var resume, created, started, finished, updated, deadline dbTime
 	if err := sc.Scan(&r.ID, &r.Workflow, &r.Status, &input, &output, &r.Error, &resume,
-		&created, &started, &finished, &updated); err != nil {
+		&created, &started, &finished, &updated, &deadline); err != nil {
 		return nil, err
 	}
-	r.Input, r.ResumeAt, r.CreatedAt, r.StartedAt, r.FinishedAt, r.UpdatedAt =
-		input, resume.t, created.t, started.t, finished.t, updated.t
+	r.Input, r.ResumeAt, r.CreatedAt, r.StartedAt, r.FinishedAt, r.UpdatedAt, r.Deadline =
+		input, resume.t, created.t, started.t, finished.t, updated.t, deadline.t
 	if output != nil {
 		r.Output = output
 	}

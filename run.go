@@ -2,10 +2,12 @@ package pgqrs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,13 +16,38 @@ import (
 // Handler processes one message. Returning nil archives the message.
 // Returning an error, or panicking, releases it for another attempt after a
 // backoff, recording the error text, or dead-letters it when that was its
-// last allowed attempt. ctx is cancelled if the consumer loses the message's
-// lease, and when the shutdown grace period of [Consumer.Run] ends.
+// last allowed attempt. An error marked [Permanent] (wrapped or not)
+// dead-letters the message at once, with the error's text as its last
+// error: for work that no retry can fix, such as a payload that does not
+// decode (see [HandlerFor]). ctx is cancelled if the consumer loses the
+// message's lease, if an admin cancels the message ([Admin.CancelMessage];
+// [context.Cause] is then [ErrMessageCancelled]), and when the shutdown
+// grace period of [Consumer.Run] ends; in the first two cases the message
+// is no longer the loop's, and what the handler returns does not settle it.
 type Handler func(ctx context.Context, m *Message) error
 
 // BatchHandler processes messages claimed together. Its result applies to
 // all of them, as [Handler]'s does to one.
 type BatchHandler func(ctx context.Context, msgs []*Message) error
+
+// HandlerFor adapts fn, which takes a message's payload decoded into T
+// (with encoding/json), to a [Handler]. A payload that does not decode into
+// T is dead-lettered at once, never retried: fn is not called and the
+// message's last error is the decode error, marked [Permanent]. Otherwise
+// fn's result is the handler's.
+//
+//	c.Run(ctx, pgqrs.HandlerFor(func(ctx context.Context, m *pgqrs.Message, e Email) error {
+//		return send(ctx, e.To, e.Subject)
+//	}), nil)
+func HandlerFor[T any](fn func(ctx context.Context, m *Message, v T) error) Handler {
+	return func(ctx context.Context, m *Message) error {
+		var v T
+		if err := json.Unmarshal(m.Payload, &v); err != nil {
+			return Permanent(fmt.Errorf("decode payload of message %d as %s: %w", m.ID, reflect.TypeFor[T](), err))
+		}
+		return fn(ctx, m, v)
+	}
+}
 
 // RunOptions tune [Consumer.Run]; a nil *RunOptions means all defaults, and
 // a zero field means that field's default.

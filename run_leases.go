@@ -193,7 +193,9 @@ func (r *runner) keepLeases(done <-chan struct{}) {
 }
 
 // lostOrGone sorts out deliveries whose lease an extension found the loop
-// no longer held. A message that no longer exists was settled outside the
+// no longer held. A message an admin cancelled is gone, and its handler's
+// context is cancelled with cause [ErrMessageCancelled]. Any other message
+// that no longer exists was settled outside the
 // loop, typically by its own handler with [Consumer.ArchiveTx] or
 // [Consumer.DeleteTx]: it is gone, which is no failure, and its handler runs
 // on. One this loop holds again was claimed again by the loop itself after
@@ -212,6 +214,24 @@ func (r *runner) lostOrGone(ls []*lease) {
 		r.log.Warn("pgqrs: checking messages whose lease was not renewed failed", "ids", leaseIDs(ls), "err", err)
 		return // the next extension asks again
 	}
+	// Of those that no longer exist, the ones an admin cancelled.
+	var missing []int64
+	for _, l := range ls {
+		if _, exists := holders[l.m.ID]; !exists {
+			missing = append(missing, l.m.ID)
+		}
+	}
+	cancelled := map[int64]bool{}
+	if len(missing) > 0 {
+		ids, err := r.c.cancelled(r.bg, missing)
+		if err != nil {
+			r.log.Warn("pgqrs: checking messages whose lease was not renewed failed", "ids", missing, "err", err)
+			return
+		}
+		for _, id := range ids {
+			cancelled[id] = true
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i, l := range ls {
@@ -221,6 +241,12 @@ func (r *runner) lostOrGone(ls []*lease) {
 			// settled or replaced meanwhile
 		case l.renews != renews[i]:
 			// claimed again by this loop after the look: its lease again
+		case !exists && cancelled[l.m.ID]:
+			l.gone = true
+			r.log.Info("pgqrs: message cancelled; cancelling its handler", "id", l.m.ID)
+			if l.cancel != nil {
+				l.cancel(ErrMessageCancelled)
+			}
 		case !exists:
 			l.gone = true
 			r.log.Debug("pgqrs: message settled outside the loop", "id", l.m.ID)
@@ -234,6 +260,20 @@ func (r *runner) lostOrGone(ls []*lease) {
 			}
 		}
 	}
+}
+
+// cancelled returns which of ids an admin cancelled (they are in the
+// queue's archive, marked cancelled).
+func (c *Consumer) cancelled(ctx context.Context, ids []int64) ([]int64, error) {
+	var out []int64
+	err := c.s.read(ctx, func(ctx context.Context, q querier) (err error) {
+		out, err = c.s.archive.cancelled(ctx, q, c.queueID, ids)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("look up cancelled messages in %q: %w", c.queue, err)
+	}
+	return out, nil
 }
 
 // holders reports, for each of ids that is still a live message of the

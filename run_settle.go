@@ -68,7 +68,10 @@ func (r *runner) process(unit []*lease) {
 		return
 	}
 	err := r.call(hctx, leaseMessages(keep))
-	lostOne := context.Cause(hctx) == errLeaseLost
+	// Cut off: a message of the unit was taken from the loop (another
+	// consumer holds it, or an admin cancelled it).
+	cause := context.Cause(hctx)
+	lostOne := cause == errLeaseLost || cause == ErrMessageCancelled
 	if err == nil && hctx.Err() != nil && !lostOne {
 		// The grace period ended while the handler ran: it may have stopped
 		// short of its work.
@@ -112,7 +115,8 @@ func (r *runner) process(unit []*lease) {
 	ids := leaseIDs(mine)
 	if lostOne && errors.Is(err, context.Canceled) {
 		// A batch whose handler gave up because its context was cancelled
-		// when another consumer took one of its messages: the failure is
+		// when another consumer took one of its messages, or an admin
+		// cancelled one: the failure is
 		// the loop's doing, not the messages', so the ones still held go
 		// back visible now, this delivery uncounted. A handler error of its
 		// own is a failure as always. (A handler that returned nil anyway
@@ -189,13 +193,16 @@ func (r *runner) backoff(attempt int) (d time.Duration) {
 }
 
 // fail releases failed messages after their backoff, recording the error,
-// and dead-letters those that used their last attempt.
+// and dead-letters those that used their last attempt, and all of them at
+// once when the error is marked [Permanent].
 func (r *runner) fail(msgs []*Message, herr error) {
 	text := errorText(herr)
 	byAttempt := map[int][]int64{}
 	var dead []int64
+	var permanent *permanentError
+	isPermanent := errors.As(herr, &permanent)
 	for _, m := range msgs {
-		if m.ReadCount >= r.o.MaxAttempts {
+		if isPermanent || m.ReadCount >= r.o.MaxAttempts {
 			dead = append(dead, m.ID)
 		} else {
 			byAttempt[m.ReadCount] = append(byAttempt[m.ReadCount], m.ID)
@@ -206,6 +213,8 @@ func (r *runner) fail(msgs []*Message, herr error) {
 	if len(dead) > 0 {
 		if _, err := c.settle(r.bg, nil, "dead-letter", dead, c.s.messages.deadLetter(text)); err != nil {
 			r.log.Error("pgqrs: dead-letter failed", "ids", dead, "err", err)
+		} else if isPermanent {
+			r.log.Warn("pgqrs: dead-lettered at once: the handler's error is permanent", "ids", dead)
 		} else {
 			r.log.Warn("pgqrs: dead-lettered after max attempts", "ids", dead, "attempts", r.o.MaxAttempts)
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -19,7 +20,7 @@ type RunInfo struct {
 	Status   RunStatus       `json:"status"`
 	Input    json.RawMessage `json:"input"`
 	Output   json.RawMessage `json:"output,omitempty"` // SUCCESS only
-	Error    string          `json:"error,omitempty"`  // ERROR only: what failed the run
+	Error    string          `json:"error,omitempty"`  // ERROR: what failed the run; CANCELLED by its deadline: that
 	// ResumeAt is when a PAUSED run continues by itself (zero: only when
 	// resumed).
 	ResumeAt   time.Time `json:"resume_at,omitzero"`
@@ -27,6 +28,9 @@ type RunInfo struct {
 	StartedAt  time.Time `json:"started_at,omitzero"`  // zero until a worker started the run
 	FinishedAt time.Time `json:"finished_at,omitzero"` // zero until the run ended
 	UpdatedAt  time.Time `json:"updated_at"`
+	// Deadline is when the run is cancelled if it has not finished (set by
+	// [Timeout] at trigger time); zero: never.
+	Deadline time.Time `json:"deadline,omitzero"`
 	// Steps are the run's recorded steps in the order the run reached them
 	// (filled by [Runs.Get] and [Runs.Wait], never nil there; nil in lists,
 	// and then left out of JSON).
@@ -156,17 +160,18 @@ func (s *Store) triggerRun(ctx context.Context, tx *sql.Tx, name string, input j
 	if err != nil {
 		return 0, fmt.Errorf("trigger %q: %w", name, err)
 	}
-	out, now, err := outgoingOf(opts)
+	cfg, err := enqueueOptions(opts)
 	if err != nil {
 		return 0, fmt.Errorf("trigger %q: %w", name, err)
 	}
+	out, now := cfg.outgoing()
 	ref, err := s.lookupWorkflow(ctx, tx, name)
 	if err != nil {
 		return 0, fmt.Errorf("trigger %q: %w", name, err)
 	}
 	var id int64
 	insert := func(ctx context.Context, q querier) (err error) {
-		id, err = s.insertRun(ctx, q, ref, body, out)
+		id, err = s.insertRun(ctx, q, ref, body, out, cfg.timeout)
 		return err
 	}
 	if tx != nil {
@@ -184,13 +189,72 @@ func (s *Store) triggerRun(ctx context.Context, tx *sql.Tx, name string, input j
 }
 
 // insertRun enqueues a run's message and records the run, on q, which
-// must be a transaction (triggers and schedule occurrences alike).
-func (s *Store) insertRun(ctx context.Context, q querier, ref workflowRef, input []byte, out outgoing) (int64, error) {
+// must be a transaction (triggers and schedule occurrences alike), with
+// the run's deadline timeout from now (0: none).
+func (s *Store) insertRun(ctx context.Context, q querier, ref workflowRef, input []byte, out outgoing, timeout time.Duration) (int64, error) {
 	msgID, err := s.messages.enqueue(ctx, q, ref.queueID, input, out, 0)
 	if err != nil {
 		return 0, err
 	}
-	return s.runs.insert(ctx, q, ref.id, msgID, input)
+	return s.runs.insert(ctx, q, ref.id, msgID, input, timeout)
+}
+
+// triggerRuns starts one run per input in one transaction of two
+// statements: the runs' messages (one batch insert), then the runs (one
+// insert of every message and input pair). It returns the run IDs in the
+// order of inputs (checked JSON each).
+func (s *Store) triggerRuns(ctx context.Context, tx *sql.Tx, name string, inputs []json.RawMessage, opts []EnqueueOption) ([]int64, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if len(inputs) > s.cfg.maxBatch {
+		return nil, fmt.Errorf("trigger %q: %w: %d runs, limit %d", name, ErrBatchTooLarge, len(inputs), s.cfg.maxBatch)
+	}
+	if len(inputs) == 0 {
+		return []int64{}, nil
+	}
+	cfg, err := enqueueOptions(opts)
+	if err != nil {
+		return nil, fmt.Errorf("trigger %q: %w", name, err)
+	}
+	out, now := cfg.outgoing()
+	ref, err := s.lookupWorkflow(ctx, tx, name)
+	if err != nil {
+		return nil, fmt.Errorf("trigger %q: %w", name, err)
+	}
+	texts := make([]string, len(inputs))
+	for i, in := range inputs {
+		texts[i] = string(in)
+	}
+	var ids []int64
+	insert := func(ctx context.Context, q querier) error {
+		msgIDs, err := s.messages.enqueueBatch(ctx, q, ref.queueID, texts, out, 0)
+		if err != nil {
+			return err
+		}
+		if len(msgIDs) != len(inputs) {
+			return fmt.Errorf("inserted %d of %d messages", len(msgIDs), len(inputs))
+		}
+		slices.Sort(msgIDs) // in insertion order, which is input order
+		ids, err = s.runs.insertMany(ctx, q, ref.id, msgIDs, inputs, cfg.timeout)
+		if err == nil && len(ids) != len(inputs) {
+			err = fmt.Errorf("inserted %d of %d runs", len(ids), len(inputs))
+		}
+		slices.Sort(ids)
+		return err
+	}
+	if tx != nil {
+		err = s.write(ctx, tx, insert)
+	} else {
+		err = s.inTx(ctx, insert)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("trigger %q: %w", name, err)
+	}
+	if tx == nil && now {
+		s.wake(queueWake(ref.queueID))
+	}
+	return ids, nil
 }
 
 // runStatus reads a run's stored status.

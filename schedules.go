@@ -405,7 +405,7 @@ func (s *Store) enqueueOccurrence(ctx context.Context, q querier, name string, t
 	headers, _ := json.Marshal(h) // strings always encode
 	out := outgoing{priority: t.priority, headers: headers}
 	if t.workflowID != 0 {
-		return s.insertRun(ctx, q, workflowRef{id: t.workflowID, queueID: t.queueID}, t.payload, out)
+		return s.insertRun(ctx, q, workflowRef{id: t.workflowID, queueID: t.queueID}, t.payload, out, 0)
 	}
 	return s.messages.enqueue(ctx, q, t.queueID, t.payload, out, 0)
 }

@@ -88,8 +88,10 @@ type permanentError struct{ err error }
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
-// Permanent marks err as not worth retrying, whatever the policy and even
-// if it wraps a [TransientError]. Permanent(nil) is nil.
+// Permanent marks err as not worth retrying: a step's, whatever its
+// policy and even if it wraps a [TransientError], and a [Handler]'s, whose
+// message [Consumer.Run] then dead-letters at once instead of delivering it
+// again. Permanent(nil) is nil.
 func Permanent(err error) error {
 	if err == nil {
 		return nil
@@ -153,13 +155,16 @@ type Run struct {
 	workflow string
 	e        *engine
 	offset   time.Duration // database clock minus local clock
+	deadline time.Time     // on the database clock; zero: none
 
-	mu        sync.Mutex
-	steps     map[string]*StepInfo // recorded by earlier executions
-	seen      map[string]bool      // reached in this execution
-	next      int                  // position of the next step reached
-	suspend   *rescheduleError     // the run waits for a timer
-	cancelled bool
+	mu         sync.Mutex
+	steps      map[string]*StepInfo // recorded by earlier executions
+	atPosition map[int]string       // the recorded steps' names by position
+	seen       map[string]bool      // reached in this execution
+	diverged   *NondeterminismError // this execution left the recorded path
+	next       int                  // position of the next step reached
+	suspend    *rescheduleError     // the run waits for a timer
+	cancelled  bool
 	// pending is the last completed step while its record waits to be
 	// written with the run's next write: before the next step's body runs,
 	// or with the run's end. A crash before then runs it again, as it would
@@ -205,8 +210,17 @@ func (r *Run) suspendUntil(t time.Time) error {
 	if !t.IsZero() {
 		d = min(max(t.Sub(r.now()), 0), maxSuspend)
 	}
+	if !r.deadline.IsZero() {
+		d = min(d, max(r.deadline.Sub(r.now()), 0)) // the deadline ends the wait
+	}
 	r.suspend = &rescheduleError{delay: d}
 	return ErrSuspended
+}
+
+// pastDeadline is the error text of a run cancelled by its deadline.
+func (r *Run) pastDeadline() *string {
+	text := "deadline exceeded: the run did not finish by " + r.deadline.UTC().Format(time.RFC3339Nano)
+	return &text
 }
 
 // recordError marks a failure to record a step's outcome: the delivery is
@@ -352,6 +366,8 @@ func (r *Run) admit(name string, opts []StepOption) (*stepCall, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
+	case r.diverged != nil:
+		return nil, r.diverged
 	case r.suspend != nil:
 		return nil, ErrSuspended
 	case r.cancelled:
@@ -359,12 +375,48 @@ func (r *Run) admit(name string, opts []StepOption) (*stepCall, error) {
 	case r.seen[name]:
 		return nil, fmt.Errorf("run %d: %w: %q", r.id, ErrDuplicateStep, name)
 	}
+	position := r.next
+	rec := r.steps[name]
+	if recorded, ok := r.atPosition[position]; (ok && recorded != name) || (rec != nil && rec.Position != position) {
+		// The run reached a step the record does not have here: the code
+		// changed under a run in flight, or it does not take its steps in
+		// a deterministic order. Going on would mix results across steps.
+		r.diverged = &NondeterminismError{Run: r.id, Position: position, Recorded: recorded, Reached: name}
+		return nil, r.diverged
+	}
 	r.seen[name] = true
-	call.position = r.next
+	call.position = position
 	r.next++
-	call.record = r.steps[name]
+	call.record = rec
 	return call, nil
 }
+
+// NondeterminismError is returned by [Step] and [Sleep] when a run's
+// execution reaches, at a position its record has, a different step than
+// the one recorded there (or reaches a recorded step at another position):
+// the workflow's code changed under a run in flight, or the function does
+// not take its steps in a deterministic order. The run fails with this
+// error, whatever the workflow function returns, and its steps after the
+// divergence never run. It wraps [ErrNondeterministic].
+type NondeterminismError struct {
+	Run      int64
+	Position int    // 0 for the run's first step
+	Recorded string // the step recorded at Position; "" if none is
+	Reached  string // the step this execution reached at Position
+}
+
+func (e *NondeterminismError) Error() string {
+	recorded := fmt.Sprintf("%q", e.Recorded)
+	if e.Recorded == "" {
+		recorded = "no step"
+	}
+	return fmt.Sprintf("run %d: step %d is %q in this execution, but the run recorded %s there: "+
+		"the workflow changed under a run in flight or takes its steps in a nondeterministic order",
+		e.Run, e.Position, e.Reached, recorded)
+}
+
+// Unwrap returns [ErrNondeterministic].
+func (e *NondeterminismError) Unwrap() error { return ErrNondeterministic }
 
 // replay answers the call from the step's record when it has one: a
 // recorded success returns its result, a recorded final failure its

@@ -162,7 +162,7 @@ func TestErrorTranslation(t *testing.T) {
 		if _, err := s.Admin().CreateQueue(ctx, "dup"); err != nil {
 			t.Fatal(err)
 		}
-		_, err := s.DB().ExecContext(ctx, strings.ReplaceAll(s.d.queue.insert, "RETURNING id, name, created_at", ""), "dup")
+		_, err := s.DB().ExecContext(ctx, strings.ReplaceAll(s.d.queue.insert, "RETURNING id, name, created_at, paused_at", ""), "dup")
 		if !s.d.isUnique(err) || !strings.Contains(s.translate(err).Error(), errUnique.Error()) {
 			t.Errorf("duplicate queue name: %v not classified as a unique violation", err)
 		}

@@ -139,6 +139,61 @@ func (w *Workflow[In, Out]) trigger(ctx context.Context, s *Store, tx *sql.Tx, i
 	return id, err
 }
 
+// TriggerBatch starts one run per input, all or none, in one transaction
+// of two statements (the runs' messages, then the runs), and returns their
+// IDs in the order of ins; opts apply to every run. An empty batch starts
+// nothing. More inputs than the store's batch limit return
+// [ErrBatchTooLarge]; other errors are as for [Workflow.Trigger] and name
+// the index of a bad input.
+func (w *Workflow[In, Out]) TriggerBatch(ctx context.Context, s *Store, ins []In, opts ...EnqueueOption) ([]int64, error) {
+	return w.triggerBatch(ctx, s, nil, ins, opts)
+}
+
+// TriggerBatchTx is like [Workflow.TriggerBatch] but inside tx, as
+// [Workflow.TriggerTx]: the runs exist only if tx commits, and the workflow
+// must be registered first.
+func (w *Workflow[In, Out]) TriggerBatchTx(ctx context.Context, tx *sql.Tx, s *Store, ins []In, opts ...EnqueueOption) ([]int64, error) {
+	if err := needTx(tx); err != nil {
+		return nil, err
+	}
+	return w.triggerBatch(ctx, s, tx, ins, opts)
+}
+
+func (w *Workflow[In, Out]) triggerBatch(ctx context.Context, s *Store, tx *sql.Tx, ins []In, opts []EnqueueOption) ([]int64, error) {
+	if err := w.valid(); err != nil {
+		return nil, err
+	}
+	inputs := make([]json.RawMessage, len(ins))
+	for i, in := range ins {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, fmt.Errorf("trigger %q: input %d: %w: %v", w.name, i, ErrInvalidPayload, err)
+		}
+		if err := checkJSON(b); err != nil {
+			return nil, fmt.Errorf("trigger %q: input %d: %w", w.name, i, err)
+		}
+		if len(b) > s.cfg.maxPayloadBytes {
+			return nil, fmt.Errorf("trigger %q: input %d: %w: %d bytes, limit %d", w.name, i, ErrPayloadTooLarge, len(b), s.cfg.maxPayloadBytes)
+		}
+		inputs[i] = b
+	}
+	if tx != nil {
+		return s.triggerRuns(ctx, tx, w.name, inputs, opts)
+	}
+	if _, err := s.registerWorkflow(ctx, w.name); err != nil {
+		return nil, err
+	}
+	ids, err := s.triggerRuns(ctx, nil, w.name, inputs, opts)
+	if errors.Is(err, errForeignKey) {
+		s.workflows.Delete(w.name) // deleted since this Store cached it
+		if _, err := s.registerWorkflow(ctx, w.name); err != nil {
+			return nil, err
+		}
+		ids, err = s.triggerRuns(ctx, nil, w.name, inputs, opts)
+	}
+	return ids, err
+}
+
 // Serve runs the workflow's triggered runs until ctx is cancelled, as
 // [Consumer.Run] runs handlers: opts sets the concurrency (runs at once),
 // batch size, poll interval, visibility timeout (extended while a run
@@ -215,6 +270,9 @@ func (w *Workflow[In, Out]) Result(ctx context.Context, s *Store, id int64) (Out
 	case RunFailed:
 		return out, &RunError{RunID: id, Workflow: info.Workflow, Message: info.Error}
 	case RunCancelled:
+		if info.Error != "" { // the deadline passed
+			return out, fmt.Errorf("run %d of %q: %w: %s", id, info.Workflow, ErrRunCancelled, info.Error)
+		}
 		return out, fmt.Errorf("run %d of %q: %w", id, info.Workflow, ErrRunCancelled)
 	}
 	if err := json.Unmarshal(info.Output, &out); err != nil {
@@ -259,7 +317,21 @@ func (e *engine) execute(ctx context.Context, c *Consumer, m *Message) error {
 	if run == nil {
 		return err
 	}
-	out, err := e.attempt(ctx, run, input)
+	actx := ctx
+	if !run.deadline.IsZero() {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithDeadline(ctx, run.deadline.Add(-run.offset)) // on the local clock
+		defer cancel()
+	}
+	out, err := e.attempt(actx, run, input)
+	if err != nil && ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded) {
+		// The deadline cut the run off: it ends CANCELLED, keeping its last
+		// completed step's record.
+		run.mu.Lock()
+		pending := run.pending
+		run.mu.Unlock()
+		return e.end(ctx, m, run.id, pending, RunCancelled, nil, run.pastDeadline())
+	}
 	return e.conclude(ctx, c, m, run, out, err)
 }
 
@@ -284,6 +356,9 @@ func (e *engine) admit(ctx context.Context, c *Consumer, m *Message) (*Run, json
 	if m.ReadCount > e.maxDeliveries {
 		msg := fmt.Sprintf("abandoned: %d deliveries ended without the run finishing or suspending (crashed or lost workers)", e.maxDeliveries)
 		return nil, nil, e.finish(ctx, run.id, nil, RunFailed, nil, &msg)
+	}
+	if !loaded.status.Finished() && !run.deadline.IsZero() && !run.now().Before(run.deadline) {
+		return nil, nil, e.finish(ctx, run.id, nil, RunCancelled, nil, run.pastDeadline())
 	}
 	for range 3 {
 		switch loaded.status {
@@ -354,11 +429,19 @@ func (e *engine) attempt(ctx context.Context, run *Run, input json.RawMessage) (
 // cancelled run is done with; a delivery cut off (lease lost, shutdown)
 // gives the run back without using an attempt; a failure to record is
 // retried; a pause requested by the function pauses the run; any other
-// outcome ends the run (end).
+// outcome ends the run (end). A replay that diverged from the run's
+// recorded steps ([*NondeterminismError]) fails the run, whatever the
+// function returned.
 func (e *engine) conclude(ctx context.Context, c *Consumer, m *Message, run *Run, out json.RawMessage, err error) error {
 	run.mu.Lock()
-	suspend, cancelled, pending := run.suspend, run.cancelled, run.pending
+	suspend, cancelled, pending, diverged := run.suspend, run.cancelled, run.pending, run.diverged
 	run.mu.Unlock()
+	if diverged != nil {
+		// Whatever the function made of the error: the run's record and its
+		// code disagree, so nothing it does from here on can be trusted.
+		text := errorText(diverged)
+		return e.end(ctx, m, run.id, pending, RunFailed, nil, &text)
+	}
 	if suspend != nil {
 		e.bringForward(suspend, c, m.ID, run.id)
 	}
@@ -376,7 +459,9 @@ func (e *engine) conclude(ctx context.Context, c *Consumer, m *Message, run *Run
 		// Lease lost or shutdown: give the run back without using an attempt.
 		return &rescheduleError{}
 	case errors.As(err, &rec):
-		return err
+		// The recording failure alone, retried: never a [Permanent] the
+		// function wrapped around it, which the Run loop would dead-letter.
+		return rec
 	case errors.As(err, &pause):
 		if err := run.flush(ctx); err != nil {
 			return handled(err)
@@ -451,7 +536,7 @@ type loadedRun struct {
 // load reads the run driven by message msgID, with its recorded steps if it
 // ever started.
 func (e *engine) load(ctx context.Context, msgID int64) (*Run, *loadedRun, error) {
-	run := &Run{workflow: e.name, e: e, steps: map[string]*StepInfo{}, seen: map[string]bool{}}
+	run := &Run{workflow: e.name, e: e, steps: map[string]*StepInfo{}, atPosition: map[int]string{}, seen: map[string]bool{}}
 	var row runRow
 	err := e.s.read(ctx, func(ctx context.Context, q querier) (err error) {
 		row, err = e.s.runs.byMessage(ctx, q, msgID)
@@ -465,6 +550,7 @@ func (e *engine) load(ctx context.Context, msgID int64) (*Run, *loadedRun, error
 	}
 	run.id = row.id
 	run.offset = row.dbNow.Sub(time.Now())
+	run.deadline = row.deadline
 	l := loadedRun{status: row.status, input: row.input, resumeAt: row.resumeAt}
 	if row.started {
 		steps, err := e.s.runSteps(ctx, run.id)
@@ -473,6 +559,7 @@ func (e *engine) load(ctx context.Context, msgID int64) (*Run, *loadedRun, error
 		}
 		for i := range steps {
 			run.steps[steps[i].Name] = &steps[i]
+			run.atPosition[steps[i].Position] = steps[i].Name
 		}
 	}
 	return run, &l, nil

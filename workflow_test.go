@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -551,6 +553,157 @@ func TestWorkflowRejectsDuplicateStepNames(t *testing.T) {
 	})
 }
 
+// TestWorkflowDetectsNondeterministicReplay changes a workflow's first step
+// while its run sleeps: the next execution reaches another step where the
+// run recorded "charge", and the run must fail naming both steps, even
+// though the function swallows the error and returns a result, and no step
+// after the divergence may run.
+func TestWorkflowDetectsNondeterministicReplay(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		var changed atomic.Bool
+		var afterRan atomic.Int64
+		var seen atomic.Value
+		wf := NewWorkflow("drifter", func(ctx context.Context, run *Run, _ struct{}) (string, error) {
+			first := "charge"
+			if changed.Load() {
+				first = "refund"
+			}
+			if _, err := Step(ctx, run, first, func(context.Context) (bool, error) { return true, nil }); err != nil {
+				seen.Store(err)
+				return "swallowed", nil // a careless function; the run must fail anyway
+			}
+			if err := Sleep(ctx, run, "nap", 300*time.Millisecond); err != nil {
+				return "", err
+			}
+			return Step(ctx, run, "ship", func(context.Context) (string, error) { afterRan.Add(1); return "shipped", nil })
+		})
+		if err := wf.Register(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		id, err := wf.Trigger(ctx, s, struct{}{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := serveInBackground(t, s, wf, fastPoll)
+		await(t, 10*time.Second, "the run to sleep", func() bool { return len(runStatus(t, s, id).Steps) == 2 })
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		changed.Store(true) // a deploy while the run sleeps
+		serveInBackground(t, s, wf, fastPoll)
+		_, err = waitResult(t, s, wf, id)
+		var re *RunError
+		if !errors.As(err, &re) || !strings.Contains(re.Message, `"refund"`) || !strings.Contains(re.Message, `"charge"`) {
+			t.Errorf("result = %v, want a failure naming the recorded and the reached step", err)
+		}
+		var ne *NondeterminismError
+		if err, _ := seen.Load().(error); !errors.As(err, &ne) || !errors.Is(err, ErrNondeterministic) ||
+			ne.Position != 0 || ne.Recorded != "charge" || ne.Reached != "refund" {
+			t.Errorf("Step returned %v, want a *NondeterminismError at position 0", err)
+		}
+		if afterRan.Load() != 0 {
+			t.Error("a step after the divergence ran")
+		}
+		if st := runStatus(t, s, id); st.Status != RunFailed || len(st.Steps) != 2 {
+			t.Errorf("run = %s with %d steps, want ERROR with the 2 recorded", st.Status, len(st.Steps))
+		}
+	})
+}
+
+// TestWorkflowTimeout gives runs a deadline at trigger time: a run sleeping
+// past it, one whose step is still running at it and one paused until
+// resumed all end CANCELLED at the deadline with an error saying so, and no
+// step after the deadline runs; a run that finishes in time succeeds.
+func TestWorkflowTimeout(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		var after atomic.Int64
+		var stepCtxErr atomic.Value
+		wf := NewWorkflow("deadline", func(ctx context.Context, run *Run, mode string) (string, error) {
+			switch mode {
+			case "sleep":
+				if err := Sleep(ctx, run, "long", time.Hour); err != nil {
+					return "", err
+				}
+			case "block":
+				if _, err := Step(ctx, run, "block", func(ctx context.Context) (bool, error) {
+					<-ctx.Done()
+					stepCtxErr.Store(ctx.Err())
+					return false, ctx.Err()
+				}); err != nil {
+					return "", err
+				}
+			case "pause":
+				if _, err := Step(ctx, run, "pause", func(context.Context) (bool, error) { return false, Pause(time.Time{}) }); err != nil {
+					return "", err
+				}
+			}
+			return Step(ctx, run, "after", func(context.Context) (string, error) { after.Add(1); return "done", nil })
+		})
+		if err := wf.Register(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		const timeout = 700 * time.Millisecond
+		ids := map[string]int64{}
+		start := time.Now()
+		for _, mode := range []string{"sleep", "block", "pause"} {
+			id, err := wf.Trigger(ctx, s, mode, Timeout(timeout))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids[mode] = id
+		}
+		quick, err := wf.Trigger(ctx, s, "quick", Timeout(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		serveInBackground(t, s, wf, fastPoll)
+		for mode, id := range ids {
+			_, err := waitResult(t, s, wf, id)
+			if !errors.Is(err, ErrRunCancelled) || !strings.Contains(err.Error(), "deadline exceeded") {
+				t.Errorf("%s: result = %v, want ErrRunCancelled saying the deadline passed", mode, err)
+			}
+			info := runStatus(t, s, id)
+			if info.Status != RunCancelled || !strings.Contains(info.Error, "deadline exceeded") || info.Deadline.IsZero() {
+				t.Errorf("%s: run = %s %q (deadline %v), want CANCELLED by its deadline", mode, info.Status, info.Error, info.Deadline)
+			}
+			if info.FinishedAt.Before(info.Deadline.Add(-50 * time.Millisecond)) {
+				t.Errorf("%s: ended at %v, before its deadline %v", mode, info.FinishedAt, info.Deadline)
+			}
+		}
+		if elapsed := time.Since(start); elapsed < timeout {
+			t.Errorf("runs ended %v after their trigger, before the %v timeout", elapsed, timeout)
+		}
+		if err, _ := stepCtxErr.Load().(error); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("the blocked step's context ended with %v, want the deadline", err)
+		}
+		if got, err := waitResult(t, s, wf, quick); err != nil || got != "done" {
+			t.Errorf("a run that finishes in time = %q, %v", got, err)
+		}
+		if after.Load() != 1 {
+			t.Errorf("the step after the deadline ran %d times, want once (the quick run only)", after.Load())
+		}
+		for _, o := range []EnqueueOption{Timeout(0), Timeout(-time.Second)} {
+			if _, err := wf.Trigger(ctx, s, "quick", o); !errors.Is(err, ErrInvalidArgument) {
+				t.Errorf("trigger with a non-positive timeout = %v, want ErrInvalidArgument", err)
+			}
+		}
+		if _, err := s.Admin().CreateQueue(ctx, "plain"); err != nil {
+			t.Fatal(err)
+		}
+		p, err := s.Producer(ctx, "plain")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Enqueue(ctx, 1, Timeout(time.Second)); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("enqueue with Timeout = %v, want ErrInvalidArgument", err)
+		}
+	})
+}
+
 func TestWorkflowUnicodeNameAndNoInput(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, s *Store) {
@@ -651,6 +804,85 @@ func TestWorkflowBadInput(t *testing.T) {
 		if err := Sleep(ctx, nil, "x", -time.Second); !errors.Is(err, ErrInvalidArgument) {
 			t.Errorf("negative sleep = %v", err)
 		}
+	})
+}
+
+// TestWorkflowTriggerBatch starts many runs in one call, in and out of the
+// caller's transaction: every run executes once with its own input, a rolled
+// back batch leaves nothing, and bad batches are refused whole.
+func TestWorkflowTriggerBatch(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		var executions atomic.Int64
+		wf := NewWorkflow("batched", func(ctx context.Context, run *Run, in string) (string, error) {
+			return Step(ctx, run, "upper", func(context.Context) (string, error) {
+				executions.Add(1)
+				return strings.ToUpper(in), nil
+			})
+		})
+		ins := make([]string, 40)
+		for i := range ins {
+			ins[i] = fmt.Sprintf("run-%02d", i)
+		}
+		ids, err := wf.TriggerBatch(ctx, s, ins, Priority(3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ids) != len(ins) || !slices.IsSorted(ids) {
+			t.Fatalf("TriggerBatch = %v, want %d ascending IDs", ids, len(ins))
+		}
+		tx, err := s.DB().BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gone, err := wf.TriggerBatchTx(ctx, tx, s, []string{"x", "y"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Rollback(); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range gone {
+			_, err := s.Runs().Get(ctx, id)
+			wantErr(t, err, ErrRunNotFound)
+		}
+		tx, err = s.DB().BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept, err := wf.TriggerBatchTx(ctx, tx, s, []string{"in-tx"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		serveInBackground(t, s, wf, fastPoll)
+		for i, id := range append(ids, kept...) {
+			want := "IN-TX"
+			if i < len(ins) {
+				want = strings.ToUpper(ins[i])
+			}
+			if got, err := waitResult(t, s, wf, id); err != nil || got != want {
+				t.Errorf("run %d = %q, %v, want %q", id, got, err, want)
+			}
+		}
+		if n := executions.Load(); n != int64(len(ins)+1) {
+			t.Errorf("%d step executions, want %d", n, len(ins)+1)
+		}
+		if empty, err := wf.TriggerBatch(ctx, s, nil); err != nil || len(empty) != 0 {
+			t.Errorf("empty batch = %v, %v", empty, err)
+		}
+		bad := NewWorkflow("batched-bad", func(ctx context.Context, run *Run, in any) (int, error) { return 0, nil })
+		_, err = bad.TriggerBatch(ctx, s, []any{1, math.NaN()})
+		if !errors.Is(err, ErrInvalidPayload) || !strings.Contains(err.Error(), "input 1") {
+			t.Errorf("batch with an unencodable input = %v, want ErrInvalidPayload naming input 1", err)
+		}
+		_, err = bad.TriggerBatch(ctx, s, make([]any, s.cfg.maxBatch+1))
+		wantErr(t, err, ErrBatchTooLarge)
+		_, err = bad.TriggerBatch(ctx, s, []any{1}, Priority(99))
+		wantErr(t, err, ErrInvalidArgument)
 	})
 }
 

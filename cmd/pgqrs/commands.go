@@ -165,9 +165,9 @@ func (c *cli) queueList(ctx context.Context, _ []string) error {
 		qs, err := s.Admin().ListQueues(ctx)
 		return jsonList(qs), err
 	}, func(w io.Writer, qs []*pgqrs.Queue) error {
-		t := newTable(w, "ID", "NAME", "CREATED")
+		t := newTable(w, "ID", "NAME", "CREATED", "PAUSED")
 		for _, q := range qs {
-			t.row(num(q.ID), q.Name, timeCell(q.CreatedAt))
+			t.row(num(q.ID), q.Name, timeCell(q.CreatedAt), timeCell(q.PausedAt))
 		}
 		return t.flush()
 	})
@@ -191,6 +191,74 @@ func (c *cli) queueDelete(ctx context.Context, args []string) error {
 func (c *cli) queuePurge(ctx context.Context, args []string) error {
 	return c.count(ctx, args[0], "purged", "deleted %d messages of queue %q\n", func(s *pgqrs.Store) (int64, error) {
 		return s.Admin().PurgeQueue(ctx, args[0])
+	})
+}
+
+// queuePause pauses a queue for every consumer.
+func (c *cli) queuePause(ctx context.Context, args []string) error {
+	return c.pause(ctx, args[0], true)
+}
+
+// queueResume ends a pause.
+func (c *cli) queueResume(ctx context.Context, args []string) error {
+	return c.pause(ctx, args[0], false)
+}
+
+// pause pauses or resumes queue and prints its state:
+// {"queue": ..., "paused": ...} with --json.
+func (c *cli) pause(ctx context.Context, queue string, paused bool) error {
+	return query(ctx, c, func(s *pgqrs.Store) (map[string]any, error) {
+		op := s.Admin().ResumeQueue
+		if paused {
+			op = s.Admin().PauseQueue
+		}
+		return map[string]any{"queue": queue, "paused": paused}, op(ctx, queue)
+	}, func(w io.Writer, _ map[string]any) error {
+		text := "resumed queue %q: its consumers claim again\n"
+		if paused {
+			text = "paused queue %q: its consumers claim nothing until \"pgqrs queue resume\" (enqueue still works)\n"
+		}
+		_, err := fmt.Fprintf(w, text, queue)
+		return err
+	})
+}
+
+// cancel cancels live messages of a queue by ID. IDs that are not live
+// messages of the queue make it fail (exit 1) after the others were
+// cancelled.
+func (c *cli) cancel(ctx context.Context, args []string) error {
+	queue := args[0]
+	ids := make([]int64, len(args)-1)
+	for i, a := range args[1:] {
+		id, err := strconv.ParseInt(a, 10, 64)
+		if err != nil || id < 1 {
+			return usagef("cancel: %q is not a message ID", a)
+		}
+		ids[i] = id
+	}
+	s, err := c.open(ctx)
+	if err != nil {
+		return err
+	}
+	ok, err := s.Admin().CancelMessages(ctx, queue, ids)
+	if err != nil {
+		return err
+	}
+	cancelled, missing := []int64{}, []int64{}
+	for i, done := range ok {
+		if done {
+			cancelled = append(cancelled, ids[i])
+		} else {
+			missing = append(missing, ids[i])
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("cancel in queue %q: messages %v: %w (never enqueued, or already archived, dead-lettered, cancelled or deleted); cancelled %v",
+			queue, missing, pgqrs.ErrMessageNotFound, cancelled)
+	}
+	return c.show(map[string]any{"queue": queue, "cancelled": cancelled}, func(w io.Writer) error {
+		_, err := fmt.Fprintf(w, "cancelled messages %v of queue %q; they are in its archive, marked cancelled\n", cancelled, queue)
+		return err
 	})
 }
 
@@ -391,7 +459,11 @@ func (c *cli) listArchive(ctx context.Context, queue string, list listArchiveFun
 	}, func(w io.Writer, ms []*pgqrs.ArchivedMessage) error {
 		t := newTable(w, "ID", "READS", "ENQUEUED", "ARCHIVED", "LAST ERROR", "PAYLOAD")
 		for _, m := range ms {
-			t.row(num(m.ID), num(m.ReadCount), timeCell(m.EnqueuedAt), timeCell(m.ArchivedAt), errorCell(m.LastError), payloadCell(m.Payload))
+			last := errorCell(m.LastError)
+			if m.Cancelled {
+				last = errorCell("(cancelled) " + m.LastError)
+			}
+			t.row(num(m.ID), num(m.ReadCount), timeCell(m.EnqueuedAt), timeCell(m.ArchivedAt), last, payloadCell(m.Payload))
 		}
 		return t.flush()
 	})

@@ -145,7 +145,7 @@ func TestSchemaCommands(t *testing.T) {
 func TestQueueCommands(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b *backend) {
 		out := b.ok("--json", "queue", "create", "emails")
-		if diff := cmp.Diff([]string{"created_at", "id", "name"}, keys(t, out)); diff != "" {
+		if diff := cmp.Diff([]string{"created_at", "id", "name", "paused"}, keys(t, out)); diff != "" {
 			t.Errorf("queue create keys (-want +got):\n%s", diff)
 		}
 		b.ok("queue", "create", "audit")

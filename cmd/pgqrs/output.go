@@ -97,13 +97,17 @@ func (t *table) flush() error {
 
 // metricsTable writes queue metrics as a table.
 func metricsTable(w io.Writer, ms []pgqrs.QueueMetrics) error {
-	t := newTable(w, "QUEUE", "PENDING", "VISIBLE", "LEASED", "DELAYED", "ARCHIVED", "DEAD", "OLDEST PENDING")
+	t := newTable(w, "QUEUE", "PENDING", "VISIBLE", "LEASED", "DELAYED", "ARCHIVED", "DEAD", "OLDEST PENDING", "PAUSED")
 	for _, m := range ms {
 		oldest := "-"
 		if !m.OldestPending.IsZero() {
 			oldest = m.OldestPendingAge.Round(time.Second).String()
 		}
-		t.row(m.Queue, num(m.Pending), num(m.Visible), num(m.Leased), num(m.Delayed), num(m.Archived), num(m.Dead), oldest)
+		paused := "-"
+		if m.Paused {
+			paused = "yes"
+		}
+		t.row(m.Queue, num(m.Pending), num(m.Visible), num(m.Leased), num(m.Delayed), num(m.Archived), num(m.Dead), oldest, paused)
 	}
 	return t.flush()
 }

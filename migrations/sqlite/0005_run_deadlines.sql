@@ -1,0 +1,3 @@
+-- A run's deadline, set at trigger time (Timeout): a run not finished by
+-- then ends CANCELLED, whether it is running, sleeping or paused.
+ALTER TABLE pgqrs_runs ADD COLUMN deadline_at TEXT;

@@ -378,6 +378,20 @@ func (e *repoEnv) workflow(name string) (workflowRef, *Queue) {
 	return workflowRef{id: id, queueID: q.ID}, q
 }
 
+func (e *repoEnv) putSchedule(d scheduleDef) *ScheduleInfo {
+	e.t.Helper()
+	info, err := e.s.schedules.put(e.ctx, e.q, d)
+	e.must(err, "put schedule")
+	return info
+}
+
+func (e *repoEnv) getSchedule(name string) *ScheduleInfo {
+	e.t.Helper()
+	info, err := e.s.schedules.get(e.ctx, e.q, name)
+	e.must(err, "get schedule")
+	return info
+}
+
 // run creates a QUEUED run of wf driven by a new message on q; it returns
 // the run's and the message's IDs.
 func (e *repoEnv) run(wf workflowRef, q *Queue, input string) (run, msg int64) {
@@ -2046,6 +2060,198 @@ var repoCases = map[string]repoCase{
 		}
 		e.equal("b's queued, succeeded, failed", []int64{ws[1].Runs[RunQueued], ws[1].Runs[RunSucceeded], ws[1].Runs[RunFailed]}, []int64{1, 1, 0})
 		e.equal("a's queued", ws[0].Runs[RunQueued], 0)
+	}},
+
+	// scheduleRepo
+
+	"scheduleRepo.put": {run: func(e *repoEnv) {
+		q := e.queue("q")
+		t0 := time.Now().UTC().Truncate(time.Second).Add(time.Hour)
+		def := scheduleDef{name: e.prefix + "s", cron: "*/5 * * * *", timezone: "Europe/Berlin", queueID: q.ID,
+			payload: []byte(`{"a":1}`), headers: []byte(`{"k":"v"}`), priority: 3, next: t0}
+		got := e.putSchedule(def)
+		if got.Name != def.name || got.Cron != def.cron || got.TimeZone != def.timezone || got.Queue != q.Name || got.Workflow != "" ||
+			!sameJSON(got.Payload, def.payload) || got.Priority != 3 || got.Headers["k"] != "v" || got.Paused ||
+			!got.NextRunAt.Equal(t0) || !got.LastRunAt.IsZero() {
+			e.t.Errorf("put = %+v", got)
+		}
+		e.recent("CreatedAt", got.CreatedAt)
+		// The same timing, a new payload: the next run stays.
+		def.payload, def.headers, def.next = []byte(`2`), nil, t0.Add(time.Minute)
+		again := e.putSchedule(def)
+		if !again.NextRunAt.Equal(t0) || !sameJSON(again.Payload, []byte(`2`)) || again.Headers != nil {
+			e.t.Errorf("put of the same timing = %+v", again)
+		}
+		// Paused stays paused; a new cron takes the new next run.
+		if ok, err := e.s.schedules.pause(e.ctx, e.q, def.name); err != nil || !ok {
+			e.t.Fatalf("pause = %v, %v", ok, err)
+		}
+		def.cron = "*/10 * * * *"
+		retimed := e.putSchedule(def)
+		if !retimed.NextRunAt.Equal(t0.Add(time.Minute)) || !retimed.Paused || retimed.Cron != def.cron {
+			e.t.Errorf("put of a new cron = %+v", retimed)
+		}
+		def.timezone, def.next = "UTC", t0.Add(2*time.Minute)
+		if rezoned := e.putSchedule(def); !rezoned.NextRunAt.Equal(t0.Add(2 * time.Minute)) {
+			e.t.Errorf("put of a new zone: next %v", rezoned.NextRunAt)
+		}
+		wf, wq := e.workflow("wf")
+		w := e.putSchedule(scheduleDef{name: e.prefix + "w", cron: "@daily", timezone: "UTC", queueID: wq.ID, workflowID: wf.id,
+			payload: []byte(`null`), next: t0})
+		if w.Workflow != e.prefix+"wf" || w.Queue != "" || string(w.Payload) != "null" {
+			e.t.Errorf("put of a workflow target = %+v", w)
+		}
+		_, err := e.s.schedules.put(e.ctx, e.q, scheduleDef{name: e.prefix + "x", cron: "@daily", timezone: "UTC",
+			queueID: q.ID + 100000, payload: []byte(`1`), next: t0})
+		e.isErr(err, errForeignKey, "put with a missing queue")
+	}},
+	"scheduleRepo.get": {run: func(e *repoEnv) {
+		q := e.queue("q")
+		put := e.putSchedule(scheduleDef{name: e.prefix + "s", cron: "@hourly", timezone: "UTC", queueID: q.ID,
+			payload: []byte(`[1]`), next: time.Now().UTC().Truncate(time.Hour)})
+		got, err := e.s.schedules.get(e.ctx, e.q, e.prefix+"s")
+		e.must(err, "get")
+		e.equal("get", *got, *put)
+		_, err = e.s.schedules.get(e.ctx, e.q, e.prefix+"missing")
+		e.noRows(err, "get of a missing schedule")
+	}},
+	"scheduleRepo.list": {fresh: true, run: func(e *repoEnv) {
+		q := e.queue("q")
+		now := time.Now().UTC().Truncate(time.Second)
+		for _, name := range []string{"b", "a", "c"} {
+			e.putSchedule(scheduleDef{name: name, cron: "@daily", timezone: "UTC", queueID: q.ID, payload: []byte(`1`), next: now})
+		}
+		got, err := e.s.schedules.list(e.ctx, e.q)
+		e.must(err, "list")
+		names := []string{}
+		for _, s := range got {
+			names = append(names, s.Name)
+		}
+		e.equal("names", names, []string{"a", "b", "c"})
+	}},
+	"scheduleRepo.due": {fresh: true, run: func(e *repoEnv) {
+		q := e.queue("q")
+		t0 := time.Now().UTC().Truncate(time.Second)
+		for i, name := range []string{"late", "soon", "paused", "first"} {
+			e.putSchedule(scheduleDef{name: name, cron: "@daily", timezone: "UTC", queueID: q.ID, payload: []byte(`1`),
+				next: t0.Add([]time.Duration{time.Hour, time.Minute, 0, -time.Minute}[i])})
+		}
+		if ok, err := e.s.schedules.pause(e.ctx, e.q, "paused"); err != nil || !ok {
+			e.t.Fatalf("pause = %v, %v", ok, err)
+		}
+		due, err := e.s.schedules.due(e.ctx, e.q, t0.Add(time.Minute), 10)
+		e.must(err, "due")
+		if len(due) != 2 || due[0].name != "first" || due[1].name != "soon" || !due[0].next.Equal(t0.Add(-time.Minute)) ||
+			due[0].cron != "@daily" || due[0].timezone != "UTC" {
+			e.t.Errorf("due = %+v", due)
+		}
+		due, err = e.s.schedules.due(e.ctx, e.q, t0.Add(time.Minute), 1)
+		e.must(err, "due")
+		e.equal("due with limit 1", len(due), 1)
+		due, err = e.s.schedules.due(e.ctx, e.q, t0.Add(-2*time.Minute), 10)
+		e.must(err, "due")
+		e.equal("due before any", len(due), 0)
+	}},
+	"scheduleRepo.claim": {run: func(e *repoEnv) {
+		q := e.queue("q")
+		t0 := time.Now().UTC().Truncate(time.Second)
+		e.putSchedule(scheduleDef{name: e.prefix + "s", cron: "@every 1m", timezone: "UTC", queueID: q.ID,
+			payload: []byte(`{"n":1}`), headers: []byte(`{"h":"1"}`), priority: 2, next: t0})
+		d := dueSchedule{name: e.prefix + "s", cron: "@every 1m", timezone: "UTC", next: t0}
+		stale := d
+		stale.cron = "@every 2m"
+		if _, ok, err := e.s.schedules.claim(e.ctx, e.q, stale, t0.Add(time.Minute), t0); err != nil || ok {
+			e.t.Errorf("claim with another cron = %v, %v", ok, err)
+		}
+		target, ok, err := e.s.schedules.claim(e.ctx, e.q, d, t0.Add(time.Minute), t0)
+		if err != nil || !ok || target.queueID != q.ID || target.workflowID != 0 || !sameJSON(target.payload, []byte(`{"n":1}`)) ||
+			target.priority != 2 || target.headers["h"] != "1" {
+			e.t.Fatalf("claim = %+v, %v, %v", target, ok, err)
+		}
+		if _, ok, err := e.s.schedules.claim(e.ctx, e.q, d, t0.Add(time.Minute), t0); err != nil || ok {
+			e.t.Errorf("second claim of one occurrence = %v, %v", ok, err)
+		}
+		got := e.getSchedule(d.name)
+		if !got.NextRunAt.Equal(t0.Add(time.Minute)) || !got.LastRunAt.Equal(t0) {
+			e.t.Errorf("after the claim: next %v, last %v", got.NextRunAt, got.LastRunAt)
+		}
+		d.next = t0.Add(time.Minute)
+		if ok, err := e.s.schedules.pause(e.ctx, e.q, d.name); err != nil || !ok {
+			e.t.Fatalf("pause = %v, %v", ok, err)
+		}
+		if _, ok, err := e.s.schedules.claim(e.ctx, e.q, d, t0.Add(2*time.Minute), d.next); err != nil || ok {
+			e.t.Errorf("claim of a paused schedule = %v, %v", ok, err)
+		}
+		wf, wq := e.workflow("wf")
+		e.putSchedule(scheduleDef{name: e.prefix + "w", cron: "@every 1m", timezone: "UTC", queueID: wq.ID, workflowID: wf.id,
+			payload: []byte(`1`), next: t0})
+		target, ok, err = e.s.schedules.claim(e.ctx, e.q, dueSchedule{name: e.prefix + "w", cron: "@every 1m", timezone: "UTC", next: t0},
+			t0.Add(time.Minute), t0)
+		if err != nil || !ok || target.workflowID != wf.id || target.queueID != wq.ID {
+			e.t.Errorf("claim of a workflow schedule = %+v, %v, %v", target, ok, err)
+		}
+	}},
+	"scheduleRepo.ran": {run: func(e *repoEnv) {
+		q := e.queue("q")
+		t0 := time.Now().UTC().Truncate(time.Second)
+		e.putSchedule(scheduleDef{name: e.prefix + "s", cron: "@daily", timezone: "UTC", queueID: q.ID, payload: []byte(`7`), next: t0.Add(time.Hour)})
+		target, err := e.s.schedules.ran(e.ctx, e.q, e.prefix+"s", t0)
+		if err != nil || target.queueID != q.ID || !sameJSON(target.payload, []byte(`7`)) {
+			e.t.Errorf("ran = %+v, %v", target, err)
+		}
+		got := e.getSchedule(e.prefix + "s")
+		if !got.LastRunAt.Equal(t0) || !got.NextRunAt.Equal(t0.Add(time.Hour)) {
+			e.t.Errorf("after ran: last %v, next %v", got.LastRunAt, got.NextRunAt)
+		}
+		_, err = e.s.schedules.ran(e.ctx, e.q, e.prefix+"missing", t0)
+		e.noRows(err, "ran of a missing schedule")
+	}},
+	"scheduleRepo.pause": {run: func(e *repoEnv) {
+		q := e.queue("q")
+		e.putSchedule(scheduleDef{name: e.prefix + "s", cron: "@daily", timezone: "UTC", queueID: q.ID, payload: []byte(`1`), next: time.Now()})
+		for range 2 {
+			if ok, err := e.s.schedules.pause(e.ctx, e.q, e.prefix+"s"); err != nil || !ok {
+				e.t.Errorf("pause = %v, %v", ok, err)
+			}
+		}
+		e.equal("paused", e.getSchedule(e.prefix+"s").Paused, true)
+		if ok, err := e.s.schedules.pause(e.ctx, e.q, e.prefix+"missing"); err != nil || ok {
+			e.t.Errorf("pause of a missing schedule = %v, %v", ok, err)
+		}
+	}},
+	"scheduleRepo.resume": {run: func(e *repoEnv) {
+		q := e.queue("q")
+		t0 := time.Now().UTC().Truncate(time.Second)
+		e.putSchedule(scheduleDef{name: e.prefix + "s", cron: "@daily", timezone: "UTC", queueID: q.ID, payload: []byte(`1`), next: t0})
+		// Not paused: the next run stays.
+		if ok, err := e.s.schedules.resume(e.ctx, e.q, e.prefix+"s", "@daily", "UTC", t0.Add(time.Hour)); err != nil || !ok {
+			e.t.Errorf("resume = %v, %v", ok, err)
+		}
+		e.equal("next of a running schedule", e.getSchedule(e.prefix+"s").NextRunAt.Equal(t0), true)
+		if ok, err := e.s.schedules.pause(e.ctx, e.q, e.prefix+"s"); err != nil || !ok {
+			e.t.Fatalf("pause = %v, %v", ok, err)
+		}
+		if ok, err := e.s.schedules.resume(e.ctx, e.q, e.prefix+"s", "@hourly", "UTC", t0.Add(time.Hour)); err != nil || ok {
+			e.t.Errorf("resume under another cron = %v, %v", ok, err)
+		}
+		if ok, err := e.s.schedules.resume(e.ctx, e.q, e.prefix+"s", "@daily", "UTC", t0.Add(time.Hour)); err != nil || !ok {
+			e.t.Errorf("resume = %v, %v", ok, err)
+		}
+		got := e.getSchedule(e.prefix + "s")
+		if got.Paused || !got.NextRunAt.Equal(t0.Add(time.Hour)) {
+			e.t.Errorf("resumed = paused %v, next %v", got.Paused, got.NextRunAt)
+		}
+	}},
+	"scheduleRepo.delete": {run: func(e *repoEnv) {
+		q := e.queue("q")
+		e.putSchedule(scheduleDef{name: e.prefix + "s", cron: "@daily", timezone: "UTC", queueID: q.ID, payload: []byte(`1`), next: time.Now()})
+		for i, want := range []bool{true, false} {
+			if ok, err := e.s.schedules.delete(e.ctx, e.q, e.prefix+"s"); err != nil || ok != want {
+				e.t.Errorf("delete %d = %v, %v", i, ok, err)
+			}
+		}
+		_, err := e.s.schedules.get(e.ctx, e.q, e.prefix+"s")
+		e.noRows(err, "get after delete")
 	}},
 
 	// schemaRepo

@@ -37,6 +37,7 @@ type dialect struct {
 	admin      adminSQL
 	version    versionSQL
 	workflow   workflowSQL
+	schedule   scheduleSQL
 
 	// Connecting (Open): the database/sql driver name and the import that
 	// registers it, the DSN schemes the backend reads (lower case), whether
@@ -255,6 +256,28 @@ SELECT w.name, w.created_at,
        count(r.id) FILTER (WHERE r.status = 'ERROR')
 FROM pgqrs_workflows w LEFT JOIN pgqrs_runs r ON r.workflow_id = w.id
 GROUP BY w.id, w.name, w.created_at ORDER BY w.name`
+
+// scheduleSQL: pgqrs_schedules, periodic schedules. Unlike the other
+// groups, their times come from Go's clock as arguments (timeArg): the cron
+// arithmetic that computes them runs in Go. "Schedule columns" are name,
+// cron, timezone, queue name, workflow name or NULL, payload, priority,
+// headers, paused, next_run_at, last_run_at, created_at, updated_at;
+// "target columns" are queue_id, workflow_id (NULL: a plain queue),
+// payload, priority, headers: what one occurrence enqueues.
+type scheduleSQL struct {
+	// put creates the schedule or gives an existing one of the name the new
+	// definition, keeping its paused state, its last run and, unless cron or
+	// timezone changed, its next run time.
+	put    string // (name, cron, timezone, queue, workflow or NULL, payload JSON, priority, headers JSON or NULL, next run at) → schedule columns
+	get    string // (name) → schedule columns
+	list   string // () → schedule columns per schedule, by name
+	due    string // (before, limit) → name, cron, timezone, next_run_at of unpaused schedules due at or before, earliest first
+	claim  string // (name, due, next, last, cron, timezone) → target columns: the occurrence at due is the caller's (next_run_at moves from due to next, last_run_at to last); no row when another scheduler took it or the schedule is paused, changed or gone
+	ran    string // (name, at) → target columns: last_run_at set to at (a run triggered by hand)
+	pause  string // (name) → n
+	resume string // (name, next, cron, timezone) → n: unpaused, and a paused one's next_run_at set to next; 0 when cron or timezone changed meanwhile
+	delete string // (name) → n
+}
 
 // versionSQL: pgqrs_schema_version, the applied migrations.
 type versionSQL struct {

@@ -494,8 +494,41 @@ SELECT r.status FROM r JOIN s ON true`),
 			wakeMessage:   t(`UPDATE pgqrs_messages SET vt = now() WHERE id = $1 AND vt > now() AND consumer_worker_id IS NULL`),
 			listWorkflows: t(listWorkflowsSQL),
 		},
+		schedule: scheduleSQL{
+			put: t(`
+INSERT INTO pgqrs_schedules AS s (name, cron, timezone, queue_id, workflow_id, payload, priority, headers, next_run_at)
+VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8::jsonb, $9)
+ON CONFLICT (name) DO UPDATE
+SET cron = excluded.cron, timezone = excluded.timezone, queue_id = excluded.queue_id,
+    workflow_id = excluded.workflow_id, payload = excluded.payload, priority = excluded.priority,
+    headers = excluded.headers,
+    next_run_at = CASE WHEN s.cron = excluded.cron AND s.timezone = excluded.timezone
+                       THEN s.next_run_at ELSE excluded.next_run_at END,
+    updated_at = now()
+RETURNING ` + pgScheduleReturning),
+			get:  t(pgScheduleSelect + ` WHERE s.name = $1`),
+			list: t(pgScheduleSelect + ` ORDER BY s.name`),
+			due: t(`
+SELECT name, cron, timezone, next_run_at FROM pgqrs_schedules
+WHERE NOT paused AND next_run_at <= $1 ORDER BY next_run_at LIMIT $2`),
+			// Concurrent claims of one occurrence queue on the row lock; the
+			// losers re-read the row, find next_run_at moved and change nothing.
+			claim: t(`
+UPDATE pgqrs_schedules SET next_run_at = $3, last_run_at = $4, updated_at = now()
+WHERE name = $1 AND next_run_at = $2 AND cron = $5 AND timezone = $6 AND NOT paused
+RETURNING queue_id, workflow_id, payload, priority, headers`),
+			ran: t(`
+UPDATE pgqrs_schedules SET last_run_at = $2, updated_at = now() WHERE name = $1
+RETURNING queue_id, workflow_id, payload, priority, headers`),
+			pause: t(`UPDATE pgqrs_schedules SET paused = true, updated_at = now() WHERE name = $1`),
+			resume: t(`
+UPDATE pgqrs_schedules
+SET next_run_at = CASE WHEN paused THEN $2 ELSE next_run_at END, paused = false, updated_at = now()
+WHERE name = $1 AND cron = $3 AND timezone = $4`),
+			delete: t(`DELETE FROM pgqrs_schedules WHERE name = $1`),
+		},
 		indexes: []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_archive_queue",
-			"pgqrs_runs_message", "pgqrs_runs_workflow", "pgqrs_messages_key", "pgqrs_archive_key"},
+			"pgqrs_runs_message", "pgqrs_runs_workflow", "pgqrs_messages_key", "pgqrs_archive_key", "pgqrs_schedules_due"},
 		poolSize:       32,
 		prepare:        true,
 		installPrelude: pgInstallPrelude(schema),
@@ -605,10 +638,22 @@ SELECT q.name,
        now(), q.paused_at
 FROM pgqrs_queues q`
 
+// pgScheduleReturning is the schedule columns of a row just written.
+const pgScheduleReturning = `name, cron, timezone, (SELECT q.name FROM pgqrs_queues q WHERE q.id = s.queue_id),
+       (SELECT w.name FROM pgqrs_workflows w WHERE w.id = s.workflow_id), payload, priority, headers, paused,
+       next_run_at, last_run_at, created_at, updated_at`
+
+// pgScheduleSelect reads the schedule columns.
+const pgScheduleSelect = `
+SELECT s.name, s.cron, s.timezone, q.name, w.name, s.payload, s.priority, s.headers, s.paused,
+       s.next_run_at, s.last_run_at, s.created_at, s.updated_at
+FROM pgqrs_schedules s JOIN pgqrs_queues q ON q.id = s.queue_id
+LEFT JOIN pgqrs_workflows w ON w.id = s.workflow_id`
+
 // pgTableName matches the names of pgqrs's tables (and its one view):
 // whole words, so index names such as pgqrs_messages_claim stay as they are
 // (Postgres creates an index in its table's schema).
-var pgTableName = regexp.MustCompile(`\bpgqrs_(queues|workers|messages|archive|schema_version|workflows|runs|steps)\b`)
+var pgTableName = regexp.MustCompile(`\bpgqrs_(queues|workers|messages|archive|schema_version|workflows|runs|steps|schedules)\b`)
 
 // pgDroppedIndex matches the index a migration drops: unlike CREATE INDEX,
 // DROP INDEX finds its index through the search_path unless it is named

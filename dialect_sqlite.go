@@ -413,9 +413,42 @@ UPDATE pgqrs_messages SET vt = ` + sqliteNow + `
 WHERE id = ?1 AND vt > ` + sqliteNow + ` AND consumer_worker_id IS NULL AND archived_at IS NULL`,
 			listWorkflows: listWorkflowsSQL,
 		},
+		schedule: scheduleSQL{
+			put: `
+INSERT INTO pgqrs_schedules AS s (name, cron, timezone, queue_id, workflow_id, payload, priority, headers, next_run_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+ON CONFLICT (name) DO UPDATE
+SET cron = excluded.cron, timezone = excluded.timezone, queue_id = excluded.queue_id,
+    workflow_id = excluded.workflow_id, payload = excluded.payload, priority = excluded.priority,
+    headers = excluded.headers,
+    next_run_at = CASE WHEN s.cron = excluded.cron AND s.timezone = excluded.timezone
+                       THEN s.next_run_at ELSE excluded.next_run_at END,
+    updated_at = ` + sqliteNow + `
+RETURNING ` + sqliteScheduleReturning,
+			get:  sqliteScheduleSelect + ` WHERE s.name = ?1`,
+			list: sqliteScheduleSelect + ` ORDER BY s.name`,
+			due: `
+SELECT name, cron, timezone, next_run_at FROM pgqrs_schedules
+WHERE paused = 0 AND next_run_at <= ?1 ORDER BY next_run_at LIMIT ?2`,
+			// One writer at a time: the first claim of an occurrence moves
+			// next_run_at, and every later one finds nothing to change.
+			claim: `
+UPDATE pgqrs_schedules SET next_run_at = ?3, last_run_at = ?4, updated_at = ` + sqliteNow + `
+WHERE name = ?1 AND next_run_at = ?2 AND cron = ?5 AND timezone = ?6 AND paused = 0
+RETURNING queue_id, workflow_id, payload, priority, headers`,
+			ran: `
+UPDATE pgqrs_schedules SET last_run_at = ?2, updated_at = ` + sqliteNow + ` WHERE name = ?1
+RETURNING queue_id, workflow_id, payload, priority, headers`,
+			pause: `UPDATE pgqrs_schedules SET paused = 1, updated_at = ` + sqliteNow + ` WHERE name = ?1`,
+			resume: `
+UPDATE pgqrs_schedules
+SET next_run_at = CASE WHEN paused = 1 THEN ?2 ELSE next_run_at END, paused = 0, updated_at = ` + sqliteNow + `
+WHERE name = ?1 AND cron = ?3 AND timezone = ?4`,
+			delete: `DELETE FROM pgqrs_schedules WHERE name = ?1`,
+		},
 		indexes: []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_messages_dead",
 			"pgqrs_runs_message", "pgqrs_runs_workflow", "pgqrs_steps_start", "pgqrs_run_ends_insert",
-			"pgqrs_messages_key"},
+			"pgqrs_messages_key", "pgqrs_schedules_due"},
 		poolSize:        8,
 		prepare:         true,
 		begin:           "BEGIN IMMEDIATE",
@@ -453,6 +486,20 @@ SELECT * FROM (
     FROM pgqrs_runs r JOIN pgqrs_workflows w ON w.id = r.workflow_id
     LEFT JOIN pgqrs_messages m ON m.id = r.message_id AND m.archived_at IS NULL
 ) AS r`
+
+// sqliteScheduleReturning is the schedule columns of a row just written.
+// RETURNING cannot name the table's alias: queue_id and workflow_id are
+// the new row's (the subqueries' tables have no such columns).
+const sqliteScheduleReturning = `name, cron, timezone, (SELECT q.name FROM pgqrs_queues q WHERE q.id = queue_id),
+       (SELECT w.name FROM pgqrs_workflows w WHERE w.id = workflow_id), payload, priority, headers, paused,
+       next_run_at, last_run_at, created_at, updated_at`
+
+// sqliteScheduleSelect reads the schedule columns.
+const sqliteScheduleSelect = `
+SELECT s.name, s.cron, s.timezone, q.name, w.name, s.payload, s.priority, s.headers, s.paused,
+       s.next_run_at, s.last_run_at, s.created_at, s.updated_at
+FROM pgqrs_schedules s JOIN pgqrs_queues q ON q.id = s.queue_id
+LEFT JOIN pgqrs_workflows w ON w.id = s.workflow_id`
 
 const sqliteWorkerSelect = `
 SELECT w.id, w.name, coalesce(q.name, ''), w.role, w.status, w.started_at, w.heartbeat_at, w.stopped_at

@@ -485,3 +485,55 @@ func ExampleKey() {
 	// priority 0: "urgent" map[tenant:acme]
 	// priority 5: {"invoice":43} map[]
 }
+
+// ExampleSchedules_Add defines two periodic schedules and fires them in a
+// consumer's Run loop (RunOptions.Scheduler), so no extra process is
+// needed. Each occurrence is enqueued once however many processes run a
+// scheduler; its message says which schedule and occurrence it is.
+func ExampleSchedules_Add() {
+	ctx := context.Background()
+	s, err := pgqrs.Open(ctx, "sqlite::memory:")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Admin().Install(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := s.Admin().CreateQueue(ctx, "reports"); err != nil {
+		log.Fatal(err)
+	}
+
+	// Add is idempotent: call it at every start.
+	nightly, err := s.Schedules().Add(ctx, pgqrs.Schedule{
+		Name:     "nightly",
+		Cron:     "0 3 * * *", // 03:00 every day, in TimeZone
+		TimeZone: "Europe/Berlin",
+		Queue:    "reports",
+		Payload:  map[string]string{"kind": "daily"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	fmt.Println("nightly runs next at", nightly.NextRunAt.In(berlin).Format("15:04"), "in Berlin")
+	if _, err := s.Schedules().Add(ctx, pgqrs.Schedule{Name: "heartbeat", Cron: "@every 1s", Queue: "reports", Payload: "ping"}); err != nil {
+		log.Fatal(err)
+	}
+
+	c, _ := s.Consumer(ctx, "reports")
+	runCtx, stop := context.WithCancel(ctx)
+	err = c.Run(runCtx, func(ctx context.Context, m *pgqrs.Message) error {
+		if runCtx.Err() == nil {
+			fmt.Printf("%s from schedule %q\n", m.Payload, m.Headers[pgqrs.HeaderSchedule])
+			stop()
+		}
+		return nil
+	}, &pgqrs.RunOptions{Scheduler: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// nightly runs next at 03:00 in Berlin
+	// "ping" from schedule "heartbeat"
+}

@@ -24,8 +24,9 @@ type topic struct {
 type topicKind uint8
 
 const (
-	queueTopic topicKind = iota + 1 // new messages are visible in queue id
-	runTopic                        // run id ended (or was cancelled)
+	queueTopic    topicKind = iota + 1 // new messages are visible in queue id
+	runTopic                           // run id ended (or was cancelled)
+	scheduleTopic                      // a schedule was added or resumed (id 0): schedulers look again
 )
 
 func queueWake(queueID int64) topic { return topic{queueTopic, queueID} }

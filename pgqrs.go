@@ -106,6 +106,24 @@
 //
 // See docs/workflows.md for the guarantees, stated exactly.
 //
+// # Schedules
+//
+// A periodic schedule ([Schedules.Add]) enqueues a payload to a queue, or
+// starts a run of a workflow, at every occurrence of a cron expression
+// ("0 3 * * *", @daily, @every 10m) in a time zone. Schedules are rows in
+// the database; a scheduler claims each occurrence with a compare-and-set
+// in the transaction that enqueues it, so it is enqueued exactly once
+// however many processes run one, and occurrences missed while none ran
+// collapse into one message. Run a scheduler beside a consumer with
+// [RunOptions].Scheduler, or alone with [Store.RunScheduler]:
+//
+//	s.Schedules().Add(ctx, pgqrs.Schedule{Name: "nightly", Cron: "0 3 * * *",
+//		TimeZone: "Europe/Berlin", Queue: "reports", Payload: report{Kind: "daily"}})
+//	err := c.Run(ctx, handle, &pgqrs.RunOptions{Scheduler: true})
+//
+// See docs/schedules.md for the cron syntax, daylight saving and the
+// guarantees.
+//
 // # Backends
 //
 // pgqrs imports no SQL driver other than lib/pq, which it uses for LISTEN;
@@ -282,6 +300,12 @@ var (
 	// ErrDuplicateStep is returned by [Step] and [Sleep] for a step name the
 	// run already used in this execution.
 	ErrDuplicateStep = errors.New("pgqrs: duplicate step name")
+	// ErrScheduleNotFound is returned by the methods of [Schedules] for a
+	// schedule name that does not exist.
+	ErrScheduleNotFound = errors.New("pgqrs: schedule not found")
+	// ErrInvalidSchedule is wrapped by [*ScheduleError], returned by
+	// [Schedules.Add] for a definition it cannot use.
+	ErrInvalidSchedule = errors.New("pgqrs: invalid schedule")
 	// ErrNondeterministic is wrapped by [*NondeterminismError], returned by
 	// [Step] and [Sleep] when an execution of a run leaves the path of steps
 	// the run recorded.
@@ -492,6 +516,7 @@ type Store struct {
 	stats     statsRepo
 	runs      runRepo
 	schema    schemaRepo
+	schedules scheduleRepo
 	hooks     *testHooks    // nil outside tests
 	workflows sync.Map      // workflow name → workflowRef, once registered
 	waitPoll  time.Duration // Runs.Wait's fixed poll (0: 10ms doubling to 1s); tests set an hour
@@ -524,7 +549,8 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	return &Store{db: db, pool: &stmtCache{db: db, off: !impl.prepare || cfg.unprepared}, d: impl, cfg: cfg, listenDSN: cfg.listenDSN,
-		queues: queueRepo{impl}, archive: archiveRepo{impl}, workers: workerRepo{impl}, messages: messageRepo{impl}, stats: statsRepo{impl}, runs: runRepo{impl}, schema: schemaRepo{impl}}, nil
+		queues: queueRepo{impl}, archive: archiveRepo{impl}, workers: workerRepo{impl}, messages: messageRepo{impl}, stats: statsRepo{impl}, runs: runRepo{impl}, schema: schemaRepo{impl},
+		schedules: scheduleRepo{impl}}, nil
 }
 
 // Open opens a pool for dsn, configures it for pgqrs and checks with a real

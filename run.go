@@ -101,6 +101,9 @@ type RunOptions struct {
 	// cancelled; then their contexts are cancelled too, and Run waits 5s
 	// more before it abandons handlers that ignore that. Default 30s.
 	ShutdownTimeout time.Duration
+	// Scheduler makes the loop also fire the Store's schedules, as
+	// [Store.RunScheduler] does, until Run returns. Default false.
+	Scheduler bool
 	// Logger receives the loop's events: errors (handler panics with their
 	// stacks, failed settles), warnings (handler errors, lost leases, dead
 	// letters), a few infos and debug events. Default [slog.Default]; pass
@@ -285,6 +288,14 @@ func (c *Consumer) run(ctx context.Context, opts *RunOptions, single bool, handl
 	var handlers sync.WaitGroup
 	for range o.Concurrency {
 		handlers.Go(r.serve)
+	}
+
+	if o.Scheduler {
+		sctx, stopScheduler := context.WithCancel(ctx)
+		var scheduler sync.WaitGroup
+		scheduler.Go(func() { c.s.runScheduler(sctx, r.log) })
+		defer scheduler.Wait()
+		defer stopScheduler()
 	}
 
 	r.log.Debug("pgqrs: run started", "concurrency", o.Concurrency, "batch", o.BatchSize)

@@ -229,6 +229,17 @@ func (s *Store) triggerRun(ctx context.Context, tx *sql.Tx, name string, input j
 	return id, nil
 }
 
+// insertRun enqueues a run's message and records the run, on q, which
+// must be a transaction (a schedule's occurrence), with the run's deadline
+// timeout from now (0: none), no key and no parent.
+func (s *Store) insertRun(ctx context.Context, q querier, ref workflowRef, input []byte, out outgoing, timeout time.Duration) (int64, error) {
+	msgID, err := s.messages.enqueue(ctx, q, ref.queueID, input, out, 0)
+	if err != nil {
+		return 0, err
+	}
+	return s.runs.insert(ctx, q, ref.id, msgID, input, timeout, "", 0)
+}
+
 // triggerRuns starts one run per input in one transaction of two
 // statements: the runs' messages (one batch insert), then the runs (one
 // insert of every message and input pair). It returns the run IDs in the

@@ -141,6 +141,12 @@ func commands() []command {
 		{name: "workflow retry", args: "RUN_ID", summary: "run a failed run again from its failed step", minArgs: 1, maxArgs: 1, setup: noFlags((*cli).workflowRetry)},
 		{name: "workflow purge", args: "NAME", summary: "delete a workflow's runs that finished long ago, with their steps", minArgs: 1, maxArgs: 1, setup: workflowPurgeCommand},
 		{name: "workflow delete", args: "NAME", summary: "delete a workflow whose runs have all finished, with its runs and queue", minArgs: 1, maxArgs: 1, setup: noFlags((*cli).workflowDelete)},
+		{name: "schedule add", args: "NAME", summary: "create or redefine a periodic schedule (--cron, and --queue or --workflow)", minArgs: 1, maxArgs: 1, setup: scheduleAddCommand},
+		{name: "schedule list", summary: "list schedules with their next and last runs", setup: noFlags((*cli).scheduleList)},
+		{name: "schedule pause", args: "NAME", summary: "stop a schedule firing until resumed", minArgs: 1, maxArgs: 1, setup: noFlags((*cli).schedulePause)},
+		{name: "schedule resume", args: "NAME", summary: "let a paused schedule fire again, from its next occurrence", minArgs: 1, maxArgs: 1, setup: noFlags((*cli).scheduleResume)},
+		{name: "schedule delete", args: "NAME", summary: "delete a schedule", minArgs: 1, maxArgs: 1, setup: noFlags((*cli).scheduleDelete)},
+		{name: "schedule run", args: "NAME", summary: "enqueue one occurrence of a schedule now", minArgs: 1, maxArgs: 1, setup: noFlags((*cli).scheduleRun)},
 		{name: "demo", summary: "run producers and consumers on a demo queue, with retries and dead letters", setup: demoCommand, noTimeout: true},
 		{name: "bench", summary: "measure throughput and latency on one backend, against a raw-SQL floor", setup: benchCommand, noTimeout: true},
 	}
@@ -439,6 +445,7 @@ func exitCode(err error) int {
 		errors.Is(err, pgqrs.ErrInvalidName),
 		errors.Is(err, pgqrs.ErrInvalidArgument),
 		errors.Is(err, pgqrs.ErrInvalidPayload),
+		errors.Is(err, pgqrs.ErrInvalidSchedule),
 		errors.Is(err, pgqrs.ErrPayloadTooLarge),
 		errors.Is(err, pgqrs.ErrBatchTooLarge):
 		return 2

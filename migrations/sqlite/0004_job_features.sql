@@ -39,3 +39,32 @@ CREATE VIEW pgqrs_archive AS
 SELECT id, queue_id, payload, enqueued_at, read_ct, dequeued_at, producer_worker_id,
        consumer_worker_id, last_error, archived_at, dead, priority, dedup_key, headers, cancelled
 FROM pgqrs_messages WHERE archived_at IS NOT NULL;
+
+-- Periodic schedules. Each row enqueues a message to its queue, or starts a
+-- run of its workflow, at every occurrence of its cron expression in its
+-- time zone. next_run_at is the occurrence due next: a scheduler claims it
+-- by moving next_run_at on with a compare-and-set (WHERE next_run_at = the
+-- due time), in the transaction that enqueues, so each occurrence is
+-- enqueued once however many schedulers run. Deleting the queue or the
+-- workflow deletes its schedules.
+CREATE TABLE pgqrs_schedules (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    cron        TEXT NOT NULL,
+    timezone    TEXT NOT NULL,
+    -- The queue the messages go to: for a workflow target, the workflow's.
+    queue_id    INTEGER NOT NULL REFERENCES pgqrs_queues (id) ON DELETE CASCADE,
+    workflow_id INTEGER REFERENCES pgqrs_workflows (id) ON DELETE CASCADE,
+    -- The message payload, or the run's input (JSON text).
+    payload     TEXT NOT NULL,
+    priority    INTEGER NOT NULL DEFAULT 0 CHECK (priority BETWEEN 0 AND 9),
+    headers     TEXT,
+    paused      INTEGER NOT NULL DEFAULT 0 CHECK (paused IN (0, 1)),
+    next_run_at TEXT NOT NULL,
+    last_run_at TEXT,
+    created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    updated_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+
+-- The schedulers' poll: the unpaused schedules due soonest.
+CREATE INDEX pgqrs_schedules_due ON pgqrs_schedules (next_run_at) WHERE paused = 0;

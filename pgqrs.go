@@ -467,6 +467,7 @@ type Store struct {
 	messages  messageRepo
 	stats     statsRepo
 	runs      runRepo
+	signals   signalRepo
 	schema    schemaRepo
 	hooks     *testHooks    // nil outside tests
 	workflows sync.Map      // workflow name → workflowRef, once registered
@@ -500,7 +501,7 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 		return nil, err
 	}
 	return &Store{db: db, pool: &stmtCache{db: db, off: !impl.prepare || cfg.unprepared}, d: impl, cfg: cfg, listenDSN: cfg.listenDSN,
-		queues: queueRepo{impl}, archive: archiveRepo{impl}, workers: workerRepo{impl}, messages: messageRepo{impl}, stats: statsRepo{impl}, runs: runRepo{impl}, schema: schemaRepo{impl}}, nil
+		queues: queueRepo{impl}, archive: archiveRepo{impl}, workers: workerRepo{impl}, messages: messageRepo{impl}, stats: statsRepo{impl}, runs: runRepo{impl}, signals: signalRepo{impl}, schema: schemaRepo{impl}}, nil
 }
 
 // Open opens a pool for dsn, configures it for pgqrs and checks with a real

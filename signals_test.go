@@ -6,6 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -479,4 +483,186 @@ func TestEvents(t *testing.T) {
 			t.Errorf("events = %+v", events)
 		}
 	})
+}
+
+// TestSignalsWakeAcrossProcesses: on Postgres a Send through one Store
+// wakes a worker of another (NOTIFY), and a SetEvent in the worker wakes
+// an AwaitEvent in the other; both poll hourly here.
+func TestSignalsWakeAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dsn, opts := backendDSN(t, "postgres")
+	open := func() *Store {
+		s, err := Open(ctx, dsn, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		if err := s.Admin().Install(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	worker, other := open(), open()
+	other.waitPoll = time.Hour
+	wf := NewWorkflow("remote", func(ctx context.Context, run *Run, _ struct{}) (string, error) {
+		v, _, err := Recv[string](ctx, run, "wait", "t", time.Hour)
+		if err != nil {
+			return "", err
+		}
+		return v, SetEvent(ctx, run, "got", v)
+	})
+	id, err := wf.Trigger(ctx, worker, struct{}{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveInBackground(t, worker, wf, &RunOptions{PollInterval: time.Hour})
+	awaitRecvWait(t, worker, "remote", id, "t")
+	// The other Store listens once it awaits something.
+	awaited := make(chan string, 1)
+	go func() {
+		v, err := other.Runs().AwaitEvent(ctx, id, "got", time.Minute)
+		awaited <- fmt.Sprintf("%s %v", v, err)
+	}()
+	await(t, 10*time.Second, "the other Store to listen", other.listening.Load)
+	if err := other.Runs().Send(ctx, id, "t", "hello"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-awaited:
+		if got != `"hello" <nil>` {
+			t.Errorf("AwaitEvent = %s", got)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the send did not wake the worker, or the event did not wake the awaiting Store")
+	}
+}
+
+// crashRecvFlow receives two signals with a step between them; the child
+// process of TestSignalCrashRecovery hangs in that step (hang), once the
+// runs in waiters all wait in their first Recv.
+func crashRecvFlow(s *Store, hang bool, waiters []int64) *Workflow[struct{}, []string] {
+	return NewWorkflow("sigcrash", func(ctx context.Context, run *Run, _ struct{}) ([]string, error) {
+		first, _, err := Recv[string](ctx, run, "first", "t", time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := Step(ctx, run, "between", func(ctx context.Context) (bool, error) {
+			if !hang {
+				return true, nil
+			}
+			for _, id := range waiters {
+				for {
+					m, err := s.Runs().Mailbox(ctx, id)
+					if err == nil && len(m.Waiting) == 1 {
+						break
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+			fmt.Printf("STARTED %d\n", run.ID())
+			select {} // hang until killed
+		}); err != nil {
+			return nil, err
+		}
+		second, _, err := Recv[string](ctx, run, "second", "t", time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		return []string{first, second}, nil
+	})
+}
+
+// TestSignalCrashChild is the process TestSignalCrashRecovery kills.
+func TestSignalCrashChild(t *testing.T) {
+	s := childStore(t, "PGQRS_SIGCRASH_DSN", "TestSignalCrashRecovery")
+	var waiters []int64
+	for _, f := range strings.Fields(os.Getenv("PGQRS_SIGCRASH_WAITERS")) {
+		id, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waiters = append(waiters, id)
+	}
+	err := crashRecvFlow(s, true, waiters).Serve(context.Background(), s,
+		&RunOptions{Concurrency: 5, VisibilityTimeout: time.Second, HeartbeatInterval: 100 * time.Millisecond})
+	t.Fatalf("Serve returned %v; it should have been killed", err)
+}
+
+// TestSignalCrashRecovery kills a workflow worker process while some runs
+// have received their first signal (and hang in the next step) and others
+// wait in Recv for theirs: afterwards a new worker finishes every run,
+// each signal was received exactly once, by the right step, in order.
+func TestSignalCrashRecovery(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			dsn, s := crashStore(t, b)
+			wf := crashRecvFlow(s, false, nil)
+			if err := wf.Register(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+			trigger := func(n int) []int64 {
+				var ids []int64
+				for range n {
+					id, err := wf.Trigger(ctx, s, struct{}{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					ids = append(ids, id)
+				}
+				return ids
+			}
+			waiters, receivers := trigger(2), trigger(3)
+			send := func(id int64, v string) {
+				t.Helper()
+				if err := s.Runs().Send(ctx, id, "t", v); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, id := range receivers {
+				send(id, fmt.Sprintf("%d/1", id))
+			}
+			var list []string
+			for _, id := range waiters {
+				list = append(list, strconv.FormatInt(id, 10))
+			}
+			cmd := exec.Command(os.Args[0], "-test.run=^TestSignalCrashChild$", "-test.count=1", "-test.timeout=5m")
+			cmd.Env = append(os.Environ(), "PGQRS_SIGCRASH_DSN="+dsn, "PGQRS_CRASH_SCHEMA="+s.d.schema,
+				"PGQRS_SIGCRASH_WAITERS="+strings.Join(list, " "))
+			if got := startChild(t, cmd, len(receivers)); !cmp.Equal(got, receivers) {
+				t.Fatalf("child hung after the first Recv of %v, want %v", got, receivers)
+			}
+			for _, id := range receivers {
+				want := []string{fmt.Sprintf(`t:"%d/1"→first`, id)}
+				if diff := cmp.Diff(want, receipts(mailbox(t, s, id))); diff != "" {
+					t.Errorf("run %d after the kill (-want +got):\n%s", id, diff)
+				}
+			}
+			for _, id := range waiters {
+				if m := mailbox(t, s, id); len(m.Waiting) != 1 || len(m.Signals) != 0 {
+					t.Errorf("waiting run %d after the kill: %+v", id, m)
+				}
+			}
+			for _, id := range waiters {
+				send(id, fmt.Sprintf("%d/1", id))
+			}
+			all := append(slices.Clone(waiters), receivers...)
+			for _, id := range all {
+				send(id, fmt.Sprintf("%d/2", id))
+			}
+			serveInBackground(t, s, wf, fastPoll)
+			for _, id := range all {
+				got, err := waitResult(t, s, wf, id)
+				if want := []string{fmt.Sprintf("%d/1", id), fmt.Sprintf("%d/2", id)}; err != nil || !cmp.Equal(got, want) {
+					t.Errorf("run %d = %q, %v; want %q", id, got, err, want)
+				}
+				want := []string{fmt.Sprintf(`t:"%d/1"→first`, id), fmt.Sprintf(`t:"%d/2"→second`, id)}
+				if diff := cmp.Diff(want, receipts(mailbox(t, s, id))); diff != "" {
+					t.Errorf("run %d signals (-want +got):\n%s", id, diff)
+				}
+			}
+		})
+	}
 }

@@ -666,3 +666,27 @@ func TestSignalCrashRecovery(t *testing.T) {
 		})
 	}
 }
+
+// TestSignalWaitEndsAtTheRunDeadline: a run waiting in Recv past its
+// Timeout ends CANCELLED by its deadline, as a sleeping one does.
+func TestSignalWaitEndsAtTheRunDeadline(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		wf := NewWorkflow("deadline", func(ctx context.Context, run *Run, _ struct{}) (string, error) {
+			v, _, err := Recv[string](ctx, run, "wait", "never", time.Hour)
+			return v, err
+		})
+		id, err := wf.Trigger(ctx, s, struct{}{}, Timeout(500*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		serveInBackground(t, s, wf, fastPoll)
+		_, err = waitResult(t, s, wf, id)
+		wantErr(t, err, ErrRunCancelled)
+		if info := runStatus(t, s, id); info.Status != RunCancelled || !strings.Contains(info.Error, "deadline exceeded") {
+			t.Errorf("run = %s %q, want CANCELLED by its deadline", info.Status, info.Error)
+		}
+		wantErr(t, s.Runs().Send(ctx, id, "never", 1), ErrRunFinished)
+	})
+}

@@ -48,7 +48,7 @@ func (a *Admin) Verify(ctx context.Context) error {
 	}
 	allTables := true
 	for _, t := range []string{"pgqrs_schema_version", "pgqrs_queues", "pgqrs_workers", "pgqrs_messages", "pgqrs_archive",
-		"pgqrs_workflows", "pgqrs_runs", "pgqrs_steps", "pgqrs_schedules"} {
+		"pgqrs_workflows", "pgqrs_runs", "pgqrs_steps", "pgqrs_schedules", "pgqrs_signals", "pgqrs_signal_waits", "pgqrs_events"} {
 		ok, err := exists(s.schema.tableExists, t)
 		if err != nil {
 			return fmt.Errorf("verify: %w", err)

@@ -38,6 +38,7 @@ type dialect struct {
 	version    versionSQL
 	workflow   workflowSQL
 	schedule   scheduleSQL
+	signal     signalSQL
 
 	// Connecting (Open): the database/sql driver name and the import that
 	// registers it, the DSN schemes the backend reads (lower case), whether
@@ -277,6 +278,23 @@ type scheduleSQL struct {
 	pause  string // (name) → n
 	resume string // (name, next, cron, timezone) → n: unpaused, and a paused one's next_run_at set to next; 0 when cron or timezone changed meanwhile
 	delete string // (name) → n
+}
+
+// signalSQL: pgqrs_signals (messages sent to a run on a topic),
+// pgqrs_signal_waits (the Recv steps that waited for one) and pgqrs_events
+// (key/value pairs a run publishes). A Recv wait is pending while its step
+// has no recorded success.
+type signalSQL struct {
+	send          string // (run, topic, payload JSON) → id, whether a pending Recv wait of the run is on topic
+	wake          string // (run) → queue of the run's message, made visible now if it was delayed and unleased; no row otherwise; wakes the queue's Run loops on Postgres
+	wakeSignalled string // (run, topic) → the same, only while a signal on topic is unreceived
+	claim         string // (run, topic, step) → id, payload of the run's oldest unreceived signal on topic, now received by step; no row when none
+	wait          string // (run, step, topic, timeout seconds) → until, whether until has passed: the step's wait, recorded at its first call (until = now + timeout) and kept after; no row when the step has a recorded success
+	list          string // (run) → id, topic, payload, sent_at, received_by, received_at per signal, by id
+	waits         string // (run) → step, topic, until per pending Recv wait, by until
+	setEvent      string // (run, key, value JSON) → ∅: the event set (the last value wins); announced on Postgres
+	getEvent      string // (run, key) → value, updated_at; no row when unset
+	events        string // (run) → key, value, updated_at per event, by key
 }
 
 // versionSQL: pgqrs_schema_version, the applied migrations.

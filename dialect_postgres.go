@@ -360,6 +360,7 @@ CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
 			applied: t(`SELECT version FROM pgqrs_schema_version ORDER BY version`),
 			record:  t(`INSERT INTO pgqrs_schema_version (version, name) VALUES ($1, $2)`),
 		},
+		signal: pgSignalSQL(t, channel),
 		workflow: workflowSQL{
 			byName:     t(`SELECT id, queue_id FROM pgqrs_workflows WHERE name = $1`),
 			byQueue:    t(`SELECT name FROM pgqrs_workflows WHERE queue_id = $1`),
@@ -528,7 +529,8 @@ WHERE name = $1 AND cron = $3 AND timezone = $4`),
 			delete: t(`DELETE FROM pgqrs_schedules WHERE name = $1`),
 		},
 		indexes: []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_archive_queue",
-			"pgqrs_runs_message", "pgqrs_runs_workflow", "pgqrs_messages_key", "pgqrs_archive_key", "pgqrs_schedules_due"},
+			"pgqrs_runs_message", "pgqrs_runs_workflow", "pgqrs_messages_key", "pgqrs_archive_key", "pgqrs_schedules_due",
+			"pgqrs_signals_unreceived", "pgqrs_signals_run"},
 		poolSize:       32,
 		prepare:        true,
 		installPrelude: pgInstallPrelude(schema),
@@ -605,6 +607,64 @@ WITH r AS (
     RETURNING id, status
 ), s AS (`
 
+// pgSignalSQL is the signal statements (see signalSQL), their tables
+// named by t; the wakes announce the run's queue, and setEvent the run's
+// events, on channel. A Recv wait is pending while its step has no
+// recorded success (the condition pending).
+func pgSignalSQL(t func(string) string, channel string) signalSQL {
+	const pending = `NOT EXISTS (SELECT 1 FROM pgqrs_steps s WHERE s.run_id = w.run_id AND s.name = w.step AND s.status = 'SUCCESS')`
+	wake := func(cond string) string {
+		return t(`
+WITH u AS (
+    UPDATE pgqrs_messages m SET vt = now()
+    FROM pgqrs_runs r
+    WHERE r.id = $1 AND m.id = r.message_id AND m.vt > now() AND m.consumer_worker_id IS NULL` + cond + `
+    RETURNING m.queue_id
+)
+SELECT u.queue_id FROM u
+LEFT JOIN LATERAL (SELECT pg_notify('` + channel + `', 'q' || u.queue_id)) AS wake ON true`)
+	}
+	return signalSQL{
+		send: t(`
+INSERT INTO pgqrs_signals (run_id, topic, payload) VALUES ($1, $2, $3::jsonb)
+RETURNING id, EXISTS (SELECT 1 FROM pgqrs_signal_waits w WHERE w.run_id = $1 AND w.topic = $2 AND ` + pending + `)`),
+		wake: wake(""),
+		wakeSignalled: wake(`
+      AND EXISTS (SELECT 1 FROM pgqrs_signals s WHERE s.run_id = $1 AND s.topic = $2 AND s.received_at IS NULL)`),
+		// The row lock makes a second execution of the run (a lost lease)
+		// wait, then find the signal received and take none.
+		claim: t(`
+UPDATE pgqrs_signals SET received_by = $3, received_at = now()
+WHERE id = (SELECT id FROM pgqrs_signals
+            WHERE run_id = $1 AND topic = $2 AND received_at IS NULL
+            ORDER BY id LIMIT 1 FOR UPDATE)
+  AND received_at IS NULL
+RETURNING id, payload`),
+		wait: t(`
+INSERT INTO pgqrs_signal_waits (run_id, step, topic, until_at)
+SELECT $1::bigint, $2::text, $3::text, now() + make_interval(secs => $4::float8)
+WHERE NOT EXISTS (SELECT 1 FROM pgqrs_steps WHERE run_id = $1 AND name = $2 AND status = 'SUCCESS')
+ON CONFLICT (run_id, step) DO UPDATE SET until_at = pgqrs_signal_waits.until_at
+RETURNING until_at, until_at <= now()`),
+		list: t(`
+SELECT id, topic, payload, sent_at, coalesce(received_by, ''), received_at
+FROM pgqrs_signals WHERE run_id = $1 ORDER BY id`),
+		waits: t(`
+SELECT w.step, w.topic, w.until_at FROM pgqrs_signal_waits w
+WHERE w.run_id = $1 AND ` + pending + `
+ORDER BY w.until_at`),
+		setEvent: t(`
+WITH u AS (
+    INSERT INTO pgqrs_events (run_id, key, value) VALUES ($1, $2, $3::jsonb)
+    ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, updated_at = now()
+    RETURNING run_id
+)
+SELECT 1 FROM u LEFT JOIN LATERAL (SELECT pg_notify('` + channel + `', 'e' || u.run_id)) AS wake ON true`),
+		getEvent: t(`SELECT value, updated_at FROM pgqrs_events WHERE run_id = $1 AND key = $2`),
+		events:   t(`SELECT key, value, updated_at FROM pgqrs_events WHERE run_id = $1 ORDER BY key`),
+	}
+}
+
 // pgRunSelect reports a QUEUED run whose message a worker holds as RUNNING,
 // started when it was claimed: a run is marked RUNNING in the store only
 // with its first recorded step, which saves a commit per run.
@@ -653,7 +713,7 @@ LEFT JOIN pgqrs_workflows w ON w.id = s.workflow_id`
 // pgTableName matches the names of pgqrs's tables (and its one view):
 // whole words, so index names such as pgqrs_messages_claim stay as they are
 // (Postgres creates an index in its table's schema).
-var pgTableName = regexp.MustCompile(`\bpgqrs_(queues|workers|messages|archive|schema_version|workflows|runs|steps|schedules)\b`)
+var pgTableName = regexp.MustCompile(`\bpgqrs_(queues|workers|messages|archive|schema_version|workflows|runs|steps|schedules|signals|signal_waits|events)\b`)
 
 // pgDroppedIndex matches the index a migration drops: unlike CREATE INDEX,
 // DROP INDEX finds its index through the search_path unless it is named

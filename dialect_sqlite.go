@@ -319,6 +319,7 @@ CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
 		},
 		// Single writer: a write transaction (BEGIN IMMEDIATE) already holds
 		// every row it reads, so nothing needs FOR UPDATE; nobody listens.
+		signal: sqliteSignalSQL(),
 		workflow: workflowSQL{
 			byName:     `SELECT id, queue_id FROM pgqrs_workflows WHERE name = ?1`,
 			byQueue:    `SELECT name FROM pgqrs_workflows WHERE queue_id = ?1`,
@@ -448,7 +449,7 @@ WHERE name = ?1 AND cron = ?3 AND timezone = ?4`,
 		},
 		indexes: []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_messages_dead",
 			"pgqrs_runs_message", "pgqrs_runs_workflow", "pgqrs_steps_start", "pgqrs_run_ends_insert",
-			"pgqrs_messages_key", "pgqrs_schedules_due"},
+			"pgqrs_messages_key", "pgqrs_schedules_due", "pgqrs_signals_unreceived", "pgqrs_signals_run"},
 		poolSize:        8,
 		prepare:         true,
 		begin:           "BEGIN IMMEDIATE",
@@ -573,4 +574,49 @@ func sqliteDSN(dsn, scheme, rest string) (dsnInfo, error) {
 	q.Set("_txlock", "immediate")
 	info.dialect, info.driver, info.source = SQLite, "sqlite", "file:"+path+"?"+q.Encode()
 	return info, nil
+}
+
+// sqliteSignalSQL is the signal statements (see signalSQL). A Recv wait is
+// pending while its step has no recorded success.
+func sqliteSignalSQL() signalSQL {
+	const pending = `NOT EXISTS (SELECT 1 FROM pgqrs_steps s WHERE s.run_id = w.run_id AND s.name = w.step AND s.status = 'SUCCESS')`
+	wake := func(cond string) string {
+		return `
+UPDATE pgqrs_messages SET vt = ` + sqliteNow + `
+WHERE id = (SELECT message_id FROM pgqrs_runs WHERE id = ?1)
+  AND vt > ` + sqliteNow + ` AND consumer_worker_id IS NULL AND archived_at IS NULL` + cond + `
+RETURNING queue_id`
+	}
+	return signalSQL{
+		send: `
+INSERT INTO pgqrs_signals (run_id, topic, payload) VALUES (?1, ?2, ?3)
+RETURNING id, EXISTS (SELECT 1 FROM pgqrs_signal_waits w WHERE w.run_id = ?1 AND w.topic = ?2 AND ` + pending + `)`,
+		wake: wake(""),
+		wakeSignalled: wake(`
+  AND EXISTS (SELECT 1 FROM pgqrs_signals s WHERE s.run_id = ?1 AND s.topic = ?2 AND s.received_at IS NULL)`),
+		claim: `
+UPDATE pgqrs_signals SET received_by = ?3, received_at = ` + sqliteNow + `
+WHERE id = (SELECT id FROM pgqrs_signals
+            WHERE run_id = ?1 AND topic = ?2 AND received_at IS NULL
+            ORDER BY id LIMIT 1)
+RETURNING id, payload`,
+		wait: `
+INSERT INTO pgqrs_signal_waits (run_id, step, topic, until_at)
+SELECT ?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4)
+WHERE NOT EXISTS (SELECT 1 FROM pgqrs_steps WHERE run_id = ?1 AND name = ?2 AND status = 'SUCCESS')
+ON CONFLICT (run_id, step) DO UPDATE SET until_at = until_at
+RETURNING until_at, until_at <= ` + sqliteNow,
+		list: `
+SELECT id, topic, payload, sent_at, coalesce(received_by, ''), received_at
+FROM pgqrs_signals WHERE run_id = ?1 ORDER BY id`,
+		waits: `
+SELECT w.step, w.topic, w.until_at FROM pgqrs_signal_waits w
+WHERE w.run_id = ?1 AND ` + pending + `
+ORDER BY w.until_at`,
+		setEvent: `
+INSERT INTO pgqrs_events (run_id, key, value) VALUES (?1, ?2, ?3)
+ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, updated_at = ` + sqliteNow,
+		getEvent: `SELECT value, updated_at FROM pgqrs_events WHERE run_id = ?1 AND key = ?2`,
+		events:   `SELECT key, value, updated_at FROM pgqrs_events WHERE run_id = ?1 ORDER BY key`,
+	}
 }

@@ -537,3 +537,74 @@ func ExampleSchedules_Add() {
 	// nightly runs next at 03:00 in Berlin
 	// "ping" from schedule "heartbeat"
 }
+
+// ExampleRecv runs a workflow that publishes its stage as an event and
+// waits for an approval signal: the run holds no worker while it waits,
+// and Runs.Send wakes it.
+func ExampleRecv() {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "pgqrs-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	s, err := pgqrs.Open(ctx, "sqlite:"+filepath.Join(dir, "app.db"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Admin().Install(ctx); err != nil {
+		log.Fatal(err)
+	}
+
+	type approval struct {
+		By string `json:"by"`
+	}
+	publish := pgqrs.NewWorkflow("publish", func(ctx context.Context, run *pgqrs.Run, doc string) (string, error) {
+		if err := pgqrs.SetEvent(ctx, run, "stage", "awaiting review"); err != nil {
+			return "", err
+		}
+		a, ok, err := pgqrs.Recv[approval](ctx, run, "review", "approve", 24*time.Hour)
+		if err != nil {
+			return "", err // also "suspended until a signal or the timeout": return it
+		}
+		if !ok {
+			return doc + " expired unreviewed", nil
+		}
+		return doc + " approved by " + a.By, pgqrs.SetEvent(ctx, run, "stage", "published")
+	})
+	id, err := publish.Trigger(ctx, s, "report.pdf")
+	if err != nil {
+		log.Fatal(err)
+	}
+	serveCtx, stop := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- publish.Serve(serveCtx, s, nil) }()
+
+	stage, err := s.Runs().AwaitEvent(ctx, id, "stage", time.Minute)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("stage:", string(stage))
+	if err := s.Runs().Send(ctx, id, "approve", approval{By: "ana"}); err != nil {
+		log.Fatal(err)
+	}
+	out, err := publish.Result(ctx, s, id)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(out)
+	stage, err = s.Runs().GetEvent(ctx, id, "stage")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("stage:", string(stage))
+	stop()
+	if err := <-served; err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// stage: "awaiting review"
+	// report.pdf approved by ana
+	// stage: "published"
+}

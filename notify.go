@@ -27,13 +27,16 @@ const (
 	queueTopic    topicKind = iota + 1 // new messages are visible in queue id
 	runTopic                           // run id ended (or was cancelled)
 	scheduleTopic                      // a schedule was added or resumed (id 0): schedulers look again
+	eventTopic                         // run id set an event (SetEvent)
 )
 
 func queueWake(queueID int64) topic { return topic{queueTopic, queueID} }
 func runWake(runID int64) topic     { return topic{runTopic, runID} }
+func eventWake(runID int64) topic   { return topic{eventTopic, runID} }
 
-// parseTopic reads a NOTIFY payload: "q" and a queue ID, or "r" and a run
-// ID, as the dialect's notification fragments write them (pgWake).
+// parseTopic reads a NOTIFY payload: "q" and a queue ID, or "r" or "e"
+// and a run ID, as the dialect's notification fragments write them (pgWake,
+// pgSignalSQL).
 func parseTopic(payload string) (topic, bool) {
 	if len(payload) < 2 {
 		return topic{}, false
@@ -47,6 +50,8 @@ func parseTopic(payload string) (topic, bool) {
 		return queueWake(id), true
 	case 'r':
 		return runWake(id), true
+	case 'e':
+		return eventWake(id), true
 	}
 	return topic{}, false
 }

@@ -515,6 +515,7 @@ type Store struct {
 	messages  messageRepo
 	stats     statsRepo
 	runs      runRepo
+	signals   signalRepo
 	schema    schemaRepo
 	schedules scheduleRepo
 	hooks     *testHooks    // nil outside tests
@@ -550,7 +551,7 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 	}
 	return &Store{db: db, pool: &stmtCache{db: db, off: !impl.prepare || cfg.unprepared}, d: impl, cfg: cfg, listenDSN: cfg.listenDSN,
 		queues: queueRepo{impl}, archive: archiveRepo{impl}, workers: workerRepo{impl}, messages: messageRepo{impl}, stats: statsRepo{impl}, runs: runRepo{impl}, schema: schemaRepo{impl},
-		schedules: scheduleRepo{impl}}, nil
+		schedules: scheduleRepo{impl}, signals: signalRepo{impl}}, nil
 }
 
 // Open opens a pool for dsn, configures it for pgqrs and checks with a real

@@ -501,10 +501,16 @@ func (e *engine) end(ctx context.Context, m *Message, run *Run, pending *pending
 // bringForward arranges for a suspended run's message to be made visible
 // again as soon as it is given back if a cancel (or a resume of a pause)
 // came while this delivery held it: neither could move a held message. A
-// failure here is healed by the suspension's bound (maxSuspend).
+// failure here is healed by the suspension's bound (maxSuspend). What the
+// suspension already had to do after its give-back (a [Recv]'s check for
+// a signal sent meanwhile) runs first.
 func (e *engine) bringForward(suspend *rescheduleError, c *Consumer, msgID, runID int64) {
 	paused, children := suspend.paused, suspend.children
+	before := suspend.after
 	suspend.after = func(ctx context.Context) {
+		if before != nil {
+			before(ctx)
+		}
 		st, err := e.s.runStatus(ctx, runID)
 		if err == nil && (st == RunCancelling || st == RunCancelled || (paused && st != RunPaused) ||
 			(len(children) > 0 && e.s.childrenEnded(ctx, runID, children))) {

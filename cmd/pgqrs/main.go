@@ -136,6 +136,7 @@ func commands() []command {
 		{name: "workflow list", summary: "list registered workflows with their run counts per status", setup: noFlags((*cli).workflowList)},
 		{name: "workflow runs", summary: "list workflow runs, newest first", setup: workflowRunsCommand},
 		{name: "workflow show", args: "RUN_ID", summary: "show a run with its input, result and steps", minArgs: 1, maxArgs: 1, setup: noFlags((*cli).workflowShow)},
+		{name: "workflow send", args: "RUN_ID TOPIC JSON", summary: "send a signal to a run: its next Recv of TOPIC receives JSON", minArgs: 3, maxArgs: 3, setup: noFlags((*cli).workflowSend)},
 		{name: "workflow cancel", args: "RUN_ID", summary: "cancel a run; a running one stops at its next step", minArgs: 1, maxArgs: 1, setup: noFlags((*cli).workflowCancel)},
 		{name: "workflow resume", args: "RUN_ID", summary: "continue a paused run now", minArgs: 1, maxArgs: 1, setup: noFlags((*cli).workflowResume)},
 		{name: "workflow retry", args: "RUN_ID", summary: "run a failed run again from its failed step", minArgs: 1, maxArgs: 1, setup: noFlags((*cli).workflowRetry)},

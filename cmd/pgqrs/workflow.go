@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -156,8 +157,12 @@ func (c *cli) workflowShow(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	mail, err := s.Runs().Mailbox(ctx, id)
+	if err != nil {
+		return err
+	}
 	if c.json {
-		return printJSON(c.stdout, r)
+		return printJSON(c.stdout, runShowJSON{RunInfo: r, Signals: mail.Signals, Waiting: mail.Waiting, Events: mail.Events})
 	}
 	const width = 120
 	t := newTable(c.stdout)
@@ -197,7 +202,79 @@ func (c *cli) workflowShow(ctx context.Context, args []string) error {
 		}
 		t.row(num(st.Position), st.Name, string(st.Status), num(st.Attempts), timeCell(st.RetryAt), result)
 	}
-	return t.flush()
+	if err := t.flush(); err != nil {
+		return err
+	}
+	return showMailbox(c.stdout, mail)
+}
+
+// runShowJSON is what workflow show prints with --json: the run with its
+// steps, and its signals, Recv waits and events when it has any.
+type runShowJSON struct {
+	*pgqrs.RunInfo
+	Signals []pgqrs.SignalInfo `json:"signals,omitempty"`
+	Waiting []pgqrs.SignalWait `json:"waiting,omitempty"`
+	Events  []pgqrs.EventInfo  `json:"events,omitempty"`
+}
+
+// showMailbox prints a run's Recv waits, signals and events as tables,
+// each only when there is something to show.
+func showMailbox(w io.Writer, m *pgqrs.Mailbox) error {
+	if len(m.Waiting) > 0 {
+		fmt.Fprintln(w)
+		t := newTable(w, "WAITING IN", "FOR TOPIC", "UNTIL")
+		for _, wt := range m.Waiting {
+			t.row(wt.Step, wt.Topic, timeCell(wt.Until))
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+	}
+	if len(m.Signals) > 0 {
+		fmt.Fprintln(w)
+		t := newTable(w, "SIGNAL", "TOPIC", "SENT", "RECEIVED BY", "RECEIVED", "PAYLOAD")
+		for _, sig := range m.Signals {
+			by := sig.ReceivedBy
+			if by == "" {
+				by = "-"
+			}
+			t.row(num(sig.ID), sig.Topic, timeCell(sig.SentAt), by, timeCell(sig.ReceivedAt), payloadCell(sig.Payload))
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+	}
+	if len(m.Events) > 0 {
+		fmt.Fprintln(w)
+		t := newTable(w, "EVENT", "UPDATED", "VALUE")
+		for _, ev := range m.Events {
+			t.row(ev.Key, timeCell(ev.UpdatedAt), payloadCell(ev.Value))
+		}
+		return t.flush()
+	}
+	return nil
+}
+
+// workflowSend sends a signal to a run (Runs.Send): JSON must be one JSON
+// value; text that is not is refused as an invalid payload (exit 2).
+func (c *cli) workflowSend(ctx context.Context, args []string) error {
+	id, err := parseRunID("workflow send", args[0])
+	if err != nil {
+		return err
+	}
+	topic, payload := args[1], json.RawMessage(args[2])
+	return query(ctx, c, func(s *pgqrs.Store) (signalSentJSON, error) {
+		return signalSentJSON{RunID: id, Topic: topic}, s.Runs().Send(ctx, id, topic, payload)
+	}, func(w io.Writer, _ signalSentJSON) error {
+		_, err := fmt.Fprintf(w, "sent %s to run %d on topic %q\n", payloadCell(payload), id, topic)
+		return err
+	})
+}
+
+// signalSentJSON is the result of workflow send.
+type signalSentJSON struct {
+	RunID int64  `json:"run_id"`
+	Topic string `json:"topic"`
 }
 
 // workflowCancel asks a run to stop and prints the status it is left in.

@@ -452,7 +452,7 @@ func TestWorkflowUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"workflow"}, "workflow: missing subcommand: want one of list, runs, show, cancel, resume, retry, purge, delete"},
+		{[]string{"workflow"}, "workflow: missing subcommand: want one of list, runs, show, send, cancel, resume, retry, purge, delete"},
 		{[]string{"workflow", "frob"}, `workflow: unknown subcommand "frob"`},
 		{[]string{"workflow", "show"}, "workflow show: missing argument: want RUN_ID"},
 		{[]string{"workflow", "show", "1", "2"}, `workflow show: unexpected argument "2"`},

@@ -27,7 +27,6 @@ func newPostgresDialect(schema string) *dialect {
 	t := pgQualifier(schema)
 	channel := pgChannel(schema)
 	wakeQueue, wakeRun := pgWake(channel)
-	claimArms, claimUnion := pgClaimArms()
 	d := &dialect{
 		name:         Postgres,
 		migrations:   "postgres",
@@ -132,19 +131,26 @@ SELECT key, id FROM (
 ) AS h WHERE id IS NOT NULL`),
 			// The claim must stay ordered range scans of pgqrs_messages_claim
 			// whatever the statistics say: one per priority level, most urgent
-			// first (pgClaimArms); the outer LIMIT stops pulling rows, and so
-			// locking them, once it has the batch, so a queue whose messages
-			// all wait at one level reads one range. "LIMIT (SELECT $2)" hides
-			// the batch size from the planner (a never-analyzed table otherwise
-			// gets a bitmap scan of the whole queue plus a sort once the batch
-			// exceeds its row estimate), and the ID array keeps the update a
-			// primary-key lookup rather than a hash join. The EXISTS tests are
-			// InitPlans evaluated once, before any arm runs: a worker that is
-			// not ready or polling, or a paused queue, claims nothing.
+			// first (a nested loop over pgClaimLevels; FOR UPDATE is allowed in
+			// a lateral subquery, unlike in the arms of a UNION). The outer
+			// LIMIT stops pulling rows, and so locking them, once it has the
+			// batch, so a queue whose messages all wait at one level reads one
+			// range. "LIMIT (SELECT $2)" hides the batch size from the planner
+			// (a never-analyzed table otherwise gets a bitmap scan of the whole
+			// queue plus a sort once the batch exceeds its row estimate), and
+			// the ID array keeps the update a primary-key lookup rather than a
+			// hash join. The EXISTS tests are InitPlans evaluated once, before
+			// any level is read: a worker that is not ready or polling, or a
+			// paused queue, claims nothing.
 			dequeue: t(`
-WITH ` + claimArms + `,
-picked AS (
-    SELECT id FROM (` + claimUnion + `) AS arms
+WITH picked AS (
+    SELECT c.id
+    FROM (` + pgClaimLevels() + `) AS p (level)
+    CROSS JOIN LATERAL (
+        SELECT id FROM pgqrs_messages
+        WHERE queue_id = $1 AND priority = p.level AND vt <= now()
+        ORDER BY vt, id LIMIT (SELECT $2::bigint) FOR UPDATE SKIP LOCKED
+    ) AS c
     WHERE EXISTS (SELECT 1 FROM pgqrs_workers WHERE id = $4 AND status IN ('ready', 'polling'))
       AND EXISTS (SELECT 1 FROM pgqrs_queues WHERE id = $1 AND paused_at IS NULL)
     LIMIT (SELECT $2::bigint)
@@ -561,25 +567,17 @@ WHERE name = $1 AND cron = $3 AND timezone = $4`),
 	return d
 }
 
-// pgClaimArms is the claim's candidate rows: for each priority level, one
-// ordered range scan of pgqrs_messages_claim that locks the rows it yields
-// and skips those another claim holds ($1 queue, $2 batch size), as CTEs
-// a0…a9 (Postgres refuses FOR UPDATE in the arms of a UNION itself), and
-// the UNION ALL that reads them, most urgent first. A CTE is read lazily,
-// so the claim's outer LIMIT stops at the batch and the less urgent arms
-// run (and lock) only when the more urgent ones run dry.
-func pgClaimArms() (ctes, union string) {
-	defs := make([]string, 0, MaxPriority+1)
-	reads := make([]string, 0, MaxPriority+1)
+// pgClaimLevels is the claim's list of priority levels, most urgent first,
+// as a VALUES list the claim joins laterally: one ordered range scan of
+// pgqrs_messages_claim per level, read lazily, so the claim's LIMIT stops
+// at the batch and the less urgent levels are read (and locked) only when
+// the more urgent ones run dry.
+func pgClaimLevels() string {
+	levels := make([]string, 0, MaxPriority+1)
 	for p := 0; p <= MaxPriority; p++ {
-		defs = append(defs, fmt.Sprintf(`a%d AS (
-    SELECT id FROM pgqrs_messages
-    WHERE queue_id = $1 AND priority = %d AND vt <= now()
-    ORDER BY vt, id LIMIT (SELECT $2::bigint) FOR UPDATE SKIP LOCKED
-)`, p, p))
-		reads = append(reads, fmt.Sprintf("SELECT id FROM a%d", p))
+		levels = append(levels, fmt.Sprintf("(%d)", p))
 	}
-	return strings.Join(defs, ",\n"), strings.Join(reads, "\n    UNION ALL ")
+	return "VALUES " + strings.Join(levels, ", ")
 }
 
 // pgSettleToArchive starts the statements that move messages the consumer

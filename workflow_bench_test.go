@@ -121,3 +121,71 @@ func BenchmarkWorkflowLatency(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFanOut runs one parent that starts 100 one-step children and
+// awaits them all, with the parent and children served at concurrency 32,
+// and reports the wall time from trigger to the parent's result.
+func BenchmarkFanOut(b *testing.B) {
+	const children = 100
+	for _, backend := range benchBackends() {
+		b.Run(backend, func(b *testing.B) {
+			s := benchStore(b, backend)
+			ctx := context.Background()
+			seq := benchWorkflowSeq.Add(1)
+			child := NewWorkflow(fmt.Sprintf("fan-child-%d", seq), func(ctx context.Context, run *Run, n int) (int, error) {
+				return Step(ctx, run, "double", func(context.Context) (int, error) { return 2 * n, nil })
+			})
+			parent := NewWorkflow(fmt.Sprintf("fan-parent-%d", seq), func(ctx context.Context, run *Run, n int) (int, error) {
+				ids := make([]int64, n)
+				for i := range n {
+					id, err := StartChild(ctx, run, fmt.Sprintf("child/%d", i), child, i)
+					if err != nil {
+						return 0, err
+					}
+					ids[i] = id
+				}
+				outs, err := AwaitChildren[int](ctx, run, "all", ids...)
+				if err != nil {
+					return 0, err
+				}
+				sum := 0
+				for _, v := range outs {
+					sum += v
+				}
+				return sum, nil
+			})
+			for _, w := range []interface{ Register(context.Context, *Store) error }{child, parent} {
+				if err := w.Register(ctx, s); err != nil {
+					b.Fatal(err)
+				}
+			}
+			sctx, cancel := context.WithCancel(ctx)
+			errc := make(chan error, 2)
+			opts := &RunOptions{Concurrency: 32, BatchSize: 32, PollInterval: 100 * time.Millisecond}
+			go func() { errc <- child.Serve(sctx, s, opts) }()
+			go func() { errc <- parent.Serve(sctx, s, opts) }()
+			var total time.Duration
+			b.ResetTimer()
+			for range b.N {
+				start := time.Now()
+				id, err := parent.Trigger(ctx, s, children)
+				if err != nil {
+					b.Fatal(err)
+				}
+				sum, err := parent.Result(ctx, s, id)
+				if err != nil || sum != children*(children-1) {
+					b.Fatalf("fan-in = %d, %v", sum, err)
+				}
+				total += time.Since(start)
+			}
+			b.StopTimer()
+			cancel()
+			for range 2 {
+				if err := <-errc; err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/fan-out")
+		})
+	}
+}

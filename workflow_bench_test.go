@@ -154,7 +154,9 @@ func BenchmarkFanOut(b *testing.B) {
 				}
 				return sum, nil
 			})
-			for _, w := range []interface{ Register(context.Context, *Store) error }{child, parent} {
+			for _, w := range []interface {
+				Register(context.Context, *Store) error
+			}{child, parent} {
 				if err := w.Register(ctx, s); err != nil {
 					b.Fatal(err)
 				}

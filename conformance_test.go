@@ -1813,6 +1813,11 @@ var repoCases = map[string]repoCase{
 		unfinished, err := e.s.runs.unfinishedChildren(e.ctx, e.q, parent)
 		e.must(err, "unfinishedChildren")
 		e.equal("unfinished children", unfinished, []int64{b})
+		listed, err := e.s.runs.list(e.ctx, e.q, "", "", math.MaxInt64, 100, parent)
+		e.must(err, "list of a parent's children")
+		if len(listed) != 2 || listed[0].ID != b || listed[1].ID != a {
+			e.t.Errorf("list by parent = %+v, want b then a", listed)
+		}
 	}},
 	"runRepo.unfinishedChildren": {run: func(e *repoEnv) {
 		wf, q := e.workflow("wf")
@@ -1856,7 +1861,7 @@ var repoCases = map[string]repoCase{
 		r3, _ := e.run(wf, q, `3`)
 		e.end(r2, RunSucceeded)
 		list := func(status RunStatus, before int64, limit int) []int64 {
-			runs, err := e.s.runs.list(e.ctx, e.q, e.prefix+"wf", status, before, limit)
+			runs, err := e.s.runs.list(e.ctx, e.q, e.prefix+"wf", status, before, limit, 0)
 			e.must(err, "list")
 			out := []int64{}
 			for _, r := range runs {
@@ -1869,7 +1874,7 @@ var repoCases = map[string]repoCase{
 		e.equal("before r2", list("", r2, 10), []int64{r1})
 		e.equal("succeeded", list(RunSucceeded, math.MaxInt64, 10), []int64{r2})
 		e.equal("cancelled", list(RunCancelled, math.MaxInt64, 10), []int64{})
-		all, err := e.s.runs.list(e.ctx, e.q, "", "", math.MaxInt64, 1000)
+		all, err := e.s.runs.list(e.ctx, e.q, "", "", math.MaxInt64, 1000, 0)
 		e.must(err, "list of every workflow")
 		var ours int
 		for _, r := range all {

@@ -226,7 +226,7 @@ type workflowSQL struct {
 	lock               string // (run) → status, message_id; FOR UPDATE on Postgres
 	lockMessage        string // (message) → whether a worker holds its lease now
 	get                string // (run) → id, workflow, status, input, output, error, resume_at, created_at, started_at, finished_at, updated_at, deadline_at, run_key ('' for none), parent_run_id (0 for none)
-	list               string // (workflow or "", status or "", IDs below, limit) → the same columns, newest first
+	list               string // (workflow or "", status or "", IDs below, limit, parent or 0) → the same columns, newest first
 
 	// Run transitions; each returns the status the run has afterwards.
 	start      string // (run) → status: a PAUSED run becomes RUNNING; no row unless it was PAUSED

@@ -409,7 +409,7 @@ FROM pgqrs_runs WHERE message_id = $1`),
 			lockMessage: t(`
 SELECT consumer_worker_id IS NOT NULL AND vt > now() FROM pgqrs_messages WHERE id = $1 FOR UPDATE`),
 			get:  t(pgRunSelect + ` WHERE r.id = $1`),
-			list: t(pgRunSelect + ` WHERE ($1 = '' OR r.name = $1) AND ($2 = '' OR r.status = $2) AND r.id < $3 ORDER BY r.id DESC LIMIT $4`),
+			list: t(pgRunSelect + ` WHERE ($1 = '' OR r.name = $1) AND ($2 = '' OR r.status = $2) AND r.id < $3 AND ($5::bigint = 0 OR r.parent_run_id = $5) ORDER BY r.id DESC LIMIT $4`),
 			// A paused run continues (a queued one is marked RUNNING by its
 			// first recorded step).
 			start: t(`

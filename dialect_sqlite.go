@@ -358,7 +358,7 @@ FROM pgqrs_runs WHERE message_id = ?1`,
 			lockMessage: `
 SELECT consumer_worker_id IS NOT NULL AND vt > ` + sqliteNow + ` FROM pgqrs_messages WHERE id = ?1 AND archived_at IS NULL`,
 			get:  sqliteRunSelect + ` WHERE r.id = ?1`,
-			list: sqliteRunSelect + ` WHERE (?1 = '' OR r.name = ?1) AND (?2 = '' OR r.status = ?2) AND r.id < ?3 ORDER BY r.id DESC LIMIT ?4`,
+			list: sqliteRunSelect + ` WHERE (?1 = '' OR r.name = ?1) AND (?2 = '' OR r.status = ?2) AND r.id < ?3 AND (?5 = 0 OR r.parent_run_id = ?5) ORDER BY r.id DESC LIMIT ?4`,
 			start: `
 UPDATE pgqrs_runs
 SET status = 'RUNNING', started_at = coalesce(started_at, ` + sqliteNow + `), resume_at = NULL, updated_at = ` + sqliteNow + `

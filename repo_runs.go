@@ -246,8 +246,8 @@ func (r runRepo) get(ctx context.Context, q querier, id int64) (*RunInfo, error)
 
 // list returns up to limit runs with IDs below before, newest first, of
 // workflow (""; all) in status ("": any).
-func (r runRepo) list(ctx context.Context, q querier, workflow string, status RunStatus, before int64, limit int) ([]RunInfo, error) {
-	rows, err := q.QueryContext(ctx, r.d.workflow.list, workflow, string(status), before, limit)
+func (r runRepo) list(ctx context.Context, q querier, workflow string, status RunStatus, before int64, limit int, parent int64) ([]RunInfo, error) {
+	rows, err := q.QueryContext(ctx, r.d.workflow.list, workflow, string(status), before, limit, parent)
 	if err != nil {
 		return nil, err
 	}

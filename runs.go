@@ -623,6 +623,7 @@ func (r *Runs) Purge(ctx context.Context, workflow string, finishedBefore time.T
 type RunFilter struct {
 	Workflow string    // only this workflow's runs
 	Status   RunStatus // only runs in this status
+	Parent   int64     // only the children of this run ([StartChild]); 0: any
 	// Before pages backwards: only runs with a smaller ID (0: from the
 	// newest).
 	Before int64
@@ -657,7 +658,7 @@ func (r *Runs) List(ctx context.Context, f RunFilter) ([]RunInfo, error) {
 	}
 	var out []RunInfo
 	err := s.read(ctx, func(ctx context.Context, q querier) (err error) {
-		out, err = s.runs.list(ctx, q, f.Workflow, f.Status, before, limit)
+		out, err = s.runs.list(ctx, q, f.Workflow, f.Status, before, limit, f.Parent)
 		return err
 	})
 	if err != nil {

@@ -161,8 +161,16 @@ func (c *cli) workflowShow(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	children, err := s.Runs().List(ctx, pgqrs.RunFilter{Parent: id, Limit: 1000})
+	if err != nil {
+		return err
+	}
 	if c.json {
-		return printJSON(c.stdout, runShowJSON{RunInfo: r, Signals: mail.Signals, Waiting: mail.Waiting, Events: mail.Events})
+		show := runShowJSON{RunInfo: r, Signals: mail.Signals, Waiting: mail.Waiting, Events: mail.Events}
+		for _, ch := range children {
+			show.Children = append(show.Children, childJSON{ID: ch.ID, Workflow: ch.Workflow, Status: ch.Status})
+		}
+		return printJSON(c.stdout, show)
 	}
 	const width = 120
 	t := newTable(c.stdout)
@@ -172,6 +180,15 @@ func (c *cli) workflowShow(ctx context.Context, args []string) error {
 	t.row("created", timeCell(r.CreatedAt))
 	t.row("started", timeCell(r.StartedAt))
 	t.row("finished", timeCell(r.FinishedAt))
+	if r.Parent != 0 {
+		t.row("parent", num(r.Parent))
+	}
+	if r.Key != "" {
+		t.row("key", r.Key)
+	}
+	if !r.Deadline.IsZero() {
+		t.row("deadline", timeCell(r.Deadline))
+	}
 	if r.Status == pgqrs.RunPaused {
 		resumes := timeCell(r.ResumeAt)
 		if r.ResumeAt.IsZero() {
@@ -205,7 +222,24 @@ func (c *cli) workflowShow(ctx context.Context, args []string) error {
 	if err := t.flush(); err != nil {
 		return err
 	}
+	if len(children) > 0 {
+		fmt.Fprintln(c.stdout)
+		t = newTable(c.stdout, "CHILD", "WORKFLOW", "STATUS")
+		for _, ch := range children {
+			t.row(num(ch.ID), ch.Workflow, string(ch.Status))
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+	}
 	return showMailbox(c.stdout, mail)
+}
+
+// childJSON is one child run in workflow show --json.
+type childJSON struct {
+	ID       int64           `json:"id"`
+	Workflow string          `json:"workflow"`
+	Status   pgqrs.RunStatus `json:"status"`
 }
 
 // runShowJSON is what workflow show prints with --json: the run with its
@@ -215,6 +249,9 @@ type runShowJSON struct {
 	Signals []pgqrs.SignalInfo `json:"signals,omitempty"`
 	Waiting []pgqrs.SignalWait `json:"waiting,omitempty"`
 	Events  []pgqrs.EventInfo  `json:"events,omitempty"`
+	// Children are the runs this one started with StartChild, newest first
+	// (at most 1,000).
+	Children []childJSON `json:"children,omitempty"`
 }
 
 // showMailbox prints a run's Recv waits, signals and events as tables,

@@ -608,3 +608,78 @@ func ExampleRecv() {
 	// report.pdf approved by ana
 	// stage: "published"
 }
+
+// ExampleStartChild fans a run out to child runs and in again, started
+// idempotently: triggering the parent a second time with the same Key
+// returns the same run.
+func ExampleStartChild() {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "pgqrs-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	s, err := pgqrs.Open(ctx, "sqlite:"+filepath.Join(dir, "app.db"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Admin().Install(ctx); err != nil {
+		log.Fatal(err)
+	}
+
+	resize := pgqrs.NewWorkflow("resize", func(ctx context.Context, run *pgqrs.Run, file string) (int, error) {
+		return pgqrs.Step(ctx, run, "resize", func(context.Context) (int, error) { return len(file), nil })
+	})
+	album := pgqrs.NewWorkflow("album", func(ctx context.Context, run *pgqrs.Run, files []string) (int, error) {
+		ids := make([]int64, len(files))
+		for i, f := range files {
+			id, err := pgqrs.StartChild(ctx, run, "resize/"+f, resize, f)
+			if err != nil {
+				return 0, err
+			}
+			ids[i] = id
+		}
+		sizes, err := pgqrs.AwaitChildren[int](ctx, run, "resized", ids...) // the run waits holding no worker
+		if err != nil {
+			return 0, err
+		}
+		total := 0
+		for _, n := range sizes {
+			total += n
+		}
+		return total, nil
+	})
+	if err := resize.Register(ctx, s); err != nil {
+		log.Fatal(err)
+	}
+	id, err := album.Trigger(ctx, s, []string{"a.jpg", "bb.jpg", "ccc.jpg"}, pgqrs.Key("album-7"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	again, err := album.Trigger(ctx, s, []string{"a.jpg"}, pgqrs.Key("album-7"))
+	fmt.Println("same run:", again == id, errors.Is(err, pgqrs.ErrDuplicate))
+
+	serveCtx, stop := context.WithCancel(ctx)
+	served := make(chan error, 2)
+	go func() { served <- album.Serve(serveCtx, s, nil) }()
+	go func() { served <- resize.Serve(serveCtx, s, &pgqrs.RunOptions{Concurrency: 3}) }()
+	total, err := album.Result(ctx, s, id)
+	if err != nil {
+		log.Fatal(err)
+	}
+	children, err := s.Runs().List(ctx, pgqrs.RunFilter{Parent: id})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("total:", total, "children:", len(children))
+	stop()
+	for range 2 {
+		if err := <-served; err != nil {
+			log.Fatal(err)
+		}
+	}
+	// Output:
+	// same run: true true
+	// total: 18 children: 3
+}

@@ -107,3 +107,77 @@ func TestFanOutCrashRecovery(t *testing.T) {
 		})
 	}
 }
+
+// patchFlow is the workflow of TestPatchCrashRecovery: a step, a patch
+// check, then the new path's step. With hang it stops for good right after
+// the check returned, while the check's record waits for the next write.
+func patchFlow(hang bool) *Workflow[int, string] {
+	return NewWorkflow("patch-crash", func(ctx context.Context, run *Run, n int) (string, error) {
+		if _, err := Step(ctx, run, "reserve", func(context.Context) (int, error) { return n, nil }); err != nil {
+			return "", err
+		}
+		ok, err := Patched(ctx, run, "v2")
+		if err != nil {
+			return "", err
+		}
+		if hang {
+			fmt.Printf("STARTED %d\n", run.ID())
+			select {} // hang until killed
+		}
+		if !ok {
+			return Step(ctx, run, "charge", func(context.Context) (string, error) { return "old", nil })
+		}
+		return Step(ctx, run, "charge-v2", func(context.Context) (string, error) { return "new", nil })
+	})
+}
+
+// TestPatchCrashChild is the process TestPatchCrashRecovery kills.
+func TestPatchCrashChild(t *testing.T) {
+	s := childStore(t, "PGQRS_PATCHCRASH_DSN", "TestPatchCrashRecovery")
+	err := patchFlow(true).Serve(context.Background(), s, &RunOptions{Concurrency: 2, VisibilityTimeout: time.Second, HeartbeatInterval: 100 * time.Millisecond})
+	t.Fatalf("Serve returned %v; it should have been killed", err)
+}
+
+// TestPatchCrashRecovery kills a worker process between a patch check and
+// the next step of two runs: a new worker finishes both on the new path,
+// with the patch recorded once at its position and no nondeterminism.
+func TestPatchCrashRecovery(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			dsn, s := crashStore(t, b)
+			wf := patchFlow(false)
+			if err := wf.Register(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+			var runs []int64
+			for i := range 2 {
+				id, err := wf.Trigger(ctx, s, i)
+				if err != nil {
+					t.Fatal(err)
+				}
+				runs = append(runs, id)
+			}
+			cmd := exec.Command(os.Args[0], "-test.run=^TestPatchCrashChild$", "-test.count=1", "-test.timeout=5m")
+			cmd.Env = append(os.Environ(), "PGQRS_PATCHCRASH_DSN="+dsn, "PGQRS_CRASH_SCHEMA="+s.d.schema)
+			if started := startChild(t, cmd, 2); len(started) != 2 {
+				t.Fatalf("the killed worker passed the check of %v, want both runs", started)
+			}
+			serveInBackground(t, s, wf, fastPoll)
+			for _, id := range runs {
+				got, err := waitResult(t, s, wf, id)
+				if err != nil || got != "new" {
+					t.Errorf("run %d = %q, %v, want the new path", id, got, err)
+				}
+				var names []string
+				for _, st := range runStatus(t, s, id).Steps {
+					names = append(names, st.Name)
+				}
+				if want := "reserve pgqrs.patch/v2 charge-v2"; fmt.Sprint(names) != "["+want+"]" {
+					t.Errorf("run %d steps = %v, want [%s]", id, names, want)
+				}
+			}
+		})
+	}
+}

@@ -13,7 +13,6 @@ import (
 // TestWorkflowShowChildren shows a parent run's children, and a child's
 // parent, with workflow show.
 func TestWorkflowShowChildren(t *testing.T) {
-	t.Parallel()
 	forEachBackend(t, func(t *testing.T, b *backend) {
 		s := b.store()
 		child := pgqrs.NewWorkflow("cli-child", func(ctx context.Context, run *pgqrs.Run, n int) (int, error) { return n, nil })

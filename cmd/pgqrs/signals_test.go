@@ -15,7 +15,6 @@ import (
 // TestWorkflowSend sends a signal to a waiting run with workflow send, and
 // reads the run's signals, wait and events with workflow show.
 func TestWorkflowSend(t *testing.T) {
-	t.Parallel()
 	forEachBackend(t, func(t *testing.T, b *backend) {
 		s := b.store()
 		wf := pgqrs.NewWorkflow("approvals", func(ctx context.Context, run *pgqrs.Run, _ struct{}) (bool, error) {

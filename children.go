@@ -38,8 +38,11 @@ func childOf(parent int64) EnqueueOption {
 // key is derived from the parent and the step). Start many children with
 // many StartChild steps, then wait for them together with
 // [AwaitChildren]: they run in parallel on the child workflow's workers.
-// The child workflow must be registered ([Workflow.Register], or served) in
-// the database; otherwise the step fails with [ErrWorkflowNotFound].
+// The child workflow is registered in the database if it is not yet, as
+// [Workflow.Trigger] does; someone must serve it. The child's key is
+// "pgqrs.child/<parent ID>/<name>", so name must keep it within
+// [MaxKeyBytes] (about 480 bytes of name); a longer one fails the step with
+// [ErrInvalidArgument].
 func StartChild[In, Out any](ctx context.Context, run *Run, name string, wf *Workflow[In, Out], in In, opts ...EnqueueOption) (int64, error) {
 	if run == nil || wf == nil {
 		return 0, fmt.Errorf("%w: StartChild needs a run and a workflow", ErrInvalidArgument)

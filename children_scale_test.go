@@ -9,6 +9,41 @@ import (
 	"time"
 )
 
+// fanFlows are a parent workflow that starts n children (prefix-child)
+// and returns the sum of their results, each child doubling its index.
+// With hangAt ≥ 0 the parent stops for good right after StartChild of that
+// child returned, printing "STARTED <run>" for a crash test to kill it by:
+// the child run is committed, the parent's record of it is not.
+func fanFlows(prefix string, hangAt int) (parent, child *Workflow[int, int]) {
+	child = NewWorkflow(prefix+"-child", func(ctx context.Context, run *Run, n int) (int, error) {
+		return Step(ctx, run, "double", func(context.Context) (int, error) { return 2 * n, nil })
+	})
+	parent = NewWorkflow(prefix+"-parent", func(ctx context.Context, run *Run, n int) (int, error) {
+		ids := make([]int64, n)
+		for i := range n {
+			id, err := StartChild(ctx, run, fmt.Sprintf("child/%d", i), child, i)
+			if err != nil {
+				return 0, err
+			}
+			ids[i] = id
+			if i == hangAt {
+				fmt.Printf("STARTED %d\n", run.ID())
+				select {} // hang until killed
+			}
+		}
+		outs, err := AwaitChildren[int](ctx, run, "all", ids...)
+		if err != nil {
+			return 0, err
+		}
+		sum := 0
+		for _, v := range outs {
+			sum += v
+		}
+		return sum, nil
+	})
+	return parent, child
+}
+
 // TestWorkflowChildrenAcrossPools runs 200 parents of 10 children each
 // through 4 workers on separate pools (each serves parents and children):
 // every parent gets the sum of its children's results, and exactly one
@@ -24,44 +59,9 @@ func TestWorkflowChildrenAcrossPools(t *testing.T) {
 				parents, workers = 20, 2
 			}
 			ctx := t.Context()
-			dsn, opts := backendDSN(t, b)
-			child := NewWorkflow("scale-child", func(ctx context.Context, run *Run, n int) (int, error) {
-				return Step(ctx, run, "double", func(context.Context) (int, error) { return 2 * n, nil })
-			})
-			parent := NewWorkflow("scale-parent", func(ctx context.Context, run *Run, n int) (int, error) {
-				ids := make([]int64, n)
-				for i := range n {
-					id, err := StartChild(ctx, run, fmt.Sprintf("child/%d", i), child, i)
-					if err != nil {
-						return 0, err
-					}
-					ids[i] = id
-				}
-				outs, err := AwaitChildren[int](ctx, run, "all", ids...)
-				if err != nil {
-					return 0, err
-				}
-				sum := 0
-				for _, v := range outs {
-					sum += v
-				}
-				return sum, nil
-			})
-			stores := make([]*Store, workers)
-			for i := range stores {
-				s, err := Open(ctx, dsn, opts...)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { s.Close() })
-				if i == 0 {
-					if strings.HasPrefix(b, "turso") {
-						wipeTurso(t, s)
-					}
-					if err := s.Admin().Install(ctx); err != nil {
-						t.Fatal(err)
-					}
-				}
+			parent, child := fanFlows("scale", -1)
+			stores := separateStores(t, b, workers)
+			for _, s := range stores {
 				for _, w := range []interface {
 					Register(context.Context, *Store) error
 				}{child, parent} {
@@ -69,7 +69,6 @@ func TestWorkflowChildrenAcrossPools(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				stores[i] = s
 			}
 			ids := make([]int64, parents)
 			for i := range ids {
@@ -106,7 +105,7 @@ func TestWorkflowChildrenAcrossPools(t *testing.T) {
 			}
 			var children []RunInfo
 			for before := int64(0); ; {
-				page, err := stores[0].Runs().List(ctx, RunFilter{Workflow: "scale-child", Before: before, Limit: 1000})
+				page, err := stores[0].Runs().List(ctx, RunFilter{Workflow: child.Name(), Before: before, Limit: 1000})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -484,26 +484,9 @@ func TestKeyConcurrentEnqueues(t *testing.T) {
 		t.Run(b, func(t *testing.T) {
 			t.Parallel()
 			ctx := t.Context()
-			dsn, opts := backendDSN(t, b)
-			stores := make([]*Store, pools)
-			for i := range stores {
-				s, err := Open(ctx, dsn, opts...)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { s.Close() })
-				if i == 0 {
-					if strings.HasPrefix(b, "turso") {
-						wipeTurso(t, s)
-					}
-					if err := s.Admin().Install(ctx); err != nil {
-						t.Fatal(err)
-					}
-					if _, err := s.Admin().CreateQueue(ctx, "race"); err != nil {
-						t.Fatal(err)
-					}
-				}
-				stores[i] = s
+			stores := separateStores(t, b, pools)
+			if _, err := stores[0].Admin().CreateQueue(ctx, "race"); err != nil {
+				t.Fatal(err)
 			}
 			producers := make([]*Producer, pools*perPool)
 			for i := range producers {

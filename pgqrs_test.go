@@ -51,6 +51,30 @@ func openBackend(t testing.TB, backend string, opts ...Option) *Store {
 	return s
 }
 
+// separateStores opens n Stores, each with a pool of its own as separate
+// processes would have, on one fresh database of the backend, and installs
+// the schema once.
+func separateStores(t *testing.T, backend string, n int) []*Store {
+	t.Helper()
+	dsn, opts := backendDSN(t, backend)
+	stores := make([]*Store, n)
+	for i := range stores {
+		s, err := Open(t.Context(), dsn, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		stores[i] = s
+	}
+	if strings.HasPrefix(backend, "turso") {
+		wipeTurso(t, stores[0])
+	}
+	if err := stores[0].Admin().Install(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return stores
+}
+
 // backendDSN returns a DSN and options for a fresh database of the backend,
 // dropped again when the test ends.
 func backendDSN(t testing.TB, backend string) (string, []Option) {

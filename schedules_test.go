@@ -381,26 +381,11 @@ func TestSchedulersFireEachOccurrenceOnce(t *testing.T) {
 		t.Run(b, func(t *testing.T) {
 			t.Parallel()
 			ctx := t.Context()
-			dsn, opts := backendDSN(t, b)
 			schedulers := 3
 			if strings.HasPrefix(b, "turso") {
 				schedulers = 2
 			}
-			stores := make([]*Store, schedulers)
-			for i := range stores {
-				s, err := Open(ctx, dsn, opts...)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { s.Close() })
-				stores[i] = s
-			}
-			if strings.HasPrefix(b, "turso") {
-				wipeTurso(t, stores[0])
-			}
-			if err := stores[0].Admin().Install(ctx); err != nil {
-				t.Fatal(err)
-			}
+			stores := separateStores(t, b, schedulers)
 			s := stores[0]
 			_, c := fixture(t, s, "ticks")
 			first := mustAddSchedule(t, s, Schedule{Name: "tick", Cron: "@every 1s", Queue: "ticks"}).NextRunAt

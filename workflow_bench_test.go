@@ -131,29 +131,7 @@ func BenchmarkFanOut(b *testing.B) {
 		b.Run(backend, func(b *testing.B) {
 			s := benchStore(b, backend)
 			ctx := context.Background()
-			seq := benchWorkflowSeq.Add(1)
-			child := NewWorkflow(fmt.Sprintf("fan-child-%d", seq), func(ctx context.Context, run *Run, n int) (int, error) {
-				return Step(ctx, run, "double", func(context.Context) (int, error) { return 2 * n, nil })
-			})
-			parent := NewWorkflow(fmt.Sprintf("fan-parent-%d", seq), func(ctx context.Context, run *Run, n int) (int, error) {
-				ids := make([]int64, n)
-				for i := range n {
-					id, err := StartChild(ctx, run, fmt.Sprintf("child/%d", i), child, i)
-					if err != nil {
-						return 0, err
-					}
-					ids[i] = id
-				}
-				outs, err := AwaitChildren[int](ctx, run, "all", ids...)
-				if err != nil {
-					return 0, err
-				}
-				sum := 0
-				for _, v := range outs {
-					sum += v
-				}
-				return sum, nil
-			})
+			parent, child := fanFlows(fmt.Sprintf("fan-%d", benchWorkflowSeq.Add(1)), -1)
 			for _, w := range []interface {
 				Register(context.Context, *Store) error
 			}{child, parent} {

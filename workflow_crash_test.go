@@ -9,52 +9,18 @@ import (
 	"time"
 )
 
-// fanFlows are the workflows of TestFanOutCrashRecovery: a parent that
-// starts n children and sums their doubled indexes. With hang it stops for
-// good right after StartChild of child 50 returned, while that step's
-// record is still waiting for the parent's next write: the child run is
-// committed, the parent's record of it is not.
-func fanFlows(hang bool) (parent *Workflow[int, int], child *Workflow[int, int]) {
-	child = NewWorkflow("fan-crash-child", func(ctx context.Context, run *Run, n int) (int, error) {
-		return Step(ctx, run, "double", func(context.Context) (int, error) { return 2 * n, nil })
-	})
-	parent = NewWorkflow("fan-crash-parent", func(ctx context.Context, run *Run, n int) (int, error) {
-		ids := make([]int64, n)
-		for i := range n {
-			id, err := StartChild(ctx, run, fmt.Sprintf("child/%d", i), child, i)
-			if err != nil {
-				return 0, err
-			}
-			ids[i] = id
-			if hang && i == 50 {
-				fmt.Printf("STARTED %d\n", run.ID())
-				select {} // hang until killed
-			}
-		}
-		outs, err := AwaitChildren[int](ctx, run, "all", ids...)
-		if err != nil {
-			return 0, err
-		}
-		sum := 0
-		for _, v := range outs {
-			sum += v
-		}
-		return sum, nil
-	})
-	return parent, child
-}
-
 // TestFanOutCrashChild is the process TestFanOutCrashRecovery kills.
 func TestFanOutCrashChild(t *testing.T) {
 	s := childStore(t, "PGQRS_FANCRASH_DSN", "TestFanOutCrashRecovery")
-	parent, _ := fanFlows(true)
+	parent, _ := fanFlows("fan-crash", 50)
 	err := parent.Serve(context.Background(), s, &RunOptions{Concurrency: 1, VisibilityTimeout: time.Second, HeartbeatInterval: 100 * time.Millisecond})
 	t.Fatalf("Serve returned %v; it should have been killed", err)
 }
 
 // TestFanOutCrashRecovery kills a worker process in the middle of a
 // fan-out of 100 children, between a child's start and the parent's record
-// of it. A new worker finishes the parent: every child started exactly
+// of it (fanFlows hangs right after StartChild of child 50 returned, while
+// that step's record still waits for the parent's next write). A new worker finishes the parent: every child started exactly
 // once (the replayed StartChild found the child the dead process started),
 // and the fan-in is right.
 func TestFanOutCrashRecovery(t *testing.T) {
@@ -63,7 +29,7 @@ func TestFanOutCrashRecovery(t *testing.T) {
 			t.Parallel()
 			ctx := t.Context()
 			dsn, s := crashStore(t, b)
-			parent, child := fanFlows(false)
+			parent, child := fanFlows("fan-crash", -1)
 			for _, w := range []interface {
 				Register(context.Context, *Store) error
 			}{parent, child} {

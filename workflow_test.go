@@ -1177,27 +1177,12 @@ func TestWorkflowIdempotentTriggerConcurrent(t *testing.T) {
 		t.Run(b, func(t *testing.T) {
 			t.Parallel()
 			ctx := t.Context()
-			dsn, opts := backendDSN(t, b)
 			wf := NewWorkflow("keyed-race", func(ctx context.Context, run *Run, in int) (int, error) { return in, nil })
-			stores := make([]*Store, pools)
-			for i := range stores {
-				s, err := Open(ctx, dsn, opts...)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { s.Close() })
-				if i == 0 {
-					if strings.HasPrefix(b, "turso") {
-						wipeTurso(t, s)
-					}
-					if err := s.Admin().Install(ctx); err != nil {
-						t.Fatal(err)
-					}
-				}
+			stores := separateStores(t, b, pools)
+			for _, s := range stores {
 				if err := wf.Register(ctx, s); err != nil {
 					t.Fatal(err)
 				}
-				stores[i] = s
 			}
 			for round := range 3 {
 				key := fmt.Sprintf("key-%d", round)

@@ -819,58 +819,23 @@ func (b *bencher) drainRun(ctx context.Context, conc, batch int) (*Result, error
 // Enqueue, else EnqueueBatch) until --backlog messages are in or the time
 // limit passes.
 func (b *bencher) enqueue(ctx context.Context, batch int) (*Result, error) {
-	queue, err := b.queue(ctx, "enqueue")
-	if err != nil {
-		return nil, err
-	}
-	p, err := b.s.Producer(ctx, queue)
-	if err != nil {
-		return nil, err
-	}
-	defer p.Shutdown(context.WithoutCancel(ctx))
 	payloads := make([]any, batch)
 	for i := range payloads {
 		payloads[i] = jobPayload(i)
 	}
-	limit := min(b.flags.duration, enqueueLimit)
-	var (
-		calls []time.Duration
-		sent  int
-		errs  int64
-	)
-	start := time.Now()
-	for sent < b.flags.backlog && (sent == 0 || time.Since(start) < limit) {
-		t0 := time.Now()
-		if batch == 1 {
-			_, err = p.Enqueue(ctx, payloads[0])
-		} else {
-			_, err = p.EnqueueBatch(ctx, payloads)
-		}
-		calls = append(calls, time.Since(t0))
-		if err != nil {
-			if errs++; errs >= maxErrors || ctx.Err() != nil {
-				return nil, err
-			}
-			continue
-		}
-		sent += batch
-	}
-	elapsed := time.Since(start)
-	r := b.result("enqueue")
-	r.Mode = "single"
+	mode := "single"
 	if batch > 1 {
-		r.Mode = "batch"
+		mode = "batch"
 	}
-	r.Batch = batch
-	r.Messages, r.Seconds = int64(sent), elapsed.Seconds()
-	r.MsgsPerSec = float64(sent) / elapsed.Seconds()
-	r.LatencyMs = percentilesOf(calls)
-	r.Errors = errs
-	b.logf("enqueue batch %d: %d messages in %.2fs: %.0f msgs/s", batch, sent, elapsed.Seconds(), r.MsgsPerSec)
-	if _, err := b.s.Admin().PurgeQueue(ctx, queue); err != nil {
-		return nil, err
-	}
-	return r, nil
+	return b.enqueueLoop(ctx, "enqueue", mode, batch, fmt.Sprintf("enqueue batch %d", batch),
+		func(ctx context.Context, p *pgqrs.Producer, _ int) (err error) {
+			if batch == 1 {
+				_, err = p.Enqueue(ctx, payloads[0])
+			} else {
+				_, err = p.EnqueueBatch(ctx, payloads)
+			}
+			return err
+		})
 }
 
 // enqueueUnique measures one producer enqueueing messages with keys, each
@@ -879,7 +844,45 @@ func (b *bencher) enqueue(ctx context.Context, batch int) (*Result, error) {
 // jobs with a Key each, and "jobs-batch" EnqueueJobs of 100 jobs without
 // keys (the per-item batch's own cost, to hold against enqueue batch 100).
 func (b *bencher) enqueueUnique(ctx context.Context, mode string) (*Result, error) {
-	queue, err := b.queue(ctx, "enqueue-unique")
+	batch := 100
+	if mode == "unique-single" {
+		batch = 1
+	}
+	jobs := make([]pgqrs.Job, batch)
+	dups := 0
+	r, err := b.enqueueLoop(ctx, "enqueue-unique", mode, batch, fmt.Sprintf("enqueue-unique %s (batch %d)", mode, batch),
+		func(ctx context.Context, p *pgqrs.Producer, sent int) error {
+			for i := range jobs {
+				jobs[i] = pgqrs.Job{Payload: jobPayload(sent + i)}
+				if mode != "jobs-batch" {
+					jobs[i].Options = []pgqrs.EnqueueOption{pgqrs.Key("k-" + strconv.Itoa(sent+i))}
+				}
+			}
+			if batch == 1 {
+				_, err := p.Enqueue(ctx, jobs[0].Payload, jobs[0].Options...)
+				return err
+			}
+			res, err := p.EnqueueJobs(ctx, jobs)
+			for _, r := range res {
+				if r.Duplicate {
+					dups++
+				}
+			}
+			return err
+		})
+	if err == nil && dups > 0 {
+		return nil, fmt.Errorf("%d new keys reported as duplicates", dups)
+	}
+	return r, err
+}
+
+// enqueueLoop times send (one call enqueueing batch messages, the first of
+// them the sent-th) through one producer on a fresh queue until --backlog
+// messages are in or the time limit passes, and returns the scenario's row
+// (label names it in the log). The queue is purged afterwards.
+func (b *bencher) enqueueLoop(ctx context.Context, scenario, mode string, batch int, label string,
+	send func(ctx context.Context, p *pgqrs.Producer, sent int) error) (*Result, error) {
+	queue, err := b.queue(ctx, scenario)
 	if err != nil {
 		return nil, err
 	}
@@ -888,38 +891,16 @@ func (b *bencher) enqueueUnique(ctx context.Context, mode string) (*Result, erro
 		return nil, err
 	}
 	defer p.Shutdown(context.WithoutCancel(ctx))
-	batch := 100
-	if mode == "unique-single" {
-		batch = 1
-	}
-	jobs := make([]pgqrs.Job, batch)
 	limit := min(b.flags.duration, enqueueLimit)
 	var (
 		calls []time.Duration
 		sent  int
 		errs  int64
-		dups  int
 	)
 	start := time.Now()
 	for sent < b.flags.backlog && (sent == 0 || time.Since(start) < limit) {
-		for i := range jobs {
-			jobs[i] = pgqrs.Job{Payload: jobPayload(sent + i)}
-			if mode != "jobs-batch" {
-				jobs[i].Options = []pgqrs.EnqueueOption{pgqrs.Key("k-" + strconv.Itoa(sent+i))}
-			}
-		}
 		t0 := time.Now()
-		if batch == 1 {
-			_, err = p.Enqueue(ctx, jobs[0].Payload, jobs[0].Options...)
-		} else {
-			var res []pgqrs.Enqueued
-			res, err = p.EnqueueJobs(ctx, jobs)
-			for _, r := range res {
-				if r.Duplicate {
-					dups++
-				}
-			}
-		}
+		err := send(ctx, p, sent)
 		calls = append(calls, time.Since(t0))
 		if err != nil {
 			if errs++; errs >= maxErrors || ctx.Err() != nil {
@@ -930,16 +911,13 @@ func (b *bencher) enqueueUnique(ctx context.Context, mode string) (*Result, erro
 		sent += batch
 	}
 	elapsed := time.Since(start)
-	if dups > 0 {
-		return nil, fmt.Errorf("%d new keys reported as duplicates", dups)
-	}
-	r := b.result("enqueue-unique")
+	r := b.result(scenario)
 	r.Mode, r.Batch = mode, batch
 	r.Messages, r.Seconds = int64(sent), elapsed.Seconds()
 	r.MsgsPerSec = float64(sent) / elapsed.Seconds()
 	r.LatencyMs = percentilesOf(calls)
 	r.Errors = errs
-	b.logf("enqueue-unique %s (batch %d): %d messages in %.2fs: %.0f msgs/s", mode, batch, sent, elapsed.Seconds(), r.MsgsPerSec)
+	b.logf("%s: %d messages in %.2fs: %.0f msgs/s", label, sent, elapsed.Seconds(), r.MsgsPerSec)
 	if _, err := b.s.Admin().PurgeQueue(ctx, queue); err != nil {
 		return nil, err
 	}

@@ -374,13 +374,18 @@ func TestReclaimStaleWorkers(t *testing.T) {
 		}
 		held := mustDequeue(t, stale, 3, VisibilityTimeout(time.Hour))
 		mustDequeue(t, live, 1, VisibilityTimeout(time.Hour))
-		time.Sleep(300 * time.Millisecond)                   // let the heartbeats age…
-		for _, w := range []*worker{live.worker, p.worker} { // …then refresh all but one
+		// Age every heartbeat past staleAfter, then refresh all but one. The
+		// refreshed workers must stay younger than staleAfter until both
+		// reclaims below have run, so staleAfter is generous: under a loaded
+		// CI machine 200 ms was not enough and live workers were reclaimed too.
+		const staleAfter = time.Second
+		time.Sleep(staleAfter + 200*time.Millisecond)
+		for _, w := range []*worker{live.worker, p.worker} {
 			if err := w.Heartbeat(ctx); err != nil {
 				t.Fatal(err)
 			}
 		}
-		h, err := a.WorkerHealth(ctx, "reclaim", 200*time.Millisecond)
+		h, err := a.WorkerHealth(ctx, "reclaim", staleAfter)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -396,7 +401,7 @@ func TestReclaimStaleWorkers(t *testing.T) {
 		var workers, msgs atomic.Int64
 		for _, st := range []*Store{s, other} {
 			wg.Go(func() {
-				w, m, err := st.Admin().ReclaimStale(ctx, 200*time.Millisecond)
+				w, m, err := st.Admin().ReclaimStale(ctx, staleAfter)
 				if err != nil {
 					t.Error(err)
 				}

@@ -61,11 +61,18 @@ func TestInstallIsIdempotentAndConcurrent(t *testing.T) {
 	}
 }
 
+// schemaOpt gives a second Store on s.DB() the options s was opened with
+// that a Store of the same database needs: its schema and, through
+// PgBouncer, no prepared statements and the direct DSN for LISTEN.
 func schemaOpt(s *Store) []Option {
+	var opts []Option
 	if s.d.schema != "" {
-		return []Option{WithSchema(s.d.schema)}
+		opts = append(opts, WithSchema(s.d.schema))
 	}
-	return nil
+	if s.cfg.unprepared { // through PgBouncer
+		opts = append(opts, WithPreparedStatements(false), WithListenDSN(s.listenDSN))
+	}
+	return opts
 }
 
 // latestMigration is the version of the store's last migration (0002 on

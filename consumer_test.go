@@ -277,9 +277,9 @@ func TestConcurrentDrain(t *testing.T) {
 				}
 			}
 			stores := []*Store{s}
-			if b == "postgres" {
+			if s.Dialect() == Postgres {
 				for range 3 {
-					other, err := New(s.DB(), Postgres, WithSchema(s.d.schema))
+					other, err := New(s.DB(), Postgres, schemaOpt(s)...)
 					if err != nil {
 						t.Fatal(err)
 					}

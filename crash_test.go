@@ -18,7 +18,8 @@ import (
 
 // childStore opens the Store of a child process that a crash test starts
 // and kills: the DSN in env (skipping when unset: the test was not started
-// by its parent), in the schema of PGQRS_CRASH_SCHEMA if set.
+// by its parent), in the schema of PGQRS_CRASH_SCHEMA if set, and with the
+// options of the "pgbouncer" backend when the DSN is PgBouncer's.
 func childStore(t *testing.T, env, parent string) *Store {
 	t.Helper()
 	dsn := os.Getenv(env)
@@ -28,6 +29,9 @@ func childStore(t *testing.T, env, parent string) *Store {
 	var opts []Option
 	if schema := os.Getenv("PGQRS_CRASH_SCHEMA"); schema != "" {
 		opts = append(opts, WithSchema(schema))
+	}
+	if dsn == os.Getenv("PGQRS_TEST_PGBOUNCER_DSN") {
+		opts = append(opts, WithPreparedStatements(false), WithListenDSN(os.Getenv("PGQRS_TEST_POSTGRES_DSN")))
 	}
 	s, err := Open(context.Background(), dsn, opts...)
 	if err != nil {

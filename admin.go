@@ -48,7 +48,7 @@ func (a *Admin) Verify(ctx context.Context) error {
 	}
 	allTables := true
 	for _, t := range []string{"pgqrs_schema_version", "pgqrs_queues", "pgqrs_workers", "pgqrs_messages", "pgqrs_archive",
-		"pgqrs_workflows", "pgqrs_runs", "pgqrs_steps", "pgqrs_schedules", "pgqrs_signals", "pgqrs_signal_waits", "pgqrs_events"} {
+		"pgqrs_workflows", "pgqrs_runs", "pgqrs_steps", "pgqrs_schedules", "pgqrs_signals", "pgqrs_signal_waits", "pgqrs_events", "pgqrs_retention"} {
 		ok, err := exists(s.schema.tableExists, t)
 		if err != nil {
 			return fmt.Errorf("verify: %w", err)
@@ -206,7 +206,7 @@ func (s *Store) dropQueue(ctx context.Context, q querier, queueID int64) error {
 		return fmt.Errorf("%w: %d live messages, %d dead letters, %d live workers", ErrQueueInUse, live, dead, workers)
 	}
 	for _, drop := range []func(context.Context, querier, int64) (int64, error){
-		s.queues.purgeArchive, s.queues.deleteStoppedWorkers, s.queues.deleteByID,
+		s.queues.purgeArchive, s.queues.deleteStoppedWorkers, s.retention.clear, s.queues.deleteByID,
 	} {
 		if _, err := drop(ctx, q, queueID); err != nil {
 			return err

@@ -784,6 +784,100 @@ var repoCases = map[string]repoCase{
 		e.equal("archived, dead", []int64{live, dead}, []int64{1, 0})
 	}},
 
+	"retentionRepo.put": {run: func(e *repoEnv) {
+		q, other := e.queue("q"), e.queue("other")
+		e.must(e.s.retention.put(e.ctx, e.q, q.ID, Retention{Archived: 90 * time.Minute}), "put")
+		e.must(e.s.retention.put(e.ctx, e.q, other.ID, Retention{DeadLetters: 1500 * time.Millisecond}), "put other")
+		got, err := e.s.retention.get(e.ctx, e.q, q.ID)
+		e.must(err, "get")
+		e.equal("policy", got, Retention{Archived: 90 * time.Minute})
+		// put replaces the whole policy.
+		e.must(e.s.retention.put(e.ctx, e.q, q.ID, Retention{DeadLetters: 48 * time.Hour}), "replace")
+		got, err = e.s.retention.get(e.ctx, e.q, q.ID)
+		e.must(err, "get")
+		e.equal("replaced policy", got, Retention{DeadLetters: 48 * time.Hour})
+		got, err = e.s.retention.get(e.ctx, e.q, other.ID)
+		e.must(err, "get other")
+		e.equal("other queue's policy", got, Retention{DeadLetters: 1500 * time.Millisecond})
+	}},
+	"retentionRepo.get": {run: func(e *repoEnv) {
+		q := e.queue("q")
+		got, err := e.s.retention.get(e.ctx, e.q, q.ID)
+		e.must(err, "get without a policy")
+		e.equal("no policy", got, Retention{})
+		e.must(e.s.retention.put(e.ctx, e.q, q.ID, Retention{Archived: time.Second, DeadLetters: 7 * 24 * time.Hour}), "put")
+		got, err = e.s.retention.get(e.ctx, e.q, q.ID)
+		e.must(err, "get")
+		e.equal("policy", got, Retention{Archived: time.Second, DeadLetters: 7 * 24 * time.Hour})
+	}},
+	"retentionRepo.clear": {run: func(e *repoEnv) {
+		q, other := e.queue("q"), e.queue("other")
+		for _, id := range []int64{q.ID, other.ID} {
+			e.must(e.s.retention.put(e.ctx, e.q, id, Retention{Archived: time.Hour}), "put")
+		}
+		n, err := e.s.retention.clear(e.ctx, e.q, q.ID)
+		e.must(err, "clear")
+		e.equal("cleared", n, 1)
+		n, err = e.s.retention.clear(e.ctx, e.q, q.ID)
+		e.must(err, "clear again")
+		e.equal("cleared again", n, 0)
+		got, _ := e.s.retention.get(e.ctx, e.q, q.ID)
+		e.equal("policy after clear", got, Retention{})
+		got, _ = e.s.retention.get(e.ctx, e.q, other.ID)
+		e.equal("other queue's policy", got, Retention{Archived: time.Hour})
+	}},
+	"retentionRepo.expire": {fresh: true, run: func(e *repoEnv) {
+		q, other := e.queue("q"), e.queue("other")
+		c, oc := e.worker("c", q, "consumer"), e.worker("oc", other, "consumer")
+		var done, dead []int64
+		for i := range 5 {
+			id := e.enqueue(q, `1`)
+			if i < 3 {
+				done = append(done, id)
+			} else {
+				dead = append(dead, id)
+			}
+		}
+		live := e.enqueue(q, `2`)
+		e.claim(q, c, 5)
+		for _, id := range done {
+			e.archived(q, c, id, false)
+		}
+		for _, id := range dead {
+			e.archived(q, c, id, true)
+		}
+		o := e.enqueue(other, `3`)
+		e.claim(other, oc, 1)
+		e.archived(other, oc, o, false)
+		count := func(queue *Queue, dead bool) int64 {
+			n, err := e.s.archive.count(e.ctx, e.q, queue.ID, dead)
+			e.must(err, "count")
+			return n
+		}
+		// Nothing is an hour old.
+		n, err := e.s.retention.expire(e.ctx, e.q, q.ID, false, time.Hour, 10)
+		e.must(err, "expire an hour")
+		e.equal("expired older than an hour", n, 0)
+		// A negative age puts the cutoff in the future: everything archived
+		// is older. Batches stop at limit; dead letters are another kind.
+		n, err = e.s.retention.expire(e.ctx, e.q, q.ID, false, -time.Hour, 2)
+		e.must(err, "expire")
+		e.equal("first batch", n, 2)
+		n, err = e.s.retention.expire(e.ctx, e.q, q.ID, false, -time.Hour, 2)
+		e.must(err, "expire")
+		e.equal("second batch", n, 1)
+		e.equal("archived, dead left in q", []int64{count(q, false), count(q, true)}, []int64{0, 2})
+		e.equal("other queue's archive", count(other, false), 1)
+		n, err = e.s.retention.expire(e.ctx, e.q, q.ID, true, -time.Hour, 10)
+		e.must(err, "expire dead")
+		e.equal("dead letters expired", n, 2)
+		// Queue 0 is every queue.
+		n, err = e.s.retention.expire(e.ctx, e.q, 0, false, -time.Hour, 10)
+		e.must(err, "expire every queue")
+		e.equal("expired in every queue", n, 1)
+		e.equal("live message kept", e.live(q, live), []int64{live})
+	}},
+
 	"archiveRepo.cancelled": {run: func(e *repoEnv) {
 		q, other := e.queue("q"), e.queue("other")
 		c := e.worker("c", q, "consumer")

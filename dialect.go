@@ -39,6 +39,7 @@ type dialect struct {
 	workflow   workflowSQL
 	schedule   scheduleSQL
 	signal     signalSQL
+	retention  retentionSQL
 
 	// Connecting (Open): the database/sql driver name and the import that
 	// registers it, the DSN schemes the backend reads (lower case), whether
@@ -295,6 +296,19 @@ type signalSQL struct {
 	setEvent      string // (run, key, value JSON) → ∅: the event set (the last value wins); announced on Postgres
 	getEvent      string // (run, key) → value, updated_at; no row when unset
 	events        string // (run) → key, value, updated_at per event, by key
+}
+
+// retentionSQL: pgqrs_retention (how long a queue keeps its archive and its
+// dead letters) and the bounded deletes that apply it. Ages are seconds
+// (secondsArg); "minus age" is the negated age, as elsewhere.
+type retentionSQL struct {
+	get   string // (queue) → archived seconds or NULL, dead letter seconds or NULL; no row when the queue has no policy
+	put   string // (queue, archived seconds or NULL, dead letter seconds or NULL) → ∅: the policy set (created or replaced)
+	clear string // (queue) → n
+	// The expire statements delete at most limit rows, oldest IDs first,
+	// so each is a short write however large the archive.
+	expireArchived string // (queue, 0 for every queue; minus age seconds; limit) → n: archived messages that are no dead letters (done or cancelled), archived longer ago than age
+	expireDead     string // (queue, 0 for every queue; minus age seconds; limit) → n: dead letters dead-lettered longer ago than age
 }
 
 // versionSQL: pgqrs_schema_version, the applied migrations.

@@ -367,6 +367,27 @@ CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
 			record:  t(`INSERT INTO pgqrs_schema_version (version, name) VALUES ($1, $2)`),
 		},
 		signal: pgSignalSQL(t, channel),
+		retention: retentionSQL{
+			get: t(`SELECT archived_secs, dead_secs FROM pgqrs_retention WHERE queue_id = $1`),
+			put: t(`
+INSERT INTO pgqrs_retention (queue_id, archived_secs, dead_secs) VALUES ($1, $2, $3)
+ON CONFLICT (queue_id) DO UPDATE SET archived_secs = EXCLUDED.archived_secs, dead_secs = EXCLUDED.dead_secs, updated_at = now()`),
+			clear: t(`DELETE FROM pgqrs_retention WHERE queue_id = $1`),
+			// The BRIN index on archived_at (migration 0008) finds the old
+			// block ranges: rows enter the archive in archive-time order.
+			expireArchived: t(`
+DELETE FROM pgqrs_archive WHERE ctid = ANY (ARRAY(
+    SELECT ctid FROM pgqrs_archive
+    WHERE archived_at < now() + make_interval(secs => $2::float8) AND NOT dead
+      AND ($1::bigint = 0 OR queue_id = $1::bigint)
+    LIMIT $3))`),
+			expireDead: t(`
+DELETE FROM pgqrs_archive WHERE ctid = ANY (ARRAY(
+    SELECT ctid FROM pgqrs_archive
+    WHERE archived_at < now() + make_interval(secs => $2::float8) AND dead
+      AND ($1::bigint = 0 OR queue_id = $1::bigint)
+    LIMIT $3))`),
+		},
 		workflow: workflowSQL{
 			byName:     t(`SELECT id, queue_id FROM pgqrs_workflows WHERE name = $1`),
 			byQueue:    t(`SELECT name FROM pgqrs_workflows WHERE queue_id = $1`),
@@ -536,7 +557,7 @@ WHERE name = $1 AND cron = $3 AND timezone = $4`),
 		},
 		indexes: []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_archive_queue",
 			"pgqrs_runs_message", "pgqrs_runs_workflow", "pgqrs_messages_key", "pgqrs_archive_key", "pgqrs_schedules_due",
-			"pgqrs_signals_unreceived", "pgqrs_signals_run"},
+			"pgqrs_signals_unreceived", "pgqrs_signals_run", "pgqrs_archive_archived_at"},
 		poolSize:       32,
 		prepare:        true,
 		installPrelude: pgInstallPrelude(schema),
@@ -711,7 +732,7 @@ LEFT JOIN pgqrs_workflows w ON w.id = s.workflow_id`
 // pgTableName matches the names of pgqrs's tables (and its one view):
 // whole words, so index names such as pgqrs_messages_claim stay as they are
 // (Postgres creates an index in its table's schema).
-var pgTableName = regexp.MustCompile(`\bpgqrs_(queues|workers|messages|archive|schema_version|workflows|runs|steps|schedules|signals|signal_waits|events)\b`)
+var pgTableName = regexp.MustCompile(`\bpgqrs_(queues|workers|messages|archive|schema_version|workflows|runs|steps|schedules|signals|signal_waits|events|retention)\b`)
 
 // pgDroppedIndex matches the index a migration drops: unlike CREATE INDEX,
 // DROP INDEX finds its index through the search_path unless it is named

@@ -320,6 +320,32 @@ CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
 		// Single writer: a write transaction (BEGIN IMMEDIATE) already holds
 		// every row it reads, so nothing needs FOR UPDATE; nobody listens.
 		signal: sqliteSignalSQL(),
+		retention: retentionSQL{
+			get: `SELECT archived_secs, dead_secs FROM pgqrs_retention WHERE queue_id = ?1`,
+			put: `
+INSERT INTO pgqrs_retention (queue_id, archived_secs, dead_secs) VALUES (?1, ?2, ?3)
+ON CONFLICT (queue_id) DO UPDATE SET archived_secs = excluded.archived_secs, dead_secs = excluded.dead_secs,
+    updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`,
+			clear: `DELETE FROM pgqrs_retention WHERE queue_id = ?1`,
+			// Archived rows stay in pgqrs_messages (migration 0003), marked
+			// by archived_at. No index serves archived_at (one would cost
+			// every archive a write): the delete walks the table from the
+			// oldest ID and stops at limit matches, so a batch is cheap
+			// when the old rows are at the head, as they are once the
+			// archive ages. Dead letters have their own partial index.
+			expireArchived: `
+DELETE FROM pgqrs_messages WHERE id IN (
+    SELECT id FROM pgqrs_messages
+    WHERE archived_at IS NOT NULL AND dead = 0 AND archived_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2)
+      AND (?1 = 0 OR queue_id = ?1)
+    ORDER BY id LIMIT ?3)`,
+			expireDead: `
+DELETE FROM pgqrs_messages WHERE id IN (
+    SELECT id FROM pgqrs_messages
+    WHERE dead = 1 AND archived_at IS NOT NULL AND archived_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2)
+      AND (?1 = 0 OR queue_id = ?1)
+    ORDER BY id LIMIT ?3)`,
+		},
 		workflow: workflowSQL{
 			byName:     `SELECT id, queue_id FROM pgqrs_workflows WHERE name = ?1`,
 			byQueue:    `SELECT name FROM pgqrs_workflows WHERE queue_id = ?1`,

@@ -101,6 +101,10 @@ type RunOptions struct {
 	// cancelled; then their contexts are cancelled too, and Run waits 5s
 	// more before it abandons handlers that ignore that. Default 30s.
 	ShutdownTimeout time.Duration
+	// RetentionInterval is how often the loop applies its queue's retention
+	// policy ([Admin.SetRetention]), at a heartbeat. Default
+	// [DefaultRetentionInterval]; negative turns it off for this loop.
+	RetentionInterval time.Duration
 	// Scheduler makes the loop also fire the Store's schedules, as
 	// [Store.RunScheduler] does, until Run returns. Default false.
 	Scheduler bool
@@ -156,6 +160,7 @@ func (o *RunOptions) withDefaults() (RunOptions, error) {
 	r.MaxAttempts = cmpOr(r.MaxAttempts, DefaultMaxAttempts)
 	r.HeartbeatInterval = cmpOr(r.HeartbeatInterval, DefaultHeartbeatInterval)
 	r.ShutdownTimeout = cmpOr(r.ShutdownTimeout, 30*time.Second)
+	r.RetentionInterval = cmpOr(r.RetentionInterval, DefaultRetentionInterval)
 	if r.Backoff == nil {
 		r.Backoff = ExponentialBackoff(time.Second, 10*time.Minute)
 	}
@@ -238,6 +243,8 @@ type runner struct {
 	freed    chan struct{}
 
 	interrupted, stoppedOutside atomic.Bool
+
+	retained time.Time // when retain last applied the queue's policy
 }
 
 func (c *Consumer) run(ctx context.Context, opts *RunOptions, single bool, handle func(context.Context, []*Message) error) error {
@@ -481,6 +488,7 @@ func (r *runner) heartbeat(done <-chan struct{}) {
 			r.requestStop()
 		default:
 			r.reclaim()
+			r.retain()
 		}
 	}
 }

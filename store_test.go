@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -57,6 +58,21 @@ func TestDialectsDefineEveryStatement(t *testing.T) {
 
 func TestPostgresSchemaQualifiesEveryTable(t *testing.T) {
 	t.Parallel()
+	// Every table or view a migration creates must be one pgTableName
+	// knows, or its statements would reach it through the search_path:
+	// one pgqrs_retention in public shared by every schema.
+	created := regexp.MustCompile(`(?i)\bCREATE (?:TABLE|VIEW|OR REPLACE VIEW)(?: IF NOT EXISTS)? (pgqrs_\w+)`)
+	migrations, err := newPostgresDialect("").loadMigrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range migrations {
+		for _, c := range created.FindAllStringSubmatch(strings.Join(m.stmts, ";\n"), -1) {
+			if loc := pgTableName.FindStringIndex(c[1]); loc == nil || loc[1]-loc[0] != len(c[1]) {
+				t.Errorf("migration %d creates %s, which pgTableName does not qualify", m.version, c[1])
+			}
+		}
+	}
 	// "pgqrs_runs": a schema named like a table must keep its NOTIFY channel.
 	for _, schema := range []string{"app", "pgqrs_runs"} {
 		d := newPostgresDialect(schema)

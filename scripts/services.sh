@@ -130,7 +130,6 @@ start_pgbouncer() {
 		pool_mode = transaction
 		default_pool_size = 20
 		max_client_conn = 2000
-		ignore_startup_parameters = extra_float_digits
 		logfile = $b/pgbouncer.log
 		pidfile = $b/pgbouncer.pid
 	EOF

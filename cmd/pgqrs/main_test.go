@@ -171,7 +171,7 @@ func wipeTurso(t *testing.T, dsn string) {
 			t.Fatalf("wipe %s: %v", view, err)
 		}
 	}
-	for _, table := range []string{"pgqrs_schedules", "pgqrs_signals", "pgqrs_signal_waits", "pgqrs_events", "pgqrs_steps", "pgqrs_runs", "pgqrs_workflows", "pgqrs_archive", "pgqrs_messages", "pgqrs_workers", "pgqrs_queues", "pgqrs_schema_version"} {
+	for _, table := range []string{"pgqrs_retention", "pgqrs_schedules", "pgqrs_signals", "pgqrs_signal_waits", "pgqrs_events", "pgqrs_steps", "pgqrs_runs", "pgqrs_workflows", "pgqrs_archive", "pgqrs_messages", "pgqrs_workers", "pgqrs_queues", "pgqrs_schema_version"} {
 		if _, err := db.ExecContext(t.Context(), "DROP TABLE IF EXISTS "+table); err != nil {
 			t.Fatalf("wipe %s: %v", table, err)
 		}

@@ -826,7 +826,7 @@ var repoCases = map[string]repoCase{
 		got, _ = e.s.retention.get(e.ctx, e.q, other.ID)
 		e.equal("other queue's policy", got, Retention{Archived: time.Hour})
 	}},
-	"retentionRepo.expire": {fresh: true, run: func(e *repoEnv) {
+	"retentionRepo.expire": {run: func(e *repoEnv) {
 		q, other := e.queue("q"), e.queue("other")
 		c, oc := e.worker("c", q, "consumer"), e.worker("oc", other, "consumer")
 		var done, dead []int64
@@ -871,11 +871,10 @@ var repoCases = map[string]repoCase{
 		n, err = e.s.retention.expire(e.ctx, e.q, q.ID, true, -time.Hour, 10)
 		e.must(err, "expire dead")
 		e.equal("dead letters expired", n, 2)
-		// Queue 0 is every queue.
-		n, err = e.s.retention.expire(e.ctx, e.q, 0, false, -time.Hour, 10)
-		e.must(err, "expire every queue")
-		e.equal("expired in every queue", n, 1)
 		e.equal("live message kept", e.live(q, live), []int64{live})
+		n, err = e.s.retention.expire(e.ctx, e.q, other.ID, false, -time.Hour, 10)
+		e.must(err, "expire other")
+		e.equal("expired in the other queue", n, 1)
 	}},
 
 	"archiveRepo.cancelled": {run: func(e *repoEnv) {

@@ -307,8 +307,8 @@ type retentionSQL struct {
 	clear string // (queue) → n
 	// The expire statements delete at most limit rows, oldest IDs first,
 	// so each is a short write however large the archive.
-	expireArchived string // (queue, 0 for every queue; minus age seconds; limit) → n: archived messages that are no dead letters (done or cancelled), archived longer ago than age
-	expireDead     string // (queue, 0 for every queue; minus age seconds; limit) → n: dead letters dead-lettered longer ago than age
+	expireArchived string // (queue, minus age seconds, limit) → n: archived messages that are no dead letters (done or cancelled), archived longer ago than age
+	expireDead     string // (queue, minus age seconds, limit) → n: dead letters dead-lettered longer ago than age
 }
 
 // versionSQL: pgqrs_schema_version, the applied migrations.

@@ -373,19 +373,19 @@ CREATE TABLE IF NOT EXISTS pgqrs_schema_version (
 INSERT INTO pgqrs_retention (queue_id, archived_secs, dead_secs) VALUES ($1, $2, $3)
 ON CONFLICT (queue_id) DO UPDATE SET archived_secs = EXCLUDED.archived_secs, dead_secs = EXCLUDED.dead_secs, updated_at = now()`),
 			clear: t(`DELETE FROM pgqrs_retention WHERE queue_id = $1`),
-			// The BRIN index on archived_at (migration 0008) finds the old
-			// block ranges: rows enter the archive in archive-time order.
+			// The planner reads the oldest IDs of (queue_id, dead) from
+			// pgqrs_archive_queue, or the old block ranges from the BRIN
+			// index on archived_at (migration 0008: rows enter the archive
+			// in archive-time order), whichever its statistics favour.
 			expireArchived: t(`
 DELETE FROM pgqrs_archive WHERE ctid = ANY (ARRAY(
     SELECT ctid FROM pgqrs_archive
-    WHERE archived_at < now() + make_interval(secs => $2::float8) AND NOT dead
-      AND ($1::bigint = 0 OR queue_id = $1::bigint)
+    WHERE queue_id = $1 AND NOT dead AND archived_at < now() + make_interval(secs => $2::float8)
     LIMIT $3))`),
 			expireDead: t(`
 DELETE FROM pgqrs_archive WHERE ctid = ANY (ARRAY(
     SELECT ctid FROM pgqrs_archive
-    WHERE archived_at < now() + make_interval(secs => $2::float8) AND dead
-      AND ($1::bigint = 0 OR queue_id = $1::bigint)
+    WHERE queue_id = $1 AND dead AND archived_at < now() + make_interval(secs => $2::float8)
     LIMIT $3))`),
 		},
 		workflow: workflowSQL{

@@ -329,21 +329,20 @@ ON CONFLICT (queue_id) DO UPDATE SET archived_secs = excluded.archived_secs, dea
 			clear: `DELETE FROM pgqrs_retention WHERE queue_id = ?1`,
 			// Archived rows stay in pgqrs_messages (migration 0003), marked
 			// by archived_at. No index serves archived_at (one would cost
-			// every archive a write): the delete walks the table from the
-			// oldest ID and stops at limit matches, so a batch is cheap
+			// every archive a write): expireArchived walks the table from
+			// the oldest ID and stops at limit matches, so a batch is cheap
 			// when the old rows are at the head, as they are once the
-			// archive ages. Dead letters have their own partial index.
+			// archive ages. expireDead reads the queue's range of the
+			// dead letters' partial index, oldest first.
 			expireArchived: `
 DELETE FROM pgqrs_messages WHERE id IN (
     SELECT id FROM pgqrs_messages
-    WHERE archived_at IS NOT NULL AND dead = 0 AND archived_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2)
-      AND (?1 = 0 OR queue_id = ?1)
+    WHERE queue_id = ?1 AND archived_at IS NOT NULL AND dead = 0 AND archived_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2)
     ORDER BY id LIMIT ?3)`,
 			expireDead: `
 DELETE FROM pgqrs_messages WHERE id IN (
-    SELECT id FROM pgqrs_messages
-    WHERE dead = 1 AND archived_at IS NOT NULL AND archived_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2)
-      AND (?1 = 0 OR queue_id = ?1)
+    SELECT id FROM pgqrs_messages INDEXED BY pgqrs_messages_dead
+    WHERE queue_id = ?1 AND dead = 1 AND archived_at IS NOT NULL AND archived_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2)
     ORDER BY id LIMIT ?3)`,
 		},
 		workflow: workflowSQL{

@@ -21,6 +21,9 @@ func TestSQLitePlansSkipTheArchive(t *testing.T) {
 		"admin.queueMetrics":    true, // the archive counted in one pass
 		"admin.allQueueMetrics": true,
 		"admin.systemStats":     true,
+		// Retention walks from the oldest ID and stops at its batch
+		// (retentionSQL): an index on archived_at would cost every archive.
+		"retention.expireArchived": true,
 	}
 	for _, b := range backends {
 		t.Run(b, func(t *testing.T) {

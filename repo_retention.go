@@ -51,8 +51,8 @@ func (r retentionRepo) clear(ctx context.Context, q querier, queueID int64) (int
 	return execCount(ctx, q, "clear retention", r.d.retention.clear, queueID)
 }
 
-// expire deletes at most limit archived rows of queue queueID (0: of every
-// queue) older than age: dead letters when dead, else the other archived
+// expire deletes at most limit archived rows of queue queueID older than
+// age: dead letters when dead, else the other archived
 // messages (done or cancelled). It returns how many.
 func (r retentionRepo) expire(ctx context.Context, q querier, queueID int64, dead bool, age time.Duration, limit int) (int64, error) {
 	stmt := r.d.retention.expireArchived

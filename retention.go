@@ -89,23 +89,30 @@ func (a *Admin) ExpireArchive(ctx context.Context, queue string, r Retention) (a
 	if err := r.validate(); err != nil {
 		return 0, 0, err
 	}
-	var queueID int64
-	if queue != "" {
+	var queues []*Queue
+	if queue == "" {
+		if queues, err = a.ListQueues(ctx); err != nil {
+			return 0, 0, err
+		}
+	} else {
 		q, err := a.GetQueue(ctx, queue)
 		if err != nil {
 			return 0, 0, err
 		}
-		queueID = q.ID
+		queues = []*Queue{q}
 	}
-	archived, dead, err = a.s.expire(ctx, queueID, r, -1)
-	if err != nil {
-		return archived, dead, fmt.Errorf("expire archive of %q: %w", queue, err)
+	for _, q := range queues {
+		n, d, err := a.s.expire(ctx, q.ID, r, -1)
+		archived, dead = archived+n, dead+d
+		if err != nil {
+			return archived, dead, fmt.Errorf("expire archive of %q: %w", q.Name, err)
+		}
 	}
 	return archived, dead, nil
 }
 
-// expire applies r to queue queueID (0: every queue) in batches of
-// expireBatch, at most maxBatches per kind (negative: until done).
+// expire applies r to queue queueID in batches of expireBatch, at most
+// maxBatches per kind (negative: until done).
 func (s *Store) expire(ctx context.Context, queueID int64, r Retention, maxBatches int) (archived, dead int64, err error) {
 	for _, kind := range []struct {
 		dead bool

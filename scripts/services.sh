@@ -63,6 +63,17 @@ as_owner() {
 	(cd "$dir" && "${run[@]}" "$@")
 }
 
+# Wait until the Postgres protocol server ($2, logging to $3) answers on port $1.
+await_pg() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		"$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$1" && return
+		sleep 0.1
+	done
+	tail -n 20 "$3" >&2
+	die "$2 not ready after 10 s (log: $3)"
+}
+
 start_postgres() {
 	local dir=$1 pg=$1/pg port
 	[ -x "$PG_BIN/initdb" ] || apt_install postgresql-15
@@ -95,12 +106,7 @@ start_postgres() {
 	EOF
 	as_owner "$pg" "$PG_BIN/pg_ctl" -D "$pg/data" -l "$pg/server.log" -w -t 30 start >/dev/null ||
 		{ tail -n 20 "$pg/server.log" >&2; die "PostgreSQL did not start (log: $pg/server.log)"; }
-	local i
-	for ((i = 0; i < 100; i++)); do
-		"$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" && break
-		((i < 99)) || { tail -n 20 "$pg/server.log" >&2; die "PostgreSQL not ready after 10 s (log: $pg/server.log)"; }
-		sleep 0.1
-	done
+	await_pg "$port" PostgreSQL "$pg/server.log"
 	echo "export PGQRS_TEST_POSTGRES_DSN='postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable'" >>"$dir/env"
 	log "PostgreSQL 15 on 127.0.0.1:$port"
 	start_pgbouncer "$dir" "$port"
@@ -113,7 +119,7 @@ start_postgres() {
 # says what a client needs (binary_parameters=yes, no prepared statements, a
 # direct DSN for LISTEN).
 start_pgbouncer() {
-	local dir=$1 pgport=$2 b=$1/pgbouncer port i
+	local dir=$1 pgport=$2 b=$1/pgbouncer port
 	command -v pgbouncer >/dev/null || apt_install pgbouncer
 	mkdir -p "$b"
 	port=$(free_port)
@@ -137,11 +143,7 @@ start_pgbouncer() {
 	is_root && chown -R postgres: "$b"
 	as_owner "$b" pgbouncer -q -d "$b/pgbouncer.ini" ||
 		{ tail -n 20 "$b/pgbouncer.log" >&2 2>/dev/null; die "PgBouncer did not start (log: $b/pgbouncer.log)"; }
-	for ((i = 0; i < 100; i++)); do
-		"$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" && break
-		((i < 99)) || { tail -n 20 "$b/pgbouncer.log" >&2; die "PgBouncer not ready after 10 s (log: $b/pgbouncer.log)"; }
-		sleep 0.1
-	done
+	await_pg "$port" PgBouncer "$b/pgbouncer.log"
 	echo "export PGQRS_TEST_PGBOUNCER_DSN='postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable&binary_parameters=yes'" >>"$dir/env"
 	log "PgBouncer (transaction pooling, 20 server connections) on 127.0.0.1:$port"
 }

@@ -118,16 +118,22 @@ func TestExpireArchive(t *testing.T) {
 		if n, err := a.MoveToDLQ(ctx, 1); err != nil || n != 3 {
 			t.Fatalf("MoveToDLQ = %d, %v", n, err)
 		}
-		// Age all of that past a second, then archive five more.
-		time.Sleep(1500 * time.Millisecond)
+		// Three seconds later, five more. The cutoff below lies in the
+		// middle of that gap whatever the time the steps take (a loaded
+		// machine stretches them), as long as the statement starts within
+		// 1.5 s of computing its age.
+		oldEnd := time.Now()
+		time.Sleep(3 * time.Second)
+		freshStart := time.Now()
 		archiveN(t, p, c, 5)
+		cutoff := oldEnd.Add(freshStart.Sub(oldEnd) / 2)
 
 		if n, d, err := a.ExpireArchive(ctx, "old", Retention{Archived: time.Hour, DeadLetters: time.Hour}); err != nil || n+d != 0 {
 			t.Fatalf("expire older than an hour = %d, %d, %v; want nothing", n, d, err)
 		}
-		n, d, err := a.ExpireArchive(ctx, "old", Retention{Archived: time.Second})
+		n, d, err := a.ExpireArchive(ctx, "old", Retention{Archived: time.Since(cutoff)})
 		if err != nil || n != old || d != 0 {
-			t.Fatalf("expire archived older than 1s = %d, %d, %v; want %d, 0", n, d, err, old)
+			t.Fatalf("expire archived older than the gap = %d, %d, %v; want %d, 0", n, d, err, old)
 		}
 		m := metrics(t, s, "old")
 		if m.Archived != 5 || m.Dead != 3 {
@@ -137,12 +143,12 @@ func TestExpireArchive(t *testing.T) {
 			t.Errorf("another queue's archive lost %d", 1-m.Archived)
 		}
 		// Every queue: the dead letters and the other queue's old archive.
-		n, d, err = a.ExpireArchive(ctx, "", Retention{DeadLetters: time.Second})
+		n, d, err = a.ExpireArchive(ctx, "", Retention{DeadLetters: time.Since(cutoff)})
 		if err != nil || n != 0 || d != 3 {
 			t.Fatalf("expire dead letters of every queue = %d, %d, %v; want 0, 3", n, d, err)
 		}
-		if n, _, err := a.ExpireArchive(ctx, "", Retention{Archived: time.Second}); err != nil || n < 1 {
-			t.Fatalf("expire archived of every queue = %d, %v; want at least the other queue's 1", n, err)
+		if n, _, err := a.ExpireArchive(ctx, "", Retention{Archived: time.Since(cutoff)}); err != nil || n != 1 {
+			t.Fatalf("expire archived of every queue = %d, %v; want the other queue's 1", n, err)
 		}
 		if m := metrics(t, s, "other"); m.Archived != 0 {
 			t.Errorf("the other queue keeps %d archived after an expiry of every queue", m.Archived)

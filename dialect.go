@@ -192,10 +192,10 @@ type adminSQL struct {
 	// queue (dead letters and cancelled ones left out) by the archive's
 	// (queue_id, dead, id) index, so its cost is bounded however large the
 	// archive is.
-	throughput string // (queue, minus window seconds, limit) → minute (start of the minute archived_at falls in), count, average and longest enqueued_at→dequeued_at seconds, per minute since now minus window, oldest first
-	tableExists     string // (relation) → bool
-	indexExists     string // (relation) → bool; triggers count as indexes on SQLite
-	orphans         string // () → count of messages and archived rows whose queue is gone (a partial uninstall)
+	throughput  string // (queue, minus window seconds, limit) → minute (start of the minute archived_at falls in), count, average and longest enqueued_at→dequeued_at seconds, per minute since now minus window, oldest first
+	tableExists string // (relation) → bool
+	indexExists string // (relation) → bool; triggers count as indexes on SQLite
+	orphans     string // () → count of messages and archived rows whose queue is gone (a partial uninstall)
 
 	moveToDLQ string // (max attempts) → id of each visible message of any queue claimed that often, dead-lettered
 	replay    string // (queue, ids, all) → n: the dead letters (all of the queue's when all) live again under their IDs, visible now, read count 0, no last error; one with a key stays dead while a live message has the key, and of several with one key only the newest is replayed

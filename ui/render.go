@@ -104,7 +104,7 @@ func pretty(raw json.RawMessage) string {
 		b.Reset()
 		b.Write(raw)
 	}
-	return cut(b.String(), maxShown)
+	return cut(unescapeHTML(b.String()), maxShown)
 }
 
 // short is JSON on one line, cut at n bytes.
@@ -114,7 +114,44 @@ func short(raw json.RawMessage, n int) string {
 		b.Reset()
 		b.Write(raw)
 	}
-	return cut(b.String(), n)
+	return cut(unescapeHTML(b.String()), n)
+}
+
+// unescapeHTML turns the \u003c, \u003e and \u0026 escapes that Go's
+// encoding/json writes for <, > and & back into the characters, so that a
+// payload reads as it was sent (the template escapes it for HTML). Escapes
+// are two-character tokens from a backslash on, so an escaped backslash
+// followed by "u003c" stays as it is.
+func unescapeHTML(s string) string {
+	if !strings.Contains(s, `\u00`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' || i+1 >= len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		if s[i+1] == 'u' && i+6 <= len(s) {
+			switch s[i+2 : i+6] {
+			case "003c", "003C":
+				b.WriteByte('<')
+				i += 5
+				continue
+			case "003e", "003E":
+				b.WriteByte('>')
+				i += 5
+				continue
+			case "0026":
+				b.WriteByte('&')
+				i += 5
+				continue
+			}
+		}
+		b.WriteString(s[i : i+2])
+		i++
+	}
+	return b.String()
 }
 
 func cut(s string, n int) string {

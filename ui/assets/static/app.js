@@ -90,6 +90,7 @@
     el.classList.remove('changed');
     void el.offsetWidth; // restart the highlight
     el.classList.add('changed');
+    el.addEventListener('animationend', () => el.classList.remove('changed'), { once: true });
   }
 
   // An element with data-api shows queue counts: the overview's table (one

@@ -525,6 +525,16 @@ func TestReadOnlyAndAuthorize(t *testing.T) {
 	}
 	var e map[string]any
 	denied.api("/api/overview", http.StatusForbidden, &e)
+	head, _ := http.NewRequest(http.MethodHead, denied.base+"/", nil)
+	if st, _, _ := denied.do(head); st != http.StatusForbidden {
+		t.Errorf("HEAD past a refusing Authorize: status %d, want 403", st)
+	}
+
+	rec := httptest.NewRecorder()
+	ui.Handler(nil, ui.Options{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	if rec.Code != http.StatusInternalServerError {
+		t.Errorf("a handler without a store: status %d", rec.Code)
+	}
 
 	// Mounted at the root, and behind http.StripPrefix.
 	root := httptest.NewServer(ui.Handler(s, ui.Options{}))

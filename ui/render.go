@@ -7,12 +7,17 @@ import (
 	"html/template"
 	"math"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pgqrs/pgqrs-go"
 )
 
 var pageNames = []string{"overview", "queue", "workers", "workflows", "run", "schedules", "error"}
+
+// templates are the parsed pages, shared by every Handler (they are
+// embedded, so a parse error is a bug the tests catch).
+var templates = sync.OnceValue(parsePages)
 
 // parsePages parses each page with the layout and the shared partials.
 func parsePages() map[string]*template.Template {

@@ -97,11 +97,14 @@ type server struct {
 	log    *slog.Logger
 }
 
-// Handler returns the dashboard over store. It panics only when its
-// embedded templates do not parse, which the package's tests rule out.
+// Handler returns the dashboard over store, to be mounted at opts.Prefix.
+// It is safe for concurrent use. A nil store gives a handler that answers
+// every request with 500 "no store".
 func Handler(store *pgqrs.Store, opts Options) http.Handler {
 	if store == nil {
-		panic("ui: Handler needs a store")
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "pgqrs ui: no store", http.StatusInternalServerError)
+		})
 	}
 	opts.Prefix = strings.TrimRight(opts.Prefix, "/")
 	if opts.StaleAfter <= 0 {
@@ -114,7 +117,7 @@ func Handler(store *pgqrs.Store, opts Options) http.Handler {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	s.pages = parsePages()
+	s.pages = templates()
 	static, err := fs.Sub(assets, "assets/static")
 	if err != nil {
 		panic(err)
@@ -185,7 +188,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !strings.HasPrefix(r.URL.Path, "/static/") {
 		h.Set("Cache-Control", "no-store")
 	}
-	if s.opts.Authorize != nil && r.Method == http.MethodGet {
+	if s.opts.Authorize != nil && r.Method != http.MethodPost { // POSTs ask with their action's name
 		if err := s.opts.Authorize(r, "view"); err != nil {
 			s.fail(w, r, http.StatusForbidden, err.Error())
 			return

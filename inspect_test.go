@@ -1,6 +1,7 @@
 package pgqrs
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -87,3 +88,63 @@ func TestListMessagesAndThroughput(t *testing.T) {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+// BenchmarkDashboardReads measures the dashboard's reads on a queue with a
+// large archive (100,000 processed messages) and 1,000 live ones:
+//
+//	go test -run XXX -bench '^BenchmarkDashboardReads$' -benchtime=200x -timeout 30m .
+//
+// Throughput reads at most ThroughputScanLimit archived rows, so its cost
+// is bounded whatever the archive holds.
+func BenchmarkDashboardReads(b *testing.B) {
+	for _, backend := range []string{"sqlite", "postgres"} {
+		b.Run(backend, func(b *testing.B) {
+			s := benchStore(b, backend)
+			ctx := context.Background()
+			name, p := benchQueue(b, s, "dash")
+			c := benchConsumer(b, s, name)
+			const archived, live, batch = 100_000, 1_000, 1_000
+			payloads := make([]any, batch)
+			for i := range payloads {
+				payloads[i] = benchPayload(i)
+			}
+			for n := 0; n < archived; n += batch {
+				if _, err := p.EnqueueBatch(ctx, payloads); err != nil {
+					b.Fatal(err)
+				}
+				msgs, err := c.Dequeue(ctx, batch)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.ArchiveBatch(ctx, msgIDs(msgs)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if _, err := p.EnqueueBatch(ctx, payloads[:live]); err != nil {
+				b.Fatal(err)
+			}
+			a := s.Admin()
+			b.Run("Throughput15m", func(b *testing.B) {
+				for b.Loop() {
+					if _, err := a.Throughput(ctx, name, 15); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("ListMessages50", func(b *testing.B) {
+				for b.Loop() {
+					if _, err := a.ListMessages(ctx, name, MessagePage{State: MessageVisible, Limit: 50}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("QueueMetrics", func(b *testing.B) {
+				for b.Loop() {
+					if _, err := a.QueueMetrics(ctx, name); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}

@@ -134,7 +134,12 @@ func TestBrowser(t *testing.T) {
 			answer()
 		case "step check-pause":
 			if m, err := a.QueueMetrics(ctx, "reports"); err != nil || !m.Paused {
-				t.Errorf("after the pause key press: reports %+v, %v; want paused", m, err)
+				t.Errorf("after the pause click: reports %+v, %v; want paused", m, err)
+			}
+			answer()
+		case "step check-resume":
+			if m, err := a.QueueMetrics(ctx, "reports"); err != nil || m.Paused {
+				t.Errorf("after Enter on resume: reports %+v, %v; want running", m, err)
 			}
 			answer()
 		case "step drain":
@@ -158,7 +163,7 @@ func TestBrowser(t *testing.T) {
 		}
 	}
 	err = cmd.Wait()
-	t.Logf("browser test took %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("browser test took %v; its log:\n%s", time.Since(start).Round(time.Millisecond), stderr.String())
 	if err != nil || !passed {
 		t.Fatalf("node e2e.mjs: %v\n%s", err, stderr.String())
 	}

@@ -319,6 +319,19 @@ func TestPagesAndAPI(t *testing.T) {
 			}
 		}
 		c.api("/api/messages?queue=emails&state=bogus", 400, &apiErr)
+
+		// Read-only: a valid token changes nothing.
+		tok := c.token()
+		res := c.action("queue.pause", vals("queue", "emails"), tok, http.StatusForbidden)
+		if !strings.Contains(fmt.Sprint(res["error"]), "read-only") {
+			t.Errorf("read-only refusal = %v", res)
+		}
+		if st, _, _ := c.form("dead.replay", vals("queue", "emails", "id", fmt.Sprint(d.dead[0])), tok); st != http.StatusForbidden {
+			t.Errorf("read-only form: status %d, want 403", st)
+		}
+		if m, err := s.Admin().QueueMetrics(t.Context(), "emails"); err != nil || m.Paused || m.Dead != 2 {
+			t.Errorf("a read-only dashboard changed emails: %+v, %v", m, err)
+		}
 	})
 }
 

@@ -40,6 +40,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pgqrs/pgqrs-go"
@@ -287,7 +288,8 @@ func (s *server) page(name string, load loader) http.HandlerFunc {
 			return
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		if err := s.pages[name].ExecuteTemplate(w, "layout", s.view(w, r, name, data)); err != nil {
+		if err := s.pages[name].ExecuteTemplate(w, "layout", s.view(w, r, name, data)); err != nil && r.Context().Err() == nil &&
+			!errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) { // not a browser that went away
 			s.log.Error("pgqrs ui: render", "page", name, "err", err)
 		}
 	}

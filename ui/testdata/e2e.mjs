@@ -19,8 +19,10 @@ const rl = readline.createInterface({ input: process.stdin });
 const answers = rl[Symbol.asyncIterator]();
 
 // step asks the Go test to act and waits for its "ok".
+const t0 = Date.now();
 async function step(name) {
   console.log(`step ${name}`);
+  console.error(`${Date.now() - t0} ms: step ${name}`);
   const { value } = await answers.next();
   if (value !== 'ok') throw new Error(`step ${name}: test answered ${value}`);
 }
@@ -104,14 +106,18 @@ try {
   console.log(`replayed ${firstID}`);
   await step('check-replay');
 
-  // Pause a queue from the overview, with the keyboard: focus its Pause
-  // button and press Enter.
+  // Pause a queue from the overview by its button, then resume it from the
+  // keyboard: focus the Resume button and press Enter.
   await visit('/', null);
-  const pause = page.locator('tr[data-queue="reports"] button[data-action="queue.pause"]');
-  await pause.focus();
-  await Promise.all([page.waitForURL(base + '/'), page.keyboard.press('Enter')]);
+  await page.locator('tr[data-queue="reports"] button[data-action="queue.pause"]').click();
+  await page.waitForSelector('.flash'); // only the page after the redirect has it
   check((await page.locator('tr[data-queue="reports"] [data-k="state"]').innerText()).trim() === 'paused', 'reports shows paused');
   await step('check-pause');
+  await page.locator('tr[data-queue="reports"] button[data-action="queue.resume"]').focus();
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => (document.querySelector('.flash') || {}).textContent === 'Resumed queue reports.');
+  check((await page.locator('tr[data-queue="reports"] [data-k="state"]').innerText()).trim() === 'running', 'reports shows running');
+  await step('check-resume');
 
   // Live counts: the page stays loaded (a marker survives) while a consumer
   // drains "payments" and the counts fall.

@@ -154,6 +154,9 @@ type messageSQL struct {
 	releaseHeld string // (consumer) → n: every message it holds, visible now
 	drop        string // (id) → n: the message gone without a trace unless a consumer holds it (a keyed trigger's message when the key is taken, in the same transaction)
 	cancel      string // (ids, queue) → id of each live message (pending, delayed or leased by anyone) moved to the archive marked cancelled; unfenced
+	// list is for dashboards, not hot paths: it walks the queue's live
+	// messages by ID, newest first, and filters by state.
+	list string // (queue, state: "visible", "leased", "delayed" or "" for all, IDs below, limit) → id, payload, headers, priority, read_ct, enqueued_at, vt, dequeued_at, consumer_worker_id or 0, last_error or "", state
 }
 
 // archiveSQL: pgqrs_archive, archived messages and dead letters.
@@ -186,9 +189,14 @@ type adminSQL struct {
 	queueMetrics    string // (queue name) → name, live, visible, leased, archived, dead, oldest enqueued_at not leased, newest enqueued_at, now, paused_at
 	allQueueMetrics string // () → the same columns per queue, by name
 	systemStats     string // () → queues, live messages, archived, dead letters, workers not stopped, all workers, schema version
-	tableExists     string // (relation) → bool
-	indexExists     string // (relation) → bool; triggers count as indexes on SQLite
-	orphans         string // () → count of messages and archived rows whose queue is gone (a partial uninstall)
+	// throughput reads at most the newest limit archived messages of the
+	// queue (dead letters and cancelled ones left out) by the archive's
+	// (queue_id, dead, id) index, so its cost is bounded however large the
+	// archive is.
+	throughput  string // (queue, minus window seconds, limit) → minute (start of the minute archived_at falls in), count, average and longest enqueued_at→dequeued_at seconds, per minute since now minus window, oldest first
+	tableExists string // (relation) → bool
+	indexExists string // (relation) → bool; triggers count as indexes on SQLite
+	orphans     string // () → count of messages and archived rows whose queue is gone (a partial uninstall)
 
 	moveToDLQ string // (max attempts) → id of each visible message of any queue claimed that often, dead-lettered
 	replay    string // (queue, ids, all) → n: the dead letters (all of the queue's when all) live again under their IDs, visible now, read count 0, no last error; one with a key stays dead while a live message has the key, and of several with one key only the newest is replayed

@@ -231,6 +231,15 @@ SELECT id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
        producer_worker_id, consumer_worker_id, last_error, priority, dedup_key, headers, true
 FROM gone
 RETURNING id`),
+			list: t(`
+SELECT id, payload, headers, priority, read_ct, enqueued_at, vt, dequeued_at,
+       coalesce(consumer_worker_id, 0), coalesce(last_error, ''), state
+FROM (SELECT m.*, CASE WHEN m.vt <= now() THEN 'visible'
+                       WHEN m.consumer_worker_id IS NOT NULL THEN 'leased'
+                       ELSE 'delayed' END AS state
+      FROM pgqrs_messages m WHERE m.queue_id = $1 AND m.id < $3) l
+WHERE $2::text = '' OR state = $2::text
+ORDER BY id DESC LIMIT $4`),
 		},
 		archive: archiveSQL{
 			get: t(`
@@ -281,6 +290,14 @@ SELECT (SELECT count(*) FROM pgqrs_queues),
        (SELECT count(*) FROM pgqrs_workers WHERE status <> 'stopped'),
        (SELECT count(*) FROM pgqrs_workers),
        (SELECT coalesce(max(version), 0) FROM pgqrs_schema_version)`),
+			throughput: t(`
+SELECT date_trunc('minute', archived_at), count(*),
+       coalesce(extract(epoch FROM avg(dequeued_at - enqueued_at)), 0)::float8,
+       coalesce(extract(epoch FROM max(dequeued_at - enqueued_at)), 0)::float8
+FROM (SELECT archived_at, enqueued_at, dequeued_at, cancelled FROM pgqrs_archive
+      WHERE queue_id = $1 AND NOT dead ORDER BY id DESC LIMIT $3) a
+WHERE NOT cancelled AND archived_at >= date_trunc('minute', now() + make_interval(secs => $2::float8))
+GROUP BY 1 ORDER BY 1`),
 			tableExists: t(`SELECT to_regclass($1) IS NOT NULL`),
 			indexExists: t(`SELECT to_regclass($1) IS NOT NULL`),
 			orphans: t(`

@@ -190,6 +190,15 @@ WHERE queue_id = (SELECT queue_id FROM pgqrs_workers WHERE id = ?1) AND archived
 UPDATE pgqrs_messages SET archived_at = ` + sqliteNow + `, cancelled = 1
 WHERE id IN (SELECT value FROM json_each(?1)) AND +queue_id = ?2 AND archived_at IS NULL
 RETURNING id`,
+			list: `
+SELECT id, payload, headers, priority, read_ct, enqueued_at, vt, dequeued_at,
+       coalesce(consumer_worker_id, 0), coalesce(last_error, ''), state
+FROM (SELECT m.*, CASE WHEN m.vt <= ` + sqliteNow + ` THEN 'visible'
+                       WHEN m.consumer_worker_id IS NOT NULL THEN 'leased'
+                       ELSE 'delayed' END AS state
+      FROM pgqrs_messages m WHERE m.queue_id = ?1 AND m.archived_at IS NULL AND m.id < ?3)
+WHERE ?2 = '' OR state = ?2
+ORDER BY id DESC LIMIT ?4`,
 		},
 		archive: archiveSQL{
 			get: `
@@ -234,6 +243,15 @@ RETURNING status`,
 		admin: adminSQL{
 			queueMetrics:    sqliteMetricsSelect + ` WHERE q.name = ?1`,
 			allQueueMetrics: sqliteMetricsSelect + ` ORDER BY q.name`,
+			throughput: `
+SELECT substr(archived_at, 1, 16) || ':00.000Z', count(*),
+       coalesce(avg((julianday(dequeued_at) - julianday(enqueued_at)) * 86400.0), 0.0),
+       coalesce(max((julianday(dequeued_at) - julianday(enqueued_at)) * 86400.0), 0.0)
+FROM (SELECT archived_at, enqueued_at, dequeued_at, cancelled FROM pgqrs_archive
+      WHERE queue_id = ?1 AND dead = 0 ORDER BY id DESC LIMIT ?3)
+WHERE cancelled = 0
+  AND archived_at >= substr(strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2), 1, 16) || ':00.000Z'
+GROUP BY 1 ORDER BY 1`,
 			systemStats: `
 SELECT (SELECT count(*) FROM pgqrs_queues),
        (SELECT count(*) FROM pgqrs_messages WHERE archived_at IS NULL),

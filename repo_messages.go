@@ -393,3 +393,29 @@ func (r messageRepo) countHeld(ctx context.Context, q querier, consumer int64) (
 	err = q.QueryRowContext(ctx, r.d.message.countHeld, consumer).Scan(&n)
 	return n, err
 }
+
+// list returns up to limit live messages of queue with IDs below before,
+// newest ID first, in state (MessageState; "" for all).
+func (r messageRepo) list(ctx context.Context, q querier, queue *Queue, state MessageState, before int64, limit int) ([]*LiveMessage, error) {
+	rows, err := q.QueryContext(ctx, r.d.message.list, queue.ID, string(state), before, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []*LiveMessage{}
+	for rows.Next() {
+		m := &LiveMessage{Queue: queue.Name}
+		var payload []byte
+		var headers dbHeaders
+		var enq, vt, claimed dbTime
+		var state string
+		if err := rows.Scan(&m.ID, &payload, &headers, &m.Priority, &m.ReadCount, &enq, &vt, &claimed,
+			&m.ConsumerID, &m.LastError, &state); err != nil {
+			return nil, err
+		}
+		m.Payload, m.Headers, m.State = payload, headers.h, MessageState(state)
+		m.EnqueuedAt, m.VisibleAt, m.FirstClaimedAt = enq.t, vt.t, claimed.t
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}

@@ -237,3 +237,29 @@ func execCount(ctx context.Context, q querier, what, stmt string, args ...any) (
 	}
 	return n, nil
 }
+
+// throughput returns, per minute since now minus window, how many of the
+// newest limit archived messages of queue queueID (dead letters and
+// cancelled ones left out) were archived in it and their average and
+// longest wait from enqueue to first claim; minutes with none are absent.
+func (r statsRepo) throughput(ctx context.Context, q querier, queueID int64, window time.Duration, limit int) ([]ThroughputPoint, error) {
+	rows, err := q.QueryContext(ctx, r.d.admin.throughput, queueID, r.d.secondsArg(-window), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []ThroughputPoint{}
+	for rows.Next() {
+		var p ThroughputPoint
+		var minute dbTime
+		var avg, longest float64
+		if err := rows.Scan(&minute, &p.Archived, &avg, &longest); err != nil {
+			return nil, err
+		}
+		p.Minute = minute.t
+		p.AvgLatency = time.Duration(avg * float64(time.Second))
+		p.MaxLatency = time.Duration(longest * float64(time.Second))
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}

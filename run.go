@@ -109,6 +109,8 @@ type RunOptions struct {
 	// letters), a few infos and debug events. Default [slog.Default]; pass
 	// slog.New(slog.DiscardHandler) to silence it.
 	Logger *slog.Logger
+
+	workflow string // set by Workflow.Serve: the workflow its deliveries run
 }
 
 // ExponentialBackoff returns a backoff that waits base after the first

@@ -67,7 +67,7 @@ func (r *runner) process(unit []*lease) {
 	if len(keep) == 0 {
 		return
 	}
-	err := r.call(hctx, leaseMessages(keep))
+	d, err := r.intercept(hctx, leaseMessages(keep))
 	// Cut off: a message of the unit was taken from the loop (another
 	// consumer holds it, or an admin cancelled it).
 	cause := context.Cause(hctx)
@@ -149,7 +149,7 @@ func (r *runner) process(unit []*lease) {
 		r.settled(mine)
 		return
 	}
-	r.fail(leaseMessages(mine), err)
+	r.fail(leaseMessages(mine), err, d)
 	r.c.s.hooks.givenBack(ids)
 	r.settled(mine)
 }
@@ -195,7 +195,7 @@ func (r *runner) backoff(attempt int) (d time.Duration) {
 // fail releases failed messages after their backoff, recording the error,
 // and dead-letters those that used their last attempt, and all of them at
 // once when the error is marked [Permanent].
-func (r *runner) fail(msgs []*Message, herr error) {
+func (r *runner) fail(msgs []*Message, herr error, d *Delivery) {
 	text := errorText(herr)
 	byAttempt := map[int][]int64{}
 	var dead []int64
@@ -220,7 +220,12 @@ func (r *runner) fail(msgs []*Message, herr error) {
 		}
 	}
 	for attempt, ids := range byAttempt {
-		delay := r.backoff(attempt)
+		var delay time.Duration
+		if d != nil {
+			delay = d.delay(attempt) // as told to the middleware
+		} else {
+			delay = r.backoff(attempt)
+		}
 		if _, err := c.settle(r.bg, nil, "release", ids, c.s.messages.fail(delay, text)); err != nil {
 			r.log.Error("pgqrs: release after failure failed", "ids", ids, "err", err)
 		}

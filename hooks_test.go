@@ -198,7 +198,7 @@ func TestMiddlewareOutcomes(t *testing.T) {
 			}
 			p, c := fixture(t, s, "outcomes")
 			ok := mustEnqueue(t, p, "ok")
-			flaky := mustEnqueue(t, p, "flaky")  // fails once, then succeeds
+			flaky := mustEnqueue(t, p, "flaky")   // fails once, then succeeds
 			doomed := mustEnqueue(t, p, "doomed") // always fails: retried, then dead
 			fatal := mustEnqueue(t, p, "fatal")   // permanent
 			backoff := 30 * time.Millisecond

@@ -464,6 +464,40 @@ func (a *Admin) listArchive(ctx context.Context, queue string, dead bool, page A
 	return out, nil
 }
 
+// ListMessages returns a page of the queue's live messages (pending,
+// delayed and leased), newest first by message ID, without claiming or
+// changing them: for inspection and tests (see package pgqrstest), not for
+// consuming. Message.VisibleAt is when a pending or delayed message becomes
+// claimable, or when a leased one's lease expires. page is as for
+// [Admin.ListArchived] (default limit 100, at most the batch limit).
+func (a *Admin) ListMessages(ctx context.Context, queue string, page ArchivePage) ([]*Message, error) {
+	if page.Limit < 0 || page.BeforeID < 0 {
+		return nil, fmt.Errorf("list messages of %q: %w: page limit and before-ID must not be negative", queue, ErrInvalidArgument)
+	}
+	if page.Limit > a.s.cfg.maxBatch {
+		return nil, fmt.Errorf("list messages of %q: %w: page of %d, limit %d", queue, ErrBatchTooLarge, page.Limit, a.s.cfg.maxBatch)
+	}
+	if page.Limit == 0 {
+		page.Limit = 100
+	}
+	if page.BeforeID == 0 {
+		page.BeforeID = math.MaxInt64
+	}
+	q, err := a.GetQueue(ctx, queue)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Message
+	err = a.s.read(ctx, func(ctx context.Context, db querier) (err error) {
+		out, err = a.s.messages.list(ctx, db, q, page.BeforeID, page.Limit)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list messages of %q: %w", queue, err)
+	}
+	return out, nil
+}
+
 // CountArchived returns how many archived messages (dead letters excluded)
 // the queue has.
 func (a *Admin) CountArchived(ctx context.Context, queue string) (int64, error) {

@@ -657,6 +657,46 @@ var repoCases = map[string]repoCase{
 		_, err = e.s.archive.get(e.ctx, e.q, q, id+1000)
 		e.noRows(err, "get of a missing ID")
 	}},
+	"messageRepo.list": {run: func(e *repoEnv) {
+		q, other := e.queue("q"), e.queue("other")
+		got, err := e.s.messages.list(e.ctx, e.q, q, math.MaxInt64, 10)
+		e.must(err, "list")
+		if got == nil || len(got) != 0 {
+			e.t.Errorf("list of an empty queue = %v, want an empty slice", got)
+		}
+		c := e.worker("c", q, "consumer")
+		var ids []int64
+		for i := range 4 {
+			ids = append(ids, e.enqueue(q, fmt.Sprint(i)))
+		}
+		e.enqueue(other, "9")
+		e.claim(q, c, 2) // ids[0], ids[1] leased
+		e.archived(q, c, ids[0], false)
+		list := func(before int64, limit int) []int64 {
+			ms, err := e.s.messages.list(e.ctx, e.q, q, before, limit)
+			e.must(err, "list")
+			var out []int64
+			for _, m := range ms {
+				if m.Queue != q.Name {
+					e.t.Errorf("listed message of queue %q", m.Queue)
+				}
+				out = append(out, m.ID)
+			}
+			return out
+		}
+		e.equal("live, newest first", list(math.MaxInt64, 10), []int64{ids[3], ids[2], ids[1]})
+		e.equal("limit 1", list(math.MaxInt64, 1), []int64{ids[3]})
+		e.equal("before the third", list(ids[2], 10), []int64{ids[1]})
+		ms, err := e.s.messages.list(e.ctx, e.q, q, math.MaxInt64, 10)
+		e.must(err, "list")
+		if ms[2].ReadCount != 1 || ms[0].ReadCount != 0 || !sameJSON(ms[0].Payload, []byte("3")) {
+			e.t.Errorf("listed = %+v %+v", ms[0], ms[2])
+		}
+		// Listing claims nothing.
+		if n := len(e.claim(q, c, 10)); n != 2 {
+			e.t.Errorf("claim after list took %d, want the 2 never claimed", n)
+		}
+	}},
 	"archiveRepo.list": {run: func(e *repoEnv) {
 		q := e.queue("q")
 		got, err := e.s.archive.list(e.ctx, e.q, q, false, math.MaxInt64, 10)

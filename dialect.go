@@ -153,6 +153,7 @@ type messageSQL struct {
 	releaseHeld string // (consumer) → n: every message it holds, visible now
 	drop        string // (id) → n: the message gone without a trace unless a consumer holds it (a keyed trigger's message when the key is taken, in the same transaction)
 	cancel      string // (ids, queue) → id of each live message (pending, delayed or leased by anyone) moved to the archive marked cancelled; unfenced
+	list        string // (queue, IDs below, limit) → the dequeue columns of each live message (pending, delayed or leased), newest ID first; changes nothing
 }
 
 // archiveSQL: pgqrs_archive, archived messages and dead letters.

@@ -218,6 +218,10 @@ RETURNING id`),
 			drop:        t(`DELETE FROM pgqrs_messages WHERE id = $1 AND consumer_worker_id IS NULL`),
 			// An admin's cancel: like archive, in one statement, but whoever
 			// holds the message (its holder's settles then find it gone).
+			list: t(`
+SELECT id, payload, read_ct, enqueued_at, vt, last_error, priority, headers
+FROM pgqrs_messages WHERE queue_id = $1 AND id < $2
+ORDER BY id DESC LIMIT $3`),
 			cancel: t(`
 WITH gone AS (
     DELETE FROM pgqrs_messages

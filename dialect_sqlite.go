@@ -186,6 +186,10 @@ WHERE queue_id = (SELECT queue_id FROM pgqrs_workers WHERE id = ?1) AND archived
 			// Archived in place, whoever holds the message: every settle
 			// statement says "archived_at IS NULL", so its holder's settles
 			// find it gone.
+			list: `
+SELECT id, payload, read_ct, enqueued_at, vt, last_error, priority, headers
+FROM pgqrs_messages WHERE queue_id = ?1 AND id < ?2 AND archived_at IS NULL
+ORDER BY id DESC LIMIT ?3`,
 			cancel: `
 UPDATE pgqrs_messages SET archived_at = ` + sqliteNow + `, cancelled = 1
 WHERE id IN (SELECT value FROM json_each(?1)) AND +queue_id = ?2 AND archived_at IS NULL

@@ -247,6 +247,30 @@ func (r messageRepo) dequeue(ctx context.Context, q querier, queue *Queue, n int
 	return msgs, nil
 }
 
+// list returns up to limit live messages of queue (pending, delayed or
+// leased) with IDs below before, newest ID first, without claiming them.
+func (r messageRepo) list(ctx context.Context, q querier, queue *Queue, before int64, limit int) ([]*Message, error) {
+	rows, err := q.QueryContext(ctx, r.d.message.list, queue.ID, before, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	msgs := []*Message{}
+	for rows.Next() {
+		m := &Message{Queue: queue.Name}
+		var payload []byte
+		var enq, vis dbTime
+		var lastErr sql.NullString
+		var headers dbHeaders
+		if err := rows.Scan(&m.ID, &payload, &m.ReadCount, &enq, &vis, &lastErr, &m.Priority, &headers); err != nil {
+			return nil, err
+		}
+		m.Payload, m.EnqueuedAt, m.VisibleAt, m.LastError, m.Headers = payload, enq.t, vis.t, lastErr.String, headers.h
+		msgs = append(msgs, m)
+	}
+	return msgs, rows.Err()
+}
+
 // drop removes message id unless a consumer holds it, and reports whether
 // it did.
 func (r messageRepo) drop(ctx context.Context, q querier, id int64) (bool, error) {

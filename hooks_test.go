@@ -296,3 +296,44 @@ func TestMiddlewareWorkflow(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkHandlerCall measures what middleware costs per handler call:
+// "direct" is the handler call itself, "none" the call site with no
+// middleware (the one slice-length check), "noopN" N middleware that only
+// call next. The database is not involved; see docs/observability.md for
+// the drain figures.
+func BenchmarkHandlerCall(b *testing.B) {
+	noop := HandleFunc(func(ctx context.Context, d *Delivery, next func(context.Context) error) error { return next(ctx) })
+	msgs := []*Message{{ID: 1, ReadCount: 1}}
+	runnerWith := func(mws ...HandleMiddleware) *runner {
+		s := &Store{}
+		s.cfg.mw.handle = mws
+		return &runner{c: &Consumer{worker: &worker{s: s, queue: "q"}}, o: RunOptions{MaxAttempts: 5},
+			handle: func(context.Context, []*Message) error { return nil }, held: map[int64]*lease{}}
+	}
+	ctx := context.Background()
+	b.Run("direct", func(b *testing.B) {
+		r := runnerWith()
+		for b.Loop() {
+			_ = r.call(ctx, msgs)
+		}
+	})
+	b.Run("none", func(b *testing.B) {
+		r := runnerWith()
+		for b.Loop() {
+			_, _ = r.intercept(ctx, msgs)
+		}
+	})
+	for _, n := range []int{1, 3} {
+		b.Run(fmt.Sprintf("noop%d", n), func(b *testing.B) {
+			mws := make([]HandleMiddleware, n)
+			for i := range mws {
+				mws[i] = noop
+			}
+			r := runnerWith(mws...)
+			for b.Loop() {
+				_, _ = r.intercept(ctx, msgs)
+			}
+		})
+	}
+}

@@ -22,7 +22,7 @@ type capture struct {
 }
 
 func (c *capture) Enabled(context.Context, slog.Level) bool { return true }
-func (c *capture) WithGroup(string) slog.Handler             { return c }
+func (c *capture) WithGroup(string) slog.Handler            { return c }
 func (c *capture) WithAttrs(as []slog.Attr) slog.Handler {
 	return &derived{c, slices.Concat(c.attrs, as)}
 }
@@ -60,7 +60,7 @@ type derived struct {
 }
 
 func (d *derived) Enabled(context.Context, slog.Level) bool { return true }
-func (d *derived) WithGroup(string) slog.Handler             { return d }
+func (d *derived) WithGroup(string) slog.Handler            { return d }
 func (d *derived) WithAttrs(as []slog.Attr) slog.Handler {
 	return &derived{d.c, slices.Concat(d.attrs, as)}
 }

@@ -144,30 +144,41 @@ func TestWork(t *testing.T) {
 func TestWorkWorkflow(t *testing.T) {
 	s := pgqrstest.NewStore(t)
 	var tries atomic.Int32
-	wf := pgqrs.NewWorkflow("signup", func(ctx context.Context, run *pgqrs.Run, user string) (string, error) {
-		if err := pgqrs.Sleep(ctx, run, "cool-off", 100*time.Millisecond); err != nil {
+	// The run sleeps as long as its input says, then takes a step that
+	// fails once.
+	wf := pgqrs.NewWorkflow("signup", func(ctx context.Context, run *pgqrs.Run, sleep time.Duration) (string, error) {
+		if err := pgqrs.Sleep(ctx, run, "cool-off", sleep); err != nil {
 			return "", err
 		}
 		return pgqrs.Step(ctx, run, "welcome", func(ctx context.Context) (string, error) {
 			if tries.Add(1) == 1 {
 				return "", pgqrs.Transient(errors.New("mail down"))
 			}
-			return "welcomed " + user, nil
+			return "welcomed", nil
 		}, pgqrs.StepRetry(pgqrs.RetryPolicy{Backoff: func(int) time.Duration { return 50 * time.Millisecond }}))
 	})
 	ctx := t.Context()
-	id, err := wf.Trigger(ctx, s, "ada")
+	long, err := wf.Trigger(ctx, s, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Without WaitDelayed the run stops at its sleep.
+	// Without WaitDelayed, Work stops at the sleep.
 	res := pgqrstest.WorkWorkflow(t, s, wf, nil)
-	if info, err := s.Runs().Get(ctx, id); err != nil || info.Status != pgqrs.RunRunning || res.Left != 1 {
+	if info, err := s.Runs().Get(ctx, long); err != nil || info.Status != pgqrs.RunRunning || res.Left != 1 {
 		t.Fatalf("after Work without waiting: %+v, %v, left %d; want RUNNING (asleep), 1 left", info, err, res.Left)
 	}
-	pgqrstest.WorkWorkflow(t, s, wf, &pgqrstest.Options{WaitDelayed: 5 * time.Second})
-	out, err := wf.Result(ctx, s, id)
-	if err != nil || out != "welcomed ada" || tries.Load() != 2 {
-		t.Fatalf("result %q, %v after %d tries", out, err, tries.Load())
+	// With it, a short sleep and the step's retry are waited for, in real
+	// time; the hour-long sleep is still left.
+	short, err := wf.Trigger(ctx, s, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res = pgqrstest.WorkWorkflow(t, s, wf, &pgqrstest.Options{WaitDelayed: 3 * time.Second})
+	out, err := wf.Result(ctx, s, short)
+	if err != nil || out != "welcomed" || tries.Load() != 2 || res.Left != 1 {
+		t.Fatalf("result %q, %v after %d tries, %d left; want welcomed after 2, the long sleeper left", out, err, tries.Load(), res.Left)
+	}
+	if info, err := s.Runs().Get(ctx, long); err != nil || info.Status != pgqrs.RunRunning {
+		t.Fatalf("the hour-long sleeper: %+v, %v; want still RUNNING", info, err)
 	}
 }

@@ -146,6 +146,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"slices"
 	"strings"
@@ -417,6 +418,8 @@ type config struct {
 	maxPayloadBytes int
 	maxBatch        int
 	unprepared      bool
+	mw              middleware   // WithMiddleware
+	log             *slog.Logger // WithLogger; nil: slog.Default() when used
 }
 
 func defaultConfig() config {
@@ -473,6 +476,31 @@ func WithMaxBatch(n int) Option {
 		c.maxBatch = n
 		return nil
 	})
+}
+
+// WithLogger sets where the Store's background work logs: the Run loops
+// of [Consumer.Run] and [Workflow.Serve] (unless [RunOptions.Logger] says
+// otherwise), [Store.RunScheduler] and the Postgres LISTEN connection. The
+// library logs only what an operator should see (errors, warnings, a few
+// infos) and debug events. The default is [slog.Default], looked up when
+// used; silencing is explicit: WithLogger(slog.New(slog.DiscardHandler)). A
+// nil logger returns [ErrInvalidArgument].
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc(func(c *config) error {
+		if l == nil {
+			return fmt.Errorf("%w: nil logger (to silence the Store, pass slog.New(slog.DiscardHandler))", ErrInvalidArgument)
+		}
+		c.log = l
+		return nil
+	})
+}
+
+// logger is the Store's logger: WithLogger's, or slog.Default().
+func (s *Store) logger() *slog.Logger {
+	if s.cfg.log != nil {
+		return s.cfg.log
+	}
+	return slog.Default()
 }
 
 // WithPreparedStatements(false) makes the Store send every statement as

@@ -353,7 +353,7 @@ func checkJSON(b []byte) error {
 // [ErrWorkerStopped] after Shutdown and [ErrQueueNotFound] if the queue was
 // deleted.
 func (p *Producer) Enqueue(ctx context.Context, payload any, opts ...EnqueueOption) (int64, error) {
-	return p.enqueue(ctx, nil, payload, opts)
+	return p.enqueueHooked(ctx, nil, payload, opts)
 }
 
 // EnqueueTx is like [Producer.Enqueue] but runs inside tx: the message exists
@@ -367,7 +367,7 @@ func (p *Producer) EnqueueTx(ctx context.Context, tx *sql.Tx, payload any, opts 
 	if tx == nil {
 		return 0, fmt.Errorf("%w: nil *sql.Tx", ErrInvalidArgument)
 	}
-	return p.enqueue(ctx, tx, payload, opts)
+	return p.enqueueHooked(ctx, tx, payload, opts)
 }
 
 func (p *Producer) enqueue(ctx context.Context, tx *sql.Tx, payload any, opts []EnqueueOption) (int64, error) {
@@ -448,7 +448,7 @@ func (p *Producer) enqueueErr(err error) error {
 // payload returns [ErrInvalidArgument] (one key cannot be unique to several
 // messages); with one payload it behaves as in [Producer.Enqueue].
 func (p *Producer) EnqueueBatch(ctx context.Context, payloads []any, opts ...EnqueueOption) ([]int64, error) {
-	return p.enqueueBatch(ctx, nil, payloads, opts)
+	return p.enqueueBatchHooked(ctx, nil, payloads, opts)
 }
 
 // EnqueueBatchTx is like [Producer.EnqueueBatch] but runs inside tx.
@@ -456,7 +456,7 @@ func (p *Producer) EnqueueBatchTx(ctx context.Context, tx *sql.Tx, payloads []an
 	if tx == nil {
 		return nil, fmt.Errorf("%w: nil *sql.Tx", ErrInvalidArgument)
 	}
-	return p.enqueueBatch(ctx, tx, payloads, opts)
+	return p.enqueueBatchHooked(ctx, tx, payloads, opts)
 }
 
 func (p *Producer) enqueueBatch(ctx context.Context, tx *sql.Tx, payloads []any, opts []EnqueueOption) ([]int64, error) {
@@ -549,7 +549,7 @@ type Enqueued struct {
 // transaction of its own, so that it commits once even when that lookup
 // finds a key released meanwhile and the job is inserted after all.
 func (p *Producer) EnqueueJobs(ctx context.Context, jobs []Job) ([]Enqueued, error) {
-	return p.enqueueJobs(ctx, nil, jobs)
+	return p.enqueueJobsHooked(ctx, nil, jobs)
 }
 
 // EnqueueJobsTx is like [Producer.EnqueueJobs] but runs inside tx, which
@@ -558,7 +558,7 @@ func (p *Producer) EnqueueJobsTx(ctx context.Context, tx *sql.Tx, jobs []Job) ([
 	if tx == nil {
 		return nil, fmt.Errorf("%w: nil *sql.Tx", ErrInvalidArgument)
 	}
-	return p.enqueueJobs(ctx, tx, jobs)
+	return p.enqueueJobsHooked(ctx, tx, jobs)
 }
 
 func (p *Producer) enqueueJobs(ctx context.Context, tx *sql.Tx, jobs []Job) ([]Enqueued, error) {

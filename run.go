@@ -110,9 +110,14 @@ type RunOptions struct {
 	Scheduler bool
 	// Logger receives the loop's events: errors (handler panics with their
 	// stacks, failed settles), warnings (handler errors, lost leases, dead
-	// letters), a few infos and debug events. Default [slog.Default]; pass
-	// slog.New(slog.DiscardHandler) to silence it.
+	// letters), a few infos and debug events, each with the attributes
+	// queue, worker and worker_id, and message_id or message_ids where they
+	// concern messages. Default: the Store's logger ([WithLogger]), which
+	// defaults to [slog.Default]; pass slog.New(slog.DiscardHandler) to
+	// silence it.
 	Logger *slog.Logger
+
+	workflow string // set by Workflow.Serve: the workflow its deliveries run
 }
 
 // ExponentialBackoff returns a backoff that waits base after the first
@@ -163,9 +168,6 @@ func (o *RunOptions) withDefaults() (RunOptions, error) {
 	r.RetentionInterval = cmpOr(r.RetentionInterval, DefaultRetentionInterval)
 	if r.Backoff == nil {
 		r.Backoff = ExponentialBackoff(time.Second, 10*time.Minute)
-	}
-	if r.Logger == nil {
-		r.Logger = slog.Default()
 	}
 	return r, nil
 }
@@ -266,13 +268,16 @@ func (c *Consumer) run(ctx context.Context, opts *RunOptions, single bool, handl
 	}
 	r := &runner{
 		c: c, o: o, handle: handle, single: single,
-		log:        o.Logger.With("queue", c.queue, "worker", c.name),
+		log:        cmpOr(o.Logger, c.s.logger()).With("queue", c.queue, "worker", c.name, "worker_id", c.id),
 		bg:         context.WithoutCancel(ctx),
 		stop:       make(chan struct{}),
 		hardStop:   make(chan struct{}),
 		held:       map[int64]*lease{},
 		archiveNow: make(chan struct{}),
 		freed:      make(chan struct{}, 1),
+	}
+	if o.workflow != "" {
+		r.log = r.log.With("workflow", o.workflow)
 	}
 	// Claim one batch ahead of the handlers, so the next claim overlaps the
 	// archive of the last batch instead of waiting for it.

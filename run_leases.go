@@ -91,9 +91,9 @@ func (r *runner) dropExhausted(fresh []*lease) []*lease {
 	r.settled(others)
 	if len(mine) > 0 {
 		if _, err := r.c.dropExhausted(r.bg, leaseMessages(mine), r.o.MaxAttempts); err != nil {
-			r.log.Error("pgqrs: dead-lettering exhausted messages failed; they are dead-lettered after their leases expire", "ids", leaseIDs(mine), "err", err)
+			r.log.Error("pgqrs: dead-lettering exhausted messages failed; they are dead-lettered after their leases expire", "message_ids", leaseIDs(mine), "err", err)
 		} else {
-			r.log.Warn("pgqrs: dead-lettered after max attempts", "ids", leaseIDs(mine), "attempts", r.o.MaxAttempts)
+			r.log.Warn("pgqrs: dead-lettered after max attempts", "message_ids", leaseIDs(mine), "attempts", r.o.MaxAttempts)
 		}
 	}
 	r.settled(mine)
@@ -211,7 +211,7 @@ func (r *runner) lostOrGone(ls []*lease) {
 	r.mu.Unlock()
 	holders, err := r.c.holders(r.bg, leaseIDs(ls))
 	if err != nil {
-		r.log.Warn("pgqrs: checking messages whose lease was not renewed failed", "ids", leaseIDs(ls), "err", err)
+		r.log.Warn("pgqrs: checking messages whose lease was not renewed failed", "message_ids", leaseIDs(ls), "err", err)
 		return // the next extension asks again
 	}
 	// Of those that no longer exist, the ones an admin cancelled.
@@ -225,7 +225,7 @@ func (r *runner) lostOrGone(ls []*lease) {
 	if len(missing) > 0 {
 		ids, err := r.c.cancelled(r.bg, missing)
 		if err != nil {
-			r.log.Warn("pgqrs: checking messages whose lease was not renewed failed", "ids", missing, "err", err)
+			r.log.Warn("pgqrs: checking messages whose lease was not renewed failed", "message_ids", missing, "err", err)
 			return
 		}
 		for _, id := range ids {
@@ -243,18 +243,18 @@ func (r *runner) lostOrGone(ls []*lease) {
 			// claimed again by this loop after the look: its lease again
 		case !exists && cancelled[l.m.ID]:
 			l.gone = true
-			r.log.Info("pgqrs: message cancelled; cancelling its handler", "id", l.m.ID)
+			r.log.Info("pgqrs: message cancelled; cancelling its handler", "message_id", l.m.ID)
 			if l.cancel != nil {
 				l.cancel(ErrMessageCancelled)
 			}
 		case !exists:
 			l.gone = true
-			r.log.Debug("pgqrs: message settled outside the loop", "id", l.m.ID)
+			r.log.Debug("pgqrs: message settled outside the loop", "message_id", l.m.ID)
 		case holder == r.c.id:
 			// claimed again by this loop since the extension
 		default:
 			l.lost = true
-			r.log.Warn("pgqrs: lease lost; cancelling its handler", "id", l.m.ID)
+			r.log.Warn("pgqrs: lease lost; cancelling its handler", "message_id", l.m.ID)
 			if l.cancel != nil {
 				l.cancel(errLeaseLost)
 			}

@@ -61,13 +61,13 @@ func (r *runner) process(unit []*lease) {
 	}
 	r.mu.Unlock()
 	if len(skip) > 0 {
-		r.log.Warn("pgqrs: lease lost before the handler started; skipping", "ids", leaseIDs(skip))
+		r.log.Warn("pgqrs: lease lost before the handler started; skipping", "message_ids", leaseIDs(skip))
 		r.settled(skip)
 	}
 	if len(keep) == 0 {
 		return
 	}
-	err := r.call(hctx, leaseMessages(keep))
+	d, err := r.intercept(hctx, leaseMessages(keep))
 	// Cut off: a message of the unit was taken from the loop (another
 	// consumer holds it, or an admin cancelled it).
 	cause := context.Cause(hctx)
@@ -91,7 +91,7 @@ func (r *runner) process(unit []*lease) {
 		// longer this loop's: settling them now could archive or release a
 		// delivery of a later Run of the same consumer, which the fence
 		// cannot tell apart.
-		r.log.Warn("pgqrs: an abandoned handler returned; its outcome is dropped", "ids", leaseIDs(keep), "err", err)
+		r.log.Warn("pgqrs: an abandoned handler returned; its outcome is dropped", "message_ids", leaseIDs(keep), "err", err)
 		r.c.s.hooks.droppedAbandoned(leaseIDs(keep))
 		return
 	}
@@ -123,7 +123,7 @@ func (r *runner) process(unit []*lease) {
 		// succeeded: its held messages were archived above, and the lost
 		// one is the other consumer's.)
 		if _, err := r.c.settleAll(r.bg, "give back", ids, r.c.s.messages.unclaim); err != nil {
-			r.log.Error("pgqrs: giving back a batch interrupted by a lost lease failed; they return when their leases expire", "ids", ids, "err", err)
+			r.log.Error("pgqrs: giving back a batch interrupted by a lost lease failed; they return when their leases expire", "message_ids", ids, "err", err)
 		}
 		r.c.s.hooks.givenBack(ids)
 		r.settled(mine)
@@ -134,7 +134,7 @@ func (r *runner) process(unit []*lease) {
 		// A workflow run waits for a timer: give the message back for then,
 		// without counting this delivery as an attempt.
 		if _, err := r.c.settle(r.bg, nil, "reschedule", ids, r.c.s.messages.reschedule(later.delay)); err != nil {
-			r.log.Error("pgqrs: reschedule failed; the message returns when its lease expires", "ids", ids, "err", err)
+			r.log.Error("pgqrs: reschedule failed; the message returns when its lease expires", "message_ids", ids, "err", err)
 		} else {
 			if later.after != nil {
 				later.after(r.bg)
@@ -149,7 +149,7 @@ func (r *runner) process(unit []*lease) {
 		r.settled(mine)
 		return
 	}
-	r.fail(leaseMessages(mine), err)
+	r.fail(leaseMessages(mine), err, d)
 	r.c.s.hooks.givenBack(ids)
 	r.settled(mine)
 }
@@ -159,7 +159,7 @@ func (r *runner) call(ctx context.Context, msgs []*Message) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("panic: %v", p)
-			r.log.Error("pgqrs: handler panicked", "ids", msgIDs(msgs), "panic", p, "stack", string(debug.Stack()))
+			r.log.Error("pgqrs: handler panicked", "message_ids", msgIDs(msgs), "panic", p, "stack", string(debug.Stack()))
 		}
 	}()
 	return r.handle(ctx, msgs)
@@ -195,7 +195,7 @@ func (r *runner) backoff(attempt int) (d time.Duration) {
 // fail releases failed messages after their backoff, recording the error,
 // and dead-letters those that used their last attempt, and all of them at
 // once when the error is marked [Permanent].
-func (r *runner) fail(msgs []*Message, herr error) {
+func (r *runner) fail(msgs []*Message, herr error, d *Delivery) {
 	text := errorText(herr)
 	byAttempt := map[int][]int64{}
 	var dead []int64
@@ -208,21 +208,26 @@ func (r *runner) fail(msgs []*Message, herr error) {
 			byAttempt[m.ReadCount] = append(byAttempt[m.ReadCount], m.ID)
 		}
 	}
-	r.log.Warn("pgqrs: handler failed", "ids", msgIDs(msgs), "err", herr)
+	r.log.Warn("pgqrs: handler failed", "message_ids", msgIDs(msgs), "err", herr)
 	c := r.c
 	if len(dead) > 0 {
 		if _, err := c.settle(r.bg, nil, "dead-letter", dead, c.s.messages.deadLetter(text)); err != nil {
-			r.log.Error("pgqrs: dead-letter failed", "ids", dead, "err", err)
+			r.log.Error("pgqrs: dead-letter failed", "message_ids", dead, "err", err)
 		} else if isPermanent {
-			r.log.Warn("pgqrs: dead-lettered at once: the handler's error is permanent", "ids", dead)
+			r.log.Warn("pgqrs: dead-lettered at once: the handler's error is permanent", "message_ids", dead)
 		} else {
-			r.log.Warn("pgqrs: dead-lettered after max attempts", "ids", dead, "attempts", r.o.MaxAttempts)
+			r.log.Warn("pgqrs: dead-lettered after max attempts", "message_ids", dead, "attempts", r.o.MaxAttempts)
 		}
 	}
 	for attempt, ids := range byAttempt {
-		delay := r.backoff(attempt)
+		var delay time.Duration
+		if d != nil {
+			delay = d.delay(attempt) // as told to the middleware
+		} else {
+			delay = r.backoff(attempt)
+		}
 		if _, err := c.settle(r.bg, nil, "release", ids, c.s.messages.fail(delay, text)); err != nil {
-			r.log.Error("pgqrs: release after failure failed", "ids", ids, "err", err)
+			r.log.Error("pgqrs: release after failure failed", "message_ids", ids, "err", err)
 		}
 	}
 }
@@ -271,7 +276,7 @@ func (r *runner) archiveBatch(batch []*lease) {
 	ids := leaseIDs(mine)
 	ok, err := r.c.settleAll(r.bg, "archive", ids, r.c.s.messages.archive)
 	if err != nil {
-		r.log.Error("pgqrs: archive failed; the messages will be delivered again", "ids", ids, "err", err)
+		r.log.Error("pgqrs: archive failed; the messages will be delivered again", "message_ids", ids, "err", err)
 	}
 	var missed []int64
 	for i, done := range ok {
@@ -283,7 +288,7 @@ func (r *runner) archiveBatch(batch []*lease) {
 		holders, err := r.c.holders(r.bg, missed)
 		for _, id := range missed {
 			if _, exists := holders[id]; err != nil || exists {
-				r.log.Warn("pgqrs: archive after lease loss; another consumer has the message", "id", id)
+				r.log.Warn("pgqrs: archive after lease loss; another consumer has the message", "message_id", id)
 			}
 		}
 	}
@@ -310,7 +315,7 @@ func (r *runner) unclaimLeftover() {
 	ctx, cancel := context.WithTimeout(r.bg, 30*time.Second)
 	defer cancel()
 	if _, err := r.c.settleAll(ctx, "give back", ids, r.c.s.messages.unclaim); err != nil {
-		r.log.Error("pgqrs: giving back unstarted messages failed; they return when their leases expire", "ids", ids, "err", err)
+		r.log.Error("pgqrs: giving back unstarted messages failed; they return when their leases expire", "message_ids", ids, "err", err)
 	}
 	r.settled(mine)
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"slices"
 	"strings"
@@ -382,7 +381,7 @@ func (r *Runs) Wait(ctx context.Context, id int64) (*RunInfo, error) {
 	s := r.s
 	wake, unsubscribe := s.subscribe(runWake(id))
 	defer unsubscribe()
-	s.startListener(slog.New(slog.DiscardHandler))
+	s.startListener(s.logger())
 	poll := cmpOr(s.waitPoll, 10*time.Millisecond)
 	t := time.NewTimer(0)
 	defer t.Stop()

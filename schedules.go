@@ -416,14 +416,14 @@ func (s *Store) enqueueOccurrence(ctx context.Context, q querier, name string, t
 // one of them. A scheduler sleeps until the next occurrence, at most
 // [SchedulerPollInterval]. Occurrences missed while no scheduler ran
 // collapse into one message, fired as soon as a scheduler runs (see
-// [HeaderScheduleMissed]). Errors are logged to [slog.Default] and retried
+// [HeaderScheduleMissed]). Errors are logged to the Store's logger ([WithLogger]) and retried
 // at the next poll. A Run loop with [RunOptions].Scheduler set runs one
 // too, so a service needs no extra process.
 func (s *Store) RunScheduler(ctx context.Context) error {
 	if err := s.check(); err != nil {
 		return err
 	}
-	return s.runScheduler(ctx, slog.Default())
+	return s.runScheduler(ctx, s.logger())
 }
 
 // dueBatch is how many due schedules one look reads.

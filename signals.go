@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -419,7 +418,7 @@ func (r *Runs) AwaitEvent(ctx context.Context, id int64, key string, timeout tim
 	defer unsubscribe()
 	ended, unsubscribeEnd := s.subscribe(runWake(id))
 	defer unsubscribeEnd()
-	s.startListener(slog.New(slog.DiscardHandler))
+	s.startListener(s.logger())
 	expired := time.NewTimer(timeout)
 	defer expired.Stop()
 	poll := cmpOr(s.waitPoll, 10*time.Millisecond)

@@ -375,6 +375,12 @@ func (r *Run) step(ctx context.Context, name string, opts []StepOption, body fun
 	if out, done, err := r.replay(call); done {
 		return out, err
 	}
+	if len(r.e.s.cfg.mw.step) > 0 {
+		inner := body
+		body = func(ctx context.Context) (json.RawMessage, error) {
+			return r.attemptStep(ctx, call.name, call.attempts, inner)
+		}
+	}
 	out, ran, err := r.attempt(ctx, body)
 	if !ran {
 		return nil, err

@@ -95,7 +95,7 @@ func (w *Workflow[In, Out]) Register(ctx context.Context, s *Store) error {
 // not seen it registered yet. Input that does not encode as JSON, or is too
 // large, returns [ErrInvalidPayload] or [ErrPayloadTooLarge].
 func (w *Workflow[In, Out]) Trigger(ctx context.Context, s *Store, in In, opts ...EnqueueOption) (int64, error) {
-	return w.trigger(ctx, s, nil, in, opts)
+	return w.triggerHooked(ctx, s, nil, in, opts)
 }
 
 // TriggerTx is like [Workflow.Trigger] but inside tx: the run exists only if
@@ -106,7 +106,7 @@ func (w *Workflow[In, Out]) TriggerTx(ctx context.Context, tx *sql.Tx, s *Store,
 	if err := needTx(tx); err != nil {
 		return 0, err
 	}
-	return w.trigger(ctx, s, tx, in, opts)
+	return w.triggerHooked(ctx, s, tx, in, opts)
 }
 
 func (w *Workflow[In, Out]) trigger(ctx context.Context, s *Store, tx *sql.Tx, in In, opts []EnqueueOption) (int64, error) {
@@ -146,7 +146,7 @@ func (w *Workflow[In, Out]) trigger(ctx context.Context, s *Store, tx *sql.Tx, i
 // [ErrBatchTooLarge]; other errors are as for [Workflow.Trigger] and name
 // the index of a bad input.
 func (w *Workflow[In, Out]) TriggerBatch(ctx context.Context, s *Store, ins []In, opts ...EnqueueOption) ([]int64, error) {
-	return w.triggerBatch(ctx, s, nil, ins, opts)
+	return w.triggerBatchHooked(ctx, s, nil, ins, opts)
 }
 
 // TriggerBatchTx is like [Workflow.TriggerBatch] but inside tx, as
@@ -156,7 +156,7 @@ func (w *Workflow[In, Out]) TriggerBatchTx(ctx context.Context, tx *sql.Tx, s *S
 	if err := needTx(tx); err != nil {
 		return nil, err
 	}
-	return w.triggerBatch(ctx, s, tx, ins, opts)
+	return w.triggerBatchHooked(ctx, s, tx, ins, opts)
 }
 
 func (w *Workflow[In, Out]) triggerBatch(ctx context.Context, s *Store, tx *sql.Tx, ins []In, opts []EnqueueOption) ([]int64, error) {
@@ -227,6 +227,7 @@ func (w *Workflow[In, Out]) Serve(ctx context.Context, s *Store, opts *RunOption
 	// The handler sees one delivery past the limit and fails the run; Run
 	// dead-letters the message only if even that cannot be recorded.
 	o.MaxAttempts++
+	o.workflow = w.name
 	return c.Run(ctx, func(ctx context.Context, m *Message) error { return e.execute(ctx, c, m) }, &o)
 }
 
@@ -344,6 +345,9 @@ func (e *engine) execute(ctx context.Context, c *Consumer, m *Message) error {
 // execute and its input, or a nil run and the delivery's result.
 func (e *engine) admit(ctx context.Context, c *Consumer, m *Message) (*Run, json.RawMessage, error) {
 	run, loaded, err := e.load(ctx, m.ID)
+	if d := deliveryOf(ctx); d != nil && run != nil {
+		d.RunID = run.id
+	}
 	if errors.Is(err, errNoRun) {
 		// A run retried with Runs.Retry moved to a new message, leaving this
 		// one (its worker died before archiving it); or the message was

@@ -57,4 +57,11 @@ pkgs=1
 [ -n "${PGQRS_TEST_TURSO_URLS:-}" ] && pkgs=4
 status=0
 go test -race -count=1 -p "$pkgs" -parallel "${PGQRS_TEST_PARALLEL:-8}" -timeout 20m ./... "$@" || status=$?
+# The contrib modules (OpenTelemetry, Prometheus) have go.mod files of their own, which
+# `go test ./...` does not enter: run each with the same servers and flags.
+for mod in contrib/*/; do
+	[ -f "$mod/go.mod" ] || continue
+	echo "test.sh: go test in $mod"
+	(cd "$mod" && go test -race -count=1 -parallel "${PGQRS_TEST_PARALLEL:-8}" -timeout 10m ./... "$@") || status=$?
+done
 exit "$status"

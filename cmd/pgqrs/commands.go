@@ -488,6 +488,26 @@ func shutdownWorker(ctx context.Context, shutdown func(context.Context) error, e
 	}
 }
 
+func metricsCommand(c *cli, fs *flag.FlagSet) runFunc {
+	prom := fs.Bool("prometheus", false, "print every queue's metrics in the Prometheus text exposition format (docs/observability.md)")
+	return func(ctx context.Context, args []string) error {
+		if !*prom {
+			return c.metrics(ctx, args)
+		}
+		switch {
+		case len(args) > 0:
+			return usagef("--prometheus prints every queue; it takes no QUEUE")
+		case c.json:
+			return usagef("--prometheus and --json exclude each other")
+		}
+		s, err := c.open(ctx)
+		if err != nil {
+			return err
+		}
+		return s.Admin().WritePrometheus(ctx, c.stdout)
+	}
+}
+
 // metrics prints the counts of one queue (an object with --json) or of all
 // queues (an array).
 func (c *cli) metrics(ctx context.Context, args []string) error {

@@ -576,3 +576,27 @@ func TestSendJobOptions(t *testing.T) {
 		b.noLiveWorkers()
 	})
 }
+
+func TestMetricsPrometheus(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		b.ok("queue", "create", "emails")
+		b.sendIDs("", "emails", `{"a":1}`)
+		b.sendIDs("", "--delay", "1h", "emails", `{"b":2}`)
+		out := b.ok("metrics", "--prometheus")
+		for _, line := range []string{
+			"# TYPE pgqrs_queue_messages gauge",
+			`pgqrs_queue_messages{queue="emails",state="visible"} 1`,
+			`pgqrs_queue_messages{queue="emails",state="delayed"} 1`,
+			`pgqrs_queue_messages{queue="emails",state="leased"} 0`,
+			`pgqrs_queue_messages{queue="emails",state="dead"} 0`,
+			"# TYPE pgqrs_queue_oldest_pending_age_seconds gauge",
+			`pgqrs_queue_paused{queue="emails"} 0`,
+		} {
+			if !strings.Contains(out, line+"\n") {
+				t.Errorf("metrics --prometheus lacks %q; output:\n%s", line, out)
+			}
+		}
+		b.fails(2, "takes no QUEUE", "metrics", "--prometheus", "emails")
+		b.fails(2, "exclude each other", "--json", "metrics", "--prometheus")
+	})
+}

@@ -124,7 +124,7 @@ func commands() []command {
 		{name: "send", args: "QUEUE [JSON | -]", summary: "enqueue a JSON payload (from stdin with -) and print the new IDs", minArgs: 1, maxArgs: 2, setup: sendCommand},
 		{name: "recv", args: "QUEUE", summary: "claim visible messages and print them", minArgs: 1, maxArgs: 1, setup: recvCommand},
 		{name: "cancel", args: "QUEUE ID...", summary: "cancel live messages: they move to the archive, marked cancelled", minArgs: 2, maxArgs: -1, setup: noFlags((*cli).cancel)},
-		{name: "metrics", args: "[QUEUE]", summary: "message counts per state, for one queue or all", maxArgs: 1, setup: noFlags((*cli).metrics)},
+		{name: "metrics", args: "[QUEUE]", summary: "message counts per state, for one queue or all (--prometheus: the text exposition format)", maxArgs: 1, setup: metricsCommand},
 		{name: "archive list", args: "QUEUE", summary: "list archived (processed) messages, newest (highest ID) first", minArgs: 1, maxArgs: 1, setup: archiveListCommand},
 		{name: "archive expire", args: "[QUEUE]", summary: "delete archived messages and dead letters older than an age, for one queue or all", maxArgs: 1, setup: archiveExpireCommand},
 		{name: "dlq list", args: "QUEUE", summary: "list dead letters with their last error, newest (highest ID) first", minArgs: 1, maxArgs: 1, setup: dlqListCommand},

@@ -518,6 +518,7 @@ type Store struct {
 	signals   signalRepo
 	schema    schemaRepo
 	schedules scheduleRepo
+	flows     flowRepo
 	hooks     *testHooks    // nil outside tests
 	workflows sync.Map      // workflow name → workflowRef, once registered
 	waitPoll  time.Duration // Runs.Wait's fixed poll (0: 10ms doubling to 1s); tests set an hour
@@ -551,7 +552,7 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 	}
 	return &Store{db: db, pool: &stmtCache{db: db, off: !impl.prepare || cfg.unprepared}, d: impl, cfg: cfg, listenDSN: cfg.listenDSN,
 		queues: queueRepo{impl}, archive: archiveRepo{impl}, workers: workerRepo{impl}, messages: messageRepo{impl}, stats: statsRepo{impl}, runs: runRepo{impl}, schema: schemaRepo{impl},
-		schedules: scheduleRepo{impl}, signals: signalRepo{impl}}, nil
+		schedules: scheduleRepo{impl}, signals: signalRepo{impl}, flows: flowRepo{impl}}, nil
 }
 
 // Open opens a pool for dsn, configures it for pgqrs and checks with a real

@@ -3,6 +3,7 @@ package pgqrs
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -38,6 +39,33 @@ type Limits struct {
 type QueueLimits struct {
 	Limits
 	InFlight int64
+}
+
+// MarshalJSON writes the settings as {"max_in_flight": 16, "per_group": 1,
+// "rate": 100, "rate_period": "1s"}, leaving out those not set.
+func (l Limits) MarshalJSON() ([]byte, error) {
+	out := struct {
+		MaxInFlight int    `json:"max_in_flight,omitempty"`
+		PerGroup    int    `json:"per_group,omitempty"`
+		Rate        int    `json:"rate,omitempty"`
+		RatePeriod  string `json:"rate_period,omitempty"`
+	}{MaxInFlight: l.MaxInFlight, PerGroup: l.PerGroup, Rate: l.Rate}
+	if l.RatePeriod > 0 {
+		out.RatePeriod = l.RatePeriod.String()
+	}
+	return json.Marshal(out)
+}
+
+// MarshalJSON writes the settings as Limits does, with "in_flight".
+func (q QueueLimits) MarshalJSON() ([]byte, error) {
+	l, err := json.Marshal(q.Limits)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(struct {
+		Limits   json.RawMessage `json:"limits"`
+		InFlight int64           `json:"in_flight"`
+	}{l, q.InFlight})
 }
 
 // IsZero reports whether l sets no limit at all.

@@ -164,7 +164,7 @@ type messageSQL struct {
 	archive     string // fenced (ids, consumer, queue) → id: moved to the archive
 	delete      string // fenced (ids, consumer, queue) → id: removed without archiving
 	release     string // fenced (ids, consumer, queue, delay seconds) → id: visible after delay, read count kept
-	extend      string // fenced (ids, consumer, queue, lease seconds) → id: lease renewed from now
+	extend      string // fenced (ids, consumer, queue, lease seconds) → id: lease renewed from now; a limited claim's lease (flow_lease) only while unexpired
 	fail        string // fenced (ids, consumer, queue, delay seconds, error text) → id: released after delay with its error recorded
 	deadLetter  string // fenced (ids, consumer, queue, reason or NULL) → id: archived as dead letters
 	exhaust     string // fenced (ids, consumer, queue, reason) → id: dead-lettered past their last attempt; that claim was no delivery (read count restored), reason then any last handler error

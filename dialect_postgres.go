@@ -182,10 +182,13 @@ UPDATE pgqrs_messages
 SET vt = now() + make_interval(secs => $4::float8), consumer_worker_id = NULL
 WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
 RETURNING id`),
+			// A limited lease (flow_lease) is renewed only while unexpired: once
+			// expired, a limited claim counted its slot free.
 			extend: t(`
 UPDATE pgqrs_messages
 SET vt = now() + make_interval(secs => $4::float8)
 WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
+  AND (NOT flow_lease OR vt > now())
 RETURNING id`),
 			fail: t(`
 UPDATE pgqrs_messages

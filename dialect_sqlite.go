@@ -142,10 +142,13 @@ UPDATE pgqrs_messages
 SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4), consumer_worker_id = NULL
 WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3 AND archived_at IS NULL
 RETURNING id`,
+			// A limited lease (flow_lease) is renewed only while unexpired: once
+			// expired, a limited claim counted its slot free.
 			extend: `
 UPDATE pgqrs_messages
 SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4)
 WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3 AND archived_at IS NULL
+  AND (flow_lease = 0 OR vt > ` + sqliteNow + `)
 RETURNING id`,
 			fail: `
 UPDATE pgqrs_messages

@@ -96,8 +96,19 @@ var flowRepoCases = map[string]repoCase{
 		e.equal("released", e.settle(e.s.messages.release(time.Hour), ids[1:2], c, q), ids[1:2])
 		e.equal("claim after a release", e.flowClaim(q, d, 10, 2), ids[3:4])
 		e.equal("claim with no bound", e.flowClaim(q, d, 10, 0), ids[4:5])
-		e.setStatus(d, WorkerSuspended)
+		// A limited lease that expired is not renewed: its slot was free.
 		e.settle(e.s.messages.archive, ids[2:5], d, q)
+		x := e.enqueue(q, `1`)
+		short, err := e.s.flows.claim(e.ctx, e.q, q, 1, 50*time.Millisecond, d, 2, e.flowLock(q).now)
+		e.must(err, "short limited claim")
+		e.equal("short claim", msgIDs(short), []int64{x})
+		await(e.t, 10*time.Second, "the short lease to expire", func() bool {
+			st, err := e.s.flows.settings(e.ctx, e.q, q.ID)
+			e.must(err, "settings")
+			return st.inFlight == 0
+		})
+		e.equal("extension of an expired limited lease", len(e.settle(e.s.messages.extend(time.Hour), []int64{x}, d, q)), 0)
+		e.setStatus(d, WorkerSuspended)
 		e.equal("claim by a suspended worker", len(e.flowClaim(q, d, 10, 2)), 0)
 	}},
 	"flowRepo.count": {run: func(e *repoEnv) {

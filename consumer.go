@@ -100,7 +100,9 @@ func VisibilityTimeout(d time.Duration) DequeueOption {
 // once the worker is stopped, by this process or from outside
 // ([Admin.StopWorker], a reclaim), Dequeue claims nothing and returns
 // [ErrWorkerStopped]; while it is suspended or interrupted,
-// [ErrWorkerSuspended].
+// [ErrWorkerSuspended]. On a queue with limits ([Admin.SetLimits]) it
+// claims no more than they leave room for, possibly nothing; messages of a
+// key group ([Group]) wait for the ones before them.
 func (c *Consumer) Dequeue(ctx context.Context, n int, opts ...DequeueOption) ([]*Message, error) {
 	if err := c.s.check(); err != nil {
 		return nil, err

@@ -82,6 +82,16 @@
 // for the archive, marked cancelled, and a Run loop cancels the context of
 // a handler running it. See docs/operations.md.
 //
+// # Flow control
+//
+// A queue's limits live in the database and bind every consumer in every
+// process ([Admin.SetLimits], [Limits]): at most MaxInFlight of its
+// messages leased at once, at most Rate claims per RatePeriod (a Run loop
+// waits for the next window), and key groups: messages enqueued with
+// [Group] run in enqueue order, at most PerGroup (default 1) of one group
+// at once, different groups in parallel. A queue without limits is claimed
+// exactly as before. See docs/flow-control.md.
+//
 // # Workflows
 //
 // A [Workflow] is a named Go function of typed input and output whose

@@ -332,7 +332,7 @@ type QueueMetrics struct {
 	// InFlight is how many of its messages limited claims hold unexpired
 	// leases on. Messages of a key group waiting behind the group's limit
 	// count as Delayed.
-	Limits   Limits `json:"limits"`
+	Limits   Limits `json:"limits,omitzero"`
 	InFlight int64  `json:"in_flight"`
 }
 

@@ -315,10 +315,10 @@ func TestFlowGroupResumesAfterCrash(t *testing.T) {
 }
 
 // TestFlowRateLimit: consumers on separate pools under more demand than the
-// limit claim at most 20 messages in each 250 ms window of the database
-// clock, and at least 18 (within 10%) in each of 10 consecutive windows.
+// limit claim at most 40 messages in each 500 ms window of the database
+// clock, and at least 36 (within 10%) in each of 10 consecutive windows.
 func TestFlowRateLimit(t *testing.T) {
-	const rate, period, windows = 20, 250 * time.Millisecond, 10
+	const rate, period, windows = 40, 500 * time.Millisecond, 10
 	const vt = 30 * time.Second
 	for _, b := range backends {
 		t.Run(b, func(t *testing.T) {
@@ -345,7 +345,7 @@ func TestFlowRateLimit(t *testing.T) {
 				return nil
 			}
 			stop := runConsumers(t, stores, "rated", h,
-				RunOptions{Concurrency: 8, BatchSize: 8, VisibilityTimeout: vt, PollInterval: time.Second})
+				RunOptions{Concurrency: 8, BatchSize: 20, VisibilityTimeout: vt, PollInterval: time.Second})
 			await(t, 60*time.Second, "the drain", func() bool {
 				mu.Lock()
 				defer mu.Unlock()
@@ -378,4 +378,61 @@ func TestFlowRateLimit(t *testing.T) {
 			t.Logf("claims per window: %s", strings.Join(counts, " "))
 		})
 	}
+}
+
+// TestFlowWorkflowRuns: a workflow's runs take the flow control of its
+// queue: runs triggered with one Group run one at a time in trigger order,
+// and a max-in-flight of 1 on the workflow's queue keeps Serve to one run
+// at a time, although Serve runs 4 handlers.
+func TestFlowWorkflowRuns(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		rec := &recorder{}
+		wf := NewWorkflow("flowed", func(ctx context.Context, run *Run, in flowPayload) (int, error) {
+			start := time.Now()
+			time.Sleep(5 * time.Millisecond) // the work: keeps the run's message leased
+			rec.add(interval{group: in.Group, seq: in.Seq, start: start, end: time.Now()})
+			return in.Seq, nil
+		})
+		if err := wf.Register(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		var ids []int64
+		for i := range 4 {
+			id, err := wf.Trigger(ctx, s, flowPayload{Group: "a", Seq: i}, Group("a"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		for i := range 4 {
+			id, err := wf.Trigger(ctx, s, flowPayload{Group: fmt.Sprint("solo", i), Seq: 0})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		if err := s.Admin().SetLimits(ctx, "flowed", Limits{MaxInFlight: 1}); err != nil {
+			t.Fatal(err)
+		}
+		serveInBackground(t, s, wf, fastPoll)
+		for _, id := range ids {
+			if _, err := waitResult(t, s, wf, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := maxOverlap(rec.all); n != 1 {
+			t.Fatalf("%d runs overlapped under max-in-flight 1", n)
+		}
+		var a []int
+		slices.SortFunc(rec.all, func(x, y interval) int { return x.start.Compare(y.start) })
+		for _, iv := range rec.all {
+			if iv.group == "a" {
+				a = append(a, iv.seq)
+			}
+		}
+		if !slices.Equal(a, []int{0, 1, 2, 3}) {
+			t.Fatalf("group a ran in the order %v", a)
+		}
+	})
 }

@@ -16,14 +16,14 @@ import (
 //     claiming batches of 10 (the first --batch value is ignored: the
 //     figure is defined at 10), once with no limits and once with
 //     max-in-flight 16, so the two rows show what the limited claim costs.
-//   - drain-grouped: 10,000 key groups × 10 messages (100,000, whatever
-//     --backlog says), enqueued message s of every group then s+1, drained
+//   - drain-grouped: --backlog ÷ 10 key groups × 10 messages (--backlog
+//     100000 for 10,000 groups), enqueued message s of every group then s+1, drained
 //     by one Run loop of 32 handlers at batch 10 with the default per-group
 //     limit of 1; the row also reports the rate of each tenth of the drain,
 //     which stays flat when the claim never walks blocked groups.
 const (
 	limitedLoops, limitedConc, limitedBatch, limitedN = 2, 16, 10, 16
-	groupCount, groupSize, groupConc, groupBatch      = 10_000, 10, 32, 10
+	groupSize, groupConc, groupBatch                  = 10, 32, 10
 )
 
 // drainLimited runs the drain-limited rows: unlimited, then limited.
@@ -55,6 +55,7 @@ func (b *bencher) drainLimited(ctx context.Context) ([]*Result, error) {
 // drainGrouped runs the drain-grouped row.
 func (b *bencher) drainGrouped(ctx context.Context) (*Result, error) {
 	const label = "drain-grouped"
+	groupCount := max(b.flags.backlog/groupSize, 1)
 	n := groupCount * groupSize
 	queue, err := b.queue(ctx, "grouped")
 	if err != nil {
@@ -81,6 +82,11 @@ func (b *bencher) drainGrouped(ctx context.Context) (*Result, error) {
 				}
 				jobs = jobs[:0]
 			}
+		}
+	}
+	if len(jobs) > 0 {
+		if _, err := p.EnqueueJobs(ctx, jobs); err != nil {
+			return nil, err
 		}
 	}
 	fillTime := time.Since(start)

@@ -328,6 +328,12 @@ type QueueMetrics struct {
 	OldestPending    time.Time     `json:"oldest_pending_at,omitzero"`
 	OldestPendingAge time.Duration `json:"-"`
 	NewestEnqueued   time.Time     `json:"newest_enqueued_at,omitzero"` // zero when the queue has no live messages
+	// Limits are the queue's flow-control settings ([Admin.SetLimits]);
+	// InFlight is how many of its messages limited claims hold unexpired
+	// leases on. Messages of a key group waiting behind the group's limit
+	// count as Delayed.
+	Limits   Limits `json:"limits,omitzero"`
+	InFlight int64  `json:"in_flight"`
 }
 
 // MarshalJSON writes the metrics with the oldest pending message's age in
@@ -357,7 +363,17 @@ func (a *Admin) QueueMetrics(ctx context.Context, name string) (QueueMetrics, er
 	if err != nil {
 		return m, fmt.Errorf("metrics of queue %q: %w", name, err)
 	}
-	return m, nil
+	return m, a.addLimits(ctx, &m)
+}
+
+// addLimits fills in the flow-control part of m.
+func (a *Admin) addLimits(ctx context.Context, m *QueueMetrics) error {
+	l, err := a.Limits(ctx, m.Queue)
+	if err != nil {
+		return fmt.Errorf("metrics of queue %q: %w", m.Queue, err)
+	}
+	m.Limits, m.InFlight = l.Limits, l.InFlight
+	return nil
 }
 
 // AllQueueMetrics returns [Admin.QueueMetrics] for every queue, by name.
@@ -369,6 +385,11 @@ func (a *Admin) AllQueueMetrics(ctx context.Context) ([]QueueMetrics, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("queue metrics: %w", err)
+	}
+	for i := range out {
+		if err := a.addLimits(ctx, &out[i]); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,6 +19,9 @@ import (
 // the single-message forms return [ErrLeaseLost].
 type Consumer struct {
 	*worker
+	// limited: the queue was last seen with max_in_flight or rate_limit set,
+	// so claims take the limited path (flow.go).
+	limited atomic.Bool
 }
 
 // Consumer registers a consumer worker for queue and returns it. It returns
@@ -96,7 +100,9 @@ func VisibilityTimeout(d time.Duration) DequeueOption {
 // once the worker is stopped, by this process or from outside
 // ([Admin.StopWorker], a reclaim), Dequeue claims nothing and returns
 // [ErrWorkerStopped]; while it is suspended or interrupted,
-// [ErrWorkerSuspended].
+// [ErrWorkerSuspended]. On a queue with limits ([Admin.SetLimits]) it
+// claims no more than they leave room for, possibly nothing; messages of a
+// key group ([Group]) wait for the ones before them.
 func (c *Consumer) Dequeue(ctx context.Context, n int, opts ...DequeueOption) ([]*Message, error) {
 	if err := c.s.check(); err != nil {
 		return nil, err
@@ -128,24 +134,56 @@ func (c *Consumer) Dequeue(ctx context.Context, n int, opts ...DequeueOption) ([
 }
 
 func (c *Consumer) claim(ctx context.Context, n int, cfg dequeueConfig) ([]*Message, error) {
+	msgs, _, err := c.claimPaced(ctx, n, cfg)
+	return msgs, err
+}
+
+// claimPaced is claim that also says, when a rate limit left no room, how
+// long until the queue's next rate window opens (0 otherwise).
+func (c *Consumer) claimPaced(ctx context.Context, n int, cfg dequeueConfig) ([]*Message, time.Duration, error) {
 	var msgs []*Message
-	// The claim statement itself requires the worker to be ready or polling,
-	// so a consumer stopped or suspended from outside claims nothing even
-	// before this process learns of it.
-	err := c.s.write(ctx, nil, func(ctx context.Context, q querier) (err error) {
-		msgs, err = c.s.messages.dequeue(ctx, q, &Queue{ID: c.queueID, Name: c.queue}, n, cfg.vt, c.id)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("dequeue from %q: %w", c.queue, err)
+	var wait time.Duration
+	limited := c.limited.Load()
+	if limited {
+		var err error
+		msgs, wait, limited, err = c.claimLimited(ctx, n, cfg)
+		if err != nil {
+			return nil, 0, fmt.Errorf("dequeue from %q: %w", c.queue, err)
+		}
+		c.limited.Store(limited)
+	}
+	if !limited {
+		// The claim statement itself requires the worker to be ready or
+		// polling, so a consumer stopped or suspended from outside claims
+		// nothing even before this process learns of it; and the queue to
+		// have no limits, so limits set from outside take effect at once.
+		err := c.s.write(ctx, nil, func(ctx context.Context, q querier) (err error) {
+			msgs, err = c.s.messages.dequeue(ctx, q, &Queue{ID: c.queueID, Name: c.queue}, n, cfg.vt, c.id)
+			return err
+		})
+		if err != nil {
+			return nil, 0, fmt.Errorf("dequeue from %q: %w", c.queue, err)
+		}
 	}
 	if len(msgs) == 0 {
 		// Nothing visible, or the worker may not claim: only an empty claim
 		// pays for the look at the worker row.
 		if err := c.mayClaim(ctx); err != nil {
-			return nil, fmt.Errorf("dequeue from %q: %w", c.queue, err)
+			return nil, 0, fmt.Errorf("dequeue from %q: %w", c.queue, err)
 		}
-		return msgs, nil
+		if !limited {
+			// ... and at the queue's limits: the fast claim refuses a
+			// limited queue.
+			var err error
+			if limited, err = c.queueLimited(ctx); err != nil {
+				return nil, 0, fmt.Errorf("dequeue from %q: %w", c.queue, err)
+			}
+			if limited {
+				c.limited.Store(true)
+				return c.claimPaced(ctx, n, cfg)
+			}
+		}
+		return msgs, wait, nil
 	}
 	// msgs are in claim order (messageRepo.dequeue): most urgent first,
 	// then by ID.
@@ -153,9 +191,9 @@ func (c *Consumer) claim(ctx context.Context, n int, cfg dequeueConfig) ([]*Mess
 		// A failed dead-letter statement is not the caller's problem: the
 		// messages it holds are returned all the same.
 		keep, _ := c.dropExhausted(ctx, msgs, cfg.maxAttempts)
-		return keep, nil
+		return keep, wait, nil
 	}
-	return msgs, nil
+	return msgs, wait, nil
 }
 
 // mayClaim reads the worker's state after a claim that returned nothing and

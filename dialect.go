@@ -40,6 +40,7 @@ type dialect struct {
 	schedule   scheduleSQL
 	signal     signalSQL
 	retention  retentionSQL
+	flow       flowSQL
 
 	// Connecting (Open): the database/sql driver name and the import that
 	// registers it, the DSN schemes the backend reads (lower case), whether
@@ -124,6 +125,28 @@ type queueSQL struct {
 	deleteStoppedWorkers string // (queue) → n
 }
 
+// flowSQL: flow control (flow.go). A queue with max_in_flight or
+// rate_limit set is claimed by claim, in a transaction that first runs lock;
+// key groups need no claim of their own (their messages beyond the group's
+// limit are parked past every claim's range by the triggers of migration
+// 0007).
+type flowSQL struct {
+	// lock serialises a queue's limited claims: on Postgres a row lock that
+	// does not block enqueues (FOR NO KEY UPDATE strength), taken before the
+	// time is read, so that time is after the previous claim's commit.
+	lock     string // (queue) → max_in_flight, group_limit, rate_limit, rate_period_ms, rate_window_at, rate_count, database time; no row for a missing queue
+	settings string // (queue) → max_in_flight, group_limit, rate_limit, rate_period_ms, rate_window_at, rate_count, database time, unexpired limited leases; no row for a missing queue
+	// claim is dequeue for a limited queue at time now (lock's time): at most
+	// n messages, and no more than max_in_flight minus the unexpired leases
+	// limited claims took (NULL: no such bound). It marks what it claims
+	// flow_lease.
+	claim      string // (queue, n, lease seconds, consumer, max_in_flight or NULL, now) → the columns of dequeue
+	count      string // (queue, window start, claims in it) → ∅: the rate window's count
+	set        string // (queue, max_in_flight, group_limit, rate_limit, rate_period_ms; each NULL for none) → id; no row for a missing queue
+	lockGroups string // (queue) → ∅: on Postgres the advisory lock the group triggers take; nothing on SQLite
+	promote    string // (queue) → n: parked group messages made visible up to each group's limit (after the limit was raised)
+}
+
 // messageSQL: pgqrs_messages, the live messages. The fenced settle
 // statements take (ids, consumer, queue, …) and return the IDs they changed
 // (see the conventions on dialect).
@@ -142,7 +165,7 @@ type messageSQL struct {
 	archive     string // fenced (ids, consumer, queue) → id: moved to the archive
 	delete      string // fenced (ids, consumer, queue) → id: removed without archiving
 	release     string // fenced (ids, consumer, queue, delay seconds) → id: visible after delay, read count kept
-	extend      string // fenced (ids, consumer, queue, lease seconds) → id: lease renewed from now
+	extend      string // fenced (ids, consumer, queue, lease seconds) → id: lease renewed from now; a limited claim's lease (flow_lease) only while unexpired
 	fail        string // fenced (ids, consumer, queue, delay seconds, error text) → id: released after delay with its error recorded
 	deadLetter  string // fenced (ids, consumer, queue, reason or NULL) → id: archived as dead letters
 	exhaust     string // fenced (ids, consumer, queue, reason) → id: dead-lettered past their last attempt; that claim was no delivery (read count restored), reason then any last handler error

@@ -68,8 +68,8 @@ FROM pgqrs_queues q WHERE q.id = $1 FOR UPDATE`),
 			// messages, which nobody can claim yet.
 			enqueue: t(`
 WITH ins AS (
-    INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id, priority, headers)
-    VALUES ($1::bigint, $2, coalesce($5::timestamptz, now() + make_interval(secs => $3::float8)), $4, $6, $7::jsonb)
+    INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id, priority, headers, group_key)
+    VALUES ($1::bigint, $2, coalesce($5::timestamptz, now() + make_interval(secs => $3::float8)), $4, $6, $7::jsonb, $8::text)
     RETURNING id
 )
 SELECT ins.id FROM ins LEFT JOIN (
@@ -80,9 +80,9 @@ SELECT ins.id FROM ins LEFT JOIN (
 			// inserted in array order.
 			enqueueBatch: t(`
 WITH ins AS (
-    INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id, priority, headers)
+    INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id, priority, headers, group_key)
     SELECT $1::bigint, p.value::jsonb, coalesce($5::timestamptz, now() + make_interval(secs => $3::float8)), $4::bigint,
-           $6::smallint, $7::jsonb
+           $6::smallint, $7::jsonb, $8::text
     FROM jsonb_array_elements_text($2::jsonb) WITH ORDINALITY AS p (value, ord)
     ORDER BY p.ord
     RETURNING id
@@ -101,10 +101,10 @@ SELECT ins.id FROM ins LEFT JOIN (
 			// key).
 			enqueueJobs: t(`
 WITH ins AS (
-    INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id, priority, headers, dedup_key)
+    INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id, priority, headers, dedup_key, group_key)
     SELECT $1::bigint, (j.value->>'p')::jsonb,
            coalesce((j.value->>'a')::timestamptz, now() + make_interval(secs => (j.value->>'d')::float8)),
-           $3::bigint, (j.value->>'r')::smallint, j.value->'h', j.value->>'k'
+           $3::bigint, (j.value->>'r')::smallint, j.value->'h', j.value->>'k', j.value->>'g'
     FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS j (value, ord)
     WHERE j.value->>'w' IS NULL OR NOT EXISTS (
         SELECT 1 FROM pgqrs_archive a
@@ -141,7 +141,8 @@ SELECT key, id FROM (
 			// the ID array keeps the update a primary-key lookup rather than a
 			// hash join. The EXISTS tests are InitPlans evaluated once, before
 			// any level is read: a worker that is not ready or polling, or a
-			// paused queue, claims nothing.
+			// paused queue, claims nothing, and neither does a limited queue
+			// (max_in_flight or rate_limit set), which flow.claim serves.
 			dequeue: t(`
 WITH picked AS (
     SELECT c.id
@@ -152,7 +153,8 @@ WITH picked AS (
         ORDER BY vt, id LIMIT (SELECT $2::bigint) FOR UPDATE SKIP LOCKED
     ) AS c
     WHERE EXISTS (SELECT 1 FROM pgqrs_workers WHERE id = $4 AND status IN ('ready', 'polling'))
-      AND EXISTS (SELECT 1 FROM pgqrs_queues WHERE id = $1 AND paused_at IS NULL)
+      AND EXISTS (SELECT 1 FROM pgqrs_queues WHERE id = $1 AND paused_at IS NULL
+                  AND max_in_flight IS NULL AND rate_limit IS NULL)
     LIMIT (SELECT $2::bigint)
 )
 UPDATE pgqrs_messages m
@@ -168,7 +170,7 @@ RETURNING m.id, m.payload, m.read_ct, m.enqueued_at, m.vt, m.last_error, m.prior
 			// queue's whole range of the claim index instead.
 			archive: t(pgSettleToArchive + `)
 SELECT id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
-       producer_worker_id, consumer_worker_id, last_error, priority, dedup_key, headers
+       producer_worker_id, consumer_worker_id, last_error, priority, dedup_key, headers, group_key
 FROM gone
 RETURNING id`),
 			delete: t(`
@@ -180,10 +182,13 @@ UPDATE pgqrs_messages
 SET vt = now() + make_interval(secs => $4::float8), consumer_worker_id = NULL
 WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
 RETURNING id`),
+			// A limited lease (flow_lease) is renewed only while unexpired: once
+			// expired, a limited claim counted its slot free.
 			extend: t(`
 UPDATE pgqrs_messages
 SET vt = now() + make_interval(secs => $4::float8)
 WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
+  AND (NOT flow_lease OR vt > now())
 RETURNING id`),
 			fail: t(`
 UPDATE pgqrs_messages
@@ -192,13 +197,13 @@ WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
 RETURNING id`),
 			deadLetter: t(pgSettleToArchive + `, dead)
 SELECT id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
-       producer_worker_id, consumer_worker_id, coalesce($4::text, last_error), priority, dedup_key, headers, true
+       producer_worker_id, consumer_worker_id, coalesce($4::text, last_error), priority, dedup_key, headers, group_key, true
 FROM gone
 RETURNING id`),
 			exhaust: t(pgSettleToArchive + `, dead)
 SELECT id, queue_id, payload, enqueued_at, greatest(read_ct - 1, 0), dequeued_at,
        producer_worker_id, consumer_worker_id, $4::text || coalesce('; last handler error: ' || last_error, ''),
-       priority, dedup_key, headers, true
+       priority, dedup_key, headers, group_key, true
 FROM gone
 RETURNING id`),
 			unclaim: t(`
@@ -223,12 +228,12 @@ WITH gone AS (
     DELETE FROM pgqrs_messages
     WHERE id = ANY ($1::bigint[]) AND queue_id + 0 = $2
     RETURNING id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
-              producer_worker_id, consumer_worker_id, last_error, priority, dedup_key, headers
+              producer_worker_id, consumer_worker_id, last_error, priority, dedup_key, headers, group_key
 )
 INSERT INTO pgqrs_archive (id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
-                           producer_worker_id, consumer_worker_id, last_error, priority, dedup_key, headers, cancelled)
+                           producer_worker_id, consumer_worker_id, last_error, priority, dedup_key, headers, group_key, cancelled)
 SELECT id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
-       producer_worker_id, consumer_worker_id, last_error, priority, dedup_key, headers, true
+       producer_worker_id, consumer_worker_id, last_error, priority, dedup_key, headers, group_key, true
 FROM gone
 RETURNING id`),
 			list: t(`
@@ -309,13 +314,13 @@ WITH gone AS (
     DELETE FROM pgqrs_messages
     WHERE read_ct >= $1 AND vt <= now()
     RETURNING id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
-              producer_worker_id, consumer_worker_id, last_error, priority, dedup_key, headers
+              producer_worker_id, consumer_worker_id, last_error, priority, dedup_key, headers, group_key
 )
 INSERT INTO pgqrs_archive (id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
-                           producer_worker_id, consumer_worker_id, last_error, priority, dedup_key, headers, dead)
+                           producer_worker_id, consumer_worker_id, last_error, priority, dedup_key, headers, group_key, dead)
 SELECT id, queue_id, payload, enqueued_at, read_ct, dequeued_at, producer_worker_id, consumer_worker_id,
        'no success in ' || read_ct || CASE WHEN read_ct = 1 THEN ' attempt' ELSE ' attempts' END
-       || coalesce('; last handler error: ' || last_error, ''), priority, dedup_key, headers, true
+       || coalesce('; last handler error: ' || last_error, ''), priority, dedup_key, headers, group_key, true
 FROM gone
 RETURNING id`),
 			// The dead letters leave the archive and return to the live table
@@ -333,11 +338,11 @@ WITH gone AS (
           AND NOT EXISTS (SELECT 1 FROM pgqrs_archive o
                           WHERE o.queue_id = $1 AND o.dedup_key = d.dedup_key AND o.dead AND o.id > d.id
                             AND ($3::boolean OR o.id = ANY ($2::bigint[])))))
-    RETURNING id, queue_id, payload, enqueued_at, producer_worker_id, priority, dedup_key, headers
+    RETURNING id, queue_id, payload, enqueued_at, producer_worker_id, priority, dedup_key, headers, group_key
 )
 INSERT INTO pgqrs_messages (id, queue_id, payload, vt, enqueued_at, read_ct, producer_worker_id, last_error,
-                            priority, dedup_key, headers)
-SELECT id, queue_id, payload, now(), enqueued_at, 0, producer_worker_id, NULL, priority, dedup_key, headers FROM gone`),
+                            priority, dedup_key, headers, group_key)
+SELECT id, queue_id, payload, now(), enqueued_at, 0, producer_worker_id, NULL, priority, dedup_key, headers, group_key FROM gone`),
 			purgeDead: t(`DELETE FROM pgqrs_archive WHERE queue_id = $1 AND dead`),
 			// $2 is minus the stale age, in seconds.
 			workerHealth: t(`
@@ -572,9 +577,70 @@ SET next_run_at = CASE WHEN paused THEN $2 ELSE next_run_at END, paused = false,
 WHERE name = $1 AND cron = $3 AND timezone = $4`),
 			delete: t(`DELETE FROM pgqrs_schedules WHERE name = $1`),
 		},
+		flow: flowSQL{
+			// An UPDATE that changes nothing: a row lock of FOR NO KEY UPDATE
+			// strength, which limited claims of the queue wait on but
+			// enqueues (whose foreign-key check takes KEY SHARE) do not, and
+			// a RETURNING evaluated after the lock was granted, so its
+			// clock_timestamp() is later than the previous holder's commit.
+			lock: t(`
+UPDATE pgqrs_queues SET rate_count = rate_count WHERE id = $1
+RETURNING max_in_flight, group_limit, rate_limit, rate_period_ms, rate_window_at, rate_count, clock_timestamp()`),
+			settings: t(`
+SELECT max_in_flight, group_limit, rate_limit, rate_period_ms, rate_window_at, rate_count, clock_timestamp(),
+       (SELECT count(*) FROM pgqrs_messages
+        WHERE queue_id = q.id AND flow_lease AND vt > clock_timestamp() AND consumer_worker_id IS NOT NULL)
+FROM pgqrs_queues q WHERE id = $1`),
+			// The fast claim with two changes: the time is lock's ($6), and
+			// the outer LIMIT is also bounded by max_in_flight minus the
+			// unexpired limited leases, counted in pgqrs_messages_flow. The
+			// statement runs after lock in the same transaction, so under
+			// READ COMMITTED its snapshot holds every earlier limited claim
+			// of the queue (they committed before lock was granted).
+			claim: t(`
+WITH picked AS (
+    SELECT c.id
+    FROM (` + pgClaimLevels() + `) AS p (level)
+    CROSS JOIN LATERAL (
+        SELECT id FROM pgqrs_messages
+        WHERE queue_id = $1 AND priority = p.level AND vt <= $6::timestamptz
+        ORDER BY vt, id LIMIT (SELECT $2::bigint) FOR UPDATE SKIP LOCKED
+    ) AS c
+    WHERE EXISTS (SELECT 1 FROM pgqrs_workers WHERE id = $4 AND status IN ('ready', 'polling'))
+      AND EXISTS (SELECT 1 FROM pgqrs_queues WHERE id = $1 AND paused_at IS NULL)
+    LIMIT (SELECT greatest(0, least($2::bigint, $5::bigint - (
+        SELECT count(*) FROM pgqrs_messages
+        WHERE queue_id = $1 AND flow_lease AND vt > $6::timestamptz AND consumer_worker_id IS NOT NULL))))
+)
+UPDATE pgqrs_messages m
+SET vt = $6::timestamptz + make_interval(secs => $3::float8),
+    read_ct = m.read_ct + 1,
+    dequeued_at = coalesce(m.dequeued_at, $6::timestamptz),
+    consumer_worker_id = $4,
+    flow_lease = true
+WHERE m.id = ANY (ARRAY(SELECT id FROM picked))
+RETURNING m.id, m.payload, m.read_ct, m.enqueued_at, m.vt, m.last_error, m.priority, m.headers`),
+			count: t(`UPDATE pgqrs_queues SET rate_window_at = $2, rate_count = $3 WHERE id = $1`),
+			set: t(`
+UPDATE pgqrs_queues SET max_in_flight = $2, group_limit = $3, rate_limit = $4, rate_period_ms = $5,
+       rate_window_at = CASE WHEN rate_period_ms IS DISTINCT FROM $5 THEN NULL ELSE rate_window_at END,
+       rate_count = CASE WHEN rate_period_ms IS DISTINCT FROM $5 THEN 0 ELSE rate_count END
+WHERE id = $1 RETURNING id`),
+			lockGroups: `SELECT pg_advisory_xact_lock(1886843507, ($1::bigint % 2147483647)::integer)`,
+			promote: t(`
+WITH g AS (
+    SELECT id, vt = '9999-01-01 00:00:00+00' AS parked,
+           row_number() OVER (PARTITION BY group_key, vt = '9999-01-01 00:00:00+00' ORDER BY id) AS rn,
+           count(*) FILTER (WHERE vt < '9999-01-01 00:00:00+00') OVER (PARTITION BY group_key) AS unparked
+    FROM pgqrs_messages WHERE queue_id = $1 AND group_key IS NOT NULL
+)
+UPDATE pgqrs_messages m SET vt = now()
+FROM g, pgqrs_queues q
+WHERE m.id = g.id AND g.parked AND q.id = $1 AND g.rn <= coalesce(q.group_limit, 1) - g.unparked`),
+		},
 		indexes: []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_archive_queue",
 			"pgqrs_runs_message", "pgqrs_runs_workflow", "pgqrs_messages_key", "pgqrs_archive_key", "pgqrs_schedules_due",
-			"pgqrs_signals_unreceived", "pgqrs_signals_run", "pgqrs_archive_archived_at"},
+			"pgqrs_signals_unreceived", "pgqrs_signals_run", "pgqrs_archive_archived_at", "pgqrs_messages_flow", "pgqrs_messages_group"},
 		poolSize:       32,
 		prepare:        true,
 		installPrelude: pgInstallPrelude(schema),
@@ -627,10 +693,10 @@ WITH gone AS (
     DELETE FROM pgqrs_messages
     WHERE id = ANY ($1::bigint[]) AND consumer_worker_id = $2 AND queue_id + 0 = $3
     RETURNING id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
-              producer_worker_id, consumer_worker_id, last_error, priority, dedup_key, headers
+              producer_worker_id, consumer_worker_id, last_error, priority, dedup_key, headers, group_key
 )
 INSERT INTO pgqrs_archive (id, queue_id, payload, enqueued_at, read_ct, dequeued_at,
-                           producer_worker_id, consumer_worker_id, last_error, priority, dedup_key, headers`
+                           producer_worker_id, consumer_worker_id, last_error, priority, dedup_key, headers, group_key`
 
 // pgStepRecord starts the step-recording statements: the run, if it may
 // still take steps, marked RUNNING; the step row follows in CTE "s".
@@ -746,10 +812,11 @@ SELECT s.name, s.cron, s.timezone, q.name, w.name, s.payload, s.priority, s.head
 FROM pgqrs_schedules s JOIN pgqrs_queues q ON q.id = s.queue_id
 LEFT JOIN pgqrs_workflows w ON w.id = s.workflow_id`
 
-// pgTableName matches the names of pgqrs's tables (and its one view):
+// pgTableName matches the names of pgqrs's tables (and its one view) and
+// functions:
 // whole words, so index names such as pgqrs_messages_claim stay as they are
 // (Postgres creates an index in its table's schema).
-var pgTableName = regexp.MustCompile(`\bpgqrs_(queues|workers|messages|archive|schema_version|workflows|runs|steps|schedules|signals|signal_waits|events|retention)\b`)
+var pgTableName = regexp.MustCompile(`\bpgqrs_(queues|workers|messages|archive|schema_version|workflows|runs|steps|schedules|signals|signal_waits|events|retention|group_park|group_promote)\b`)
 
 // pgDroppedIndex matches the index a migration drops: unlike CREATE INDEX,
 // DROP INDEX finds its index through the search_path unless it is named

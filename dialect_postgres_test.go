@@ -12,6 +12,7 @@ type planNode struct {
 	SubplanName string     `json:"Subplan Name"`
 	IndexName   string     `json:"Index Name"`
 	IndexCond   string     `json:"Index Cond"`
+	RecheckCond string     `json:"Recheck Cond"`
 	ActualLoops int        `json:"Actual Loops"`
 	ActualRows  int        `json:"Actual Rows"`
 	SharedHit   int        `json:"Shared Hit Blocks"`

@@ -68,14 +68,14 @@ FROM pgqrs_queues q WHERE q.id = ?1`,
 		},
 		message: messageSQL{
 			enqueue: `
-INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id, priority, headers)
-VALUES (?1, ?2, coalesce(?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3)), ?4, ?6, ?7)
+INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id, priority, headers, group_key)
+VALUES (?1, ?2, coalesce(?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3)), ?4, ?6, ?7, ?8)
 RETURNING id`,
 			// ?2 is a JSON array of strings, each one payload's JSON text, so
 			// json_each hands back every payload exactly as sent.
 			enqueueBatch: `
-INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id, priority, headers)
-SELECT ?1, p.value, coalesce(?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3)), ?4, ?6, ?7
+INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id, priority, headers, group_key)
+SELECT ?1, p.value, coalesce(?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3)), ?4, ?6, ?7, ?8
 FROM json_each(?2) AS p
 ORDER BY p.key
 RETURNING id`,
@@ -86,9 +86,9 @@ RETURNING id`,
 			// array must be distinct. A key's period covers archived rows,
 			// which stay in the table.
 			enqueueJobs: `
-INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id, priority, headers, dedup_key)
+INSERT INTO pgqrs_messages (queue_id, payload, vt, producer_worker_id, priority, headers, dedup_key, group_key)
 SELECT ?1, j.value ->> '$.p', coalesce(j.value ->> '$.a', strftime('%Y-%m-%dT%H:%M:%fZ', 'now', j.value ->> '$.d')),
-       ?3, j.value ->> '$.r', j.value -> '$.h', j.value ->> '$.k'
+       ?3, j.value ->> '$.r', j.value -> '$.h', j.value ->> '$.k', j.value ->> '$.g'
 FROM json_each(?2) AS j
 WHERE j.value ->> '$.k' IS NULL OR NOT EXISTS (
     SELECT 1 FROM pgqrs_messages m INDEXED BY pgqrs_messages_key
@@ -122,7 +122,8 @@ SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3),
 WHERE id IN (` + sqliteClaimArms() + `
     LIMIT ?2)
   AND EXISTS (SELECT 1 FROM pgqrs_workers WHERE id = ?4 AND status IN ('ready', 'polling'))
-  AND EXISTS (SELECT 1 FROM pgqrs_queues WHERE id = ?1 AND paused_at IS NULL)
+  AND EXISTS (SELECT 1 FROM pgqrs_queues WHERE id = ?1 AND paused_at IS NULL
+              AND max_in_flight IS NULL AND rate_limit IS NULL)
 RETURNING id, payload, read_ct, enqueued_at, vt, last_error, priority, headers`,
 			// Archived in place: the row stays, out of the claim index.
 			// Settle statements look rows up by primary key: the unary "+" on
@@ -141,10 +142,13 @@ UPDATE pgqrs_messages
 SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4), consumer_worker_id = NULL
 WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3 AND archived_at IS NULL
 RETURNING id`,
+			// A limited lease (flow_lease) is renewed only while unexpired: once
+			// expired, a limited claim counted its slot free.
 			extend: `
 UPDATE pgqrs_messages
 SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?4)
 WHERE id IN (SELECT value FROM json_each(?1)) AND consumer_worker_id = ?2 AND +queue_id = ?3 AND archived_at IS NULL
+  AND (flow_lease = 0 OR vt > ` + sqliteNow + `)
 RETURNING id`,
 			fail: `
 UPDATE pgqrs_messages
@@ -490,9 +494,57 @@ SET next_run_at = CASE WHEN paused = 1 THEN ?2 ELSE next_run_at END, paused = 0,
 WHERE name = ?1 AND cron = ?3 AND timezone = ?4`,
 			delete: `DELETE FROM pgqrs_schedules WHERE name = ?1`,
 		},
+		flow: flowSQL{
+			// SQLite has one writer: a transaction that will write holds the
+			// write lock from BEGIN IMMEDIATE, so the lock statement only
+			// reads (its time is after the lock).
+			lock: `
+SELECT max_in_flight, group_limit, rate_limit, rate_period_ms, rate_window_at, rate_count, ` + sqliteNow + `
+FROM pgqrs_queues WHERE id = ?1`,
+			settings: `
+SELECT max_in_flight, group_limit, rate_limit, rate_period_ms, rate_window_at, rate_count, ` + sqliteNow + `,
+       (SELECT count(*) FROM pgqrs_messages INDEXED BY pgqrs_messages_flow
+        WHERE queue_id = q.id AND flow_lease = 1 AND archived_at IS NULL AND vt > ` + sqliteNow + `
+          AND consumer_worker_id IS NOT NULL)
+FROM pgqrs_queues q WHERE id = ?1`,
+			claim: `
+UPDATE pgqrs_messages
+SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', ?6, ?3),
+    read_ct = read_ct + 1,
+    dequeued_at = coalesce(dequeued_at, ?6),
+    consumer_worker_id = ?4,
+    flow_lease = 1
+WHERE id IN (` + strings.ReplaceAll(sqliteClaimArms(), sqliteNow, "?6") + `
+    LIMIT max(0, min(?2, coalesce(?5 - (
+        SELECT count(*) FROM pgqrs_messages INDEXED BY pgqrs_messages_flow
+        WHERE queue_id = ?1 AND flow_lease = 1 AND archived_at IS NULL AND vt > ?6
+          AND consumer_worker_id IS NOT NULL), ?2))))
+  AND EXISTS (SELECT 1 FROM pgqrs_workers WHERE id = ?4 AND status IN ('ready', 'polling'))
+  AND EXISTS (SELECT 1 FROM pgqrs_queues WHERE id = ?1 AND paused_at IS NULL)
+RETURNING id, payload, read_ct, enqueued_at, vt, last_error, priority, headers`,
+			count: `UPDATE pgqrs_queues SET rate_window_at = ?2, rate_count = ?3 WHERE id = ?1`,
+			set: `
+UPDATE pgqrs_queues SET max_in_flight = ?2, group_limit = ?3, rate_limit = ?4,
+       rate_window_at = CASE WHEN rate_period_ms IS ?5 THEN rate_window_at END,
+       rate_count = CASE WHEN rate_period_ms IS ?5 THEN rate_count ELSE 0 END,
+       rate_period_ms = ?5
+WHERE id = ?1 RETURNING id`,
+			lockGroups: `SELECT ?1 WHERE 0`,
+			promote: `
+WITH g AS (
+    SELECT id, vt = '9999-01-01T00:00:00.000Z' AS parked,
+           row_number() OVER (PARTITION BY group_key, vt = '9999-01-01T00:00:00.000Z' ORDER BY id) AS rn,
+           count(*) FILTER (WHERE vt < '9999-01-01T00:00:00.000Z') OVER (PARTITION BY group_key) AS unparked
+    FROM pgqrs_messages WHERE queue_id = ?1 AND group_key IS NOT NULL AND archived_at IS NULL
+)
+UPDATE pgqrs_messages SET vt = ` + sqliteNow + `
+FROM g, pgqrs_queues q
+WHERE pgqrs_messages.id = g.id AND g.parked AND q.id = ?1 AND g.rn <= coalesce(q.group_limit, 1) - g.unparked`,
+		},
 		indexes: []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_messages_dead",
 			"pgqrs_runs_message", "pgqrs_runs_workflow", "pgqrs_steps_start", "pgqrs_run_ends_insert",
-			"pgqrs_messages_key", "pgqrs_schedules_due", "pgqrs_signals_unreceived", "pgqrs_signals_run"},
+			"pgqrs_messages_key", "pgqrs_schedules_due", "pgqrs_signals_unreceived", "pgqrs_signals_run",
+			"pgqrs_messages_flow", "pgqrs_messages_group", "pgqrs_group_park", "pgqrs_group_promote_archived"},
 		poolSize:        8,
 		prepare:         true,
 		begin:           "BEGIN IMMEDIATE",

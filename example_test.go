@@ -683,3 +683,98 @@ func ExampleStartChild() {
 	// same run: true true
 	// total: 18 children: 3
 }
+
+// ExampleAdmin_SetLimits limits a queue to two messages in flight across
+// every consumer and process: a claim of ten takes two, and another
+// consumer gets nothing until one is archived.
+func ExampleAdmin_SetLimits() {
+	ctx := context.Background()
+	s, err := pgqrs.Open(ctx, "sqlite::memory:")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	a := s.Admin()
+	if err := a.Install(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := a.CreateQueue(ctx, "payments"); err != nil {
+		log.Fatal(err)
+	}
+	if err := a.SetLimits(ctx, "payments", pgqrs.Limits{MaxInFlight: 2, Rate: 100, RatePeriod: time.Second}); err != nil {
+		log.Fatal(err)
+	}
+	p, _ := s.Producer(ctx, "payments")
+	for i := range 5 {
+		if _, err := p.Enqueue(ctx, map[string]int{"payment": i}); err != nil {
+			log.Fatal(err)
+		}
+	}
+	c1, _ := s.Consumer(ctx, "payments")
+	c2, _ := s.Consumer(ctx, "payments")
+	first, _ := c1.Dequeue(ctx, 10)
+	second, _ := c2.Dequeue(ctx, 10)
+	l, _ := a.Limits(ctx, "payments")
+	fmt.Printf("claimed %d and %d; %s, in flight %d\n", len(first), len(second), l.Limits, l.InFlight)
+
+	if err := c1.Archive(ctx, first[0].ID); err != nil {
+		log.Fatal(err)
+	}
+	second, _ = c2.Dequeue(ctx, 10)
+	fmt.Printf("after an archive: claimed %d\n", len(second))
+	// Output:
+	// claimed 2 and 0; max-in-flight=2 rate=100/1s, in flight 2
+	// after an archive: claimed 1
+}
+
+// ExampleGroup runs the messages of one key group in order: the second
+// message of customer 42 is claimable only once the first is archived,
+// while customer 7's runs beside them.
+func ExampleGroup() {
+	ctx := context.Background()
+	s, err := pgqrs.Open(ctx, "sqlite::memory:")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	a := s.Admin()
+	if err := a.Install(ctx); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := a.CreateQueue(ctx, "events"); err != nil {
+		log.Fatal(err)
+	}
+	p, _ := s.Producer(ctx, "events")
+	for _, e := range []struct{ customer, event string }{
+		{"42", "created"}, {"42", "paid"}, {"7", "created"}, {"42", "shipped"},
+	} {
+		if _, err := p.Enqueue(ctx, map[string]string{"customer": e.customer, "event": e.event},
+			pgqrs.Group("customer-"+e.customer)); err != nil {
+			log.Fatal(err)
+		}
+	}
+	c, _ := s.Consumer(ctx, "events")
+	for {
+		msgs, err := c.Dequeue(ctx, 10)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if len(msgs) == 0 {
+			break
+		}
+		var batch []string
+		for _, m := range msgs {
+			var v map[string]string
+			_ = json.Unmarshal(m.Payload, &v)
+			batch = append(batch, v["customer"]+":"+v["event"])
+			if err := c.Archive(ctx, m.ID); err != nil {
+				log.Fatal(err)
+			}
+		}
+		fmt.Println(batch)
+	}
+	// Output:
+	// [42:created 7:created]
+	// [42:paid]
+	// [42:shipped]
+}

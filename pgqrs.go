@@ -82,6 +82,16 @@
 // for the archive, marked cancelled, and a Run loop cancels the context of
 // a handler running it. See docs/operations.md.
 //
+// # Flow control
+//
+// A queue's limits live in the database and bind every consumer in every
+// process ([Admin.SetLimits], [Limits]): at most MaxInFlight of its
+// messages leased at once, at most Rate claims per RatePeriod (a Run loop
+// waits for the next window), and key groups: messages enqueued with
+// [Group] run in enqueue order, at most PerGroup (default 1) of one group
+// at once, different groups in parallel. A queue without limits is claimed
+// exactly as before. See docs/flow-control.md.
+//
 // # Workflows
 //
 // A [Workflow] is a named Go function of typed input and output whose
@@ -547,6 +557,7 @@ type Store struct {
 	schema    schemaRepo
 	schedules scheduleRepo
 	retention retentionRepo
+	flows     flowRepo
 	hooks     *testHooks    // nil outside tests
 	workflows sync.Map      // workflow name → workflowRef, once registered
 	waitPoll  time.Duration // Runs.Wait's fixed poll (0: 10ms doubling to 1s); tests set an hour
@@ -580,7 +591,7 @@ func New(db *sql.DB, d Dialect, opts ...Option) (*Store, error) {
 	}
 	return &Store{db: db, pool: &stmtCache{db: db, off: !impl.prepare || cfg.unprepared}, d: impl, cfg: cfg, listenDSN: cfg.listenDSN,
 		queues: queueRepo{impl}, archive: archiveRepo{impl}, workers: workerRepo{impl}, messages: messageRepo{impl}, stats: statsRepo{impl}, runs: runRepo{impl}, schema: schemaRepo{impl},
-		schedules: scheduleRepo{impl}, signals: signalRepo{impl}, retention: retentionRepo{impl}}, nil
+		schedules: scheduleRepo{impl}, signals: signalRepo{impl}, retention: retentionRepo{impl}, flows: flowRepo{impl}}, nil
 }
 
 // Open opens a pool for dsn, configures it for pgqrs and checks with a real

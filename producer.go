@@ -59,6 +59,7 @@ type enqueueConfig struct {
 	headers   map[string]string
 	key       string
 	uniqueFor time.Duration
+	group     string
 	timeout   time.Duration // workflow triggers only
 	parent    int64         // workflow triggers only: StartChild's run
 }
@@ -257,7 +258,8 @@ func enqueueOptions(opts []EnqueueOption) (enqueueConfig, error) {
 // outgoing is what the options make of the stored message besides its
 // payload, and whether it is visible at once.
 func (c enqueueConfig) outgoing() (o outgoing, now bool) {
-	o = outgoing{vis: visibility{delay: c.delay, at: c.at}, priority: c.priority, key: c.key, uniqueFor: c.uniqueFor}
+	o = outgoing{vis: visibility{delay: c.delay, at: c.at}, priority: c.priority, key: c.key, uniqueFor: c.uniqueFor,
+		group: c.group}
 	if len(c.headers) > 0 {
 		o.headers, _ = json.Marshal(c.headers) // a map of strings always encodes
 	}

@@ -40,6 +40,15 @@ type outgoing struct {
 	headers   []byte
 	key       string
 	uniqueFor time.Duration
+	group     string // "" for none
+}
+
+// groupArg is the group_key column: NULL for none.
+func groupArg(g string) any {
+	if g == "" {
+		return nil
+	}
+	return g
 }
 
 // pendingJob is one message of enqueueJobs: checked JSON text and options.
@@ -78,7 +87,7 @@ func (r messageRepo) enqueue(ctx context.Context, q querier, queueID int64, payl
 	delay, at := r.visibilityArgs(o.vis)
 	var id int64
 	err := q.QueryRowContext(ctx, r.d.message.enqueue, queueID, string(payload), delay, producerArg(producer), at,
-		o.priority, headersArg(o.headers)).Scan(&id)
+		o.priority, headersArg(o.headers), groupArg(o.group)).Scan(&id)
 	return id, err
 }
 
@@ -91,7 +100,7 @@ func (r messageRepo) enqueueBatch(ctx context.Context, q querier, queueID int64,
 	}
 	delay, at := r.visibilityArgs(o.vis)
 	rows, err := q.QueryContext(ctx, r.d.message.enqueueBatch, queueID, string(array), delay, producerArg(producer), at,
-		o.priority, headersArg(o.headers))
+		o.priority, headersArg(o.headers), groupArg(o.group))
 	if err != nil {
 		return nil, err
 	}
@@ -110,6 +119,7 @@ type jobItem struct {
 	Headers   json.RawMessage `json:"h,omitempty"`
 	Key       string          `json:"k,omitempty"`
 	UniqueFor any             `json:"w,omitempty"`
+	Group     string          `json:"g,omitempty"`
 }
 
 // enqueueJobs inserts jobs in one statement, in order, and returns one ID
@@ -121,7 +131,8 @@ func (r messageRepo) enqueueJobs(ctx context.Context, q querier, queueID int64, 
 	unkeyed := 0
 	for i, j := range jobs {
 		delay, at := r.visibilityArgs(j.out.vis)
-		it := jobItem{Payload: string(j.payload), Delay: delay, At: at, Priority: j.out.priority, Headers: j.out.headers, Key: j.out.key}
+		it := jobItem{Payload: string(j.payload), Delay: delay, At: at, Priority: j.out.priority, Headers: j.out.headers,
+			Key: j.out.key, Group: j.out.group}
 		if j.out.uniqueFor > 0 {
 			it.UniqueFor = r.d.secondsArg(-j.out.uniqueFor)
 		}
@@ -216,6 +227,12 @@ func (r messageRepo) dequeue(ctx context.Context, q querier, queue *Queue, n int
 	if err != nil {
 		return nil, err
 	}
+	return scanClaimed(rows, queue, n)
+}
+
+// scanClaimed reads the rows of a claim (dequeue, flowRepo.claim) into
+// messages in claim order.
+func scanClaimed(rows *sql.Rows, queue *Queue, n int) ([]*Message, error) {
 	defer rows.Close()
 	msgs := make([]*Message, 0, n)
 	for rows.Next() {

@@ -395,7 +395,7 @@ func (r *runner) claimLoop(ctx context.Context, limit int, wake <-chan struct{})
 		n := min(r.o.BatchSize, free)
 		// The claim itself outlives ctx: a claim cut off mid-flight could
 		// lease messages nobody will process.
-		msgs, err := r.c.claim(r.bg, n, cfg)
+		msgs, pace, err := r.c.claimPaced(r.bg, n, cfg)
 		if errors.Is(err, ErrClosed) {
 			r.log.Error("pgqrs: store closed; stopping")
 			return
@@ -420,7 +420,13 @@ func (r *runner) claimLoop(ctx context.Context, limit int, wake <-chan struct{})
 				r.work <- fresh
 			}
 		}
-		if claimed < n {
+		switch {
+		case claimed < n && pace > 0:
+			// The queue's rate window is full: nothing can be claimed before
+			// the next one opens, whatever arrives meanwhile.
+			r.log.Debug("pgqrs: rate limited", "next_window_in", pace)
+			wait(nil, pace)
+		case claimed < n:
 			r.log.Debug("pgqrs: idle")
 			wait(wake, r.o.PollInterval)
 		}

@@ -133,6 +133,11 @@ func (r *runner) settled(ls []*lease) {
 	case r.freed <- struct{}{}:
 	default:
 	}
+	if r.c.limited.Load() {
+		// Room under the queue's max_in_flight for this process's other
+		// idle loops on the queue (and this one).
+		r.c.s.wake(queueWake(r.c.queueID))
+	}
 }
 
 // keepLeases extends the lease of every claimed, unsettled message (waiting

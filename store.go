@@ -579,11 +579,12 @@ func (d *dialect) loadMigrations() ([]migration, error) {
 
 // splitStatements splits migration text into single statements (Turso's
 // WebSocket transport takes one statement per call). A statement ends at a
-// line ending in ";", except inside CREATE TRIGGER, which ends at "END;".
+// line ending in ";", except inside CREATE TRIGGER, which ends at "END;",
+// and inside CREATE [OR REPLACE] FUNCTION, which ends at "$$;".
 func splitStatements(text string) []string {
 	var out []string
 	var cur strings.Builder
-	inTrigger := false
+	inTrigger, inFunction := false, false
 	for line := range strings.Lines(text) {
 		trimmed := strings.TrimSpace(line)
 		if cur.Len() == 0 && (trimmed == "" || strings.HasPrefix(trimmed, "--")) {
@@ -592,12 +593,22 @@ func splitStatements(text string) []string {
 		if cur.Len() == 0 && strings.HasPrefix(strings.ToUpper(trimmed), "CREATE TRIGGER") {
 			inTrigger = true
 		}
+		if upper := strings.ToUpper(trimmed); cur.Len() == 0 &&
+			(strings.HasPrefix(upper, "CREATE FUNCTION") || strings.HasPrefix(upper, "CREATE OR REPLACE FUNCTION")) {
+			inFunction = true
+		}
 		cur.WriteString(line)
-		end := strings.HasSuffix(trimmed, ";") && (!inTrigger || strings.EqualFold(trimmed, "END;"))
+		end := strings.HasSuffix(trimmed, ";")
+		switch {
+		case inTrigger:
+			end = strings.EqualFold(trimmed, "END;")
+		case inFunction:
+			end = strings.HasSuffix(trimmed, "$$;")
+		}
 		if end {
 			out = append(out, strings.TrimSpace(cur.String()))
 			cur.Reset()
-			inTrigger = false
+			inTrigger, inFunction = false, false
 		}
 	}
 	if strings.TrimSpace(cur.String()) != "" {

@@ -182,7 +182,7 @@ func TestErrorTranslation(t *testing.T) {
 		if !s.d.isUnique(err) || !strings.Contains(s.translate(err).Error(), errUnique.Error()) {
 			t.Errorf("duplicate queue name: %v not classified as a unique violation", err)
 		}
-		_, err = s.DB().ExecContext(ctx, s.d.message.enqueue, 424242, `{}`, s.d.secondsArg(0), nil, nil, 0, nil)
+		_, err = s.DB().ExecContext(ctx, s.d.message.enqueue, 424242, `{}`, s.d.secondsArg(0), nil, nil, 0, nil, nil)
 		if !s.d.isForeignKey(err) {
 			t.Errorf("message for a missing queue: %v not classified as a foreign key violation", err)
 		}

@@ -34,6 +34,7 @@ func sendCommand(c *cli, fs *flag.FlagSet) runFunc {
 	fs.StringVar(&o.key, "key", "", "unique key: nothing is enqueued while a live message of the queue has it (prints that message's ID, a duplicate)")
 	fs.DurationVar(&o.uniqueFor, "unique-for", 0, "with --key: the key also stays taken for this long after its message was enqueued, archived or not (e.g. 24h)")
 	fs.Var(&o.headers, "header", "a header key=value stored with the message (repeatable)")
+	fs.StringVar(&o.group, "group", "", "key group: the queue runs a group's messages in order, at most its per-group limit at once (see \"pgqrs queue limit\")")
 	return func(ctx context.Context, args []string) error { return c.send(ctx, args, o) }
 }
 
@@ -41,7 +42,7 @@ func sendCommand(c *cli, fs *flag.FlagSet) runFunc {
 type sendOptions struct {
 	delay, uniqueFor time.Duration
 	count, priority  int
-	key              string
+	key, group       string
 	headers          headerFlags
 }
 
@@ -191,16 +192,136 @@ func (c *cli) queueCreate(ctx context.Context, args []string) error {
 	})
 }
 
+// listedQueue is a row of "queue list": the queue with its flow control.
+type listedQueue struct {
+	*pgqrs.Queue
+	Limits   pgqrs.Limits `json:"limits"`
+	InFlight int64        `json:"in_flight"`
+}
+
 func (c *cli) queueList(ctx context.Context, _ []string) error {
-	return query(ctx, c, func(s *pgqrs.Store) ([]*pgqrs.Queue, error) {
+	return query(ctx, c, func(s *pgqrs.Store) ([]listedQueue, error) {
 		qs, err := s.Admin().ListQueues(ctx)
-		return jsonList(qs), err
-	}, func(w io.Writer, qs []*pgqrs.Queue) error {
-		t := newTable(w, "ID", "NAME", "CREATED", "PAUSED")
+		if err != nil {
+			return nil, err
+		}
+		out := make([]listedQueue, 0, len(qs))
 		for _, q := range qs {
-			t.row(num(q.ID), q.Name, timeCell(q.CreatedAt), timeCell(q.PausedAt))
+			l, err := s.Admin().Limits(ctx, q.Name)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, listedQueue{Queue: q, Limits: l.Limits, InFlight: l.InFlight})
+		}
+		return out, nil
+	}, func(w io.Writer, qs []listedQueue) error {
+		t := newTable(w, "ID", "NAME", "CREATED", "PAUSED", "LIMITS", "IN FLIGHT")
+		for _, q := range qs {
+			t.row(num(q.ID), q.Name, timeCell(q.CreatedAt), timeCell(q.PausedAt), q.Limits.String(), inFlightCell(q.Limits, q.InFlight))
 		}
 		return t.flush()
+	})
+}
+
+// inFlightCell is the IN FLIGHT column: the limited leases held, against
+// max-in-flight when set ("3/16"), "-" for a queue without limits (its
+// claims are not counted).
+func inFlightCell(l pgqrs.Limits, n int64) string {
+	switch {
+	case l.MaxInFlight > 0:
+		return fmt.Sprintf("%d/%d", n, l.MaxInFlight)
+	case l.Rate > 0 || n > 0:
+		return num(n)
+	}
+	return "-"
+}
+
+// queueLimitCommand: "queue limit NAME [--max-in-flight N] [--per-group N]
+// [--rate N/PERIOD] [--none]". The flags given change those settings (0 or
+// "none" clears one), the others stay; --none clears them all; with no
+// flag it prints the current ones.
+func queueLimitCommand(c *cli, fs *flag.FlagSet) runFunc {
+	var o limitOptions
+	fs.IntVar(&o.maxInFlight, "max-in-flight", 0, "at most N of the queue's messages leased at once, across every process (0: no limit)")
+	fs.IntVar(&o.perGroup, "per-group", 0, "at most N messages of one key group leased at once, in order (0: the default, 1)")
+	fs.StringVar(&o.rate, "rate", "", "at most N claims per PERIOD across every process, e.g. 100/1s or 5000/1h (none: no limit)")
+	fs.BoolVar(&o.none, "none", false, "clear every limit of the queue")
+	return func(ctx context.Context, args []string) error {
+		fs.Visit(func(f *flag.Flag) { o.set = append(o.set, f.Name) })
+		return c.queueLimit(ctx, args[0], o)
+	}
+}
+
+// limitOptions are queue limit's flags; set names the flags given.
+type limitOptions struct {
+	maxInFlight, perGroup int
+	rate                  string
+	none                  bool
+	set                   []string
+}
+
+// parseRate reads N/PERIOD ("100/1s", "5000/1h"; "none" or "" for none).
+func parseRate(v string) (n int, period time.Duration, err error) {
+	if v == "" || v == "none" || v == "0" {
+		return 0, 0, nil
+	}
+	count, per, ok := strings.Cut(v, "/")
+	if !ok {
+		return 0, 0, usagef("--rate wants N/PERIOD such as 100/1s, got %q", v)
+	}
+	if n, err = strconv.Atoi(count); err != nil || n < 1 {
+		return 0, 0, usagef("--rate %q: the count must be a positive integer", v)
+	}
+	if period, err = time.ParseDuration(per); err != nil || period <= 0 {
+		return 0, 0, usagef("--rate %q: the period must be a positive duration such as 1s, 1m or 1h", v)
+	}
+	return n, period, nil
+}
+
+func (c *cli) queueLimit(ctx context.Context, queue string, o limitOptions) error {
+	if o.none && len(o.set) > 1 {
+		return usagef("--none clears every limit: give it alone")
+	}
+	for _, f := range []struct {
+		name string
+		n    int
+	}{{"--max-in-flight", o.maxInFlight}, {"--per-group", o.perGroup}} {
+		if f.n < 0 {
+			return usagef("%s must not be negative, got %d", f.name, f.n)
+		}
+	}
+	rate, period, err := parseRate(o.rate)
+	if err != nil {
+		return err
+	}
+	return query(ctx, c, func(s *pgqrs.Store) (pgqrs.QueueLimits, error) {
+		a := s.Admin()
+		if len(o.set) > 0 {
+			cur, err := a.Limits(ctx, queue)
+			if err != nil {
+				return cur, err
+			}
+			l := cur.Limits
+			for _, name := range o.set {
+				switch name {
+				case "none":
+					l = pgqrs.Limits{}
+				case "max-in-flight":
+					l.MaxInFlight = o.maxInFlight
+				case "per-group":
+					l.PerGroup = o.perGroup
+				case "rate":
+					l.Rate, l.RatePeriod = rate, period
+				}
+			}
+			if err := a.SetLimits(ctx, queue, l); err != nil {
+				return cur, err
+			}
+		}
+		return a.Limits(ctx, queue)
+	}, func(w io.Writer, l pgqrs.QueueLimits) error {
+		_, err := fmt.Fprintf(w, "queue %q: %s; in flight: %s\n", queue, l.Limits, inFlightCell(l.Limits, l.InFlight))
+		return err
 	})
 }
 
@@ -350,6 +471,9 @@ func (c *cli) send(ctx context.Context, args []string, o sendOptions) (err error
 	}
 	if o.priority != pgqrs.DefaultPriority {
 		opts = append(opts, pgqrs.Priority(o.priority))
+	}
+	if o.group != "" {
+		opts = append(opts, pgqrs.Group(o.group))
 	}
 	if o.key != "" {
 		opts = append(opts, pgqrs.Key(o.key))

@@ -121,6 +121,7 @@ func commands() []command {
 		{name: "queue pause", args: "NAME", summary: "stop every consumer of a queue claiming from it (enqueue still works)", minArgs: 1, maxArgs: 1, setup: noFlags((*cli).queuePause)},
 		{name: "queue resume", args: "NAME", summary: "let the consumers of a paused queue claim again", minArgs: 1, maxArgs: 1, setup: noFlags((*cli).queueResume)},
 		{name: "queue retention", args: "NAME", summary: "show or set how long a queue keeps archived messages and dead letters", minArgs: 1, maxArgs: 1, setup: queueRetentionCommand},
+		{name: "queue limit", args: "NAME", summary: "show or change a queue's flow control: --max-in-flight N, --per-group N, --rate N/PERIOD, --none", minArgs: 1, maxArgs: 1, setup: queueLimitCommand},
 		{name: "send", args: "QUEUE [JSON | -]", summary: "enqueue a JSON payload (from stdin with -) and print the new IDs", minArgs: 1, maxArgs: 2, setup: sendCommand},
 		{name: "recv", args: "QUEUE", summary: "claim visible messages and print them", minArgs: 1, maxArgs: 1, setup: recvCommand},
 		{name: "cancel", args: "QUEUE ID...", summary: "cancel live messages: they move to the archive, marked cancelled", minArgs: 2, maxArgs: -1, setup: noFlags((*cli).cancel)},

@@ -97,7 +97,7 @@ func (t *table) flush() error {
 
 // metricsTable writes queue metrics as a table.
 func metricsTable(w io.Writer, ms []pgqrs.QueueMetrics) error {
-	t := newTable(w, "QUEUE", "PENDING", "VISIBLE", "LEASED", "DELAYED", "ARCHIVED", "DEAD", "OLDEST PENDING", "PAUSED")
+	t := newTable(w, "QUEUE", "PENDING", "VISIBLE", "LEASED", "DELAYED", "ARCHIVED", "DEAD", "OLDEST PENDING", "PAUSED", "IN FLIGHT", "LIMITS")
 	for _, m := range ms {
 		oldest := "-"
 		if !m.OldestPending.IsZero() {
@@ -107,7 +107,8 @@ func metricsTable(w io.Writer, ms []pgqrs.QueueMetrics) error {
 		if m.Paused {
 			paused = "yes"
 		}
-		t.row(m.Queue, num(m.Pending), num(m.Visible), num(m.Leased), num(m.Delayed), num(m.Archived), num(m.Dead), oldest, paused)
+		t.row(m.Queue, num(m.Pending), num(m.Visible), num(m.Leased), num(m.Delayed), num(m.Archived), num(m.Dead), oldest, paused,
+			inFlightCell(m.Limits, m.InFlight), m.Limits.String())
 	}
 	return t.flush()
 }

@@ -43,7 +43,7 @@ const (
 )
 
 // scenarios lists the scenarios in the order bench runs them.
-var scenarios = []string{"drain", "floor", "drain-priority", "drain-run", "enqueue", "enqueue-unique", "latency", "workflow"}
+var scenarios = []string{"drain", "floor", "drain-priority", "drain-run", "drain-limited", "drain-grouped", "enqueue", "enqueue-unique", "latency", "workflow"}
 
 // Config holds the flags of "pgqrs bench".
 type Config struct {
@@ -107,26 +107,29 @@ type Machine struct {
 
 // Result is one row of bench's output: one JSON line with --json.
 type Result struct {
-	Scenario    string       `json:"scenario"` // drain, floor, drain-priority, drain-run, enqueue, enqueue-unique, latency, workflow
-	Backend     string       `json:"backend"`  // sqlite, postgres, turso-http, turso-ws, turso-libsql
-	Mode        string       `json:"mode,omitempty"`
-	Consumers   int          `json:"consumers,omitempty"`
-	Concurrency int          `json:"concurrency,omitempty"`
-	Batch       int          `json:"batch"`
-	Backlog     int          `json:"backlog,omitempty"`
-	FillSeconds float64      `json:"fill_seconds,omitempty"` // drain, floor, drain-run: how long the prefill took
-	TargetRate  float64      `json:"target_rate,omitempty"`
-	PollMs      float64      `json:"poll_ms,omitempty"`
-	Messages    int64        `json:"messages"`
-	Seconds     float64      `json:"seconds"`
-	MsgsPerSec  float64      `json:"msgs_per_sec"`
-	FloorRatio  *float64     `json:"floor_ratio,omitempty"` // drain ÷ floor at the same consumers × batch
-	DequeueMs   *Percentiles `json:"dequeue_ms,omitempty"`
-	ArchiveMs   *Percentiles `json:"archive_ms,omitempty"`
-	LatencyMs   *Percentiles `json:"latency_ms,omitempty"` // latency: enqueue → handler start; enqueue: one call
-	EmptyPolls  int64        `json:"empty_polls"`
-	Errors      int64        `json:"errors"`
-	Machine     Machine      `json:"machine"`
+	Scenario    string   `json:"scenario"` // drain, floor, drain-priority, drain-run, drain-limited, drain-grouped, enqueue, enqueue-unique, latency, workflow
+	Backend     string   `json:"backend"`  // sqlite, postgres, turso-http, turso-ws, turso-libsql
+	Mode        string   `json:"mode,omitempty"`
+	Consumers   int      `json:"consumers,omitempty"`
+	Concurrency int      `json:"concurrency,omitempty"`
+	Batch       int      `json:"batch"`
+	Backlog     int      `json:"backlog,omitempty"`
+	FillSeconds float64  `json:"fill_seconds,omitempty"` // drain, floor, drain-run: how long the prefill took
+	TargetRate  float64  `json:"target_rate,omitempty"`
+	PollMs      float64  `json:"poll_ms,omitempty"`
+	Messages    int64    `json:"messages"`
+	Seconds     float64  `json:"seconds"`
+	MsgsPerSec  float64  `json:"msgs_per_sec"`
+	FloorRatio  *float64 `json:"floor_ratio,omitempty"` // drain ÷ floor at the same consumers × batch
+	// TenthsPerSec: drain-limited, drain-grouped: the rate of each tenth
+	// of the drain, first to last.
+	TenthsPerSec []float64    `json:"tenths_msgs_per_sec,omitempty"`
+	DequeueMs    *Percentiles `json:"dequeue_ms,omitempty"`
+	ArchiveMs    *Percentiles `json:"archive_ms,omitempty"`
+	LatencyMs    *Percentiles `json:"latency_ms,omitempty"` // latency: enqueue → handler start; enqueue: one call
+	EmptyPolls   int64        `json:"empty_polls"`
+	Errors       int64        `json:"errors"`
+	Machine      Machine      `json:"machine"`
 }
 
 // bencher runs the scenarios of one invocation.
@@ -361,6 +364,26 @@ func (b *bencher) run(ctx context.Context, scen map[string]bool, consumers, batc
 					return err
 				}
 			}
+		}
+	}
+	if scen["drain-limited"] {
+		rs, err := b.drainLimited(ctx)
+		if err != nil {
+			return fmt.Errorf("drain-limited: %w", err)
+		}
+		for _, r := range rs {
+			if err := b.emit(r); err != nil {
+				return err
+			}
+		}
+	}
+	if scen["drain-grouped"] {
+		r, err := b.drainGrouped(ctx)
+		if err != nil {
+			return fmt.Errorf("drain-grouped: %w", err)
+		}
+		if err := b.emit(r); err != nil {
+			return err
 		}
 	}
 	if scen["enqueue"] {

@@ -87,10 +87,14 @@ func TestWorkflowChildrenAcrossPools(t *testing.T) {
 				wg.Go(func() { errs <- child.Serve(sctx, s, o) })
 			}
 			want := kids * (kids - 1)
+			// One deadline for the whole fan: under -race beside the rest
+			// of the suite, SQLite's four pools contending for one file
+			// took over two minutes before the first parent finished
+			// (72 s for all of them with little else running).
+			wctx, wcancel := context.WithTimeout(ctx, 8*time.Minute)
+			defer wcancel()
 			for _, id := range ids {
-				wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
 				got, err := parent.Result(wctx, stores[0], id)
-				wcancel()
 				if err != nil || got != want {
 					t.Fatalf("parent %d = %d, %v, want %d", id, got, err, want)
 				}

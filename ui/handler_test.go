@@ -243,6 +243,11 @@ func TestPagesAndAPI(t *testing.T) {
 			Workers map[string]any `json:"workers"`
 		}
 		c.api("/api/overview", 200, &ov)
+		// The same counts for a Prometheus scraper.
+		if st, body, h := c.get("/metrics"); st != 200 || !strings.HasPrefix(h.Get("Content-Type"), "text/plain; version=0.0.4") ||
+			!strings.Contains(body, `pgqrs_queue_messages{queue="emails",state="dead"} 2`) {
+			t.Errorf("GET /metrics: status %d, type %q:\n%s", st, h.Get("Content-Type"), body)
+		}
 		if len(ov.Queues) < 3 || ov.System["queues"] == nil || ov.Workers["polling"] == nil {
 			t.Errorf("overview = %+v", ov)
 		}
@@ -538,6 +543,9 @@ func TestReadOnlyAndAuthorize(t *testing.T) {
 	}
 	var e map[string]any
 	denied.api("/api/overview", http.StatusForbidden, &e)
+	if st, _, _ := denied.get("/metrics"); st != http.StatusForbidden {
+		t.Errorf("GET /metrics past a refusing Authorize: status %d, want 403", st)
+	}
 	head, _ := http.NewRequest(http.MethodHead, denied.base+"/", nil)
 	if st, _, _ := denied.do(head); st != http.StatusForbidden {
 		t.Errorf("HEAD past a refusing Authorize: status %d, want 403", st)

@@ -26,6 +26,7 @@
 package ui
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -152,6 +153,7 @@ func (s *server) routes() {
 	m.HandleFunc("GET /api/run", s.api(s.runPage))
 	m.HandleFunc("GET /api/schedules", s.api(s.schedulesPage))
 	m.HandleFunc("POST /api/actions/{action}", s.apiAction)
+	m.HandleFunc("GET /metrics", s.metrics)
 	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusNotFound, "no such endpoint")
 	})
@@ -196,6 +198,20 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// metrics serves the per-queue gauges in the Prometheus text format
+// ([pgqrs.Admin.WritePrometheus]), for a scraper pointed at the dashboard.
+// It is a view like the pages: Authorize is asked with "view".
+func (s *server) metrics(w http.ResponseWriter, r *http.Request) {
+	var buf bytes.Buffer
+	if err := s.store.Admin().WritePrometheus(r.Context(), &buf); err != nil {
+		st, msg := s.classify(r, err)
+		s.fail(w, r, st, msg)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	_, _ = w.Write(buf.Bytes())
 }
 
 func cmpOr(a, b string) string {

@@ -32,10 +32,11 @@ apt_install() {
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
-# A port nobody listens on, starting from a random base (a connect attempt that fails
+# A port nobody listens on, starting from a random base below Linux's ephemeral range
+# (32768 up: a client connection made meanwhile cannot take it; a connect attempt that fails
 # means the port is free; loopback refuses at once).
 free_port() {
-	local p=$((20000 + RANDOM % 40000)) i
+	local p=$((20000 + RANDOM % 12000)) i
 	for ((i = 0; i < 200; i++, p++)); do
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
 	done

@@ -313,7 +313,7 @@ func TestCommandFlags(t *testing.T) {
 	others := slices.Sorted(maps.Keys(all))
 	// A few commands' flags as docs/cli.md lists them.
 	for name, want := range map[string][]string{
-		"send": {"count", "delay", "header", "key", "priority", "unique-for"}, "recv": {"archive", "batch", "vt"}, "queue list": nil,
+		"send": {"count", "delay", "group", "header", "key", "priority", "unique-for"}, "recv": {"archive", "batch", "vt"}, "queue list": nil,
 		"archive list": {"before", "limit"}, "workers reclaim": {"stale"}, "workflow purge": {"older-than"},
 	} {
 		if got := own[name]; !slices.Equal(got, want) {

@@ -574,7 +574,10 @@ func TestWorkflowDetectsNondeterministicReplay(t *testing.T) {
 				seen.Store(err)
 				return "swallowed", nil // a careless function; the run must fail anyway
 			}
-			if err := Sleep(ctx, run, "nap", 300*time.Millisecond); err != nil {
+			// The deploy below must land while the run sleeps: the first
+			// server is stopped within this nap of the run starting it (at
+			// 300 ms, a loaded CI machine let the old code finish the run).
+			if err := Sleep(ctx, run, "nap", 3*time.Second); err != nil {
 				return "", err
 			}
 			return Step(ctx, run, "ship", func(context.Context) (string, error) { afterRan.Add(1); return "shipped", nil })

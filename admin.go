@@ -457,18 +457,28 @@ func (a *Admin) ListArchived(ctx context.Context, queue string, page ArchivePage
 	return a.listArchive(ctx, queue, false, page)
 }
 
+// pageBounds validates a listing's page (limit, before-ID) and returns it
+// with its defaults: 100 rows, from the newest ID.
+func (a *Admin) pageBounds(what, queue string, limit int, before int64) (int, int64, error) {
+	if limit < 0 || before < 0 {
+		return 0, 0, fmt.Errorf("%s of %q: %w: page limit and before-ID must not be negative", what, queue, ErrInvalidArgument)
+	}
+	if limit > a.s.cfg.maxBatch {
+		return 0, 0, fmt.Errorf("%s of %q: %w: page of %d, limit %d", what, queue, ErrBatchTooLarge, limit, a.s.cfg.maxBatch)
+	}
+	if limit == 0 {
+		limit = 100
+	}
+	if before == 0 {
+		before = math.MaxInt64
+	}
+	return limit, before, nil
+}
+
 func (a *Admin) listArchive(ctx context.Context, queue string, dead bool, page ArchivePage) ([]*ArchivedMessage, error) {
-	if page.Limit < 0 || page.BeforeID < 0 {
-		return nil, fmt.Errorf("list archive of %q: %w: page limit and before-ID must not be negative", queue, ErrInvalidArgument)
-	}
-	if page.Limit > a.s.cfg.maxBatch {
-		return nil, fmt.Errorf("list archive of %q: %w: page of %d, limit %d", queue, ErrBatchTooLarge, page.Limit, a.s.cfg.maxBatch)
-	}
-	if page.Limit == 0 {
-		page.Limit = 100
-	}
-	if page.BeforeID == 0 {
-		page.BeforeID = math.MaxInt64
+	var err error
+	if page.Limit, page.BeforeID, err = a.pageBounds("list archive", queue, page.Limit, page.BeforeID); err != nil {
+		return nil, err
 	}
 	q, err := a.GetQueue(ctx, queue)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"time"
 )
 
@@ -69,17 +68,9 @@ func (a *Admin) ListMessages(ctx context.Context, queue string, page MessagePage
 	default:
 		return nil, fmt.Errorf("list messages of %q: %w: unknown state %q (want visible, leased or delayed)", queue, ErrInvalidArgument, page.State)
 	}
-	if page.Limit < 0 || page.BeforeID < 0 {
-		return nil, fmt.Errorf("list messages of %q: %w: page limit and before-ID must not be negative", queue, ErrInvalidArgument)
-	}
-	if page.Limit > a.s.cfg.maxBatch {
-		return nil, fmt.Errorf("list messages of %q: %w: page of %d, limit %d", queue, ErrBatchTooLarge, page.Limit, a.s.cfg.maxBatch)
-	}
-	if page.Limit == 0 {
-		page.Limit = 100
-	}
-	if page.BeforeID == 0 {
-		page.BeforeID = math.MaxInt64
+	var err error
+	if page.Limit, page.BeforeID, err = a.pageBounds("list messages", queue, page.Limit, page.BeforeID); err != nil {
+		return nil, err
 	}
 	q, err := a.GetQueue(ctx, queue)
 	if err != nil {

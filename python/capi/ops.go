@@ -161,7 +161,9 @@ var adminOps = map[string]func(ctx context.Context, s *pgqrs.Store, in []byte) (
 		}
 		return s.Admin().QueueMetrics(ctx, a.Queue)
 	},
-	"all_metrics":  func(ctx context.Context, s *pgqrs.Store, _ []byte) (any, error) { return s.Admin().AllQueueMetrics(ctx) },
+	"all_metrics": func(ctx context.Context, s *pgqrs.Store, _ []byte) (any, error) {
+		return s.Admin().AllQueueMetrics(ctx)
+	},
 	"system_stats": func(ctx context.Context, s *pgqrs.Store, _ []byte) (any, error) { return s.Admin().SystemStats(ctx) },
 	"dead_letters": func(ctx context.Context, s *pgqrs.Store, in []byte) (any, error) {
 		a, err := args[pageArgs](in)
@@ -497,13 +499,17 @@ var queueOps = map[string]op{
 		return msgs, err
 	},
 	"consumer.archive": func(in []byte) (any, error) {
-		return settle(in, func(c *pgqrs.Consumer, ctx context.Context, id int64, _ time.Duration) error { return c.Archive(ctx, id) },
+		return settle(in, func(c *pgqrs.Consumer, ctx context.Context, id int64, _ time.Duration) error {
+			return c.Archive(ctx, id)
+		},
 			func(c *pgqrs.Consumer, ctx context.Context, ids []int64, _ time.Duration) ([]bool, error) {
 				return c.ArchiveBatch(ctx, ids)
 			})
 	},
 	"consumer.delete": func(in []byte) (any, error) {
-		return settle(in, func(c *pgqrs.Consumer, ctx context.Context, id int64, _ time.Duration) error { return c.Delete(ctx, id) },
+		return settle(in, func(c *pgqrs.Consumer, ctx context.Context, id int64, _ time.Duration) error {
+			return c.Delete(ctx, id)
+		},
 			func(c *pgqrs.Consumer, ctx context.Context, ids []int64, _ time.Duration) ([]bool, error) {
 				return c.DeleteBatch(ctx, ids)
 			})

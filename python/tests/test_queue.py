@@ -28,6 +28,7 @@ class Base(unittest.TestCase):
     def each(self):
         for dsn in DSNS:
             with self.subTest(dsn=dsn.split("://")[0].split(":")[0]):
+                self._dsn = dsn
                 with pgqrs.open(dsn) as s:
                     s.admin.install()
                     yield s

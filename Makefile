@@ -1,4 +1,4 @@
-.PHONY: test services-up services-down
+.PHONY: test services-up services-down python
 
 # Start throwaway PostgreSQL + sqld, run the whole suite, stop them.
 test:
@@ -11,3 +11,7 @@ services-up:
 
 services-down:
 	./scripts/services.sh stop .testenv
+
+# The Python package's shared library (python/capi, cgo), built into the package.
+python:
+	go build -buildmode=c-shared -o python/pgqrs/_lib/libpgqrs.so ./python/capi

@@ -64,4 +64,15 @@ for mod in contrib/*/; do
 	echo "test.sh: go test in $mod"
 	(cd "$mod" && go test -race -count=1 -parallel "${PGQRS_TEST_PARALLEL:-8}" -timeout 10m ./... "$@") || status=$?
 done
+# The Python package (python/, issue 16): build the shared library into it and
+# run its unittest suite on SQLite, Postgres and Turso, after go test (cmd/pgqrs's
+# tests wipe the database of PGQRS_TEST_TURSO_URL). stdlib unittest: no pytest needed.
+echo "test.sh: python tests"
+if make python >/dev/null; then
+	py=$(command -v python3 || echo /usr/bin/python3)
+	(cd python && PGQRS_PY_DSNS="sqlite:$(mktemp -d)/py.db ${PGQRS_TEST_POSTGRES_DSN:-} ${PGQRS_TEST_UI_TURSO_URL:-${PGQRS_TEST_TURSO_URL:-}}" \
+		"$py" -m unittest discover -s tests) || status=$?
+else
+	status=1
+fi
 exit "$status"

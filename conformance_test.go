@@ -1459,6 +1459,16 @@ var repoCases = map[string]repoCase{
 		e.must(err, "holders")
 		e.equal("holders", holders, map[int64]int64{a: c, free: 0})
 	}},
+	"messageRepo.explainDequeue": {run: func(e *repoEnv) {
+		q := e.queue("q")
+		c := e.worker("c", q, "consumer")
+		e.enqueue(q, `1`)
+		lines, err := e.s.messages.explainDequeue(e.ctx, e.q, q, 10, time.Minute, c)
+		e.must(err, "explainDequeue")
+		if plan := strings.Join(lines, "\n"); !strings.Contains(plan, "pgqrs_messages_claim") {
+			e.t.Errorf("the plan does not read the claim index:\n%s", plan)
+		}
+	}},
 	"messageRepo.countHeld": {run: func(e *repoEnv) {
 		h := e.held3()
 		e.equal("c1", e.held(h.c1), 2)

@@ -133,6 +133,38 @@ func (c *Consumer) Dequeue(ctx context.Context, n int, opts ...DequeueOption) ([
 	return c.claim(ctx, n, cfg)
 }
 
+// ExplainDequeue returns the database's plan of the plain claim of
+// Dequeue(n) for this consumer, one line per element, for diagnosing a
+// slow claim. On Postgres it is EXPLAIN (ANALYZE, BUFFERS): the claim runs
+// in a transaction that is rolled back, so the plan shows the rows and
+// pages it read and nothing stays claimed. On SQLite and Turso it is
+// EXPLAIN QUERY PLAN, which runs nothing. A queue with MaxInFlight or Rate
+// set claims through another statement ([Admin.SetLimits]); the plan
+// shown is the plain claim's all the same (which claims nothing there).
+func (c *Consumer) ExplainDequeue(ctx context.Context, n int) ([]string, error) {
+	if err := c.s.check(); err != nil {
+		return nil, err
+	}
+	if n < 1 || n > c.s.cfg.maxBatch {
+		return nil, fmt.Errorf("explain dequeue from %q: %w: batch size must be 1 to %d, got %d", c.queue, ErrInvalidArgument, c.s.cfg.maxBatch, n)
+	}
+	var lines []string
+	err := c.s.inTx(ctx, func(ctx context.Context, q querier) (err error) {
+		lines, err = c.s.messages.explainDequeue(ctx, q, &Queue{ID: c.queueID, Name: c.queue}, n, DefaultVisibilityTimeout, c.id)
+		if err != nil {
+			return err
+		}
+		return errRollback
+	})
+	if !errors.Is(err, errRollback) {
+		return nil, fmt.Errorf("explain dequeue from %q: %w", c.queue, err)
+	}
+	return lines, nil
+}
+
+// errRollback ends an inTx whose effects must not stay.
+var errRollback = errors.New("rolled back on purpose")
+
 func (c *Consumer) claim(ctx context.Context, n int, cfg dequeueConfig) ([]*Message, error) {
 	msgs, _, err := c.claimPaced(ctx, n, cfg)
 	return msgs, err

@@ -180,6 +180,10 @@ type messageSQL struct {
 	// list is for dashboards, not hot paths: it walks the queue's live
 	// messages by ID, newest first, and filters by state.
 	list string // (queue, state: "visible", "leased", "delayed" or "" for all, IDs below, limit) → id, payload, headers, priority, read_ct, enqueued_at, vt, dequeued_at, consumer_worker_id or 0, last_error or "", state
+	// explain is the prefix that makes a statement report its plan instead
+	// of its rows: on Postgres EXPLAIN (ANALYZE, BUFFERS), which runs it
+	// (the caller rolls back), on SQLite and Turso EXPLAIN QUERY PLAN.
+	explain string // prefix of (a statement's arguments) → one row per plan line, its text in the last column
 }
 
 // archiveSQL: pgqrs_archive, archived messages and dead letters.

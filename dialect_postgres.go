@@ -245,6 +245,7 @@ FROM (SELECT m.*, CASE WHEN m.vt <= now() THEN 'visible'
       FROM pgqrs_messages m WHERE m.queue_id = $1 AND m.id < $3) l
 WHERE $2::text = '' OR state = $2::text
 ORDER BY id DESC LIMIT $4`),
+			explain: `EXPLAIN (ANALYZE, BUFFERS) `,
 		},
 		archive: archiveSQL{
 			get: t(`

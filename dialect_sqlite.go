@@ -203,6 +203,7 @@ FROM (SELECT m.*, CASE WHEN m.vt <= ` + sqliteNow + ` THEN 'visible'
       FROM pgqrs_messages m WHERE m.queue_id = ?1 AND m.archived_at IS NULL AND m.id < ?3)
 WHERE ?2 = '' OR state = ?2
 ORDER BY id DESC LIMIT ?4`,
+			explain: `EXPLAIN QUERY PLAN `,
 		},
 		archive: archiveSQL{
 			get: `

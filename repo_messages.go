@@ -230,6 +230,36 @@ func (r messageRepo) dequeue(ctx context.Context, q querier, queue *Queue, n int
 	return scanClaimed(rows, queue, n)
 }
 
+// explainDequeue returns the database's plan of dequeue with the same
+// arguments, one line per row: on Postgres the statement runs (EXPLAIN
+// ANALYZE: run it in a transaction and roll back), elsewhere it is only
+// planned.
+func (r messageRepo) explainDequeue(ctx context.Context, q querier, queue *Queue, n int, vt time.Duration, consumer int64) ([]string, error) {
+	rows, err := q.QueryContext(ctx, r.d.message.explain+r.d.message.dequeue, queue.ID, n, r.d.secondsArg(vt), consumer)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	var lines []string
+	for rows.Next() {
+		dest := make([]any, len(cols))
+		var text sql.NullString
+		for i := range dest {
+			dest[i] = new(any)
+		}
+		dest[len(dest)-1] = &text
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
+		}
+		lines = append(lines, text.String)
+	}
+	return lines, rows.Err()
+}
+
 // scanClaimed reads the rows of a claim (dequeue, flowRepo.claim) into
 // messages in claim order.
 func scanClaimed(rows *sql.Rows, queue *Queue, n int) ([]*Message, error) {

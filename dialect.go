@@ -161,7 +161,13 @@ type messageSQL struct {
 	// enqueued within its period; the keys in one array are distinct.
 	enqueueJobs string // (queue, JSON array of jobs, producer or NULL) → id, dedup_key per inserted message, in array order; wakes the queue's Run loops on Postgres when a job is visible now
 	keyHolders  string // (queue, JSON array of {"k": key, "w": minus period or absent}) → key, id: per taken key, the live message with it, or else the newest enqueued within the period
-	dequeue     string // (queue, n, lease seconds, consumer) → id, payload, read_ct, enqueued_at, vt, last_error per claimed message; nothing unless the consumer's worker is ready or polling
+	// dequeue's floors ($5) are a JSON array, by priority level, of
+	// visible-at times (timeArg's form; null or absent for none) below
+	// which the claim does not look; NULL for none. claimed_from is the
+	// visible-at time a claimed row had before the claim (NULL where the
+	// backend has no use for floors: SQLite removes an index entry with
+	// its row, Postgres leaves it behind until VACUUM).
+	dequeue     string // (queue, n, lease seconds, consumer, floors) → id, payload, read_ct, enqueued_at, vt, last_error, priority, headers, claimed_from per claimed message; nothing unless the consumer's worker is ready or polling
 	archive     string // fenced (ids, consumer, queue) → id: moved to the archive
 	delete      string // fenced (ids, consumer, queue) → id: removed without archiving
 	release     string // fenced (ids, consumer, queue, delay seconds) → id: visible after delay, read count kept

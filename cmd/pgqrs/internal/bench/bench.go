@@ -131,19 +131,24 @@ type Result struct {
 	// drain-steady: the last tenth's rate ÷ the first's; the claim's plan
 	// (Consumer.ExplainDequeue) at the start and at the end, and the pages
 	// its claim-index scans read then and at each tenth (Postgres).
-	LastOverFirst   *float64     `json:"last_over_first,omitempty"`
-	ClaimPlanStart  string       `json:"claim_plan_start,omitempty"`
-	ClaimPlanEnd    string       `json:"claim_plan_end,omitempty"`
-	ClaimPagesStart int64        `json:"claim_pages_start,omitempty"`
-	ClaimPagesEnd   int64        `json:"claim_pages_end,omitempty"`
-	TenthPages      []int64      `json:"tenth_claim_pages,omitempty"`
-	HandlerMs       float64      `json:"handler_ms,omitempty"`
-	DequeueMs       *Percentiles `json:"dequeue_ms,omitempty"`
-	ArchiveMs       *Percentiles `json:"archive_ms,omitempty"`
-	LatencyMs       *Percentiles `json:"latency_ms,omitempty"` // latency: enqueue → handler start; enqueue: one call
-	EmptyPolls      int64        `json:"empty_polls"`
-	Errors          int64        `json:"errors"`
-	Machine         Machine      `json:"machine"`
+	LastOverFirst   *float64 `json:"last_over_first,omitempty"`
+	ClaimPlanStart  string   `json:"claim_plan_start,omitempty"`
+	ClaimPlanEnd    string   `json:"claim_plan_end,omitempty"`
+	ClaimPagesStart int64    `json:"claim_pages_start,omitempty"`
+	ClaimPagesEnd   int64    `json:"claim_pages_end,omitempty"`
+	TenthPages      []int64  `json:"tenth_claim_pages,omitempty"`
+	// The same pages for a claim from the start of the range (a consumer
+	// that has not claimed yet: no floors).
+	FullPagesStart int64        `json:"from_start_pages_start,omitempty"`
+	FullPagesEnd   int64        `json:"from_start_pages_end,omitempty"`
+	TenthFullPages []int64      `json:"tenth_from_start_pages,omitempty"`
+	HandlerMs      float64      `json:"handler_ms,omitempty"`
+	DequeueMs      *Percentiles `json:"dequeue_ms,omitempty"`
+	ArchiveMs      *Percentiles `json:"archive_ms,omitempty"`
+	LatencyMs      *Percentiles `json:"latency_ms,omitempty"` // latency: enqueue → handler start; enqueue: one call
+	EmptyPolls     int64        `json:"empty_polls"`
+	Errors         int64        `json:"errors"`
+	Machine        Machine      `json:"machine"`
 }
 
 // bencher runs the scenarios of one invocation.

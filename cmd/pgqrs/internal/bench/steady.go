@@ -48,17 +48,30 @@ func (b *bencher) drainSteady(ctx context.Context, consumers, batch []int) (*Res
 		return nil, err
 	}
 	defer probe.Shutdown(context.WithoutCancel(ctx))
-	explain := func(when string) (string, int64, error) {
-		lines, err := probe.ExplainDequeue(ctx, size)
-		if err != nil {
-			return "", 0, err
+	cs := make([]*pgqrs.Consumer, cons)
+	for i := range cs {
+		if cs[i], err = b.s.Consumer(ctx, queue); err != nil {
+			return nil, err
 		}
-		plan := strings.Join(lines, "\n")
-		pages := claimIndexPages(lines)
-		b.logf("%s: claim plan at %s (claim index pages %d):\n%s", label, when, pages, plan)
-		return plan, pages, nil
+		defer cs[i].Shutdown(context.WithoutCancel(ctx))
 	}
-	startPlan, startPages, err := explain("the start")
+	// The claim as the first consumer makes it (from its floors, once it
+	// has claimed), and as a consumer that never claimed makes it: from
+	// the start of the range.
+	explain := func(when string) (plan string, pages, fromStart int64, err error) {
+		lines, err := cs[0].ExplainDequeue(ctx, size)
+		if err != nil {
+			return "", 0, 0, err
+		}
+		full, err := probe.ExplainDequeue(ctx, size)
+		if err != nil {
+			return "", 0, 0, err
+		}
+		plan, pages, fromStart = strings.Join(lines, "\n"), claimIndexPages(lines), claimIndexPages(full)
+		b.logf("%s: claim plan at %s (claim index scan pages %d; from the start of the range %d):\n%s", label, when, pages, fromStart, plan)
+		return plan, pages, fromStart, nil
+	}
+	startPlan, startPages, startFull, err := explain("the start")
 	if err != nil {
 		return nil, err
 	}
@@ -102,15 +115,8 @@ func (b *bencher) drainSteady(ctx context.Context, consumers, batch []int) (*Res
 
 	var tenthsMu sync.Mutex
 	var tenths []time.Time
-	var tenthPages []int64
+	var tenthPages, tenthFull []int64
 	tenth := int64(max(total/10, 1))
-	cs := make([]*pgqrs.Consumer, cons)
-	for i := range cs {
-		if cs[i], err = b.s.Consumer(ctx, queue); err != nil {
-			return nil, err
-		}
-		defer cs[i].Shutdown(context.WithoutCancel(ctx))
-	}
 	st, err := b.runDrain(ctx, label, drainLoop{
 		n: total, consumers: cons, open: true,
 		claim: func(ctx context.Context, i int) ([]int64, error) {
@@ -136,9 +142,12 @@ func (b *bencher) drainSteady(ctx context.Context, consumers, batch []int) (*Res
 				tenths = append(tenths, time.Now())
 				tenthsMu.Unlock()
 				go func() {
-					if lines, err := probe.ExplainDequeue(context.WithoutCancel(ctx), size); err == nil {
+					lines, err := cs[0].ExplainDequeue(context.WithoutCancel(ctx), size)
+					full, ferr := probe.ExplainDequeue(context.WithoutCancel(ctx), size)
+					if err == nil && ferr == nil {
 						tenthsMu.Lock()
 						tenthPages = append(tenthPages, claimIndexPages(lines))
+						tenthFull = append(tenthFull, claimIndexPages(full))
 						tenthsMu.Unlock()
 					}
 				}()
@@ -156,7 +165,7 @@ func (b *bencher) drainSteady(ctx context.Context, consumers, batch []int) (*Res
 	if err != nil {
 		return nil, err
 	}
-	endPlan, endPages, err := explain("the end")
+	endPlan, endPages, endFull, err := explain("the end")
 	if err != nil {
 		return nil, err
 	}
@@ -171,10 +180,11 @@ func (b *bencher) drainSteady(ctx context.Context, consumers, batch []int) (*Res
 		r.TenthsPerSec = append(r.TenthsPerSec, float64(tenth)/at.Sub(prev).Seconds())
 		prev = at
 	}
-	r.TenthPages = tenthPages
+	r.TenthPages, r.TenthFullPages = tenthPages, tenthFull
 	tenthsMu.Unlock()
 	r.ClaimPlanStart, r.ClaimPlanEnd = startPlan, endPlan
 	r.ClaimPagesStart, r.ClaimPagesEnd = startPages, endPages
+	r.FullPagesStart, r.FullPagesEnd = startFull, endFull
 	if n := len(r.TenthsPerSec); n == 10 && r.TenthsPerSec[0] > 0 {
 		v := r.TenthsPerSec[9] / r.TenthsPerSec[0]
 		r.LastOverFirst = &v
@@ -197,7 +207,7 @@ func claimIndexPages(lines []string) int64 {
 			continue
 		}
 		for _, next := range lines[i+1:] {
-			if strings.Contains(next, "->") {
+			if strings.HasPrefix(strings.TrimSpace(next), "->") {
 				break
 			}
 			if _, buf, ok := strings.Cut(next, "Buffers: shared"); ok {

@@ -140,7 +140,7 @@ type flowSQL struct {
 	// n messages, and no more than max_in_flight minus the unexpired leases
 	// limited claims took (NULL: no such bound). It marks what it claims
 	// flow_lease.
-	claim      string // (queue, n, lease seconds, consumer, max_in_flight or NULL, now) → the columns of dequeue
+	claim      string // (queue, n, lease seconds, consumer, max_in_flight or NULL, now) → the columns of dequeue (claimed_from NULL: limited claims take no floors)
 	count      string // (queue, window start, claims in it) → ∅: the rate window's count
 	set        string // (queue, max_in_flight, group_limit, rate_limit, rate_period_ms; each NULL for none) → id; no row for a missing queue
 	lockGroups string // (queue) → ∅: on Postgres the advisory lock the group triggers take; nothing on SQLite

@@ -110,7 +110,7 @@ func TestRepositoryConformanceIsComplete(t *testing.T) {
 	t.Parallel()
 	// Helpers that run no statement of their own; the cases of the methods
 	// that use them cover them.
-	helpers := map[string]bool{"messageRepo.visibilityArgs": true, "messageRepo.settle": true}
+	helpers := map[string]bool{"messageRepo.visibilityArgs": true, "messageRepo.settle": true, "messageRepo.floorsArg": true}
 	files, err := filepath.Glob("repo_*.go")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no repo_*.go files (%v)", err)
@@ -222,7 +222,7 @@ func (e *repoEnv) enqueue(queue *Queue, payload string) int64 {
 // claim dequeues up to n messages for consumer with hour-long leases.
 func (e *repoEnv) claim(queue *Queue, consumer int64, n int) []*Message {
 	e.t.Helper()
-	msgs, err := e.s.messages.dequeue(e.ctx, e.q, queue, n, time.Hour, consumer)
+	msgs, _, err := e.s.messages.dequeue(e.ctx, e.q, queue, n, time.Hour, consumer, nil)
 	e.must(err, "dequeue")
 	return msgs
 }
@@ -1458,6 +1458,16 @@ var repoCases = map[string]repoCase{
 		holders, err := e.s.messages.holders(e.ctx, e.q, []int64{a, free}, q.ID)
 		e.must(err, "holders")
 		e.equal("holders", holders, map[int64]int64{a: c, free: 0})
+	}},
+	"messageRepo.explainDequeue": {run: func(e *repoEnv) {
+		q := e.queue("q")
+		c := e.worker("c", q, "consumer")
+		e.enqueue(q, `1`)
+		lines, err := e.s.messages.explainDequeue(e.ctx, e.q, q, 10, time.Minute, c, nil)
+		e.must(err, "explainDequeue")
+		if plan := strings.Join(lines, "\n"); !strings.Contains(plan, "pgqrs_messages_claim") {
+			e.t.Errorf("the plan does not read the claim index:\n%s", plan)
+		}
 	}},
 	"messageRepo.countHeld": {run: func(e *repoEnv) {
 		h := e.held3()

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -22,6 +23,77 @@ type Consumer struct {
 	// limited: the queue was last seen with max_in_flight or rate_limit set,
 	// so claims take the limited path (flow.go).
 	limited atomic.Bool
+	floors  floorState
+}
+
+// claimFloors are, by priority level, visible-at times below which a claim
+// does not look (zero: from the start of the level's range).
+type claimFloors [MaxPriority + 1]time.Time
+
+// fullClaimEvery is how often a consumer's claim reads its queue's ranges
+// from their start even while floors would let it skip their heads.
+const fullClaimEvery = time.Second
+
+// floorState is where a consumer's claims may start (see claimPaced).
+//
+// On Postgres a claim moves each message it takes out of the claim index's
+// visible range (its vt moves to the lease's end) and an archive deletes
+// the row; both leave the old index entry behind, dead, until VACUUM
+// removes it, and autovacuum visits a table at most once a minute by
+// default. Those dead entries sit exactly at the head of the range every
+// claim reads first (issue 18: 1,649 index pages per claim of 50 at the
+// end of a 2M drain with a 1M backlog, 8 at its start). So while its
+// queue is backlogged, a consumer starts each level's range where its
+// previous claim's last message there was: every entry before it was
+// claimed, deleted or locked by another claim then. A message can still
+// appear there later (enqueued with an At in the past, or by a statement
+// that began before that claim), so a claim that comes up short on floors
+// claims the rest from the start at once, and at least every
+// fullClaimEvery a claim reads from the start anyway: such a message waits
+// at most that long behind younger ones.
+type floorState struct {
+	mu      sync.Mutex
+	at      claimFloors
+	full    time.Time // the last claim that read from the start
+	backlog bool      // the last claim filled its batch
+}
+
+// take returns the floors the next claim may use, or nil when it should
+// read from the start.
+func (f *floorState) take() *claimFloors {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.backlog || f.at == (claimFloors{}) || time.Since(f.full) >= fullClaimEvery {
+		f.full = time.Now()
+		return nil
+	}
+	at := f.at
+	return &at
+}
+
+// peek returns the floors the consumer's claims start from while its queue
+// is backlogged (nil: none yet), without taking them.
+func (f *floorState) peek() *claimFloors {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.at == (claimFloors{}) {
+		return nil
+	}
+	at := f.at
+	return &at
+}
+
+// record notes a claim's outcome: how far it reached, and whether it
+// filled its batch.
+func (f *floorState) record(reached claimFloors, full bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for p, t := range reached {
+		if t.After(f.at[p]) {
+			f.at[p] = t
+		}
+	}
+	f.backlog = full
 }
 
 // Consumer registers a consumer worker for queue and returns it. It returns
@@ -133,6 +205,40 @@ func (c *Consumer) Dequeue(ctx context.Context, n int, opts ...DequeueOption) ([
 	return c.claim(ctx, n, cfg)
 }
 
+// ExplainDequeue returns the database's plan of the plain claim of
+// Dequeue(n) for this consumer, one line per element, for diagnosing a
+// slow claim. On Postgres it is EXPLAIN (ANALYZE, BUFFERS): the claim runs
+// in a transaction that is rolled back, so the plan shows the rows and
+// pages it read and nothing stays claimed. The claim starts where this
+// consumer's claims start while the queue is backlogged: on Postgres past
+// the dead index entries its own earlier claims left behind. On SQLite and Turso it is
+// EXPLAIN QUERY PLAN, which runs nothing. A queue with MaxInFlight or Rate
+// set claims through another statement ([Admin.SetLimits]); the plan
+// shown is the plain claim's all the same (which claims nothing there).
+func (c *Consumer) ExplainDequeue(ctx context.Context, n int) ([]string, error) {
+	if err := c.s.check(); err != nil {
+		return nil, err
+	}
+	if n < 1 || n > c.s.cfg.maxBatch {
+		return nil, fmt.Errorf("explain dequeue from %q: %w: batch size must be 1 to %d, got %d", c.queue, ErrInvalidArgument, c.s.cfg.maxBatch, n)
+	}
+	var lines []string
+	err := c.s.inTx(ctx, func(ctx context.Context, q querier) (err error) {
+		lines, err = c.s.messages.explainDequeue(ctx, q, &Queue{ID: c.queueID, Name: c.queue}, n, DefaultVisibilityTimeout, c.id, c.floors.peek())
+		if err != nil {
+			return err
+		}
+		return errRollback
+	})
+	if !errors.Is(err, errRollback) {
+		return nil, fmt.Errorf("explain dequeue from %q: %w", c.queue, err)
+	}
+	return lines, nil
+}
+
+// errRollback ends an inTx whose effects must not stay.
+var errRollback = errors.New("rolled back on purpose")
+
 func (c *Consumer) claim(ctx context.Context, n int, cfg dequeueConfig) ([]*Message, error) {
 	msgs, _, err := c.claimPaced(ctx, n, cfg)
 	return msgs, err
@@ -157,9 +263,32 @@ func (c *Consumer) claimPaced(ctx context.Context, n int, cfg dequeueConfig) ([]
 		// polling, so a consumer stopped or suspended from outside claims
 		// nothing even before this process learns of it; and the queue to
 		// have no limits, so limits set from outside take effect at once.
-		err := c.s.write(ctx, nil, func(ctx context.Context, q querier) (err error) {
-			msgs, err = c.s.messages.dequeue(ctx, q, &Queue{ID: c.queueID, Name: c.queue}, n, cfg.vt, c.id)
-			return err
+		queue := &Queue{ID: c.queueID, Name: c.queue}
+		floors := c.floors.take()
+		err := c.s.write(ctx, nil, func(ctx context.Context, q querier) error {
+			got, reached, err := c.s.messages.dequeue(ctx, q, queue, n, cfg.vt, c.id, floors)
+			if err != nil {
+				return err
+			}
+			msgs = got
+			if floors != nil && len(msgs) < n {
+				// Short on floors: the rest from the start (see floorState).
+				more, from, err := c.s.messages.dequeue(ctx, q, queue, n-len(msgs), cfg.vt, c.id, nil)
+				if err != nil {
+					// The first claim's messages are leased: return them.
+					c.floors.record(reached, false)
+					return nil
+				}
+				for p, t := range from {
+					if t.After(reached[p]) {
+						reached[p] = t
+					}
+				}
+				msgs = append(msgs, more...)
+				sortClaimed(msgs)
+			}
+			c.floors.record(reached, len(msgs) == n)
+			return nil
 		})
 		if err != nil {
 			return nil, 0, fmt.Errorf("dequeue from %q: %w", c.queue, err)

@@ -416,3 +416,67 @@ func awaitNone(t *testing.T, c *Consumer, opts ...DequeueOption) []*Message {
 	})
 	return got
 }
+
+// TestDequeueFindsMessagesBehindItsFloors: while its queue is backlogged a
+// Postgres consumer's claims start where its previous claim stopped, past
+// the dead index entries left behind (floorState). A message that later
+// appears before that point (here: enqueued with a visible-at time in the
+// past) is still claimed: a claim that comes up short from the floors
+// takes the rest from the start of the range in the same Dequeue, and a
+// claim reads from the start at least every fullClaimEvery.
+func TestDequeueFindsMessagesBehindItsFloors(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		p, c := fixture(t, s, "floors")
+		batch := make([]any, 200)
+		for i := range batch {
+			batch[i] = i
+		}
+		if _, err := p.EnqueueBatch(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+		first := mustDequeue(t, c, 50)
+		if len(first) != 50 {
+			t.Fatalf("claimed %d of 50", len(first))
+		}
+		if _, err := c.ArchiveBatch(ctx, msgIDs(first)); err != nil {
+			t.Fatal(err)
+		}
+		past := mustEnqueue(t, p, "past", At(time.Now().Add(-time.Hour)))
+		// Short from the floors (150 left there): the rest from the start.
+		rest := mustDequeue(t, c, 1000)
+		if len(rest) != 151 || !slices.Contains(msgIDs(rest), past) {
+			t.Fatalf("claimed %d messages, want 151 with %d (visible an hour ago) among them", len(rest), past)
+		}
+		if _, err := c.ArchiveBatch(ctx, msgIDs(rest)); err != nil {
+			t.Fatal(err)
+		}
+
+		// Backlogged throughout: a full range read within fullClaimEvery.
+		for range 3 {
+			if _, err := p.EnqueueBatch(ctx, batch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mustDequeue(t, c, 10)
+		late := mustEnqueue(t, p, "late", At(time.Now().Add(-time.Hour)))
+		deadline := time.Now().Add(fullClaimEvery + 5*time.Second)
+		for found := false; !found; {
+			if time.Now().After(deadline) {
+				t.Fatalf("message %d, visible an hour ago, not claimed within %v of backlogged claims", late, fullClaimEvery+5*time.Second)
+			}
+			msgs := mustDequeue(t, c, 1)
+			if len(msgs) == 0 {
+				t.Fatal("the backlog ran out before the test ended")
+			}
+			found = msgs[0].ID == late
+			if _, err := c.ArchiveBatch(ctx, msgIDs(msgs)); err != nil {
+				t.Fatal(err)
+			}
+			if !found {
+				time.Sleep(10 * time.Millisecond) // keep the 600 messages lasting past fullClaimEvery
+			}
+		}
+	})
+}

@@ -140,7 +140,7 @@ type flowSQL struct {
 	// n messages, and no more than max_in_flight minus the unexpired leases
 	// limited claims took (NULL: no such bound). It marks what it claims
 	// flow_lease.
-	claim      string // (queue, n, lease seconds, consumer, max_in_flight or NULL, now) → the columns of dequeue
+	claim      string // (queue, n, lease seconds, consumer, max_in_flight or NULL, now) → the columns of dequeue (claimed_from NULL: limited claims take no floors)
 	count      string // (queue, window start, claims in it) → ∅: the rate window's count
 	set        string // (queue, max_in_flight, group_limit, rate_limit, rate_period_ms; each NULL for none) → id; no row for a missing queue
 	lockGroups string // (queue) → ∅: on Postgres the advisory lock the group triggers take; nothing on SQLite
@@ -161,7 +161,13 @@ type messageSQL struct {
 	// enqueued within its period; the keys in one array are distinct.
 	enqueueJobs string // (queue, JSON array of jobs, producer or NULL) → id, dedup_key per inserted message, in array order; wakes the queue's Run loops on Postgres when a job is visible now
 	keyHolders  string // (queue, JSON array of {"k": key, "w": minus period or absent}) → key, id: per taken key, the live message with it, or else the newest enqueued within the period
-	dequeue     string // (queue, n, lease seconds, consumer) → id, payload, read_ct, enqueued_at, vt, last_error per claimed message; nothing unless the consumer's worker is ready or polling
+	// dequeue's floors ($5) are a JSON array, by priority level, of
+	// visible-at times (timeArg's form; null or absent for none) below
+	// which the claim does not look; NULL for none. claimed_from is the
+	// visible-at time a claimed row had before the claim (NULL where the
+	// backend has no use for floors: SQLite removes an index entry with
+	// its row, Postgres leaves it behind until VACUUM).
+	dequeue     string // (queue, n, lease seconds, consumer, floors) → id, payload, read_ct, enqueued_at, vt, last_error, priority, headers, claimed_from per claimed message; nothing unless the consumer's worker is ready or polling
 	archive     string // fenced (ids, consumer, queue) → id: moved to the archive
 	delete      string // fenced (ids, consumer, queue) → id: removed without archiving
 	release     string // fenced (ids, consumer, queue, delay seconds) → id: visible after delay, read count kept
@@ -180,6 +186,10 @@ type messageSQL struct {
 	// list is for dashboards, not hot paths: it walks the queue's live
 	// messages by ID, newest first, and filters by state.
 	list string // (queue, state: "visible", "leased", "delayed" or "" for all, IDs below, limit) → id, payload, headers, priority, read_ct, enqueued_at, vt, dequeued_at, consumer_worker_id or 0, last_error or "", state
+	// explain is the prefix that makes a statement report its plan instead
+	// of its rows: on Postgres EXPLAIN (ANALYZE, BUFFERS), which runs it
+	// (the caller rolls back), on SQLite and Turso EXPLAIN QUERY PLAN.
+	explain string // prefix of (a statement's arguments) → one row per plan line, its text in the last column
 }
 
 // archiveSQL: pgqrs_archive, archived messages and dead letters.

@@ -145,11 +145,12 @@ SELECT key, id FROM (
 			// (max_in_flight or rate_limit set), which flow.claim serves.
 			dequeue: t(`
 WITH picked AS (
-    SELECT c.id
+    SELECT c.id, c.vt
     FROM (` + pgClaimLevels() + `) AS p (level)
     CROSS JOIN LATERAL (
-        SELECT id FROM pgqrs_messages
+        SELECT id, vt FROM pgqrs_messages
         WHERE queue_id = $1 AND priority = p.level AND vt <= now()
+          AND vt >= coalesce(($5::jsonb ->> p.level)::timestamptz, '-infinity')
         ORDER BY vt, id LIMIT (SELECT $2::bigint) FOR UPDATE SKIP LOCKED
     ) AS c
     WHERE EXISTS (SELECT 1 FROM pgqrs_workers WHERE id = $4 AND status IN ('ready', 'polling'))
@@ -163,7 +164,8 @@ SET vt = now() + make_interval(secs => $3::float8),
     dequeued_at = coalesce(m.dequeued_at, now()),
     consumer_worker_id = $4
 WHERE m.id = ANY (ARRAY(SELECT id FROM picked))
-RETURNING m.id, m.payload, m.read_ct, m.enqueued_at, m.vt, m.last_error, m.priority, m.headers`),
+RETURNING m.id, m.payload, m.read_ct, m.enqueued_at, m.vt, m.last_error, m.priority, m.headers,
+          (SELECT p.vt FROM picked p WHERE p.id = m.id)`),
 			// Archive moves rows to pgqrs_archive in one statement; only rows
 			// this consumer holds move. Settle statements look rows up by
 			// primary key: "queue_id + 0" keeps the planner from scanning the
@@ -245,6 +247,7 @@ FROM (SELECT m.*, CASE WHEN m.vt <= now() THEN 'visible'
       FROM pgqrs_messages m WHERE m.queue_id = $1 AND m.id < $3) l
 WHERE $2::text = '' OR state = $2::text
 ORDER BY id DESC LIMIT $4`),
+			explain: `EXPLAIN (ANALYZE, BUFFERS) `,
 		},
 		archive: archiveSQL{
 			get: t(`
@@ -619,7 +622,7 @@ SET vt = $6::timestamptz + make_interval(secs => $3::float8),
     consumer_worker_id = $4,
     flow_lease = true
 WHERE m.id = ANY (ARRAY(SELECT id FROM picked))
-RETURNING m.id, m.payload, m.read_ct, m.enqueued_at, m.vt, m.last_error, m.priority, m.headers`),
+RETURNING m.id, m.payload, m.read_ct, m.enqueued_at, m.vt, m.last_error, m.priority, m.headers, NULL::timestamptz`),
 			count: t(`UPDATE pgqrs_queues SET rate_window_at = $2, rate_count = $3 WHERE id = $1`),
 			set: t(`
 UPDATE pgqrs_queues SET max_in_flight = $2, group_limit = $3, rate_limit = $4, rate_period_ms = $5,

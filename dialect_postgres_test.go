@@ -68,7 +68,7 @@ func TestPostgresClaimReadsOneRangePerPriority(t *testing.T) {
 	defer tx.Rollback()
 	var out string
 	err = tx.QueryRowContext(ctx, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "+s.d.message.dequeue,
-		q.ID, 50, s.d.secondsArg(DefaultVisibilityTimeout), c.id).Scan(&out)
+		q.ID, 50, s.d.secondsArg(DefaultVisibilityTimeout), c.id, nil).Scan(&out)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -119,12 +119,12 @@ SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3),
     read_ct = read_ct + 1,
     dequeued_at = coalesce(dequeued_at, ` + sqliteNow + `),
     consumer_worker_id = ?4
-WHERE id IN (` + sqliteClaimArms() + `
+WHERE id IN (` + sqliteClaimArms("?5") + `
     LIMIT ?2)
   AND EXISTS (SELECT 1 FROM pgqrs_workers WHERE id = ?4 AND status IN ('ready', 'polling'))
   AND EXISTS (SELECT 1 FROM pgqrs_queues WHERE id = ?1 AND paused_at IS NULL
               AND max_in_flight IS NULL AND rate_limit IS NULL)
-RETURNING id, payload, read_ct, enqueued_at, vt, last_error, priority, headers`,
+RETURNING id, payload, read_ct, enqueued_at, vt, last_error, priority, headers, NULL`,
 			// Archived in place: the row stays, out of the claim index.
 			// Settle statements look rows up by primary key: the unary "+" on
 			// queue_id keeps SQLite from walking the queue's whole range of
@@ -203,6 +203,7 @@ FROM (SELECT m.*, CASE WHEN m.vt <= ` + sqliteNow + ` THEN 'visible'
       FROM pgqrs_messages m WHERE m.queue_id = ?1 AND m.archived_at IS NULL AND m.id < ?3)
 WHERE ?2 = '' OR state = ?2
 ORDER BY id DESC LIMIT ?4`,
+			explain: `EXPLAIN QUERY PLAN `,
 		},
 		archive: archiveSQL{
 			get: `
@@ -514,14 +515,14 @@ SET vt = strftime('%Y-%m-%dT%H:%M:%fZ', ?6, ?3),
     dequeued_at = coalesce(dequeued_at, ?6),
     consumer_worker_id = ?4,
     flow_lease = 1
-WHERE id IN (` + strings.ReplaceAll(sqliteClaimArms(), sqliteNow, "?6") + `
+WHERE id IN (` + strings.ReplaceAll(sqliteClaimArms(""), sqliteNow, "?6") + `
     LIMIT max(0, min(?2, coalesce(?5 - (
         SELECT count(*) FROM pgqrs_messages INDEXED BY pgqrs_messages_flow
         WHERE queue_id = ?1 AND flow_lease = 1 AND archived_at IS NULL AND vt > ?6
           AND consumer_worker_id IS NOT NULL), ?2))))
   AND EXISTS (SELECT 1 FROM pgqrs_workers WHERE id = ?4 AND status IN ('ready', 'polling'))
   AND EXISTS (SELECT 1 FROM pgqrs_queues WHERE id = ?1 AND paused_at IS NULL)
-RETURNING id, payload, read_ct, enqueued_at, vt, last_error, priority, headers`,
+RETURNING id, payload, read_ct, enqueued_at, vt, last_error, priority, headers, NULL`,
 			count: `UPDATE pgqrs_queues SET rate_window_at = ?2, rate_count = ?3 WHERE id = ?1`,
 			set: `
 UPDATE pgqrs_queues SET max_in_flight = ?2, group_limit = ?3, rate_limit = ?4,
@@ -621,13 +622,21 @@ LEFT JOIN (SELECT queue_id, count(*) FILTER (WHERE dead = 0) AS archived, count(
 // sqliteClaimArms is the claim's candidate IDs: for each priority level,
 // most urgent first, one ordered range scan of pgqrs_messages_claim (?1
 // queue, ?2 batch size), joined by UNION ALL, which the claim ends with its
-// LIMIT.
-func sqliteClaimArms() string {
+// LIMIT. With floors (a parameter: a JSON array of visible-at lower bounds
+// by level, or NULL) each level's range starts at its floor. SQLite removes
+// an index entry with its row version, so no claim gets floors here (its
+// claims return no claimed-from times), but the statement means what
+// Postgres's does.
+func sqliteClaimArms(floors string) string {
 	arms := make([]string, 0, MaxPriority+1)
 	for p := 0; p <= MaxPriority; p++ {
+		floor := ""
+		if floors != "" {
+			floor = ` AND vt >= coalesce(json_extract(` + floors + `, '$[` + strconv.Itoa(p) + `]'), '')`
+		}
 		arms = append(arms, `
     SELECT id FROM (SELECT id FROM pgqrs_messages
-                    WHERE queue_id = ?1 AND priority = `+strconv.Itoa(p)+` AND vt <= `+sqliteNow+` AND archived_at IS NULL
+                    WHERE queue_id = ?1 AND priority = `+strconv.Itoa(p)+` AND vt <= `+sqliteNow+` AND archived_at IS NULL`+floor+`
                     ORDER BY vt, id LIMIT ?2)`)
 	}
 	return strings.Join(arms, "\n    UNION ALL")

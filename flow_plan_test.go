@@ -50,7 +50,7 @@ ORDER BY seq, g`), q.ID); err != nil {
 		defer tx.Rollback()
 		var out string
 		err = tx.QueryRowContext(ctx, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "+s.d.message.dequeue,
-			q.ID, 50, s.d.secondsArg(DefaultVisibilityTimeout), c.id).Scan(&out)
+			q.ID, 50, s.d.secondsArg(DefaultVisibilityTimeout), c.id, nil).Scan(&out)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -107,4 +107,103 @@ ORDER BY seq, g`), q.ID); err != nil {
 	plan("half processed")
 	drain(40_000)
 	plan("90% processed")
+}
+
+// TestPostgresClaimFloorsSkipTheDeadHead checks the claim of a backlogged
+// queue after 20,000 of its messages were claimed and archived without a
+// vacuum (autovacuum visits a table at most once a minute): their dead
+// entries sit at the head of the claim index's range. A consumer's claim
+// from its floors reads a few pages and takes the oldest messages left;
+// the same claim from the start of the range walks every dead entry.
+func TestPostgresClaimFloorsSkipTheDeadHead(t *testing.T) {
+	t.Parallel()
+	s := openBackend(t, "postgres")
+	ctx := t.Context()
+	if err := s.Admin().Install(ctx); err != nil {
+		t.Fatal(err)
+	}
+	q, err := s.Admin().CreateQueue(ctx, "floors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DB().ExecContext(ctx, s.d.qualify(`ALTER TABLE pgqrs_messages SET (autovacuum_enabled = false)`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DB().ExecContext(ctx, s.d.qualify(`
+INSERT INTO pgqrs_messages (queue_id, payload, vt)
+SELECT $1, '{}', now() - interval '1 hour' + g * interval '1 ms' FROM generate_series(1, 30000) AS g`), q.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DB().ExecContext(ctx, s.d.qualify(`ANALYZE pgqrs_messages`)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Consumer(ctx, "floors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last int64
+	for done := 0; done < 20_000; {
+		msgs := mustDequeue(t, c, 500)
+		if len(msgs) != 500 {
+			t.Fatalf("claimed %d of 500 after %d", len(msgs), done)
+		}
+		if _, err := c.ArchiveBatch(ctx, msgIDs(msgs)); err != nil {
+			t.Fatal(err)
+		}
+		done += len(msgs)
+		last = msgs[len(msgs)-1].ID
+	}
+	floors := c.floors.peek()
+	if floors == nil || floors[0].IsZero() {
+		t.Fatalf("no floor at level 0 after 20,000 claims: %v", floors)
+	}
+	scan := func(floors *claimFloors) int {
+		t.Helper()
+		tx, err := s.DB().BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		var out string
+		err = tx.QueryRowContext(ctx, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "+s.d.message.dequeue,
+			q.ID, 50, s.d.secondsArg(DefaultVisibilityTimeout), c.id, s.messages.floorsArg(floors)).Scan(&out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plans []struct {
+			Plan planNode `json:"Plan"`
+		}
+		if err := json.Unmarshal([]byte(out), &plans); err != nil || len(plans) != 1 {
+			t.Fatalf("cannot read the plan (%v): %s", err, out)
+		}
+		var scans []planNode
+		plans[0].Plan.walk(func(n planNode) {
+			if n.NodeType == "Seq Scan" || n.NodeType == "Sort" {
+				t.Errorf("the claim plans a %s: %s", n.NodeType, out)
+			}
+			if n.NodeType == "Index Scan" && n.IndexName == "pgqrs_messages_claim" {
+				scans = append(scans, n)
+			}
+		})
+		if len(scans) != 1 || scans[0].ActualRows != 50 {
+			t.Fatalf("want one claim index scan of 50 rows: %s", out)
+		}
+		if floors != nil && !strings.Contains(scans[0].IndexCond, "vt >=") {
+			t.Errorf("the floor is not an index condition: %q", scans[0].IndexCond)
+		}
+		return scans[0].SharedHit + scans[0].SharedRead
+	}
+	withFloors := scan(floors)
+	fromStart := scan(nil)
+	t.Logf("claim of 50 after 20,000 claimed and archived, no vacuum: %d pages from the floors, %d from the start of the range", withFloors, fromStart)
+	// The next claim takes the oldest messages left.
+	if msgs := mustDequeue(t, c, 50); len(msgs) != 50 || msgs[0].ID != last+1 {
+		t.Errorf("the next claim took %d messages from %v, want 50 from %d", len(msgs), msgIDs(msgs[:min(len(msgs), 1)]), last+1)
+	}
+	if withFloors > 20 {
+		t.Errorf("the claim from the floors read %d pages; the dead entries before them must cost none", withFloors)
+	}
+	if fromStart < 5*withFloors {
+		t.Errorf("the claim from the start read %d pages, from the floors %d: the test no longer shows a dead head", fromStart, withFloors)
+	}
 }

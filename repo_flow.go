@@ -70,7 +70,7 @@ func (r flowRepo) claim(ctx context.Context, q querier, queue *Queue, n int, vt 
 	if err != nil {
 		return nil, err
 	}
-	return scanClaimed(rows, queue, n)
+	return scanClaimed(rows, queue, n, nil)
 }
 
 // count records that the rate window starting at window holds n claims.

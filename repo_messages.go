@@ -221,18 +221,73 @@ func (r messageRepo) keyHolders(ctx context.Context, q querier, queueID int64, c
 
 // dequeue claims up to n visible messages of queue for consumer, leasing
 // them for vt, in one statement. It claims nothing when the consumer's
-// worker row is not ready or polling.
-func (r messageRepo) dequeue(ctx context.Context, q querier, queue *Queue, n int, vt time.Duration, consumer int64) ([]*Message, error) {
-	rows, err := q.QueryContext(ctx, r.d.message.dequeue, queue.ID, n, r.d.secondsArg(vt), consumer)
+// worker row is not ready or polling. With floors (nil: none), each
+// priority level's range starts at its floor (a zero time: none), and
+// reached is, per level, the latest visible-at time a claimed message had
+// before the claim (zero: none claimed there, or a backend whose claim does
+// not say).
+func (r messageRepo) dequeue(ctx context.Context, q querier, queue *Queue, n int, vt time.Duration, consumer int64, floors *claimFloors) (msgs []*Message, reached claimFloors, err error) {
+	rows, err := q.QueryContext(ctx, r.d.message.dequeue, queue.ID, n, r.d.secondsArg(vt), consumer, r.floorsArg(floors))
+	if err != nil {
+		return nil, reached, err
+	}
+	msgs, err = scanClaimed(rows, queue, n, &reached)
+	return msgs, reached, err
+}
+
+// floorsArg is dequeue's floors argument: NULL for none, else a JSON
+// array of the levels' floors in timeArg's form (null for none).
+func (r messageRepo) floorsArg(f *claimFloors) any {
+	if f == nil {
+		return nil
+	}
+	out := make([]any, len(f))
+	for i, t := range f {
+		if !t.IsZero() {
+			out[i] = r.d.timeArg(t)
+		}
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil // times always marshal; a full-range claim is always right
+	}
+	return string(b)
+}
+
+// explainDequeue returns the database's plan of dequeue with the same
+// arguments (floors included), one line per row: on Postgres the statement runs (EXPLAIN
+// ANALYZE: run it in a transaction and roll back), elsewhere it is only
+// planned.
+func (r messageRepo) explainDequeue(ctx context.Context, q querier, queue *Queue, n int, vt time.Duration, consumer int64, floors *claimFloors) ([]string, error) {
+	rows, err := q.QueryContext(ctx, r.d.message.explain+r.d.message.dequeue, queue.ID, n, r.d.secondsArg(vt), consumer, r.floorsArg(floors))
 	if err != nil {
 		return nil, err
 	}
-	return scanClaimed(rows, queue, n)
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	var lines []string
+	for rows.Next() {
+		dest := make([]any, len(cols))
+		var text sql.NullString
+		for i := range dest {
+			dest[i] = new(any)
+		}
+		dest[len(dest)-1] = &text
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
+		}
+		lines = append(lines, text.String)
+	}
+	return lines, rows.Err()
 }
 
 // scanClaimed reads the rows of a claim (dequeue, flowRepo.claim) into
-// messages in claim order.
-func scanClaimed(rows *sql.Rows, queue *Queue, n int) ([]*Message, error) {
+// messages in claim order, raising reached (if not nil) to each row's
+// claimed-from time at its level.
+func scanClaimed(rows *sql.Rows, queue *Queue, n int, reached *claimFloors) ([]*Message, error) {
 	defer rows.Close()
 	msgs := make([]*Message, 0, n)
 	for rows.Next() {
@@ -241,15 +296,25 @@ func scanClaimed(rows *sql.Rows, queue *Queue, n int) ([]*Message, error) {
 		var enq, vis dbTime
 		var lastErr sql.NullString
 		var headers dbHeaders
-		if err := rows.Scan(&m.ID, &payload, &m.ReadCount, &enq, &vis, &lastErr, &m.Priority, &headers); err != nil {
+		var from dbTime
+		if err := rows.Scan(&m.ID, &payload, &m.ReadCount, &enq, &vis, &lastErr, &m.Priority, &headers, &from); err != nil {
 			return nil, err
 		}
 		m.Payload, m.EnqueuedAt, m.VisibleAt, m.LastError, m.Headers = payload, enq.t, vis.t, lastErr.String, headers.h
+		if reached != nil && !from.t.IsZero() && m.Priority >= 0 && m.Priority < len(reached) && from.t.After(reached[m.Priority]) {
+			reached[m.Priority] = from.t
+		}
 		msgs = append(msgs, m)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	sortClaimed(msgs)
+	return msgs, nil
+}
+
+// sortClaimed puts claimed messages in claim order.
+func sortClaimed(msgs []*Message) {
 	// The claim's order: most urgent first, then as claimed (visible-at,
 	// then ID, which RETURNING does not keep).
 	slices.SortStableFunc(msgs, func(a, b *Message) int {
@@ -261,7 +326,6 @@ func scanClaimed(rows *sql.Rows, queue *Queue, n int) ([]*Message, error) {
 		}
 		return cmp.Compare(a.ID, b.ID)
 	})
-	return msgs, nil
 }
 
 // drop removes message id unless a consumer holds it, and reports whether

@@ -127,7 +127,7 @@ func checkBenchJSON(t *testing.T, out, backend string) {
 		}
 		count[*r.Scenario]++
 	}
-	want := map[string]int{"drain": 4, "floor": 4, "drain-run": 2, "drain-limited": 2, "drain-grouped": 1, "enqueue": 4, "latency": 2, "workflow": 3}
+	want := map[string]int{"drain": 4, "floor": 4, "drain-run": 2, "drain-steady": 1, "drain-limited": 2, "drain-grouped": 1, "enqueue": 4, "latency": 2, "workflow": 3}
 	for scen, n := range want {
 		if count[scen] != n {
 			t.Errorf("%d %s rows, want %d", count[scen], scen, n)

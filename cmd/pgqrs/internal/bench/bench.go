@@ -43,7 +43,7 @@ const (
 )
 
 // scenarios lists the scenarios in the order bench runs them.
-var scenarios = []string{"drain", "floor", "drain-priority", "drain-run", "drain-limited", "drain-grouped", "enqueue", "enqueue-unique", "latency", "workflow"}
+var scenarios = []string{"drain", "floor", "drain-priority", "drain-run", "drain-steady", "drain-limited", "drain-grouped", "enqueue", "enqueue-unique", "latency", "workflow"}
 
 // Config holds the flags of "pgqrs bench".
 type Config struct {
@@ -52,6 +52,8 @@ type Config struct {
 	schema      string
 	scenarios   string
 	backlog     int
+	messages    int
+	handlerTime time.Duration
 	consumers   string
 	batch       string
 	concurrency string
@@ -74,6 +76,8 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.StringVar(&b.schema, "schema", "", "PostgreSQL schema `NAME` for the pgqrs and floor tables (default: the global --schema)")
 	fs.StringVar(&b.scenarios, "scenario", "all", "comma-separated scenarios: "+strings.Join(scenarios, ", ")+", or all")
 	fs.IntVar(&b.backlog, "backlog", 50000, "messages prefilled for each drain, floor and drain-run")
+	fs.IntVar(&b.messages, "messages", 0, "messages drain-steady drains while producers keep --backlog waiting (default 10 × --backlog)")
+	fs.DurationVar(&b.handlerTime, "handler-time", 0, "how long each handler of drain-limited sleeps (0: handlers that do nothing)")
 	fs.StringVar(&b.consumers, "consumers", "1,2,4", "comma-separated consumer counts for drain and floor")
 	fs.StringVar(&b.batch, "batch", "1,10,50", "comma-separated claim batch sizes for drain, floor and drain-run")
 	fs.StringVar(&b.concurrency, "concurrency", "1,4,16", "comma-separated Run concurrencies for drain-run")
@@ -123,13 +127,28 @@ type Result struct {
 	FloorRatio  *float64 `json:"floor_ratio,omitempty"` // drain ÷ floor at the same consumers × batch
 	// TenthsPerSec: drain-limited, drain-grouped: the rate of each tenth
 	// of the drain, first to last.
-	TenthsPerSec []float64    `json:"tenths_msgs_per_sec,omitempty"`
-	DequeueMs    *Percentiles `json:"dequeue_ms,omitempty"`
-	ArchiveMs    *Percentiles `json:"archive_ms,omitempty"`
-	LatencyMs    *Percentiles `json:"latency_ms,omitempty"` // latency: enqueue → handler start; enqueue: one call
-	EmptyPolls   int64        `json:"empty_polls"`
-	Errors       int64        `json:"errors"`
-	Machine      Machine      `json:"machine"`
+	TenthsPerSec []float64 `json:"tenths_msgs_per_sec,omitempty"`
+	// drain-steady: the last tenth's rate ÷ the first's; the claim's plan
+	// (Consumer.ExplainDequeue) at the start and at the end, and the pages
+	// its claim-index scans read then and at each tenth (Postgres).
+	LastOverFirst   *float64 `json:"last_over_first,omitempty"`
+	ClaimPlanStart  string   `json:"claim_plan_start,omitempty"`
+	ClaimPlanEnd    string   `json:"claim_plan_end,omitempty"`
+	ClaimPagesStart int64    `json:"claim_pages_start,omitempty"`
+	ClaimPagesEnd   int64    `json:"claim_pages_end,omitempty"`
+	TenthPages      []int64  `json:"tenth_claim_pages,omitempty"`
+	// The same pages for a claim from the start of the range (a consumer
+	// that has not claimed yet: no floors).
+	FullPagesStart int64        `json:"from_start_pages_start,omitempty"`
+	FullPagesEnd   int64        `json:"from_start_pages_end,omitempty"`
+	TenthFullPages []int64      `json:"tenth_from_start_pages,omitempty"`
+	HandlerMs      float64      `json:"handler_ms,omitempty"`
+	DequeueMs      *Percentiles `json:"dequeue_ms,omitempty"`
+	ArchiveMs      *Percentiles `json:"archive_ms,omitempty"`
+	LatencyMs      *Percentiles `json:"latency_ms,omitempty"` // latency: enqueue → handler start; enqueue: one call
+	EmptyPolls     int64        `json:"empty_polls"`
+	Errors         int64        `json:"errors"`
+	Machine        Machine      `json:"machine"`
 }
 
 // bencher runs the scenarios of one invocation.
@@ -201,6 +220,10 @@ func Run(ctx context.Context, cfg *Config, env Env) error {
 		return usagef("--runs must be at least 1, got %d", f.runs)
 	case f.backlog < 1:
 		return usagef("--backlog must be at least 1, got %d", f.backlog)
+	case f.messages < 0:
+		return usagef("--messages must not be negative, got %d", f.messages)
+	case f.handlerTime < 0:
+		return usagef("--handler-time must not be negative, got %v", f.handlerTime)
 	case f.duration <= 0:
 		return usagef("--duration must be positive, got %v", f.duration)
 	case f.poll < 0:
@@ -364,6 +387,15 @@ func (b *bencher) run(ctx context.Context, scen map[string]bool, consumers, batc
 					return err
 				}
 			}
+		}
+	}
+	if scen["drain-steady"] {
+		r, err := b.drainSteady(ctx, consumers, batches)
+		if err != nil {
+			return fmt.Errorf("drain-steady: %w", err)
+		}
+		if err := b.emit(r); err != nil {
+			return err
 		}
 	}
 	if scen["drain-limited"] {
@@ -539,6 +571,9 @@ func (b *bencher) fill(ctx context.Context, queue string, n, levels int) error {
 // loop claim → archive until n messages are archived.
 type drainLoop struct {
 	n, consumers int
+	// open: more than n messages may be waiting (drain-steady), so the loop
+	// may archive a few more than n: its last claims in flight.
+	open bool
 	// claim returns the IDs of up to batch messages claimed by consumer i.
 	claim func(ctx context.Context, i int) ([]int64, error)
 	// archive archives ids for consumer i and returns how many it archived.
@@ -639,7 +674,7 @@ func (b *bencher) runDrain(ctx context.Context, label string, l drainLoop) (drai
 	if failed != nil {
 		return st, failed
 	}
-	if st.done != int64(l.n) {
+	if st.done < int64(l.n) || !l.open && st.done != int64(l.n) {
 		return st, fmt.Errorf("archived %d of %d messages", st.done, l.n)
 	}
 	return st, nil

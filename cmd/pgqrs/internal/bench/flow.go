@@ -112,7 +112,14 @@ func (b *bencher) runFlowDrain(ctx context.Context, label, queue string, n, loop
 	tenths := make([]time.Time, 0, 10)
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	h := func(context.Context, *pgqrs.Message) error {
+	h := func(ctx context.Context, _ *pgqrs.Message) error {
+		if d := b.flags.handlerTime; d > 0 {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
 		k := handled.Add(1)
 		if k%int64(max(n/10, 1)) == 0 {
 			tenthsMu.Lock()
@@ -162,6 +169,7 @@ func (b *bencher) runFlowDrain(ctx context.Context, label, queue string, n, loop
 	r := b.result("")
 	r.Concurrency, r.Consumers, r.Batch = conc, loops, batch
 	r.PollMs = float64(b.flags.poll) / float64(time.Millisecond)
+	r.HandlerMs = float64(b.flags.handlerTime) / float64(time.Millisecond)
 	r.Messages, r.Seconds = archived, elapsed.Seconds()
 	r.MsgsPerSec = float64(archived) / elapsed.Seconds()
 	if archived != int64(n) {

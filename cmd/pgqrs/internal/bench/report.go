@@ -203,6 +203,28 @@ func printTables(w io.Writer, rs []*Result) error {
 			return err
 		}
 	}
+	if d := pick("drain-steady", "drain-limited", "drain-grouped"); len(d) > 0 {
+		section()
+		t := newTable(w, "SCENARIO", "BACKEND", "MODE", "CONSUMERS", "CONCURRENCY", "BATCH", "HANDLER MS", "MESSAGES", "TIME", "MSGS/S", "MSGS/S PER TENTH", "LAST÷FIRST", "CLAIM PAGES START/END", "ERRORS")
+		for _, r := range d {
+			tenths := make([]string, len(r.TenthsPerSec))
+			for i, v := range r.TenthsPerSec {
+				tenths[i] = rate(v)
+			}
+			ratio, pages := "-", "-"
+			if r.LastOverFirst != nil {
+				ratio = fmt.Sprintf("%.2f", *r.LastOverFirst)
+			}
+			if r.ClaimPagesStart > 0 || r.ClaimPagesEnd > 0 {
+				pages = fmt.Sprintf("%d/%d", r.ClaimPagesStart, r.ClaimPagesEnd)
+			}
+			t.row(r.Scenario, r.Backend, r.Mode, num(r.Consumers), num(r.Concurrency), num(r.Batch), ms(r.HandlerMs), num(r.Messages),
+				secs(r.Seconds), rate(r.MsgsPerSec), strings.Join(tenths, " "), ratio, pages, num(r.Errors))
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+	}
 	if d := pick("enqueue", "enqueue-unique"); len(d) > 0 {
 		section()
 		t := newTable(w, "SCENARIO", "BACKEND", "MODE", "BATCH", "MESSAGES", "TIME", "MSGS/S", "CALL MS p50/p95/p99", "ERRORS")

@@ -45,6 +45,10 @@ const (
 // scenarios lists the scenarios in the order bench runs them.
 var scenarios = []string{"drain", "floor", "drain-priority", "drain-run", "drain-limited", "drain-grouped", "enqueue", "enqueue-unique", "latency", "workflow"}
 
+// extraScenarios run only when named: they take long or write pgqrs's
+// tables directly (admin-reads: see admin.go).
+var extraScenarios = []string{"admin-reads"}
+
 // Config holds the flags of "pgqrs bench".
 type Config struct {
 	backend     string
@@ -52,6 +56,7 @@ type Config struct {
 	schema      string
 	scenarios   string
 	backlog     int
+	history     int
 	consumers   string
 	batch       string
 	concurrency string
@@ -74,6 +79,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.StringVar(&b.schema, "schema", "", "PostgreSQL schema `NAME` for the pgqrs and floor tables (default: the global --schema)")
 	fs.StringVar(&b.scenarios, "scenario", "all", "comma-separated scenarios: "+strings.Join(scenarios, ", ")+", or all")
 	fs.IntVar(&b.backlog, "backlog", 50000, "messages prefilled for each drain, floor and drain-run")
+	fs.IntVar(&b.history, "history", 10_000_000, "archived rows the admin-reads scenario builds (PostgreSQL)")
 	fs.StringVar(&b.consumers, "consumers", "1,2,4", "comma-separated consumer counts for drain and floor")
 	fs.StringVar(&b.batch, "batch", "1,10,50", "comma-separated claim batch sizes for drain, floor and drain-run")
 	fs.StringVar(&b.concurrency, "concurrency", "1,4,16", "comma-separated Run concurrencies for drain-run")
@@ -201,6 +207,8 @@ func Run(ctx context.Context, cfg *Config, env Env) error {
 		return usagef("--runs must be at least 1, got %d", f.runs)
 	case f.backlog < 1:
 		return usagef("--backlog must be at least 1, got %d", f.backlog)
+	case f.history < 1:
+		return usagef("--history must be at least 1, got %d", f.history)
 	case f.duration <= 0:
 		return usagef("--duration must be positive, got %v", f.duration)
 	case f.poll < 0:
@@ -403,6 +411,17 @@ func (b *bencher) run(ctx context.Context, scen map[string]bool, consumers, batc
 			if err != nil {
 				return fmt.Errorf("enqueue-unique %s: %w", mode, err)
 			}
+			if err := b.emit(r); err != nil {
+				return err
+			}
+		}
+	}
+	if scen["admin-reads"] {
+		rs, err := b.adminReads(ctx)
+		if err != nil {
+			return fmt.Errorf("admin-reads: %w", err)
+		}
+		for _, r := range rs {
 			if err := b.emit(r); err != nil {
 				return err
 			}

@@ -88,13 +88,13 @@ BEGIN
 END
 $$;
 
--- pgqrs_archive_expired(lo, hi, policy, queue, archived_secs, dead_secs):
+-- pgqrs_archive_expired(lo, hi, policy, queue, age_archived, age_dead):
 -- whether every row archived in [lo, hi) is past its retention: with
--- policy, each queue's policy (pgqrs_retention); else archived_secs and
--- dead_secs (NULL: kept) for queue (0: every queue), the other queues'
+-- policy, each queue's policy (pgqrs_retention); else age_archived and
+-- age_dead, in seconds (NULL: kept), for queue (0: every queue), the other queues'
 -- rows being kept. One index probe per queue and kind.
 CREATE OR REPLACE FUNCTION pgqrs_archive_expired(lo timestamptz, hi timestamptz, policy boolean, queue bigint,
-                                                 archived_secs float8, dead_secs float8)
+                                                 age_archived float8, age_dead float8)
 RETURNS boolean LANGUAGE sql STABLE AS $$
 SELECT NOT EXISTS (
     SELECT 1
@@ -103,19 +103,19 @@ SELECT NOT EXISTS (
     CROSS JOIN (VALUES (false), (true)) AS k (dead)
     WHERE NOT coalesce(hi <= now() - make_interval(secs => CASE
               WHEN policy THEN CASE WHEN k.dead THEN r.dead_secs ELSE r.archived_secs END
-              WHEN queue = 0 OR queue = q.id THEN CASE WHEN k.dead THEN dead_secs ELSE archived_secs END END), false)
+              WHEN queue = 0 OR queue = q.id THEN CASE WHEN k.dead THEN age_dead ELSE age_archived END END), false)
       AND EXISTS (SELECT 1 FROM pgqrs_archive a
                   WHERE a.queue_id = q.id AND a.dead = k.dead AND a.archived_at >= lo AND a.archived_at < hi))
 $$;
 
--- pgqrs_archive_drop(policy, queue, archived_secs, dead_secs) drops the
+-- pgqrs_archive_drop(policy, queue, age_archived, age_dead) drops the
 -- oldest day partition whose rows are all past their retention (see
 -- pgqrs_archive_expired) and returns its name and how many archived
 -- messages and dead letters it held; no row when none can go. Dropping a
 -- partition locks the archive (ACCESS EXCLUSIVE) for the drop: it waits at
 -- most 100 ms for that lock, else it gives up (no row) and a later call
 -- tries again; it checks the rows again under the lock.
-CREATE OR REPLACE FUNCTION pgqrs_archive_drop(policy boolean, queue bigint, archived_secs float8, dead_secs float8)
+CREATE OR REPLACE FUNCTION pgqrs_archive_drop(policy boolean, queue bigint, age_archived float8, age_dead float8)
 RETURNS TABLE (dropped text, archived bigint, dead bigint) LANGUAGE plpgsql AS $$
 DECLARE
     parent regclass := (SELECT typrelid FROM pg_type WHERE oid = pg_typeof(CAST(NULL AS pgqrs_archive)));
@@ -135,7 +135,7 @@ BEGIN
         lo := p.day::timestamp AT TIME ZONE 'UTC';
         hi := (p.day + 1)::timestamp AT TIME ZONE 'UTC';
         EXIT WHEN hi > now();
-        CONTINUE WHEN NOT pgqrs_archive_expired(lo, hi, policy, queue, archived_secs, dead_secs);
+        CONTINUE WHEN NOT pgqrs_archive_expired(lo, hi, policy, queue, age_archived, age_dead);
         EXECUTE format('SELECT count(*) FILTER (WHERE NOT dead), count(*) FILTER (WHERE dead) FROM %s', p.rel)
             INTO n_archived, n_dead;
         PERFORM set_config('lock_timeout', '100ms', true);
@@ -146,11 +146,11 @@ BEGIN
             RETURN;
         END;
         PERFORM set_config('lock_timeout', timeout, true);
-        IF NOT pgqrs_archive_expired(lo, hi, policy, queue, archived_secs, dead_secs) THEN
+        IF NOT pgqrs_archive_expired(lo, hi, policy, queue, age_archived, age_dead) THEN
             RETURN;
         END IF;
         EXECUTE format('DROP TABLE %s', p.rel);
-        dropped := p.rel::text;
+        dropped := p.rel::regclass::text;
         archived := n_archived;
         dead := n_dead;
         RETURN NEXT;

@@ -149,8 +149,8 @@ BEGIN
         IF NOT pgqrs_archive_expired(lo, hi, policy, queue, age_archived, age_dead) THEN
             RETURN;
         END IF;
+        dropped := p.rel::regclass::text;  -- named before it is gone
         EXECUTE format('DROP TABLE %s', p.rel);
-        dropped := p.rel::regclass::text;
         archived := n_archived;
         dead := n_dead;
         RETURN NEXT;

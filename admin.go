@@ -26,7 +26,14 @@ func (a *Admin) Install(ctx context.Context) error {
 	if err := a.s.check(); err != nil {
 		return err
 	}
-	return a.s.migrate(ctx)
+	if err := a.s.migrate(ctx); err != nil {
+		return err
+	}
+	// The archive's partitions of today and the next days (PostgreSQL).
+	if err := a.s.partitionsAhead(ctx); err != nil {
+		return fmt.Errorf("install: archive partitions: %w", err)
+	}
+	return nil
 }
 
 // Verify checks that every pgqrs table and index exists, that every migration

@@ -948,6 +948,51 @@ var repoCases = map[string]repoCase{
 		got, _ = e.s.retention.get(e.ctx, e.q, other.ID)
 		e.equal("other queue's policy", got, Retention{Archived: time.Hour})
 	}},
+	// The archive's partitions: on Postgres one per UTC day (Install made
+	// today's and the next days'); SQLite and Turso have none and the
+	// statements change nothing.
+	"retentionRepo.addPartitions": {run: func(e *repoEnv) {
+		today := time.Now().UTC().Truncate(24 * time.Hour)
+		n, err := e.s.retention.addPartitions(e.ctx, e.q, today.AddDate(0, 0, -2), today)
+		e.must(err, "add")
+		want := int64(2) // the two past days; today's exists
+		if e.s.d.name != Postgres {
+			want = 0
+		}
+		e.equal("partitions created", n, want)
+		n, err = e.s.retention.addPartitions(e.ctx, e.q, today.AddDate(0, 0, -2), today)
+		e.must(err, "add again")
+		e.equal("partitions created again", n, 0)
+	}},
+	"retentionRepo.partitions": {run: func(e *repoEnv) {
+		ps, err := e.s.retention.partitions(e.ctx, e.q)
+		e.must(err, "partitions")
+		if e.s.d.name != Postgres {
+			e.equal("partitions", len(ps), 0)
+			return
+		}
+		e.equal("default partition first", len(ps) > 0 && ps[0].Default, true)
+		days := map[time.Time]bool{}
+		for _, p := range ps {
+			days[p.From] = true
+		}
+		today := time.Now().UTC().Truncate(24 * time.Hour)
+		e.equal("today's and the next days' partitions", []bool{days[today], days[today.AddDate(0, 0, 1)], days[today.AddDate(0, 0, ArchivePartitionsAhead)]}, []bool{true, true, true})
+	}},
+	"retentionRepo.dropPartition": {run: func(e *repoEnv) {
+		today := time.Now().UTC().Truncate(24 * time.Hour)
+		_, err := e.s.retention.addPartitions(e.ctx, e.q, today.AddDate(0, 0, -3), today)
+		e.must(err, "add")
+		// Nothing kept is expired: a policy with no queues' rows still
+		// drops the empty past days, oldest first, one per call.
+		name, n, d, ok, err := e.s.retention.dropPartition(e.ctx, e.q, false, 0, Retention{Archived: time.Hour})
+		e.must(err, "drop")
+		if e.s.d.name != Postgres {
+			e.equal("dropped", ok, false)
+			return
+		}
+		e.equal("dropped an empty past day", []any{ok, strings.Contains(name, "pgqrs_archive_p"), n, d}, []any{true, true, int64(0), int64(0)})
+	}},
 	"retentionRepo.expire": {run: func(e *repoEnv) {
 		q, other := e.queue("q"), e.queue("other")
 		c, oc := e.worker("c", q, "consumer"), e.worker("oc", other, "consumer")

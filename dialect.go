@@ -350,6 +350,12 @@ type retentionSQL struct {
 	// so each is a short write however large the archive.
 	expireArchived string // (queue, minus age seconds, limit) → n: archived messages that are no dead letters (done or cancelled), archived longer ago than age
 	expireDead     string // (queue, minus age seconds, limit) → n: dead letters dead-lettered longer ago than age
+	// Partitions of the archive (Postgres: one per UTC day, see migration
+	// 0009). SQLite and Turso keep the archive in place: their statements
+	// create, list and drop nothing.
+	addPartitions string // (first day, last day: timeArg of a UTC midnight) → partitions created for the days from first to last
+	partitions    string // () → name, from, to (NULL for the default partition), estimated rows, per partition, oldest first
+	dropPartition string // (policy, queue or 0 for all, archived seconds or NULL, dead seconds or NULL) → name, archived, dead of the one partition dropped; no row when none could go
 }
 
 // versionSQL: pgqrs_schema_version, the applied migrations.

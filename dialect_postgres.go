@@ -402,16 +402,37 @@ ON CONFLICT (queue_id) DO UPDATE SET archived_secs = EXCLUDED.archived_secs, dea
 			// pgqrs_archive_queue, or the old block ranges from the BRIN
 			// index on archived_at (migration 0008: rows enter the archive
 			// in archive-time order), whichever its statistics favour.
+			//
+			// The archive is partitioned by UTC day (migration 0009). An age
+			// of a day or more is applied a whole day at a time: the cutoff
+			// is the start of the UTC day that now minus age falls in, so
+			// the rows of a day partition expire together and the partition
+			// can be dropped whole (dropPartition, run first) rather than
+			// emptied row by row. (A ctid is unique within one partition
+			// only: the rows are matched by (id, archived_at), the primary
+			// key.)
 			expireArchived: t(`
-DELETE FROM pgqrs_archive WHERE ctid = ANY (ARRAY(
-    SELECT ctid FROM pgqrs_archive
-    WHERE queue_id = $1 AND NOT dead AND archived_at < now() + make_interval(secs => $2::float8)
-    LIMIT $3))`),
+DELETE FROM pgqrs_archive WHERE (id, archived_at) IN (
+    SELECT id, archived_at FROM pgqrs_archive
+    WHERE queue_id = $1 AND NOT dead AND archived_at < ` + pgRetentionCutoff + `
+    LIMIT $3)`),
 			expireDead: t(`
-DELETE FROM pgqrs_archive WHERE ctid = ANY (ARRAY(
-    SELECT ctid FROM pgqrs_archive
-    WHERE queue_id = $1 AND dead AND archived_at < now() + make_interval(secs => $2::float8)
-    LIMIT $3))`),
+DELETE FROM pgqrs_archive WHERE (id, archived_at) IN (
+    SELECT id, archived_at FROM pgqrs_archive
+    WHERE queue_id = $1 AND dead AND archived_at < ` + pgRetentionCutoff + `
+    LIMIT $3)`),
+			addPartitions: t(`
+SELECT count(*) FILTER (WHERE pgqrs_archive_add(d::date))
+FROM generate_series(($1::timestamptz AT TIME ZONE 'UTC')::date, ($2::timestamptz AT TIME ZONE 'UTC')::date, interval '1 day') AS d`),
+			partitions: t(`
+SELECT c.relname,
+       CASE WHEN c.relname ~ '_p[0-9]{8}$' THEN to_date(right(c.relname, 8), 'YYYYMMDD')::timestamp AT TIME ZONE 'UTC' END,
+       CASE WHEN c.relname ~ '_p[0-9]{8}$' THEN (to_date(right(c.relname, 8), 'YYYYMMDD') + 1)::timestamp AT TIME ZONE 'UTC' END,
+       greatest(c.reltuples, 0)::bigint
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = (SELECT typrelid FROM pg_type WHERE oid = pg_typeof(CAST(NULL AS pgqrs_archive)))
+ORDER BY 2 NULLS FIRST, 1`),
+			dropPartition: t(`SELECT dropped, archived, dead FROM pgqrs_archive_drop($1::boolean, $2::bigint, $3::float8, $4::float8)`),
 		},
 		workflow: workflowSQL{
 			byName:     t(`SELECT id, queue_id FROM pgqrs_workflows WHERE name = $1`),
@@ -674,6 +695,13 @@ WHERE m.id = g.id AND g.parked AND q.id = $1 AND g.rn <= coalesce(q.group_limit,
 	return d
 }
 
+// pgRetentionCutoff is the expire statements' cutoff for minus age $2 (in
+// seconds): now minus age, or for an age of a day or more the start of the
+// UTC day that falls in (see retentionSQL).
+const pgRetentionCutoff = `CASE WHEN $2::float8 <= -86400
+    THEN date_trunc('day', now() + make_interval(secs => $2::float8), 'UTC')
+    ELSE now() + make_interval(secs => $2::float8) END`
+
 // pgClaimLevels is the claim's list of priority levels, most urgent first,
 // as a VALUES list the claim joins laterally: one ordered range scan of
 // pgqrs_messages_claim per level, read lazily, so the claim's LIMIT stops
@@ -819,7 +847,7 @@ LEFT JOIN pgqrs_workflows w ON w.id = s.workflow_id`
 // functions:
 // whole words, so index names such as pgqrs_messages_claim stay as they are
 // (Postgres creates an index in its table's schema).
-var pgTableName = regexp.MustCompile(`\bpgqrs_(queues|workers|messages|archive|schema_version|workflows|runs|steps|schedules|signals|signal_waits|events|retention|group_park|group_promote)\b`)
+var pgTableName = regexp.MustCompile(`\bpgqrs_(queues|workers|messages|archive|schema_version|workflows|runs|steps|schedules|signals|signal_waits|events|retention|group_park|group_promote|archive_default|archive_0008|archive_add|archive_expired|archive_drop)\b`)
 
 // pgDroppedIndex matches the index a migration drops: unlike CREATE INDEX,
 // DROP INDEX finds its index through the search_path unless it is named
@@ -846,6 +874,10 @@ func pgQualifier(schema string) func(string) string {
 		last := 0
 		for _, loc := range pgTableName.FindAllStringIndex(s, -1) {
 			if loc[0] > 0 && strings.ContainsRune(`.:"'`, rune(s[loc[0]-1])) {
+				continue
+			}
+			// A new name (ALTER TABLE … RENAME TO name) takes no schema.
+			if strings.HasSuffix(strings.ToUpper(s[:loc[0]]), "RENAME TO ") {
 				continue
 			}
 			b.WriteString(s[last:loc[0]])

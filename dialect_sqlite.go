@@ -367,6 +367,9 @@ DELETE FROM pgqrs_messages WHERE id IN (
     SELECT id FROM pgqrs_messages INDEXED BY pgqrs_messages_dead
     WHERE queue_id = ?1 AND dead = 1 AND archived_at IS NOT NULL AND archived_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2)
     ORDER BY id LIMIT ?3)`,
+			addPartitions: `SELECT 0 WHERE ?1 IS NOT NULL OR ?2 IS NOT NULL`,
+			partitions:    `SELECT '', NULL, NULL, 0 WHERE 0`,
+			dropPartition: `SELECT '', 0, 0 WHERE 0 AND ?1 AND ?2 AND ?3 AND ?4`,
 		},
 		workflow: workflowSQL{
 			byName:     `SELECT id, queue_id FROM pgqrs_workflows WHERE name = ?1`,

@@ -61,3 +61,46 @@ func (r retentionRepo) expire(ctx context.Context, q querier, queueID int64, dea
 	}
 	return execCount(ctx, q, "expire archive", stmt, queueID, r.d.secondsArg(-age), limit)
 }
+
+// addPartitions creates the archive's partitions of the UTC days from the
+// day of from to the day of to (Postgres; nothing elsewhere) and returns
+// how many it created.
+func (r retentionRepo) addPartitions(ctx context.Context, q querier, from, to time.Time) (n int64, err error) {
+	err = q.QueryRowContext(ctx, r.d.retention.addPartitions, r.d.timeArg(from), r.d.timeArg(to)).Scan(&n)
+	return n, err
+}
+
+// partitions lists the archive's partitions, oldest first, the default
+// partition (no bounds) first of all; none where the archive is not
+// partitioned.
+func (r retentionRepo) partitions(ctx context.Context, q querier) ([]ArchivePartition, error) {
+	rows, err := q.QueryContext(ctx, r.d.retention.partitions)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []ArchivePartition{}
+	for rows.Next() {
+		var p ArchivePartition
+		var from, to dbTime
+		if err := rows.Scan(&p.Name, &from, &to, &p.EstimatedRows); err != nil {
+			return nil, err
+		}
+		p.From, p.To, p.Default = from.t, to.t, from.t.IsZero()
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// dropPartition drops the oldest day partition of the archive whose rows
+// are all past their retention: with policy, each queue's policy; else
+// ret for queue queueID (0: every queue), other queues' rows being kept.
+// It returns what the partition held; ok is false when none could go.
+func (r retentionRepo) dropPartition(ctx context.Context, q querier, policy bool, queueID int64, ret Retention) (name string, archived, dead int64, ok bool, err error) {
+	err = q.QueryRowContext(ctx, r.d.retention.dropPartition, policy, queueID, secondsOrNull(ret.Archived), secondsOrNull(ret.DeadLetters)).
+		Scan(&name, &archived, &dead)
+	if err == sql.ErrNoRows {
+		return "", 0, 0, false, nil
+	}
+	return name, archived, dead, err == nil, err
+}

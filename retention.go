@@ -101,6 +101,16 @@ func (a *Admin) ExpireArchive(ctx context.Context, queue string, r Retention) (a
 		}
 		queues = []*Queue{q}
 	}
+	// Whole partitions first (Postgres): a day whose rows all expire goes
+	// at once.
+	var dropQueue int64
+	if queue != "" {
+		dropQueue = queues[0].ID
+	}
+	archived, dead, err = a.s.dropPartitions(ctx, false, dropQueue, r, -1)
+	if err != nil {
+		return archived, dead, fmt.Errorf("expire archive: %w", err)
+	}
 	for _, q := range queues {
 		n, d, err := a.s.expire(ctx, q.ID, r, -1)
 		archived, dead = archived+n, dead+d
@@ -109,6 +119,106 @@ func (a *Admin) ExpireArchive(ctx context.Context, queue string, r Retention) (a
 		}
 	}
 	return archived, dead, nil
+}
+
+// dropPartitions drops the archive's day partitions (Postgres) whose rows
+// are all past their retention, at most maxDrops (negative: until none
+// can go), and returns how many archived messages and dead letters went
+// with them. With policy, each queue's policy applies; else r applies to
+// queue queueID (0: every queue) and the other queues' rows are kept.
+func (s *Store) dropPartitions(ctx context.Context, policy bool, queueID int64, r Retention, maxDrops int) (archived, dead int64, err error) {
+	for i := 0; maxDrops < 0 || i < maxDrops; i++ {
+		var n, d int64
+		var ok bool
+		err := s.write(ctx, nil, func(ctx context.Context, db querier) (err error) {
+			_, n, d, ok, err = s.retention.dropPartition(ctx, db, policy, queueID, r)
+			return err
+		})
+		if err != nil {
+			return archived, dead, fmt.Errorf("drop archive partition: %w", err)
+		}
+		if !ok {
+			break
+		}
+		archived, dead = archived+n, dead+d
+	}
+	return archived, dead, nil
+}
+
+// ArchivePartitionsAhead is how many days past today Install and the Run
+// loops keep archive partitions created for (PostgreSQL).
+const ArchivePartitionsAhead = 2
+
+// maxPartitionDays bounds one [Admin.CreateArchivePartitions] call.
+const maxPartitionDays = 366
+
+// ArchivePartition is one partition of the archive on PostgreSQL, as
+// [Admin.ArchivePartitions] lists it: a UTC day [From, To), or the
+// default partition (Default, no bounds), which takes the rows of days that
+// have no partition of their own.
+type ArchivePartition struct {
+	Name    string    `json:"name"`
+	From    time.Time `json:"from,omitzero"`
+	To      time.Time `json:"to,omitzero"`
+	Default bool      `json:"default,omitempty"`
+	// EstimatedRows is the planner's estimate (pg_class.reltuples), as of
+	// the last VACUUM or ANALYZE of the partition; 0 before one.
+	EstimatedRows int64 `json:"estimated_rows"`
+}
+
+// CreateArchivePartitions creates the archive's partitions for the UTC
+// days from the day of from to the day of to (at most 366 days), on
+// PostgreSQL, where the archive is partitioned by day (elsewhere it does
+// nothing and returns 0). Days that have a partition are left alone, and
+// so are days whose rows the default partition already holds (they stay
+// there). It returns how many partitions it created. Install and every Run
+// loop's retention turn create today's and the next
+// [ArchivePartitionsAhead] days', so this is for creating further ahead or
+// for a process that runs neither.
+func (a *Admin) CreateArchivePartitions(ctx context.Context, from, to time.Time) (int, error) {
+	if to.Before(from) || to.Sub(from) > maxPartitionDays*24*time.Hour {
+		return 0, fmt.Errorf("%w: archive partitions from %v to %v (want from ≤ to, at most %d days)", ErrInvalidArgument, from, to, maxPartitionDays)
+	}
+	if err := a.s.check(); err != nil {
+		return 0, err
+	}
+	n, err := a.s.addPartitions(ctx, from, to)
+	if err != nil {
+		return 0, fmt.Errorf("create archive partitions: %w", err)
+	}
+	return int(n), nil
+}
+
+// ArchivePartitions lists the archive's partitions on PostgreSQL, the
+// default partition first, then the days, oldest first. Elsewhere the
+// archive is not partitioned and the list is empty.
+func (a *Admin) ArchivePartitions(ctx context.Context) ([]ArchivePartition, error) {
+	var out []ArchivePartition
+	err := a.s.read(ctx, func(ctx context.Context, db querier) (err error) {
+		out, err = a.s.retention.partitions(ctx, db)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("archive partitions: %w", err)
+	}
+	return out, nil
+}
+
+// addPartitions creates the archive partitions of the days from to to.
+func (s *Store) addPartitions(ctx context.Context, from, to time.Time) (n int64, err error) {
+	err = s.write(ctx, nil, func(ctx context.Context, db querier) (err error) {
+		n, err = s.retention.addPartitions(ctx, db, from.UTC().Truncate(24*time.Hour), to.UTC().Truncate(24*time.Hour))
+		return err
+	})
+	return n, err
+}
+
+// partitionsAhead creates the partitions of today and the next
+// ArchivePartitionsAhead days that are missing.
+func (s *Store) partitionsAhead(ctx context.Context) error {
+	now := time.Now()
+	_, err := s.addPartitions(ctx, now, now.Add(ArchivePartitionsAhead*24*time.Hour))
+	return err
 }
 
 // expire applies r to queue queueID in batches of expireBatch, at most
@@ -149,6 +259,9 @@ func (r *runner) retain() {
 		return
 	}
 	r.retained = time.Now()
+	if err := r.c.s.partitionsAhead(r.bg); err != nil {
+		r.log.Error("pgqrs: creating archive partitions failed", "err", err)
+	}
 	var p Retention
 	err := r.c.s.read(r.bg, func(ctx context.Context, db querier) (err error) {
 		p, err = r.c.s.retention.get(ctx, db, r.c.queueID)
@@ -161,7 +274,12 @@ func (r *runner) retain() {
 	if p == (Retention{}) {
 		return
 	}
-	archived, dead, err := r.c.s.expire(r.bg, r.c.queueID, p, 10)
+	archived, dead, err := r.c.s.dropPartitions(r.bg, true, 0, Retention{}, 10)
+	if err == nil {
+		var n, d int64
+		n, d, err = r.c.s.expire(r.bg, r.c.queueID, p, 10)
+		archived, dead = archived+n, dead+d
+	}
 	switch {
 	case err != nil:
 		r.log.Error("pgqrs: applying the retention policy failed", "err", err, "archived", archived, "dead_letters", dead)

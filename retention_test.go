@@ -221,3 +221,118 @@ func TestRunAppliesRetention(t *testing.T) {
 		}
 	})
 }
+
+// TestArchivePartitions: on PostgreSQL the archive is partitioned by UTC
+// day; Install creates today's and the next days' partitions, expiry drops
+// a day whose rows are all expired and leaves one holding rows another
+// queue keeps (deleting only the expired queue's rows there). SQLite and
+// Turso have no partitions.
+func TestArchivePartitions(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		a := s.Admin()
+		parts, err := a.ArchivePartitions(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.d.name != Postgres {
+			if n, err := a.CreateArchivePartitions(ctx, time.Now().Add(-72*time.Hour), time.Now()); err != nil || n != 0 || len(parts) != 0 {
+				t.Fatalf("partitions on %s: %d created, %v, listed %v", s.d.name, n, err, parts)
+			}
+			return
+		}
+		_, err = a.CreateArchivePartitions(ctx, time.Now(), time.Now().Add(-time.Hour*48))
+		wantErr(t, err, ErrInvalidArgument)
+		today := time.Now().UTC().Truncate(24 * time.Hour)
+		days := map[time.Time]bool{}
+		for _, p := range parts {
+			days[p.From] = true
+		}
+		for k := range ArchivePartitionsAhead + 1 {
+			if d := today.AddDate(0, 0, k); !days[d] {
+				t.Errorf("no partition for %v after Install: %+v", d, parts)
+			}
+		}
+		if len(parts) == 0 || !parts[0].Default {
+			t.Errorf("no default partition first: %+v", parts)
+		}
+		if n, err := a.CreateArchivePartitions(ctx, today.AddDate(0, 0, -5), today); err != nil || n != 5 {
+			t.Fatalf("create 5 past days = %d, %v", n, err)
+		}
+		p, c := fixture(t, s, "short")
+		op, oc := fixture(t, s, "kept")
+		archiveN(t, p, c, 30)
+		archiveN(t, op, oc, 1)
+		// Back-date: 10 rows of "short" to 4 days ago, 10 to 3 days ago with
+		// the one of "kept" (which keeps everything).
+		move := func(queue string, days int, limit int) {
+			t.Helper()
+			q, err := a.GetQueue(ctx, queue)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = s.DB().ExecContext(ctx, s.d.qualify(`UPDATE pgqrs_archive SET archived_at = now() - make_interval(days => $2)
+WHERE (id, archived_at) IN (SELECT id, archived_at FROM pgqrs_archive WHERE queue_id = $1 AND archived_at > now() - interval '1 day' ORDER BY id LIMIT $3)`), q.ID, days, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		move("short", 4, 10)
+		move("short", 3, 10)
+		move("kept", 3, 1)
+		count := func(day time.Time) int64 {
+			t.Helper()
+			parts, err := a.ArchivePartitions(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range parts {
+				if p.From.Equal(day) {
+					var n int64
+					if err := s.DB().QueryRowContext(ctx, `SELECT count(*) FROM `+s.d.relation(p.Name)).Scan(&n); err != nil {
+						t.Fatal(err)
+					}
+					return n
+				}
+			}
+			return -1 // no such partition
+		}
+		d4, d3 := today.AddDate(0, 0, -4), today.AddDate(0, 0, -3)
+		if count(d4) != 10 || count(d3) != 11 {
+			t.Fatalf("back-dated rows: %d four days ago, %d three days ago; want 10, 11", count(d4), count(d3))
+		}
+		// A policy of two days, applied the way a Run loop does.
+		if err := a.SetRetention(ctx, "short", Retention{Archived: 48 * time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		n, d, err := s.dropPartitions(ctx, true, 0, Retention{}, -1)
+		if err != nil || n != 10 || d != 0 {
+			t.Fatalf("policy drop = %d, %d, %v; want the 10 rows of four days ago", n, d, err)
+		}
+		if count(d4) != -1 || count(d3) != 11 {
+			t.Fatalf("after the drop: partition of four days ago %d rows (-1: gone), three days ago %d; want gone, 11", count(d4), count(d3))
+		}
+		q, _ := a.GetQueue(ctx, "short")
+		n, _, err = s.expire(ctx, q.ID, Retention{Archived: 48 * time.Hour}, -1)
+		if err != nil || n != 10 {
+			t.Fatalf("row expiry = %d, %v; want the 10 rows of three days ago", n, err)
+		}
+		if count(d3) != 1 {
+			t.Errorf("partition of three days ago keeps %d rows; want the kept queue's 1", count(d3))
+		}
+		if m := metrics(t, s, "short"); m.Archived != 10 {
+			t.Errorf("short keeps %d archived; want today's 10", m.Archived)
+		}
+		if m := metrics(t, s, "kept"); m.Archived != 1 {
+			t.Errorf("kept keeps %d archived; want 1", m.Archived)
+		}
+		// Explicit expiry of every queue drops the rest of three days ago.
+		if n, _, err := a.ExpireArchive(ctx, "", Retention{Archived: 48 * time.Hour}); err != nil || n != 1 {
+			t.Fatalf("expire every queue = %d, %v; want 1", n, err)
+		}
+		if count(d3) != -1 {
+			t.Errorf("the partition of three days ago is still there")
+		}
+	})
+}

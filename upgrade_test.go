@@ -3,6 +3,7 @@ package pgqrs
 import (
 	"encoding/json"
 	"testing"
+	"time"
 )
 
 // TestUpgradeKeepsMessages installs the schema as it was before SQLite
@@ -150,4 +151,96 @@ func fixtureFor(t *testing.T, s *Store, queue string) (*Producer, *Consumer) {
 func jsonOf(v any) string {
 	data, _ := json.Marshal(v)
 	return string(data)
+}
+
+// TestUpgradePartitionsArchive installs a PostgreSQL schema at 0008 (the
+// archive one table), archives and dead-letters messages, back-dates some
+// to two days ago, upgrades with Install (migration 0009 partitions the
+// archive by day) and checks that every archived row and dead letter is
+// kept, in the partition of its day, and that replay still works.
+func TestUpgradePartitionsArchive(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) {
+			s := openBackend(t, b)
+			if s.d.migrations != "postgres" {
+				t.Skipf("%s keeps its archive in place", b)
+			}
+			ctx := t.Context()
+			if err := s.migrateTo(ctx, 8); err != nil {
+				t.Fatalf("install up to 0008: %v", err)
+			}
+			a := s.Admin()
+			if _, err := a.CreateQueue(ctx, "upgrade"); err != nil {
+				t.Fatal(err)
+			}
+			p, c := fixtureFor(t, s, "upgrade")
+			ids, err := p.EnqueueBatch(ctx, []any{1, 2, 3, 4, 5})
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs := mustDequeue(t, c, 5)
+			if len(msgs) != 5 {
+				t.Fatalf("claimed %d of 5", len(msgs))
+			}
+			if _, err := c.ArchiveBatch(ctx, ids[:3]); err != nil {
+				t.Fatal(err)
+			}
+			// The last two: released, then dead-lettered for their one attempt.
+			if _, err := c.ReleaseBatch(ctx, ids[3:], 0); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := a.MoveToDLQ(ctx, 1); err != nil || n != 2 {
+				t.Fatalf("MoveToDLQ = %d, %v", n, err)
+			}
+			if _, err := s.DB().ExecContext(ctx, s.d.qualify(`UPDATE pgqrs_archive SET archived_at = archived_at - interval '2 days' WHERE id = ANY ($1::bigint[])`),
+				s.d.idsArg([]int64{ids[0], ids[3]})); err != nil {
+				t.Fatal(err)
+			}
+			var kind string
+			if err := s.DB().QueryRowContext(ctx, `SELECT relkind FROM pg_class WHERE oid = $1::regclass`, s.d.relation("pgqrs_archive")).Scan(&kind); err != nil || kind != "r" {
+				t.Fatalf("archive at 0008 is relkind %q, %v; want a plain table", kind, err)
+			}
+
+			if err := a.Install(ctx); err != nil {
+				t.Fatalf("upgrade: %v", err)
+			}
+			if err := a.Verify(ctx); err != nil {
+				t.Fatalf("verify after the upgrade: %v", err)
+			}
+			if err := s.DB().QueryRowContext(ctx, `SELECT relkind FROM pg_class WHERE oid = $1::regclass`, s.d.relation("pgqrs_archive")).Scan(&kind); err != nil || kind != "p" {
+				t.Fatalf("archive after 0009 is relkind %q, %v; want partitioned", kind, err)
+			}
+			m := metrics(t, s, "upgrade")
+			if m.Archived != 3 || m.Dead != 2 {
+				t.Errorf("after the upgrade: %d archived, %d dead; want 3, 2", m.Archived, m.Dead)
+			}
+			for _, id := range ids {
+				if _, err := a.GetArchived(ctx, "upgrade", id); err != nil {
+					t.Errorf("archived message %d after the upgrade: %v", id, err)
+				}
+			}
+			// The back-dated rows sit in the partition of their day, not the default.
+			old := time.Now().UTC().Add(-48 * time.Hour).Format("20060102")
+			var n int64
+			if err := s.DB().QueryRowContext(ctx, `SELECT count(*) FROM `+s.d.relation("pgqrs_archive_p"+old)).Scan(&n); err != nil || n != 2 {
+				t.Errorf("partition of two days ago holds %d rows, %v; want 2", n, err)
+			}
+			if err := s.DB().QueryRowContext(ctx, `SELECT count(*) FROM `+s.d.relation("pgqrs_archive_default")).Scan(&n); err != nil || n != 0 {
+				t.Errorf("default partition holds %d rows, %v; want 0", n, err)
+			}
+			if n, err := a.ReplayAllDeadLetters(ctx, "upgrade"); err != nil || n != 2 {
+				t.Fatalf("replay after the upgrade = %d, %v; want 2", n, err)
+			}
+			got := mustDequeue(t, c, 10)
+			if len(got) != 2 {
+				t.Fatalf("claimed %d replayed messages; want 2", len(got))
+			}
+			if _, err := c.ArchiveBatch(ctx, msgIDs(got)); err != nil {
+				t.Fatalf("archive the replayed messages: %v", err)
+			}
+			if m := metrics(t, s, "upgrade"); m.Archived != 5 || m.Dead != 0 {
+				t.Errorf("after replay and archive: %d archived, %d dead; want 5, 0", m.Archived, m.Dead)
+			}
+		})
+	}
 }

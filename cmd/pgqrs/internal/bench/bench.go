@@ -45,6 +45,10 @@ const (
 // scenarios lists the scenarios in the order bench runs them.
 var scenarios = []string{"drain", "floor", "drain-priority", "drain-run", "drain-steady", "drain-limited", "drain-grouped", "enqueue", "enqueue-unique", "latency", "workflow"}
 
+// extraScenarios run only when named: they take long or write pgqrs's
+// tables directly (admin-reads: see admin.go).
+var extraScenarios = []string{"admin-reads"}
+
 // Config holds the flags of "pgqrs bench".
 type Config struct {
 	backend     string
@@ -54,6 +58,7 @@ type Config struct {
 	backlog     int
 	messages    int
 	handlerTime time.Duration
+	history     int
 	consumers   string
 	batch       string
 	concurrency string
@@ -78,6 +83,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	fs.IntVar(&b.backlog, "backlog", 50000, "messages prefilled for each drain, floor and drain-run")
 	fs.IntVar(&b.messages, "messages", 0, "messages drain-steady drains while producers keep --backlog waiting (default 10 × --backlog)")
 	fs.DurationVar(&b.handlerTime, "handler-time", 0, "how long each handler of drain-limited sleeps (0: handlers that do nothing)")
+	fs.IntVar(&b.history, "history", 10_000_000, "archived rows the admin-reads scenario builds (PostgreSQL)")
 	fs.StringVar(&b.consumers, "consumers", "1,2,4", "comma-separated consumer counts for drain and floor")
 	fs.StringVar(&b.batch, "batch", "1,10,50", "comma-separated claim batch sizes for drain, floor and drain-run")
 	fs.StringVar(&b.concurrency, "concurrency", "1,4,16", "comma-separated Run concurrencies for drain-run")
@@ -224,6 +230,8 @@ func Run(ctx context.Context, cfg *Config, env Env) error {
 		return usagef("--messages must not be negative, got %d", f.messages)
 	case f.handlerTime < 0:
 		return usagef("--handler-time must not be negative, got %v", f.handlerTime)
+	case f.history < 1:
+		return usagef("--history must be at least 1, got %d", f.history)
 	case f.duration <= 0:
 		return usagef("--duration must be positive, got %v", f.duration)
 	case f.poll < 0:
@@ -435,6 +443,17 @@ func (b *bencher) run(ctx context.Context, scen map[string]bool, consumers, batc
 			if err != nil {
 				return fmt.Errorf("enqueue-unique %s: %w", mode, err)
 			}
+			if err := b.emit(r); err != nil {
+				return err
+			}
+		}
+	}
+	if scen["admin-reads"] {
+		rs, err := b.adminReads(ctx)
+		if err != nil {
+			return fmt.Errorf("admin-reads: %w", err)
+		}
+		for _, r := range rs {
 			if err := b.emit(r); err != nil {
 				return err
 			}

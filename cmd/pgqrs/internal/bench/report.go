@@ -131,7 +131,7 @@ func parseScenarios(s string) (map[string]bool, error) {
 			for _, n := range scenarios {
 				out[n] = true
 			}
-		case slices.Contains(scenarios, name):
+		case slices.Contains(scenarios, name), slices.Contains(extraScenarios, name):
 			out[name] = true
 		default:
 			return nil, usagef("--scenario: unknown scenario %q (want %s or all)", name, strings.Join(scenarios, ", "))
@@ -240,6 +240,16 @@ func printTables(w io.Writer, rs []*Result) error {
 		t := newTable(w, "SCENARIO", "BACKEND", "MODE", "CONCURRENCY", "RUNS", "TIME", "RUNS/S", "TRIGGER→RESULT MS p50/p95/p99")
 		for _, r := range d {
 			t.row(r.Scenario, r.Backend, r.Mode, num(r.Concurrency), num(r.Messages), secs(r.Seconds), rate(r.MsgsPerSec), pct(r.LatencyMs))
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+	}
+	if d := pick("admin-reads"); len(d) > 0 {
+		section()
+		t := newTable(w, "SCENARIO", "BACKEND", "READ", "ARCHIVED ROWS", "LIVE", "CALL MS p50/p95/p99", "WORST MS")
+		for _, r := range d {
+			t.row(r.Scenario, r.Backend, r.Mode, num(r.Messages), num(r.Backlog), pct(r.LatencyMs), ms(r.Seconds*1000))
 		}
 		if err := t.flush(); err != nil {
 			return err

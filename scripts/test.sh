@@ -31,11 +31,17 @@ fi
 # from npm in a cache directory to drive it (it never downloads a browser). As root a
 # missing one is installed; otherwise the test skips locally and fails under CI=true.
 PLAYWRIGHT_VERSION=1.65.1
-if ! [ -x /usr/bin/chromium ] || ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+# Only what is missing: a machine whose Node.js and npm come from elsewhere (the
+# image's own) cannot take Debian's nodejs and npm beside them ("held broken packages").
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
 	if [ "$(id -u)" = 0 ]; then
-		echo "test.sh: installing chromium, nodejs and npm with apt-get for the browser test"
+		echo "test.sh: installing ${missing[*]} with apt-get for the browser test"
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium nodejs npm >/dev/null
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 	else
 		echo "test.sh: chromium or node missing and not root: the browser test will skip (fail under CI=true)" >&2
 	fi

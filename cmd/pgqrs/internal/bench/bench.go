@@ -796,22 +796,10 @@ func (b *bencher) drain(ctx context.Context, consumers, batch, levels int) (*Res
 	st, err := b.runDrain(ctx, label, drainLoop{
 		n: n, consumers: consumers,
 		claim: func(ctx context.Context, i int) ([]int64, error) {
-			msgs, err := cs[i].Dequeue(ctx, batch)
-			ids := make([]int64, len(msgs))
-			for j, m := range msgs {
-				ids[j] = m.ID
-			}
-			return ids, err
+			return dequeueIDs(ctx, cs[i], batch)
 		},
 		archive: func(ctx context.Context, i int, ids []int64) (int, error) {
-			ok, err := cs[i].ArchiveBatch(ctx, ids)
-			n := 0
-			for _, a := range ok {
-				if a {
-					n++
-				}
-			}
-			return n, err
+			return archiveCount(ctx, cs[i], ids)
 		},
 	})
 	if err != nil {
@@ -826,6 +814,28 @@ func (b *bencher) drain(ctx context.Context, consumers, batch, levels int) (*Res
 	st.fill(r)
 	b.logf("%s: %d messages in %.2fs: %.0f msgs/s", label, st.done, st.elapsed.Seconds(), r.MsgsPerSec)
 	return r, nil
+}
+
+// dequeueIDs claims up to batch messages for c and returns their IDs.
+func dequeueIDs(ctx context.Context, c *pgqrs.Consumer, batch int) ([]int64, error) {
+	msgs, err := c.Dequeue(ctx, batch)
+	ids := make([]int64, len(msgs))
+	for j, m := range msgs {
+		ids[j] = m.ID
+	}
+	return ids, err
+}
+
+// archiveCount archives ids for c and returns how many it archived.
+func archiveCount(ctx context.Context, c *pgqrs.Consumer, ids []int64) (int, error) {
+	ok, err := c.ArchiveBatch(ctx, ids)
+	n := 0
+	for _, a := range ok {
+		if a {
+			n++
+		}
+	}
+	return n, err
 }
 
 // drainRun prefills the queue and drains it through Consumer.Run with a

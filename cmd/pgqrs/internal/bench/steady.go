@@ -120,21 +120,10 @@ func (b *bencher) drainSteady(ctx context.Context, consumers, batch []int) (*Res
 	st, err := b.runDrain(ctx, label, drainLoop{
 		n: total, consumers: cons, open: true,
 		claim: func(ctx context.Context, i int) ([]int64, error) {
-			msgs, err := cs[i].Dequeue(ctx, size)
-			ids := make([]int64, len(msgs))
-			for j, m := range msgs {
-				ids[j] = m.ID
-			}
-			return ids, err
+			return dequeueIDs(ctx, cs[i], size)
 		},
 		archive: func(ctx context.Context, i int, ids []int64) (int, error) {
-			ok, err := cs[i].ArchiveBatch(ctx, ids)
-			n := 0
-			for _, a := range ok {
-				if a {
-					n++
-				}
-			}
+			n, err := archiveCount(ctx, cs[i], ids)
 			before := archived.Add(int64(n)) - int64(n)
 			after := before + int64(n)
 			if before/tenth != after/tenth && after <= int64(total) {

@@ -74,6 +74,19 @@ func (a *Admin) Verify(ctx context.Context) error {
 			problems = append(problems, "missing index or trigger "+ix)
 		}
 	}
+	for _, tr := range s.d.triggers {
+		var ok bool
+		err := s.read(ctx, func(ctx context.Context, q querier) (err error) {
+			ok, err = s.schema.triggerExists(ctx, q, tr)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		if !ok {
+			problems = append(problems, "missing trigger "+tr.name+" on "+tr.table)
+		}
+	}
 	if allTables {
 		ms, err := s.d.loadMigrations()
 		if err != nil {
@@ -353,8 +366,18 @@ func (m QueueMetrics) MarshalJSON() ([]byte, error) {
 	}{fields(m), m.OldestPendingAge.Seconds()})
 }
 
-// QueueMetrics returns the counts of one queue, or [ErrQueueNotFound]. It
-// counts rows: meant for dashboards and admins, not for hot paths.
+// QueueMetrics returns the counts of one queue, or [ErrQueueNotFound].
+//
+// On PostgreSQL the live, archived and dead counts are kept by triggers
+// (one small upsert per statement that inserts or deletes messages), so
+// this reads a few rows however long the backlog and the archive are; the
+// split of the live messages into visible, leased and delayed reads the
+// leased and delayed ones through the claim index, so its cost grows with
+// them, not with the backlog. OldestPending there is the oldest enqueue
+// time among the delayed messages and the next 1,000 visible ones of each
+// priority in claim order, which misses only a message that waits behind
+// 1,000 enqueued after it at its priority. On SQLite and Turso every call
+// counts rows, and every figure is exact. See docs/scaling.md.
 func (a *Admin) QueueMetrics(ctx context.Context, name string) (QueueMetrics, error) {
 	if err := validateName("queue", name); err != nil {
 		return QueueMetrics{}, err
@@ -412,7 +435,8 @@ type SystemStats struct {
 	SchemaVersion int64 `json:"schema_version"` // highest applied migration
 }
 
-// SystemStats returns counts across all queues.
+// SystemStats returns counts across all queues (from the counters on
+// PostgreSQL, as [Admin.QueueMetrics] reads them).
 func (a *Admin) SystemStats(ctx context.Context) (SystemStats, error) {
 	var st SystemStats
 	err := a.s.read(ctx, func(ctx context.Context, q querier) (err error) {
@@ -503,7 +527,7 @@ func (a *Admin) listArchive(ctx context.Context, queue string, dead bool, page A
 }
 
 // CountArchived returns how many archived messages (dead letters excluded)
-// the queue has.
+// the queue has: from the counters on PostgreSQL (see [Admin.Recount]).
 func (a *Admin) CountArchived(ctx context.Context, queue string) (int64, error) {
 	q, err := a.GetQueue(ctx, queue)
 	if err != nil {
@@ -518,6 +542,26 @@ func (a *Admin) CountArchived(ctx context.Context, queue string) (int64, error) 
 		return 0, fmt.Errorf("count archive of %q: %w", queue, err)
 	}
 	return n, nil
+}
+
+// Recount counts the live messages and the archive again and replaces
+// PostgreSQL's counters with the result; elsewhere it does nothing. The
+// counters are kept by triggers, so only statements that bypass them
+// (TRUNCATE, a DELETE straight on an archive partition, a restore with
+// triggers disabled) call for it. Inserts, deletes and archiving wait
+// while it counts (it holds SHARE locks on the messages and the archive);
+// reads go on.
+func (a *Admin) Recount(ctx context.Context) error {
+	if err := a.s.check(); err != nil {
+		return err
+	}
+	err := a.s.write(ctx, nil, func(ctx context.Context, q querier) error {
+		return a.s.stats.recount(ctx, q)
+	})
+	if err != nil {
+		return fmt.Errorf("recount: %w", err)
+	}
+	return nil
 }
 
 // ListWorkers returns the workers registered on queue ("" for all queues),

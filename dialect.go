@@ -54,8 +54,10 @@ type dialect struct {
 	dsnForms             string
 	readDSN              func(dsn, scheme, rest string) (dsnInfo, error)
 
-	// indexes are the indexes (and triggers) Verify expects.
-	indexes []string
+	// indexes are the indexes (and, on SQLite, the triggers) Verify
+	// expects; triggers are PostgreSQL's triggers, each with its table.
+	indexes  []string
+	triggers []tableTrigger
 
 	// installPrelude runs first inside Install's transaction: the advisory
 	// lock and schema creation on Postgres; nothing elsewhere.
@@ -217,6 +219,9 @@ type workerSQL struct {
 	rejoin       string // (worker, name, queue, role) → status
 }
 
+// tableTrigger names a trigger and its table.
+type tableTrigger struct{ name, table string }
+
 // adminSQL: the statements of Admin and Verify, over several tables.
 type adminSQL struct {
 	queueMetrics    string // (queue name) → name, live, visible, leased, archived, dead, oldest enqueued_at not leased, newest enqueued_at, now, paused_at
@@ -229,7 +234,14 @@ type adminSQL struct {
 	throughput  string // (queue, minus window seconds, limit) → minute (start of the minute archived_at falls in), count, average and longest enqueued_at→dequeued_at seconds, per minute since now minus window, oldest first
 	tableExists string // (relation) → bool
 	indexExists string // (relation) → bool; triggers count as indexes on SQLite
-	orphans     string // () → count of messages and archived rows whose queue is gone (a partial uninstall)
+	// triggerExists is PostgreSQL's (SQLite's triggers are in indexes).
+	triggerExists string // (trigger name, its table's relation) → bool
+	orphans       string // () → count of messages and archived rows whose queue is gone (a partial uninstall)
+	// On PostgreSQL the counts of the metrics statements are kept by the
+	// triggers of migration 0010 (pgqrs_live_counts, pgqrs_archive_counts);
+	// elsewhere they are counted on each call and these do nothing.
+	compactCounts string // () → counter rows folded into their queue's totals; 0 while another compaction runs
+	recount       string // () → ∅: every counter row replaced by a fresh count; writes wait meanwhile
 
 	moveToDLQ string // (max attempts) → id of each visible message of any queue claimed that often, dead-lettered
 	replay    string // (queue, ids, all) → n: the dead letters (all of the queue's when all) live again under their IDs, visible now, read count 0, no last error; one with a key stays dead while a live message has the key, and of several with one key only the newest is replayed

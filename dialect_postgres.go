@@ -257,7 +257,8 @@ FROM pgqrs_archive WHERE queue_id = $1 AND id = $2`),
 SELECT id, payload, read_ct, enqueued_at, archived_at, dead, coalesce(last_error, ''), priority, headers, cancelled
 FROM pgqrs_archive WHERE queue_id = $1 AND dead = $2 AND id < $3
 ORDER BY id DESC LIMIT $4`),
-			count:     t(`SELECT count(*) FROM pgqrs_archive WHERE queue_id = $1 AND dead = $2`),
+			count: t(`SELECT coalesce(sum(CASE WHEN $2 THEN dead ELSE archived END), 0)::bigint
+FROM pgqrs_archive_counts WHERE queue_id = $1`),
 			cancelled: t(`SELECT id FROM pgqrs_archive WHERE id = ANY ($1::bigint[]) AND queue_id = $2 AND cancelled`),
 		},
 		worker: workerSQL{
@@ -292,9 +293,9 @@ RETURNING status`),
 			allQueueMetrics: t(pgMetricsSelect + ` ORDER BY q.name`),
 			systemStats: t(`
 SELECT (SELECT count(*) FROM pgqrs_queues),
-       (SELECT count(*) FROM pgqrs_messages),
-       (SELECT count(*) FROM pgqrs_archive WHERE NOT dead),
-       (SELECT count(*) FROM pgqrs_archive WHERE dead),
+       (SELECT coalesce(sum(live), 0) FROM pgqrs_live_counts),
+       (SELECT coalesce(sum(archived), 0) FROM pgqrs_archive_counts),
+       (SELECT coalesce(sum(dead), 0) FROM pgqrs_archive_counts),
        (SELECT count(*) FROM pgqrs_workers WHERE status <> 'stopped'),
        (SELECT count(*) FROM pgqrs_workers),
        (SELECT coalesce(max(version), 0) FROM pgqrs_schema_version)`),
@@ -306,8 +307,11 @@ FROM (SELECT archived_at, enqueued_at, dequeued_at, cancelled FROM pgqrs_archive
       WHERE queue_id = $1 AND NOT dead ORDER BY id DESC LIMIT $3) a
 WHERE NOT cancelled AND archived_at >= date_trunc('minute', now() + make_interval(secs => $2::float8))
 GROUP BY 1 ORDER BY 1`),
-			tableExists: t(`SELECT to_regclass($1) IS NOT NULL`),
-			indexExists: t(`SELECT to_regclass($1) IS NOT NULL`),
+			tableExists:   t(`SELECT to_regclass($1) IS NOT NULL`),
+			indexExists:   t(`SELECT to_regclass($1) IS NOT NULL`),
+			triggerExists: t(`SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = $1 AND tgrelid = to_regclass($2))`),
+			compactCounts: t(`SELECT pgqrs_counts_compact()`),
+			recount:       t(`SELECT pgqrs_counts_rebuild()`),
 			orphans: t(`
 SELECT (SELECT count(*) FROM pgqrs_messages m WHERE NOT EXISTS (SELECT 1 FROM pgqrs_queues q WHERE q.id = m.queue_id))
      + (SELECT count(*) FROM pgqrs_archive a WHERE NOT EXISTS (SELECT 1 FROM pgqrs_queues q WHERE q.id = a.queue_id))`),
@@ -665,6 +669,11 @@ WHERE m.id = g.id AND g.parked AND q.id = $1 AND g.rn <= coalesce(q.group_limit,
 		indexes: []string{"pgqrs_messages_claim", "pgqrs_workers_live_name", "pgqrs_workers_queue", "pgqrs_archive_queue",
 			"pgqrs_runs_message", "pgqrs_runs_workflow", "pgqrs_messages_key", "pgqrs_archive_key", "pgqrs_schedules_due",
 			"pgqrs_signals_unreceived", "pgqrs_signals_run", "pgqrs_archive_archived_at", "pgqrs_messages_flow", "pgqrs_messages_group"},
+		triggers: []tableTrigger{
+			{"pgqrs_messages_group_park", "pgqrs_messages"}, {"pgqrs_messages_group_promote", "pgqrs_messages"},
+			{"pgqrs_messages_count_in", "pgqrs_messages"}, {"pgqrs_messages_count_out", "pgqrs_messages"},
+			{"pgqrs_archive_count_in", "pgqrs_archive"}, {"pgqrs_archive_count_out", "pgqrs_archive"},
+		},
 		poolSize:       32,
 		prepare:        true,
 		installPrelude: pgInstallPrelude(schema),
@@ -819,17 +828,14 @@ SELECT w.id, w.name, coalesce(q.name, ''), w.role, w.status, w.started_at, w.hea
 FROM pgqrs_workers w LEFT JOIN pgqrs_queues q ON q.id = w.queue_id`
 
 const pgMetricsSelect = `
-SELECT q.name,
-       (SELECT count(*) FROM pgqrs_messages m WHERE m.queue_id = q.id),
-       (SELECT count(*) FROM pgqrs_messages m WHERE m.queue_id = q.id AND m.vt <= now()),
-       (SELECT count(*) FROM pgqrs_messages m WHERE m.queue_id = q.id AND m.vt > now() AND m.consumer_worker_id IS NOT NULL),
-       (SELECT count(*) FROM pgqrs_archive a WHERE a.queue_id = q.id AND NOT a.dead),
-       (SELECT count(*) FROM pgqrs_archive a WHERE a.queue_id = q.id AND a.dead),
-       (SELECT min(m.enqueued_at) FROM pgqrs_messages m
-        WHERE m.queue_id = q.id AND (m.consumer_worker_id IS NULL OR m.vt <= now())),
-       (SELECT max(m.enqueued_at) FROM pgqrs_messages m WHERE m.queue_id = q.id),
+SELECT q.name, coalesce(lc.live, 0), coalesce(lc.live, 0) - ls.future, ls.leased,
+       coalesce(ac.archived, 0), coalesce(ac.dead, 0),
+       CASE WHEN lc.live > 0 THEN ls.oldest END, CASE WHEN lc.live > 0 THEN lc.newest END,
        now(), q.paused_at
-FROM pgqrs_queues q`
+FROM pgqrs_queues q
+CROSS JOIN LATERAL (SELECT sum(c.live) AS live, max(c.newest) AS newest FROM pgqrs_live_counts c WHERE c.queue_id = q.id) AS lc
+CROSS JOIN LATERAL (SELECT sum(c.archived) AS archived, sum(c.dead) AS dead FROM pgqrs_archive_counts c WHERE c.queue_id = q.id) AS ac
+CROSS JOIN LATERAL pgqrs_live_state(q.id) AS ls`
 
 // pgScheduleReturning is the schedule columns of a row just written.
 const pgScheduleReturning = `name, cron, timezone, (SELECT q.name FROM pgqrs_queues q WHERE q.id = s.queue_id),
@@ -847,7 +853,7 @@ LEFT JOIN pgqrs_workflows w ON w.id = s.workflow_id`
 // functions:
 // whole words, so index names such as pgqrs_messages_claim stay as they are
 // (Postgres creates an index in its table's schema).
-var pgTableName = regexp.MustCompile(`\bpgqrs_(queues|workers|messages|archive|schema_version|workflows|runs|steps|schedules|signals|signal_waits|events|retention|group_park|group_promote|archive_default|archive_0008|archive_add|archive_expired|archive_drop)\b`)
+var pgTableName = regexp.MustCompile(`\bpgqrs_(queues|workers|messages|archive|schema_version|workflows|runs|steps|schedules|signals|signal_waits|events|retention|group_park|group_promote|archive_default|archive_0008|archive_add|archive_expired|archive_drop|live_counts|archive_counts|count_live|count_archive|counts_lock|counts_compact|counts_rebuild|live_state)\b`)
 
 // pgDroppedIndex matches the index a migration drops: unlike CREATE INDEX,
 // DROP INDEX finds its index through the search_path unless it is named

@@ -225,6 +225,19 @@ func (r statsRepo) system(ctx context.Context, q querier) (SystemStats, error) {
 	return st, err
 }
 
+// compact folds the counter rows of sessions that are gone into their
+// queues' totals (PostgreSQL) and returns how many it folded.
+func (r statsRepo) compact(ctx context.Context, q querier) (n int64, err error) {
+	err = q.QueryRowContext(ctx, r.d.admin.compactCounts).Scan(&n)
+	return n, err
+}
+
+// recount replaces the counters with a fresh count (PostgreSQL).
+func (r statsRepo) recount(ctx context.Context, q querier) error {
+	_, err := q.ExecContext(ctx, r.d.admin.recount)
+	return err
+}
+
 // execCount runs one statement and returns how many rows it changed.
 func execCount(ctx context.Context, q querier, what, stmt string, args ...any) (int64, error) {
 	res, err := q.ExecContext(ctx, stmt, args...)

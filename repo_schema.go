@@ -42,6 +42,12 @@ func (r schemaRepo) indexExists(ctx context.Context, q querier, name string) (ok
 	return ok, err
 }
 
+// triggerExists reports whether table has trigger name.
+func (r schemaRepo) triggerExists(ctx context.Context, q querier, tr tableTrigger) (ok bool, err error) {
+	err = q.QueryRowContext(ctx, r.d.admin.triggerExists, tr.name, r.d.relation(tr.table)).Scan(&ok)
+	return ok, err
+}
+
 // orphans counts messages and archived messages whose queue is missing.
 func (r schemaRepo) orphans(ctx context.Context, q querier) (n int64, err error) {
 	err = q.QueryRowContext(ctx, r.d.admin.orphans).Scan(&n)

@@ -221,6 +221,16 @@ func (s *Store) partitionsAhead(ctx context.Context) error {
 	return err
 }
 
+// compactCounts folds the counter rows of sessions that are gone into
+// their queues' totals (PostgreSQL; see migration 0010), so a metrics read
+// sums about one row per queue and live session.
+func (s *Store) compactCounts(ctx context.Context) error {
+	return s.write(ctx, nil, func(ctx context.Context, db querier) error {
+		_, err := s.stats.compact(ctx, db)
+		return err
+	})
+}
+
 // expire applies r to queue queueID in batches of expireBatch, at most
 // maxBatches per kind (negative: until done).
 func (s *Store) expire(ctx context.Context, queueID int64, r Retention, maxBatches int) (archived, dead int64, err error) {
@@ -261,6 +271,9 @@ func (r *runner) retain() {
 	r.retained = time.Now()
 	if err := r.c.s.partitionsAhead(r.bg); err != nil {
 		r.log.Error("pgqrs: creating archive partitions failed", "err", err)
+	}
+	if err := r.c.s.compactCounts(r.bg); err != nil {
+		r.log.Error("pgqrs: compacting the metrics' counters failed", "err", err)
 	}
 	var p Retention
 	err := r.c.s.read(r.bg, func(ctx context.Context, db querier) (err error) {

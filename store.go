@@ -579,7 +579,8 @@ func (d *dialect) loadMigrations() ([]migration, error) {
 
 // splitStatements splits migration text into single statements (Turso's
 // WebSocket transport takes one statement per call). A statement ends at a
-// line ending in ";", except inside CREATE TRIGGER, which ends at "END;",
+// line ending in ";", except inside CREATE TRIGGER, which ends at "END;"
+// (SQLite's trigger body) or at its EXECUTE FUNCTION line (PostgreSQL's),
 // and inside CREATE [OR REPLACE] FUNCTION, which ends at "$$;".
 func splitStatements(text string) []string {
 	var out []string
@@ -601,7 +602,7 @@ func splitStatements(text string) []string {
 		end := strings.HasSuffix(trimmed, ";")
 		switch {
 		case inTrigger:
-			end = strings.EqualFold(trimmed, "END;")
+			end = strings.EqualFold(trimmed, "END;") || end && strings.Contains(strings.ToUpper(trimmed), "EXECUTE FUNCTION ")
 		case inFunction:
 			end = strings.HasSuffix(trimmed, "$$;")
 		}

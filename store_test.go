@@ -144,11 +144,16 @@ BEGIN
     DELETE FROM a WHERE x = 1;
 END;
 CREATE INDEX i ON a (x);
+CREATE TRIGGER p AFTER INSERT ON a
+    REFERENCING NEW TABLE AS n FOR EACH STATEMENT EXECUTE FUNCTION f();
+SELECT f();
 `
 	want := []string{
 		"CREATE TABLE a (x INT);",
 		"CREATE TRIGGER t AFTER UPDATE ON a\nBEGIN\n    INSERT INTO b VALUES (1);\n    DELETE FROM a WHERE x = 1;\nEND;",
 		"CREATE INDEX i ON a (x);",
+		"CREATE TRIGGER p AFTER INSERT ON a\n    REFERENCING NEW TABLE AS n FOR EACH STATEMENT EXECUTE FUNCTION f();",
+		"SELECT f();",
 	}
 	if diff := cmp.Diff(want, splitStatements(text)); diff != "" {
 		t.Errorf("statements (-want +got):\n%s", diff)

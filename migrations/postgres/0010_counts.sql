@@ -50,16 +50,20 @@ BEGIN
 END
 $$;
 
+-- An UPDATE of archive rows (pgqrs makes none; an operator's back-dating
+-- of archived_at moves rows between partitions) counts as the deletion of
+-- the old rows and the insertion of the new.
 CREATE OR REPLACE FUNCTION pgqrs_count_archive() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
         INSERT INTO pgqrs_archive_counts AS c (queue_id, day, backend, archived, dead)
         SELECT queue_id, (archived_at AT TIME ZONE 'UTC')::date, pg_backend_pid(),
                count(*) FILTER (WHERE NOT dead), count(*) FILTER (WHERE dead)
         FROM pgqrs_inserted GROUP BY 1, 2
         ON CONFLICT (queue_id, day, backend)
         DO UPDATE SET archived = c.archived + excluded.archived, dead = c.dead + excluded.dead;
-    ELSE
+    END IF;
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
         INSERT INTO pgqrs_archive_counts AS c (queue_id, day, backend, archived, dead)
         SELECT queue_id, (archived_at AT TIME ZONE 'UTC')::date, pg_backend_pid(),
                -count(*) FILTER (WHERE NOT dead), -count(*) FILTER (WHERE dead)
@@ -240,6 +244,9 @@ CREATE TRIGGER pgqrs_archive_count_in AFTER INSERT ON pgqrs_archive
 DROP TRIGGER IF EXISTS pgqrs_archive_count_out ON pgqrs_archive;
 CREATE TRIGGER pgqrs_archive_count_out AFTER DELETE ON pgqrs_archive
     REFERENCING OLD TABLE AS pgqrs_deleted FOR EACH STATEMENT EXECUTE FUNCTION pgqrs_count_archive();
+DROP TRIGGER IF EXISTS pgqrs_archive_count_update ON pgqrs_archive;
+CREATE TRIGGER pgqrs_archive_count_update AFTER UPDATE ON pgqrs_archive
+    REFERENCING OLD TABLE AS pgqrs_deleted NEW TABLE AS pgqrs_inserted FOR EACH STATEMENT EXECUTE FUNCTION pgqrs_count_archive();
 
 -- The counts of what is already there, counted after the triggers exist
 -- (their creation locked out writes until this transaction commits).

@@ -1094,6 +1094,34 @@ var repoCases = map[string]repoCase{
 		_, err = e.s.stats.queue(e.ctx, e.q, e.prefix+"missing")
 		e.noRows(err, "metrics of a missing queue")
 	}},
+	// The counters (PostgreSQL; elsewhere both do nothing): compact folds
+	// only sessions that are gone, so the case's own stays; recount
+	// rebuilds them from the rows, whatever they said.
+	"statsRepo.compact": {fresh: true, run: func(e *repoEnv) {
+		q := e.queue("q")
+		e.enqueue(q, `1`)
+		_, err := e.s.stats.compact(e.ctx, e.q)
+		e.must(err, "compact")
+		m, err := e.s.stats.queue(e.ctx, e.q, q.Name)
+		e.must(err, "metrics")
+		e.equal("visible after a compaction", m.Visible, int64(1))
+	}},
+	"statsRepo.recount": {fresh: true, run: func(e *repoEnv) {
+		q := e.queue("q")
+		c := e.worker("c", q, "consumer")
+		a := e.enqueue(q, `1`)
+		e.enqueue(q, `2`)
+		e.claim(q, c, 1)
+		e.archived(q, c, a, false)
+		if e.s.d.name == Postgres {
+			_, err := e.q.ExecContext(e.ctx, e.s.d.qualify(`UPDATE pgqrs_live_counts SET live = live + 40`))
+			e.must(err, "damage the counters")
+		}
+		e.must(e.s.stats.recount(e.ctx, e.q), "recount")
+		m, err := e.s.stats.queue(e.ctx, e.q, q.Name)
+		e.must(err, "metrics")
+		e.equal("pending, archived after a recount", [2]int64{m.Pending, m.Archived}, [2]int64{1, 1})
+	}},
 	"statsRepo.queues": {fresh: true, run: func(e *repoEnv) {
 		ms, err := e.s.stats.queues(e.ctx, e.q)
 		e.must(err, "queues")
@@ -2581,6 +2609,27 @@ var repoCases = map[string]repoCase{
 		ok, err := e.s.schema.indexExists(e.ctx, e.q, "pgqrs_nope_idx")
 		e.must(err, "indexExists")
 		e.equal("indexExists(pgqrs_nope_idx)", ok, false)
+	}},
+	"schemaRepo.triggerExists": {run: func(e *repoEnv) {
+		triggers := e.s.d.triggers
+		if e.s.d.name != Postgres { // SQLite's triggers are checked with the indexes
+			triggers = []tableTrigger{{"pgqrs_group_park", "pgqrs_messages"}}
+		}
+		if len(triggers) == 0 {
+			e.t.Fatal("the dialect expects no triggers")
+		}
+		for _, tr := range triggers {
+			ok, err := e.s.schema.triggerExists(e.ctx, e.q, tr)
+			e.must(err, "triggerExists")
+			e.equal("triggerExists("+tr.name+")", ok, true)
+			// The same name on another table is another trigger.
+			ok, err = e.s.schema.triggerExists(e.ctx, e.q, tableTrigger{tr.name, "pgqrs_queues"})
+			e.must(err, "triggerExists")
+			e.equal("triggerExists("+tr.name+" on pgqrs_queues)", ok, false)
+		}
+		ok, err := e.s.schema.triggerExists(e.ctx, e.q, tableTrigger{"pgqrs_nope", "pgqrs_messages"})
+		e.must(err, "triggerExists")
+		e.equal("triggerExists(pgqrs_nope)", ok, false)
 	}},
 	"schemaRepo.orphans": {fresh: true, run: func(e *repoEnv) {
 		count := func() int64 {

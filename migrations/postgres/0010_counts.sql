@@ -163,9 +163,14 @@ $$;
 -- enqueued_at among the delayed messages and the next 1,000 visible ones of
 -- each priority in claim order: exact unless a message visible now waits
 -- behind 1,000 enqueued after it at its priority (a retry whose backoff
--- has passed, in a long backlog).
+-- has passed, in a long backlog). It is PL/pgSQL, not SQL, so the planner
+-- does not inline it: inlined, its estimate over a large table (millions
+-- of rows, times every queue) crossed jit_above_cost, and compiling the
+-- plan took 300 ms of a 10 ms read.
 CREATE OR REPLACE FUNCTION pgqrs_live_state(queue bigint)
-RETURNS TABLE (future bigint, leased bigint, oldest timestamptz) LANGUAGE sql STABLE AS $$
+RETURNS TABLE (future bigint, leased bigint, oldest timestamptz) LANGUAGE plpgsql STABLE ROWS 1 COST 1000 AS $$
+BEGIN
+RETURN QUERY
 WITH RECURSIVE p (priority) AS (
     SELECT min(priority) FROM pgqrs_messages WHERE queue_id = queue
     UNION ALL
@@ -184,7 +189,8 @@ CROSS JOIN LATERAL (
     FROM (SELECT m.enqueued_at FROM pgqrs_messages m
           WHERE m.queue_id = queue AND m.priority = p.priority AND m.vt <= now()
           ORDER BY m.vt, m.id LIMIT 1000) AS v) AS h
-WHERE p.priority IS NOT NULL
+WHERE p.priority IS NOT NULL;
+END
 $$;
 
 -- The archive's partition drop takes its counts from the counters now,

@@ -138,6 +138,22 @@ func TestMetricsMatchTheRows(t *testing.T) {
 			}
 			checkCounts(t, s, "counted")
 
+			// Many statements in one transaction (on PostgreSQL they spread
+			// over several counter slots).
+			tx, err = s.DB().BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 70 {
+				if _, err := p.EnqueueTx(ctx, tx, i); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			checkCounts(t, s, "counted")
+
 			// The admin's paths: dead letters, replay, cancel, purges.
 			a := s.Admin()
 			c, err := s.Consumer(ctx, "counted")

@@ -854,7 +854,7 @@ LEFT JOIN pgqrs_workflows w ON w.id = s.workflow_id`
 // functions:
 // whole words, so index names such as pgqrs_messages_claim stay as they are
 // (Postgres creates an index in its table's schema).
-var pgTableName = regexp.MustCompile(`\bpgqrs_(queues|workers|messages|archive|schema_version|workflows|runs|steps|schedules|signals|signal_waits|events|retention|group_park|group_promote|archive_default|archive_0008|archive_add|archive_expired|archive_drop|live_counts|archive_counts|count_live|count_archive|counts_lock|counts_compact|counts_rebuild|live_state)\b`)
+var pgTableName = regexp.MustCompile(`\bpgqrs_(queues|workers|messages|archive|schema_version|workflows|runs|steps|schedules|signals|signal_waits|events|retention|group_park|group_promote|archive_default|archive_0008|archive_add|archive_expired|archive_drop|live_counts|archive_counts|count_live|count_archive|counts_lock|counts_compact|counts_rebuild|counts_slot|live_state)\b`)
 
 // pgDroppedIndex matches the index a migration drops: unlike CREATE INDEX,
 // DROP INDEX finds its index through the search_path unless it is named

@@ -130,6 +130,20 @@ func (c *cli) install(ctx context.Context, _ []string) error {
 	})
 }
 
+// recount rebuilds PostgreSQL's metrics counters from the rows.
+func (c *cli) recount(ctx context.Context, _ []string) error {
+	return query(ctx, c, func(s *pgqrs.Store) (map[string]any, error) {
+		if err := s.Admin().Recount(ctx); err != nil {
+			return nil, err
+		}
+		st, err := s.Admin().SystemStats(ctx)
+		return map[string]any{"live_messages": st.LiveMessages, "archived": st.Archived, "dead": st.Dead}, err
+	}, func(w io.Writer, v map[string]any) error {
+		_, err := fmt.Fprintf(w, "counted %d live messages, %d archived, %d dead letters\n", v["live_messages"], v["archived"], v["dead"])
+		return err
+	})
+}
+
 // verify checks the schema. Problems are the command's output; the error
 // only summarises them.
 func (c *cli) verify(ctx context.Context, _ []string) error {

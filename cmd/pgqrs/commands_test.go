@@ -131,6 +131,11 @@ func TestSchemaCommands(t *testing.T) {
 			}
 			b.ok("install")
 			b.ok("install") // idempotent
+			var counted map[string]int64
+			b.json(&counted, "recount")
+			if diff := cmp.Diff(map[string]int64{"live_messages": 0, "archived": 0, "dead": 0}, counted); diff != "" {
+				t.Errorf("recount of an empty store (-want +got):\n%s", diff)
+			}
 			b.json(&v, "verify")
 			if diff := cmp.Diff(struct {
 				OK       bool     `json:"ok"`

@@ -113,6 +113,7 @@ func commands() []command {
 	return []command{
 		{name: "install", summary: "create or upgrade the pgqrs tables (idempotent)", setup: noFlags((*cli).install)},
 		{name: "verify", summary: "check that every table, index and migration is in place", setup: noFlags((*cli).verify)},
+		{name: "recount", summary: "count live messages and the archive again, for the metrics (PostgreSQL; writes wait meanwhile)", setup: noFlags((*cli).recount)},
 		{name: "version", summary: "print the pgqrs and Go versions", setup: noFlags((*cli).version)},
 		{name: "queue create", args: "NAME", summary: "create a queue", minArgs: 1, maxArgs: 1, setup: noFlags((*cli).queueCreate)},
 		{name: "queue list", summary: "list queues", setup: noFlags((*cli).queueList)},

@@ -7,9 +7,12 @@
 -- keyed by its pg_backend_pid(), so writers never wait for each other's
 -- counter rows: one small upsert per statement that inserts or deletes
 -- messages or archive rows (claims, which update, fire nothing). A count is
--- the sum of its rows. pgqrs_counts_compact folds the rows of sessions that
--- have gone into the row of backend 0; the Run loops call it at their
--- retention turn. The archive's counts are kept per UTC day of archived_at,
+-- the sum of its rows. A transaction moves on to a new slot (row) every 32
+-- statements: every update of a row in one transaction adds a version the
+-- next update must step over, so thousands of enqueues in one transaction
+-- on one row would cost quadratic time. pgqrs_counts_compact folds the rows
+-- of sessions that have gone, and the slots past the first, into the row of
+-- backend 0; the Run loops call it at their retention turn. The archive's counts are kept per UTC day of archived_at,
 -- the day partition the rows are in, so dropping a partition drops its
 -- counts with it.
 --
@@ -20,31 +23,43 @@
 CREATE TABLE IF NOT EXISTS pgqrs_live_counts (
     queue_id BIGINT NOT NULL REFERENCES pgqrs_queues (id) ON DELETE CASCADE,
     backend  INTEGER NOT NULL, -- pg_backend_pid() of the writer; 0: folded in by pgqrs_counts_compact
+    slot     INTEGER NOT NULL, -- the writing transaction's statement number / 32
     live     BIGINT NOT NULL,  -- messages inserted minus messages deleted
     newest   TIMESTAMPTZ,      -- latest enqueued_at inserted
-    PRIMARY KEY (queue_id, backend)
+    PRIMARY KEY (queue_id, backend, slot)
 );
 
 CREATE TABLE IF NOT EXISTS pgqrs_archive_counts (
     queue_id BIGINT NOT NULL REFERENCES pgqrs_queues (id) ON DELETE CASCADE,
     day      DATE NOT NULL,    -- UTC day of archived_at
     backend  INTEGER NOT NULL,
+    slot     INTEGER NOT NULL,
     archived BIGINT NOT NULL,  -- rows not dead
     dead     BIGINT NOT NULL,  -- dead letters
-    PRIMARY KEY (queue_id, day, backend)
+    PRIMARY KEY (queue_id, day, backend, slot)
 );
 
+-- pgqrs_counts_slot() counts the counting statements of the transaction
+-- (a transaction-local setting) and returns the slot of this one.
+CREATE OR REPLACE FUNCTION pgqrs_counts_slot() RETURNS integer LANGUAGE sql VOLATILE AS $$
+SELECT (set_config('pgqrs.counts_seq',
+                   (coalesce(nullif(current_setting('pgqrs.counts_seq', true), ''), '0')::integer + 1)::text,
+                   true)::integer - 1) / 32
+$$;
+
 CREATE OR REPLACE FUNCTION pgqrs_count_live() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    this_slot integer := pgqrs_counts_slot();
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO pgqrs_live_counts AS c (queue_id, backend, live, newest)
-        SELECT queue_id, pg_backend_pid(), count(*), max(enqueued_at) FROM pgqrs_inserted GROUP BY queue_id
-        ON CONFLICT (queue_id, backend)
+        INSERT INTO pgqrs_live_counts AS c (queue_id, backend, slot, live, newest)
+        SELECT queue_id, pg_backend_pid(), this_slot, count(*), max(enqueued_at) FROM pgqrs_inserted GROUP BY queue_id
+        ON CONFLICT (queue_id, backend, slot)
         DO UPDATE SET live = c.live + excluded.live, newest = greatest(c.newest, excluded.newest);
     ELSE
-        INSERT INTO pgqrs_live_counts AS c (queue_id, backend, live)
-        SELECT queue_id, pg_backend_pid(), -count(*) FROM pgqrs_deleted GROUP BY queue_id
-        ON CONFLICT (queue_id, backend) DO UPDATE SET live = c.live + excluded.live;
+        INSERT INTO pgqrs_live_counts AS c (queue_id, backend, slot, live)
+        SELECT queue_id, pg_backend_pid(), this_slot, -count(*) FROM pgqrs_deleted GROUP BY queue_id
+        ON CONFLICT (queue_id, backend, slot) DO UPDATE SET live = c.live + excluded.live;
     END IF;
     RETURN NULL;
 END
@@ -54,21 +69,23 @@ $$;
 -- of archived_at moves rows between partitions) counts as the deletion of
 -- the old rows and the insertion of the new.
 CREATE OR REPLACE FUNCTION pgqrs_count_archive() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    this_slot integer := pgqrs_counts_slot();
 BEGIN
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        INSERT INTO pgqrs_archive_counts AS c (queue_id, day, backend, archived, dead)
-        SELECT queue_id, (archived_at AT TIME ZONE 'UTC')::date, pg_backend_pid(),
+        INSERT INTO pgqrs_archive_counts AS c (queue_id, day, backend, slot, archived, dead)
+        SELECT queue_id, (archived_at AT TIME ZONE 'UTC')::date, pg_backend_pid(), this_slot,
                count(*) FILTER (WHERE NOT dead), count(*) FILTER (WHERE dead)
         FROM pgqrs_inserted GROUP BY 1, 2
-        ON CONFLICT (queue_id, day, backend)
+        ON CONFLICT (queue_id, day, backend, slot)
         DO UPDATE SET archived = c.archived + excluded.archived, dead = c.dead + excluded.dead;
     END IF;
     IF TG_OP IN ('DELETE', 'UPDATE') THEN
-        INSERT INTO pgqrs_archive_counts AS c (queue_id, day, backend, archived, dead)
-        SELECT queue_id, (archived_at AT TIME ZONE 'UTC')::date, pg_backend_pid(),
+        INSERT INTO pgqrs_archive_counts AS c (queue_id, day, backend, slot, archived, dead)
+        SELECT queue_id, (archived_at AT TIME ZONE 'UTC')::date, pg_backend_pid(), this_slot,
                -count(*) FILTER (WHERE NOT dead), -count(*) FILTER (WHERE dead)
         FROM pgqrs_deleted GROUP BY 1, 2
-        ON CONFLICT (queue_id, day, backend)
+        ON CONFLICT (queue_id, day, backend, slot)
         DO UPDATE SET archived = c.archived + excluded.archived, dead = c.dead + excluded.dead;
     END IF;
     RETURN NULL;
@@ -91,8 +108,9 @@ BEGIN
 END
 $$;
 
--- pgqrs_counts_compact() folds the counter rows of sessions that are gone
--- into the rows of backend 0 and returns how many rows it folded. It skips
+-- pgqrs_counts_compact() folds the counter rows of sessions that are gone,
+-- and every session's slots past the first, into the rows of backend 0 and
+-- returns how many rows it folded. It skips
 -- rows a transaction holds (never waiting for a writer) and returns 0 at
 -- once while another compaction, rebuild or partition drop runs.
 CREATE OR REPLACE FUNCTION pgqrs_counts_compact() RETURNS bigint LANGUAGE plpgsql AS $$
@@ -105,29 +123,31 @@ BEGIN
     END IF;
     WITH gone AS (
         DELETE FROM pgqrs_live_counts
-        WHERE (queue_id, backend) IN (
-            SELECT queue_id, backend FROM pgqrs_live_counts
-            WHERE backend <> 0 AND backend NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)
+        WHERE (queue_id, backend, slot) IN (
+            SELECT queue_id, backend, slot FROM pgqrs_live_counts
+            WHERE backend <> 0
+              AND (slot > 0 OR backend NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL))
             FOR UPDATE SKIP LOCKED)
         RETURNING queue_id, live, newest
     ), folded AS (
-        INSERT INTO pgqrs_live_counts AS c (queue_id, backend, live, newest)
-        SELECT queue_id, 0, sum(live), max(newest) FROM gone GROUP BY queue_id
-        ON CONFLICT (queue_id, backend)
+        INSERT INTO pgqrs_live_counts AS c (queue_id, backend, slot, live, newest)
+        SELECT queue_id, 0, 0, sum(live), max(newest) FROM gone GROUP BY queue_id
+        ON CONFLICT (queue_id, backend, slot)
         DO UPDATE SET live = c.live + excluded.live, newest = greatest(c.newest, excluded.newest)
     )
     SELECT count(*) INTO n FROM gone;
     WITH gone AS (
         DELETE FROM pgqrs_archive_counts
-        WHERE (queue_id, day, backend) IN (
-            SELECT queue_id, day, backend FROM pgqrs_archive_counts
-            WHERE backend <> 0 AND backend NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)
+        WHERE (queue_id, day, backend, slot) IN (
+            SELECT queue_id, day, backend, slot FROM pgqrs_archive_counts
+            WHERE backend <> 0
+              AND (slot > 0 OR backend NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL))
             FOR UPDATE SKIP LOCKED)
         RETURNING queue_id, day, archived, dead
     ), folded AS (
-        INSERT INTO pgqrs_archive_counts AS c (queue_id, day, backend, archived, dead)
-        SELECT queue_id, day, 0, sum(archived), sum(dead) FROM gone GROUP BY queue_id, day
-        ON CONFLICT (queue_id, day, backend)
+        INSERT INTO pgqrs_archive_counts AS c (queue_id, day, backend, slot, archived, dead)
+        SELECT queue_id, day, 0, 0, sum(archived), sum(dead) FROM gone GROUP BY queue_id, day
+        ON CONFLICT (queue_id, day, backend, slot)
         DO UPDATE SET archived = c.archived + excluded.archived, dead = c.dead + excluded.dead
     )
     SELECT count(*) INTO m FROM gone;
@@ -144,10 +164,10 @@ BEGIN
     LOCK TABLE pgqrs_messages, pgqrs_archive IN SHARE MODE;
     DELETE FROM pgqrs_live_counts;
     DELETE FROM pgqrs_archive_counts;
-    INSERT INTO pgqrs_live_counts (queue_id, backend, live, newest)
-    SELECT queue_id, 0, count(*), max(enqueued_at) FROM pgqrs_messages GROUP BY queue_id;
-    INSERT INTO pgqrs_archive_counts (queue_id, day, backend, archived, dead)
-    SELECT a.queue_id, (a.archived_at AT TIME ZONE 'UTC')::date, 0,
+    INSERT INTO pgqrs_live_counts (queue_id, backend, slot, live, newest)
+    SELECT queue_id, 0, 0, count(*), max(enqueued_at) FROM pgqrs_messages GROUP BY queue_id;
+    INSERT INTO pgqrs_archive_counts (queue_id, day, backend, slot, archived, dead)
+    SELECT a.queue_id, (a.archived_at AT TIME ZONE 'UTC')::date, 0, 0,
            count(*) FILTER (WHERE NOT a.dead), count(*) FILTER (WHERE a.dead)
     FROM pgqrs_archive a
     WHERE EXISTS (SELECT 1 FROM pgqrs_queues q WHERE q.id = a.queue_id)

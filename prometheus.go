@@ -23,8 +23,8 @@ import (
 //	pgqrs_queue_paused{queue}                  gauge: 1 while paused
 //
 // Serve it with the content type "text/plain; version=0.0.4; charset=utf-8".
-// It reads the tables with one statement (counts: meant for a scrape every
-// few seconds, not for a hot path).
+// It reads the metrics with one statement: counters kept by triggers on
+// PostgreSQL, row counts on SQLite and Turso (see [Admin.QueueMetrics]).
 func (a *Admin) WritePrometheus(ctx context.Context, w io.Writer) error {
 	ms, err := a.AllQueueMetrics(ctx)
 	if err != nil {

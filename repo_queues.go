@@ -225,8 +225,9 @@ func (r statsRepo) system(ctx context.Context, q querier) (SystemStats, error) {
 	return st, err
 }
 
-// compact folds the counter rows of sessions that are gone into their
-// queues' totals (PostgreSQL) and returns how many it folded.
+// compact folds the counter rows of sessions that are gone, and every
+// session's slots past the first, into their queues' totals (PostgreSQL)
+// and returns how many it folded.
 func (r statsRepo) compact(ctx context.Context, q querier) (n int64, err error) {
 	err = q.QueryRowContext(ctx, r.d.admin.compactCounts).Scan(&n)
 	return n, err

@@ -221,9 +221,10 @@ func (s *Store) partitionsAhead(ctx context.Context) error {
 	return err
 }
 
-// compactCounts folds the counter rows of sessions that are gone into
-// their queues' totals (PostgreSQL; see migration 0010), so a metrics read
-// sums about one row per queue and live session.
+// compactCounts folds the counter rows of sessions that are gone, and the
+// slots of long transactions, into their queues' totals (PostgreSQL; see
+// migration 0010), so a metrics read sums about one row per queue and live
+// session.
 func (s *Store) compactCounts(ctx context.Context) error {
 	return s.write(ctx, nil, func(ctx context.Context, db querier) error {
 		_, err := s.stats.compact(ctx, db)

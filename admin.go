@@ -822,14 +822,16 @@ func (a *Admin) WorkerHealth(ctx context.Context, queue string, staleAfter time.
 // ends. A producer declared stale that is in fact alive (one idle for
 // longer than staleAfter) comes back at its next enqueue (see [Producer]).
 // [Consumer.Run] reclaims the stale consumers of its own queue by itself
-// (see [RunOptions.ReclaimAfter]). It returns the numbers of workers stopped
-// and messages released.
+// (see [RunOptions.ReclaimAfter]). Time the call waits for the write lock
+// does not count as the workers' silence. It returns the numbers of workers
+// stopped and messages released.
 func (a *Admin) ReclaimStale(ctx context.Context, staleAfter time.Duration) (workers, messages int64, err error) {
 	if staleAfter <= 0 {
 		return 0, 0, fmt.Errorf("%w: stale age must be positive, got %v", ErrInvalidArgument, staleAfter)
 	}
+	began := time.Now()
 	err = a.s.inTx(ctx, func(ctx context.Context, db querier) error {
-		stopped, err := a.s.workers.stopStale(ctx, db, staleAfter)
+		stopped, err := a.s.workers.stopStale(ctx, db, staleAfter+time.Since(began))
 		if err != nil {
 			return err
 		}
@@ -852,7 +854,13 @@ func (a *Admin) ReclaimStale(ctx context.Context, staleAfter time.Duration) (wor
 // each. A read comes first, so when nobody is stale (nearly always) it
 // writes nothing. The stop is one guarded UPDATE, so of many loops reclaiming
 // at once each stale consumer is stopped, and its messages released, by one.
+// The time the call took before its UPDATE ran (the read, and the wait for
+// the write lock) is added to staleAfter:
+// while this process waited, so did every other writer's heartbeat (on a
+// single-writer backend, behind this very transaction), and that silence is
+// not theirs.
 func (s *Store) reclaimQueue(ctx context.Context, queueID, self int64, staleAfter time.Duration) (workers, messages int64, err error) {
+	began := time.Now()
 	var stale bool
 	err = s.read(ctx, func(ctx context.Context, q querier) (err error) {
 		stale, err = s.workers.anyStaleConsumer(ctx, q, queueID, self, staleAfter)
@@ -863,7 +871,7 @@ func (s *Store) reclaimQueue(ctx context.Context, queueID, self int64, staleAfte
 	}
 	err = s.inTx(ctx, func(ctx context.Context, db querier) error {
 		workers, messages = 0, 0
-		stopped, err := s.workers.stopStaleConsumers(ctx, db, queueID, self, staleAfter)
+		stopped, err := s.workers.stopStaleConsumers(ctx, db, queueID, self, staleAfter+time.Since(began))
 		if err != nil || len(stopped) == 0 {
 			return err
 		}

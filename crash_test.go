@@ -486,3 +486,163 @@ func TestRunReclaimsCrashedConsumer(t *testing.T) {
 		})
 	}
 }
+
+// stallWrites holds every writer of s's database off for d from a
+// connection of its own, as a stalled server or a killed client holding
+// the write lock would: BEGIN IMMEDIATE on SQLite and Turso; on PostgreSQL,
+// which has no database-wide write lock, an EXCLUSIVE lock on the workers
+// table, which stops heartbeats and reclaims and lets reads through. It
+// returns once the lock is held; done is closed when it is released.
+func stallWrites(t *testing.T, s *Store, d time.Duration) (done <-chan struct{}) {
+	t.Helper()
+	ctx := t.Context()
+	conn, err := s.DB().Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	begin, end := "BEGIN IMMEDIATE", "ROLLBACK"
+	var lock string
+	if s.d.name == Postgres {
+		begin, lock = "BEGIN", `LOCK TABLE "`+s.d.schema+`".pgqrs_workers IN EXCLUSIVE MODE`
+	}
+	if _, err := conn.ExecContext(ctx, begin); err != nil {
+		t.Fatalf("%s: %v", begin, err)
+	}
+	if lock != "" {
+		if _, err := conn.ExecContext(ctx, lock); err != nil {
+			t.Fatalf("%s: %v", lock, err)
+		}
+	}
+	released := make(chan struct{})
+	go func() {
+		defer close(released)
+		defer conn.Close()
+		time.Sleep(d) // the stall itself, not a wait for anything
+		if _, err := conn.ExecContext(context.Background(), end); err != nil {
+			t.Errorf("end the stall: %v", err)
+		}
+	}()
+	t.Cleanup(func() { <-released })
+	return released
+}
+
+// TestRunJudgesNoOneAfterAStall stalls the database's writes for longer
+// than ReclaimAfter under two Run loops in separate Stores (as separate
+// processes): every heartbeat is held up, and whichever loop gets through
+// first must not declare the other dead while that one is still on its way
+// in. A consumer that really is silent is reclaimed after the stall.
+func TestRunJudgesNoOneAfterAStall(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			stores := separateStores(t, b, 3)
+			admin := stores[0].Admin()
+			if _, err := admin.CreateQueue(ctx, "stall"); err != nil {
+				t.Fatal(err)
+			}
+			opts := &RunOptions{HeartbeatInterval: 100 * time.Millisecond, ReclaimAfter: time.Second, PollInterval: 50 * time.Millisecond}
+			var loops []*Consumer
+			for _, s := range stores[:2] {
+				c, err := s.Consumer(ctx, "stall")
+				if err != nil {
+					t.Fatal(err)
+				}
+				loops = append(loops, c)
+				stop := runInBackground(t, c, func(context.Context, *Message) error { return nil }, opts)
+				t.Cleanup(func() {
+					if err := stop(); err != nil {
+						t.Errorf("run %s: %v", c.Name(), err)
+					}
+				})
+			}
+			for _, c := range loops {
+				await(t, 10*time.Second, c.Name()+" polling", func() bool {
+					st, err := c.Status(ctx)
+					return err == nil && st == WorkerPolling
+				})
+			}
+			// Silent from now on: due for reclaim during the stall.
+			dead, err := stores[2].Consumer(ctx, "stall")
+			if err != nil {
+				t.Fatal(err)
+			}
+			<-stallWrites(t, stores[2], 2500*time.Millisecond)
+			await(t, 30*time.Second, "the silent consumer reclaimed", func() bool {
+				st, err := dead.Status(ctx)
+				return err == nil && st == WorkerStopped
+			})
+			for _, c := range loops {
+				if st, err := c.Status(ctx); err != nil || st != WorkerPolling {
+					t.Errorf("live loop %s is %s, %v after the stall; want polling", c.Name(), st, err)
+				}
+			}
+		})
+	}
+}
+
+// TestPostgresHeartbeatsWhileReclaimWaits holds a lock on a dead
+// consumer's row, so a Run loop's reclaim of it waits: the loop's heartbeats
+// go on meanwhile, and the reclaim completes once the lock is gone.
+func TestPostgresHeartbeatsWhileReclaimWaits(t *testing.T) {
+	t.Parallel()
+	s := openBackend(t, "postgres")
+	ctx := t.Context()
+	admin := s.Admin()
+	if err := admin.Install(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.CreateQueue(ctx, "wait"); err != nil {
+		t.Fatal(err)
+	}
+	dead, err := s.Consumer(ctx, "wait")
+	if err != nil {
+		t.Fatal(err)
+	}
+	workers := `"` + s.d.schema + `".pgqrs_workers`
+	if _, err := s.DB().ExecContext(ctx, `UPDATE `+workers+` SET heartbeat_at = now() - interval '1 hour' WHERE id = $1`, dead.ID()); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := s.DB().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback()
+	var holder int64
+	if err := lock.QueryRowContext(ctx, `SELECT pg_backend_pid() FROM `+workers+` WHERE id = $1 FOR UPDATE`, dead.ID()).Scan(&holder); err != nil {
+		t.Fatal(err)
+	}
+
+	c, err := s.Consumer(ctx, "wait")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runInBackground(t, c, func(context.Context, *Message) error { return nil },
+		&RunOptions{HeartbeatInterval: 100 * time.Millisecond, ReclaimAfter: time.Second, PollInterval: 50 * time.Millisecond})
+	await(t, 10*time.Second, "the reclaim waiting for the lock", func() bool {
+		var n int
+		err := s.DB().QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, holder).Scan(&n)
+		return err == nil && n > 0
+	})
+	beat := func() time.Time {
+		w, err := admin.GetWorker(ctx, c.ID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w.HeartbeatAt
+	}
+	from := beat()
+	await(t, 5*time.Second, "heartbeats while the reclaim waits", func() bool {
+		return beat().Sub(from) >= 500*time.Millisecond
+	})
+	if err := lock.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	await(t, 10*time.Second, "the dead consumer reclaimed", func() bool {
+		st, err := dead.Status(ctx)
+		return err == nil && st == WorkerStopped
+	})
+	if st, err := c.Status(ctx); err != nil || st != WorkerPolling {
+		t.Errorf("loop is %s, %v; want polling", st, err)
+	}
+}

@@ -95,7 +95,11 @@ type RunOptions struct {
 	// them. Set it above every heartbeat interval in use on the queue; it
 	// must be at least three of this loop's HeartbeatInterval. Default
 	// [DefaultReclaimAfter] or six HeartbeatIntervals, whichever is longer;
-	// negative turns the reclaim off.
+	// negative turns the reclaim off. Silence that the loop shares is not
+	// held against anyone: a loop whose own heartbeat came more than
+	// ReclaimAfter/2 late (the store stalled for it too) declares no one
+	// dead for the next ReclaimAfter, and time a reclaim waits for the write
+	// lock is added to the silence it requires.
 	ReclaimAfter time.Duration
 	// ShutdownTimeout bounds how long in-flight handlers may run after ctx is
 	// cancelled; then their contexts are cancelled too, and Run waits 5s
@@ -247,6 +251,10 @@ type runner struct {
 	interrupted, stoppedOutside atomic.Bool
 
 	retained time.Time // when retain last applied the queue's policy
+
+	// beatAt and lateAt are when the loop last heartbeated (or started)
+	// and last heartbeated late (unix nanos, 0 for never): see mayJudge.
+	beatAt, lateAt atomic.Int64
 }
 
 func (c *Consumer) run(ctx context.Context, opts *RunOptions, single bool, handle func(context.Context, []*Message) error) error {
@@ -293,7 +301,10 @@ func (c *Consumer) run(ctx context.Context, opts *RunOptions, single bool, handl
 
 	var beat sync.WaitGroup
 	beatDone := make(chan struct{})
-	beat.Go(func() { r.heartbeat(beatDone) })
+	r.beatAt.Store(time.Now().UnixNano()) // a first beat held up is late too
+	chores := make(chan struct{}, 1)
+	beat.Go(func() { r.heartbeat(beatDone, chores) })
+	beat.Go(func() { r.housekeep(beatDone, chores) })
 	beat.Go(func() { r.keepLeases(beatDone) })
 	var archiver sync.WaitGroup
 	archiver.Go(r.archive)
@@ -470,10 +481,10 @@ func (r *runner) reclaim() {
 	}
 }
 
-// heartbeat beats every HeartbeatInterval until done, requests a stop when
-// an admin interrupted, suspended or stopped the worker, and reclaims the
-// queue's dead consumers.
-func (r *runner) heartbeat(done <-chan struct{}) {
+// heartbeat beats every HeartbeatInterval until done, requests a stop
+// when an admin interrupted, suspended or stopped the worker, and after
+// each beat asks housekeep for a turn.
+func (r *runner) heartbeat(done <-chan struct{}, chores chan<- struct{}) {
 	t := time.NewTicker(r.o.HeartbeatInterval)
 	defer t.Stop()
 	for {
@@ -498,7 +509,48 @@ func (r *runner) heartbeat(done <-chan struct{}) {
 			}
 			r.requestStop()
 		default:
-			r.reclaim()
+			now := time.Now()
+			if prev := r.beatAt.Load(); r.o.ReclaimAfter > 0 && now.Sub(time.Unix(0, prev)) > r.o.ReclaimAfter/2 {
+				r.log.Warn("pgqrs: heartbeat late; judging no consumer dead for a while",
+					"since_last", now.Sub(time.Unix(0, prev)).Round(time.Millisecond))
+				r.lateAt.Store(now.UnixNano())
+			}
+			r.beatAt.Store(now.UnixNano())
+			select {
+			case chores <- struct{}{}:
+			default: // housekeep is busy; the next beat asks again
+			}
+		}
+	}
+}
+
+// mayJudge reports whether this loop may declare other consumers dead now:
+// its own last beat is less than ReclaimAfter/2 old, and none of its beats
+// in the last ReclaimAfter came more than ReclaimAfter/2 after the one
+// before. A loop that could not write for that long cannot tell a dead
+// consumer from one held up with it (a stalled server, a stolen write
+// lock), so it judges only once it has itself been heard throughout a whole
+// ReclaimAfter.
+func (r *runner) mayJudge() bool {
+	now := time.Now()
+	beat, late := r.beatAt.Load(), r.lateAt.Load()
+	return beat != 0 && now.Sub(time.Unix(0, beat)) < r.o.ReclaimAfter/2 &&
+		(late == 0 || now.Sub(time.Unix(0, late)) >= r.o.ReclaimAfter)
+}
+
+// housekeep runs the chores heartbeat asks for: the reclaim of dead
+// consumers when the loop may judge, and retention. They run apart from the
+// heartbeat so that a slow chore (a reclaim waiting for a lock, a partition
+// drop) never delays the beats that keep this loop alive.
+func (r *runner) housekeep(done <-chan struct{}, chores <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case <-chores:
+			if r.mayJudge() {
+				r.reclaim()
+			}
 			r.retain()
 		}
 	}

@@ -17,12 +17,15 @@
 // Go pointer ever reaches C. Every exported function recovers panics and
 // reports them as an InternalError.
 //
-// Handlers and workflow bodies written in Python are called through one
-// callback, pgqrs_callback(call, data, len), with a JSON document naming the
-// Python object (its token) and its arguments; Python answers with
-// pgqrs_reply(call, ...) before returning. ctypes releases the GIL during
-// pgqrs_call and takes it in the callback, so Go threads may call into Python
-// while other Python threads wait in Go.
+// Queue handlers are not called from Go: consumer.run starts the Run loop
+// and Python's own threads take its messages in batches (job.take) and
+// report each message's outcome (job.done), so a batch crosses the boundary
+// twice whatever its size (see feed.go). Workflow bodies and steps written
+// in Python are called through one callback, pgqrs_callback(call, data,
+// len), with a JSON document naming the Python object (its token) and its
+// arguments; Python answers with pgqrs_reply(call, ...) before returning.
+// ctypes releases the GIL during pgqrs_call and takes it in the callback, so
+// Go threads may call into Python while other Python threads wait in Go.
 package main
 
 /*

@@ -49,6 +49,9 @@ func init() {
 	for name, fn := range workOps {
 		ops[name] = fn
 	}
+	for name, fn := range feedOps {
+		ops[name] = fn
+	}
 }
 
 // storeArgs are the arguments of every operation on a Store.

@@ -101,10 +101,16 @@ func callPython(data []byte, errs *errTable) (json.RawMessage, error) {
 	if r.Error == nil {
 		return r.OK, nil
 	}
-	e := r.Error
+	return nil, r.Error.err(errs)
+}
+
+// err is the Go error an exception stands for: the Go error it carries
+// (resolved through errs), else a pythonError, marked permanent or
+// transient as the exception was.
+func (e *replyError) err(errs *errTable) error {
 	if e.GoID != 0 && errs != nil {
 		if orig := errs.get(e.GoID); orig != nil {
-			return nil, orig
+			return orig
 		}
 	}
 	var err error = &pythonError{typ: e.Type, msg: e.Message}
@@ -114,7 +120,7 @@ func callPython(data []byte, errs *errTable) (json.RawMessage, error) {
 	case "transient":
 		err = &pgqrs.TransientError{Err: err, RetryAfter: seconds(e.RetryAfter)}
 	}
-	return nil, err
+	return err
 }
 
 // pythonError is an exception raised by Python code, as Go sees it.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,11 +19,17 @@ type job struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    error
+	feed   *feed // the messages Python threads take, for Consumer.Run
 }
 
-func startJob(run func(ctx context.Context) error) uint64 {
+func startJob(run func(ctx context.Context) error) uint64 { return startFed(nil, run) }
+
+// startFed is startJob for a loop whose messages f hands to Python. Its
+// handle stays until job.release, so that the threads taking messages can
+// see the end after job.wait has.
+func startFed(f *feed, run func(ctx context.Context) error) uint64 {
 	ctx, cancel := context.WithCancel(context.Background())
-	j := &job{cancel: cancel, done: make(chan struct{})}
+	j := &job{cancel: cancel, done: make(chan struct{}), feed: f}
 	go func() {
 		defer close(j.done)
 		defer func() {
@@ -151,18 +158,16 @@ var workOps = map[string]op{
 		if err != nil {
 			return nil, err
 		}
-		prefix := []byte(`{"t":` + strconv.FormatUint(a.Token, 10) + `,"m":`)
-		h := func(ctx context.Context, m *pgqrs.Message) error {
-			b, err := json.Marshal(m)
-			if err != nil {
-				return err
-			}
-			data := make([]byte, 0, len(prefix)+len(b)+1)
-			data = append(append(append(data, prefix...), b...), '}')
-			_, err = callPython(data, nil)
-			return err
+		// Python runs Concurrency threads, each taking up to an even share
+		// of a batch at a time; the loop has a handler waiting for each
+		// message it hands out, enough to keep a whole batch on offer.
+		if o.Concurrency < 0 || o.BatchSize < 0 {
+			return nil, fmt.Errorf("%w: concurrency %d and batch size %d must not be negative", pgqrs.ErrInvalidArgument, o.Concurrency, o.BatchSize)
 		}
-		return startJob(func(ctx context.Context) error { return c.Run(ctx, h, o) }), nil
+		o.Concurrency, o.BatchSize = cmp.Or(o.Concurrency, 1), cmp.Or(o.BatchSize, 10)
+		o.Concurrency = max(o.Concurrency, o.BatchSize)
+		f := newFeed()
+		return startFed(f, func(ctx context.Context) error { return c.Run(ctx, f.handle, o) }), nil
 	},
 	"job.wait": func(in []byte) (any, error) {
 		a, err := args[struct {
@@ -180,10 +185,31 @@ var workOps = map[string]op{
 		defer t.Stop()
 		select {
 		case <-j.done:
-			dropHandle(a.J)
+			if j.feed == nil {
+				dropHandle(a.J)
+			}
 			return true, j.err
 		case <-t.C:
 			return false, nil
+		}
+	},
+	"job.release": func(in []byte) (any, error) {
+		a, err := args[struct {
+			J uint64 `json:"j"`
+		}](in)
+		if err != nil {
+			return nil, err
+		}
+		j, err := lookup[*job](a.J, "running loop")
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case <-j.done:
+			dropHandle(a.J)
+			return nil, nil
+		default:
+			return nil, fmt.Errorf("%w: loop %d is still running", pgqrs.ErrInvalidArgument, a.J)
 		}
 	},
 	"job.stop": func(in []byte) (any, error) {

@@ -132,18 +132,28 @@ def run_options(
     return o
 
 
-def serve(op: str, args: Dict[str, Any], stop: Optional[threading.Event]) -> None:
+def serve(
+    op: str,
+    args: Dict[str, Any],
+    stop: Optional[threading.Event],
+    work: Optional[Callable[[int], None]] = None,
+    threads: int = 0,
+) -> None:
     """Start a Go run loop and wait for it; stop it gracefully on stop or Ctrl-C.
 
     The wait happens in short slices, so that the main thread sees
     KeyboardInterrupt and stop promptly. After a Ctrl-C the loop shuts down
     gracefully (running handlers finish and are settled) and KeyboardInterrupt
-    is raised again.
+    is raised again. With work, threads Python threads run work(job) while
+    the loop runs: they take its messages until it ends.
     """
     if stop is not None and not isinstance(stop, threading.Event):
         raise errors.InvalidArgument("pgqrs: invalid argument: stop must be a threading.Event")
     j = _native.call(op, args)
     _native.job_started(j)
+    workers = [threading.Thread(target=work, args=(j,), name=f"pgqrs-handler-{i}", daemon=True) for i in range(threads if work else 0)]
+    for w in workers:
+        w.start()
     interrupted = False
     done = False
     try:
@@ -169,6 +179,10 @@ def serve(op: str, args: Dict[str, Any], stop: Optional[threading.Event]) -> Non
                 _native.call("job.stop", {"j": j})
             except errors.Error:
                 pass
+        if workers and done:
+            for w in workers:
+                w.join()
+            _native.call("job.release", {"j": j})
         _native.job_ended(j)
     if interrupted:
         raise KeyboardInterrupt
@@ -441,8 +455,10 @@ class Consumer(_Worker):
         its message; one that raises makes it visible again after a backoff,
         and dead-letters it after ``max_attempts`` deliveries (at once for a
         :class:`PermanentError`). Handlers run up to ``concurrency`` at a
-        time, on Go's threads. Returns when ``stop`` is set, or raises
-        KeyboardInterrupt after a graceful shutdown on Ctrl-C.
+        time, on threads this call starts; each takes up to ``batch_size //
+        concurrency`` messages from the loop at once and runs them in turn.
+        Returns when ``stop`` is set, or raises KeyboardInterrupt after a
+        graceful shutdown on Ctrl-C.
 
         Options: ``concurrency`` (1), ``batch_size`` (10),
         ``visibility_timeout``, ``poll_interval``, ``max_attempts`` (5),
@@ -452,22 +468,47 @@ class Consumer(_Worker):
         """
         if not callable(handler):
             raise errors.InvalidArgument("pgqrs: invalid argument: handler must be callable")
-        reply, error_doc = _native.reply, _native.error_doc
+        a = run_options(**options)
+        a.update(c=self._h)
+        threads = max(a["concurrency"], 1)
+        # Each thread takes an even share of a batch at a time, so that a
+        # batch crosses into Python in a few calls, not one per message.
+        share = max(a["batch_size"] // threads, 1) if a["batch_size"] > 0 else max(10 // threads, 1)
+        call_raw, dumps, error_doc = _native.call_raw, _native.dumps, _native.error_doc
 
-        def call(call_id: int, doc: dict) -> int:
+        failed: List[BaseException] = []
+
+        def work(j: int) -> None:
             try:
-                handler(Message(doc["m"]))
-            except BaseException as e:
-                return reply(call_id, {"error": error_doc(e)})
-            return 0
+                take_all(j)
+            except BaseException as e:  # the binding failed: stop the loop, raise in run
+                failed.append(e)
+                _native.call("job.stop", {"j": j})
 
-        t = _native.register(call)
-        try:
-            a = run_options(**options)
-            a.update(c=self._h, t=t)
-            serve("consumer.run", a, stop)
-        finally:
-            _native.unregister(t)
+        def take_all(j: int) -> None:
+            take = dumps({"j": j, "max": share, "timeout": 1.0, "linger": threads > 1}).encode()
+            while True:
+                got = call_raw(b"job.take", take)
+                if got["end"]:
+                    return
+                items = got["m"] or ()
+                outs: List[Dict[str, Any]] = []
+                try:
+                    for item in items:
+                        try:
+                            handler(Message(item["m"]))
+                            outs.append({"k": item["k"]})
+                        except BaseException as e:
+                            outs.append({"k": item["k"], "e": error_doc(e)})
+                finally:
+                    # Whatever happened, every taken message gets an answer.
+                    for item in items[len(outs):]:
+                        outs.append({"k": item["k"], "e": {"type": "InternalError", "message": "the handler thread stopped before this message"}})
+                    _native.call("job.done", {"j": j, "r": outs})
+
+        serve("consumer.run", a, stop, work=work, threads=threads)
+        if failed:
+            raise failed[0]
 
 
 class Runs:

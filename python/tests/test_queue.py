@@ -121,10 +121,44 @@ class QueueTest(Base):
             s.consumer(q).run(handle, concurrency=8, batch_size=10, max_attempts=2, backoff=0.01, stop=stop)
             self.assertEqual(len(seen), 40)
             self.assertGreater(peak[0], 1)
+            self.assertLessEqual(peak[0], 8)
             dl = s.admin.dead_letters(q)
             self.assertEqual(len(dl), 1)
             self.assertIn("boom", dl[0].last_error)
             self.assertEqual(s.admin.replay_dead_letters(q), 1)
+
+    def test_run_settles_each_message_of_a_batch(self):
+        # One thread takes the whole batch of 20 at once; each message's
+        # outcome is still its own: the odd ones dead-letter at once, the
+        # even ones are archived, and every message is handled once.
+        for s in self.each():
+            q = "py-" + uuid.uuid4().hex[:8]
+            s.admin.create_queue(q)
+            s.producer(q).enqueue_batch(list(range(20)))
+            stop = threading.Event()
+            calls, lock = [], threading.Lock()
+
+            def handle(m):
+                with lock:
+                    calls.append(m.payload)
+                if m.payload % 2:
+                    raise pgqrs.PermanentError(f"odd {m.payload}")
+
+            def watch():
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    if s.admin.count_archived(q) == 10 and s.admin.count_dead_letters(q) == 10:
+                        break
+                    time.sleep(0.05)
+                stop.set()
+
+            threading.Thread(target=watch).start()
+            s.consumer(q).run(handle, concurrency=1, batch_size=20, stop=stop)
+            self.assertEqual(sorted(calls), list(range(20)))
+            self.assertEqual(s.admin.count_archived(q), 10)
+            dead = s.admin.dead_letters(q)
+            self.assertEqual(sorted(d.payload for d in dead), list(range(1, 20, 2)))
+            self.assertTrue(all(d.last_error.endswith(f"odd {d.payload}") for d in dead), [d.last_error for d in dead])
 
 
 @pgqrs.workflow("py-greet")

@@ -77,14 +77,14 @@ func (a *Admin) Verify(ctx context.Context) error {
 	for _, tr := range s.d.triggers {
 		var ok bool
 		err := s.read(ctx, func(ctx context.Context, q querier) (err error) {
-			ok, err = s.schema.triggerExists(ctx, q, tr)
+			ok, err = s.schema.triggerEnabled(ctx, q, tr)
 			return err
 		})
 		if err != nil {
 			return fmt.Errorf("verify: %w", err)
 		}
 		if !ok {
-			problems = append(problems, "missing trigger "+tr.name+" on "+tr.table)
+			problems = append(problems, "missing or disabled trigger "+tr.name+" on "+tr.table)
 		}
 	}
 	if allTables {

@@ -103,6 +103,10 @@ func TestVerifyReportsDamage(t *testing.T) {
 			if _, err := s.DB().ExecContext(ctx, "DROP TRIGGER pgqrs_messages_count_in ON "+s.d.relation("pgqrs_messages")); err != nil {
 				t.Fatal(err)
 			}
+			// A disabled trigger counts nothing either.
+			if _, err := s.DB().ExecContext(ctx, "ALTER TABLE "+s.d.relation("pgqrs_archive")+" DISABLE TRIGGER pgqrs_archive_count_in"); err != nil {
+				t.Fatal(err)
+			}
 		}
 		err := s.Admin().Verify(ctx)
 		var se *SchemaError
@@ -111,7 +115,8 @@ func TestVerifyReportsDamage(t *testing.T) {
 		}
 		want := []string{"missing index or trigger pgqrs_messages_claim"}
 		if s.d.name == Postgres {
-			want = append(want, "missing trigger pgqrs_messages_count_in on pgqrs_messages")
+			want = append(want, "missing or disabled trigger pgqrs_messages_count_in on pgqrs_messages",
+				"missing or disabled trigger pgqrs_archive_count_in on pgqrs_archive")
 		}
 		ms, err := s.d.loadMigrations()
 		if err != nil {

@@ -2622,7 +2622,7 @@ var repoCases = map[string]repoCase{
 		e.must(err, "indexExists")
 		e.equal("indexExists(pgqrs_nope_idx)", ok, false)
 	}},
-	"schemaRepo.triggerExists": {run: func(e *repoEnv) {
+	"schemaRepo.triggerEnabled": {run: func(e *repoEnv) {
 		triggers := e.s.d.triggers
 		if e.s.d.name != Postgres { // SQLite's triggers are checked with the indexes
 			triggers = []tableTrigger{{"pgqrs_group_park", "pgqrs_messages"}}
@@ -2631,17 +2631,29 @@ var repoCases = map[string]repoCase{
 			e.t.Fatal("the dialect expects no triggers")
 		}
 		for _, tr := range triggers {
-			ok, err := e.s.schema.triggerExists(e.ctx, e.q, tr)
-			e.must(err, "triggerExists")
-			e.equal("triggerExists("+tr.name+")", ok, true)
+			ok, err := e.s.schema.triggerEnabled(e.ctx, e.q, tr)
+			e.must(err, "triggerEnabled")
+			e.equal("triggerEnabled("+tr.name+")", ok, true)
 			// The same name on another table is another trigger.
-			ok, err = e.s.schema.triggerExists(e.ctx, e.q, tableTrigger{tr.name, "pgqrs_queues"})
-			e.must(err, "triggerExists")
-			e.equal("triggerExists("+tr.name+" on pgqrs_queues)", ok, false)
+			ok, err = e.s.schema.triggerEnabled(e.ctx, e.q, tableTrigger{tr.name, "pgqrs_queues"})
+			e.must(err, "triggerEnabled")
+			e.equal("triggerEnabled("+tr.name+" on pgqrs_queues)", ok, false)
 		}
-		ok, err := e.s.schema.triggerExists(e.ctx, e.q, tableTrigger{"pgqrs_nope", "pgqrs_messages"})
-		e.must(err, "triggerExists")
-		e.equal("triggerExists(pgqrs_nope)", ok, false)
+		ok, err := e.s.schema.triggerEnabled(e.ctx, e.q, tableTrigger{"pgqrs_nope", "pgqrs_messages"})
+		e.must(err, "triggerEnabled")
+		e.equal("triggerEnabled(pgqrs_nope)", ok, false)
+		if e.s.d.name == Postgres { // a disabled trigger does not count
+			tr := triggers[0]
+			alter := func(how string) {
+				_, err := e.q.ExecContext(e.ctx, "ALTER TABLE "+e.s.d.relation(tr.table)+" "+how+" TRIGGER "+tr.name)
+				e.must(err, how)
+			}
+			alter("DISABLE")
+			ok, err = e.s.schema.triggerEnabled(e.ctx, e.q, tr)
+			alter("ENABLE")
+			e.must(err, "triggerEnabled")
+			e.equal("triggerEnabled("+tr.name+") disabled", ok, false)
+		}
 	}},
 	"schemaRepo.orphans": {fresh: true, run: func(e *repoEnv) {
 		count := func() int64 {

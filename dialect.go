@@ -234,8 +234,9 @@ type adminSQL struct {
 	throughput  string // (queue, minus window seconds, limit) → minute (start of the minute archived_at falls in), count, average and longest enqueued_at→dequeued_at seconds, per minute since now minus window, oldest first
 	tableExists string // (relation) → bool
 	indexExists string // (relation) → bool; triggers count as indexes on SQLite
-	// triggerExists is PostgreSQL's (SQLite's triggers are in indexes).
-	triggerExists string // (trigger name, its table's relation) → bool
+	// triggerEnabled is PostgreSQL's (SQLite's triggers are in indexes,
+	// and cannot be disabled): whether the trigger exists and fires.
+	triggerEnabled string // (trigger name, its table's relation) → bool
 	orphans       string // () → count of messages and archived rows whose queue is gone (a partial uninstall)
 	// On PostgreSQL the counts of the metrics statements are kept by the
 	// triggers of migration 0010 (pgqrs_live_counts, pgqrs_archive_counts);

@@ -309,7 +309,7 @@ WHERE NOT cancelled AND archived_at >= date_trunc('minute', now() + make_interva
 GROUP BY 1 ORDER BY 1`),
 			tableExists:   t(`SELECT to_regclass($1) IS NOT NULL`),
 			indexExists:   t(`SELECT to_regclass($1) IS NOT NULL`),
-			triggerExists: t(`SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = $1 AND tgrelid = to_regclass($2))`),
+			triggerEnabled: t(`SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = $1 AND tgrelid = to_regclass($2) AND tgenabled <> 'D')`),
 			compactCounts: t(`SELECT pgqrs_counts_compact()`),
 			recount:       t(`SELECT pgqrs_counts_rebuild()`),
 			orphans: t(`

@@ -268,7 +268,7 @@ SELECT (SELECT count(*) FROM pgqrs_queues),
 			// pgqrs_archive is a view.
 			tableExists:   `SELECT count(*) > 0 FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?1`,
 			indexExists:   `SELECT count(*) > 0 FROM sqlite_master WHERE type IN ('index', 'trigger') AND name = ?1`,
-			triggerExists: `SELECT count(*) > 0 FROM sqlite_master WHERE type = 'trigger' AND name = ?1 AND tbl_name = ?2`,
+			triggerEnabled: `SELECT count(*) > 0 FROM sqlite_master WHERE type = 'trigger' AND name = ?1 AND tbl_name = ?2`,
 			compactCounts: `SELECT 0`,
 			recount:       `SELECT 1 WHERE 0`,
 			orphans: `

@@ -42,9 +42,10 @@ func (r schemaRepo) indexExists(ctx context.Context, q querier, name string) (ok
 	return ok, err
 }
 
-// triggerExists reports whether table has trigger name.
-func (r schemaRepo) triggerExists(ctx context.Context, q querier, tr tableTrigger) (ok bool, err error) {
-	err = q.QueryRowContext(ctx, r.d.admin.triggerExists, tr.name, r.d.relation(tr.table)).Scan(&ok)
+// triggerEnabled reports whether table has trigger name and it is not
+// disabled (ALTER TABLE … DISABLE TRIGGER).
+func (r schemaRepo) triggerEnabled(ctx context.Context, q querier, tr tableTrigger) (ok bool, err error) {
+	err = q.QueryRowContext(ctx, r.d.admin.triggerEnabled, tr.name, r.d.relation(tr.table)).Scan(&ok)
 	return ok, err
 }
 

@@ -52,6 +52,9 @@ func init() {
 	for name, fn := range feedOps {
 		ops[name] = fn
 	}
+	for name, fn := range manageOps {
+		ops[name] = fn
+	}
 }
 
 // storeArgs are the arguments of every operation on a Store.

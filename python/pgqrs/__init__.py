@@ -8,16 +8,18 @@ database. See docs/python.md.
 
 from .errors import *  # noqa: F401,F403 - the exception classes
 from .errors import Error, PermanentError, TransientError
-from .store import Admin, Consumer, Producer, Runs, Store, open
+from .store import Admin, Consumer, Producer, Runs, Schedules, Store, open
 from .types import (
     ArchivedMessage,
     Enqueued,
     ExponentialBackoff,
     Message,
     Queue,
+    QueueLimits,
     QueueMetrics,
     RetryPolicy,
     RunInfo,
+    ScheduleInfo,
     SystemStats,
     WorkerHealth,
     WorkerInfo,

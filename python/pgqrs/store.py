@@ -12,8 +12,10 @@ from .types import (
     Enqueued,
     Message,
     Queue,
+    QueueLimits,
     QueueMetrics,
     RunInfo,
+    ScheduleInfo,
     SystemStats,
     WorkerHealth,
     WorkerInfo,
@@ -198,6 +200,7 @@ class Store:
         self._h = handle
         self.admin = Admin(self)
         self.runs = Runs(self)
+        self.schedules = Schedules(self)
 
     def __enter__(self) -> "Store":
         return self
@@ -339,6 +342,111 @@ class Admin:
 
     def workflows(self) -> List[WorkflowInfo]:
         return [_build(WorkflowInfo, w) for w in self._call("workflows") or []]
+
+    def set_limits(
+        self,
+        queue: str,
+        *,
+        max_in_flight: int = 0,
+        per_group: int = 0,
+        rate: int = 0,
+        rate_period: Optional[Seconds] = None,
+    ) -> None:
+        """Replace the queue's flow-control settings; all zero (the default) clears them.
+
+        ``max_in_flight``: at most this many of its messages leased at once,
+        across every consumer. ``per_group``: at most this many of one group.
+        ``rate`` per ``rate_period``: at most this many claims per period.
+        """
+        a: Dict[str, Any] = {
+            "queue": _str("queue", queue),
+            "max_in_flight": _int("max_in_flight", max_in_flight),
+            "per_group": _int("per_group", per_group),
+            "rate": _int("rate", rate),
+        }
+        if rate_period is not None:
+            a["rate_period"] = _seconds("rate_period", rate_period)
+        self._call("set_limits", **a)
+
+    def limits(self, queue: str) -> QueueLimits:
+        """The queue's flow-control settings and how many limited leases it holds now."""
+        return _build(QueueLimits, self._call("limits", queue=_str("queue", queue)))
+
+    def set_retention(self, queue: str, *, archived: Optional[Seconds] = None, dead_letters: Optional[Seconds] = None) -> None:
+        """Keep the queue's archived messages and dead letters this long (None: forever)."""
+        a: Dict[str, Any] = {"queue": _str("queue", queue)}
+        if archived is not None:
+            a["archived"] = _seconds("archived", archived)
+        if dead_letters is not None:
+            a["dead_letters"] = _seconds("dead_letters", dead_letters)
+        self._call("set_retention", **a)
+
+    def retention(self, queue: str) -> Dict[str, float]:
+        """The queue's retention in seconds: {"archived": s, "dead_letters": s}, 0 = forever."""
+        return self._call("retention", queue=_str("queue", queue))
+
+    def recount(self) -> None:
+        """Rebuild the metrics counters from the rows (PostgreSQL; nothing elsewhere)."""
+        self._call("recount")
+
+
+class Schedules:
+    """Periodic schedules kept in the store; any Run loop with ``scheduler=True`` fires them."""
+
+    def __init__(self, store: "Store") -> None:
+        self._s = store
+
+    def _call(self, op: str, **kw: Any) -> Any:
+        kw["h"] = self._s._h
+        return _native.call("schedules." + op, kw)
+
+    def add(
+        self,
+        name: str,
+        cron: str,
+        *,
+        queue: Optional[str] = None,
+        workflow: Optional[str] = None,
+        payload: Any = None,
+        timezone: str = "UTC",
+        priority: int = 0,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> ScheduleInfo:
+        """Create or replace schedule name: at each cron occurrence enqueue payload to
+        queue, or start a run of workflow with payload as its input (exactly one)."""
+        a: Dict[str, Any] = {
+            "name": _str("name", name),
+            "cron": _str("cron", cron),
+            "timezone": _str("timezone", timezone),
+            "priority": _int("priority", priority),
+            "payload": payload,
+        }
+        if queue is not None:
+            a["queue"] = _str("queue", queue)
+        if workflow is not None:
+            a["workflow"] = _str("workflow", workflow)
+        if headers is not None:
+            a["headers"] = dict(headers)
+        return _build(ScheduleInfo, self._call("add", **a))
+
+    def get(self, name: str) -> ScheduleInfo:
+        return _build(ScheduleInfo, self._call("get", name=_str("name", name)))
+
+    def list(self) -> List[ScheduleInfo]:
+        return [_build(ScheduleInfo, d) for d in self._call("list") or []]
+
+    def pause(self, name: str) -> None:
+        self._call("pause", name=_str("name", name))
+
+    def resume(self, name: str) -> None:
+        self._call("resume", name=_str("name", name))
+
+    def delete(self, name: str) -> None:
+        self._call("delete", name=_str("name", name))
+
+    def trigger(self, name: str) -> int:
+        """Fire the schedule now, whatever its timing; returns the message or run ID."""
+        return self._call("trigger", name=_str("name", name))
 
 
 class _Worker:

@@ -174,6 +174,36 @@ class WorkflowInfo:
 
 
 @dataclass
+class QueueLimits:
+    """A queue's flow-control settings (0 = not set) and its leases held now."""
+
+    max_in_flight: int = 0
+    per_group: int = 0
+    rate: int = 0
+    rate_period: float = 0.0  # seconds
+    in_flight: int = 0
+
+
+@dataclass
+class ScheduleInfo:
+    """A periodic schedule as stored: a cron expression and what it starts."""
+
+    name: str
+    cron: str
+    timezone: str = "UTC"
+    queue: str = ""
+    workflow: str = ""
+    payload: Any = None
+    priority: int = 0
+    headers: Dict[str, str] = field(default_factory=dict)
+    paused: bool = False
+    next_run_at: Optional[datetime] = None
+    last_run_at: Optional[datetime] = None
+    created_at: Optional[datetime] = None
+    updated_at: Optional[datetime] = None
+
+
+@dataclass
 class ExponentialBackoff:
     """A backoff doubling from ``base`` to ``max`` seconds, with jitter."""
 

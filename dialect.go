@@ -237,7 +237,7 @@ type adminSQL struct {
 	// triggerEnabled is PostgreSQL's (SQLite's triggers are in indexes,
 	// and cannot be disabled): whether the trigger exists and fires.
 	triggerEnabled string // (trigger name, its table's relation) → bool
-	orphans       string // () → count of messages and archived rows whose queue is gone (a partial uninstall)
+	orphans        string // () → count of messages and archived rows whose queue is gone (a partial uninstall)
 	// On PostgreSQL the counts of the metrics statements are kept by the
 	// triggers of migration 0010 (pgqrs_live_counts, pgqrs_archive_counts);
 	// elsewhere they are counted on each call and these do nothing.

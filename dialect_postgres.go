@@ -307,11 +307,11 @@ FROM (SELECT archived_at, enqueued_at, dequeued_at, cancelled FROM pgqrs_archive
       WHERE queue_id = $1 AND NOT dead ORDER BY id DESC LIMIT $3) a
 WHERE NOT cancelled AND archived_at >= date_trunc('minute', now() + make_interval(secs => $2::float8))
 GROUP BY 1 ORDER BY 1`),
-			tableExists:   t(`SELECT to_regclass($1) IS NOT NULL`),
-			indexExists:   t(`SELECT to_regclass($1) IS NOT NULL`),
+			tableExists:    t(`SELECT to_regclass($1) IS NOT NULL`),
+			indexExists:    t(`SELECT to_regclass($1) IS NOT NULL`),
 			triggerEnabled: t(`SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = $1 AND tgrelid = to_regclass($2) AND tgenabled <> 'D')`),
-			compactCounts: t(`SELECT pgqrs_counts_compact()`),
-			recount:       t(`SELECT pgqrs_counts_rebuild()`),
+			compactCounts:  t(`SELECT pgqrs_counts_compact()`),
+			recount:        t(`SELECT pgqrs_counts_rebuild()`),
 			orphans: t(`
 SELECT (SELECT count(*) FROM pgqrs_messages m WHERE NOT EXISTS (SELECT 1 FROM pgqrs_queues q WHERE q.id = m.queue_id))
      + (SELECT count(*) FROM pgqrs_archive a WHERE NOT EXISTS (SELECT 1 FROM pgqrs_queues q WHERE q.id = a.queue_id))`),

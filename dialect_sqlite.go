@@ -266,11 +266,11 @@ SELECT (SELECT count(*) FROM pgqrs_queues),
        (SELECT count(*) FROM pgqrs_workers),
        (SELECT coalesce(max(version), 0) FROM pgqrs_schema_version)`,
 			// pgqrs_archive is a view.
-			tableExists:   `SELECT count(*) > 0 FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?1`,
-			indexExists:   `SELECT count(*) > 0 FROM sqlite_master WHERE type IN ('index', 'trigger') AND name = ?1`,
+			tableExists:    `SELECT count(*) > 0 FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?1`,
+			indexExists:    `SELECT count(*) > 0 FROM sqlite_master WHERE type IN ('index', 'trigger') AND name = ?1`,
 			triggerEnabled: `SELECT count(*) > 0 FROM sqlite_master WHERE type = 'trigger' AND name = ?1 AND tbl_name = ?2`,
-			compactCounts: `SELECT 0`,
-			recount:       `SELECT 1 WHERE 0`,
+			compactCounts:  `SELECT 0`,
+			recount:        `SELECT 1 WHERE 0`,
 			orphans: `
 SELECT count(*) FROM pgqrs_messages m WHERE NOT EXISTS (SELECT 1 FROM pgqrs_queues q WHERE q.id = m.queue_id)`,
 			moveToDLQ: `

@@ -136,6 +136,18 @@ func triggerOnly(name string) *pgqrs.Workflow[json.RawMessage, json.RawMessage] 
 	})
 }
 
+// jobOf is the running loop named by the arguments' "j", and its handle.
+func jobOf(in []byte) (*job, uint64, error) {
+	a, err := args[struct {
+		J uint64 `json:"j"`
+	}](in)
+	if err != nil {
+		return nil, 0, err
+	}
+	j, err := lookup[*job](a.J, "running loop")
+	return j, a.J, err
+}
+
 func quote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
@@ -194,32 +206,20 @@ var workOps = map[string]op{
 		}
 	},
 	"job.release": func(in []byte) (any, error) {
-		a, err := args[struct {
-			J uint64 `json:"j"`
-		}](in)
-		if err != nil {
-			return nil, err
-		}
-		j, err := lookup[*job](a.J, "running loop")
+		j, h, err := jobOf(in)
 		if err != nil {
 			return nil, err
 		}
 		select {
 		case <-j.done:
-			dropHandle(a.J)
+			dropHandle(h)
 			return nil, nil
 		default:
-			return nil, fmt.Errorf("%w: loop %d is still running", pgqrs.ErrInvalidArgument, a.J)
+			return nil, fmt.Errorf("%w: loop %d is still running", pgqrs.ErrInvalidArgument, h)
 		}
 	},
 	"job.stop": func(in []byte) (any, error) {
-		a, err := args[struct {
-			J uint64 `json:"j"`
-		}](in)
-		if err != nil {
-			return nil, err
-		}
-		j, err := lookup[*job](a.J, "running loop")
+		j, _, err := jobOf(in)
 		if err != nil {
 			return nil, err
 		}
